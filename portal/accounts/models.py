@@ -1,0 +1,178 @@
+"""User accounts, their roles, recovery codes and single-use e-mail tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy import BigInteger, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.db import Base, UTCDateTime, new_id, utcnow
+from portal.orgs.models import Organisation
+
+
+class Role(StrEnum):
+    """Roles of ARCHITECTURE.md; a user may hold several."""
+
+    AGENT = "agent"
+    TECHNICIEN = "technicien"
+    GESTIONNAIRE = "gestionnaire"
+    SECURITE = "securite"
+    ADMIN = "admin"
+
+
+ROLE_LABELS = {
+    Role.AGENT: "Agent",
+    Role.TECHNICIEN: "Technicien (flux XML)",
+    Role.GESTIONNAIRE: "Gestionnaire de comptes",
+    Role.SECURITE: "Responsable sécurité",
+    Role.ADMIN: "Administrateur de la plateforme",
+}
+
+PRIVILEGED_ROLES = frozenset({Role.GESTIONNAIRE, Role.SECURITE, Role.ADMIN})
+
+
+class AccountStatus(StrEnum):
+    """Life cycle of an account."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    REVOKED = "revoked"
+
+
+STATUS_LABELS = {
+    AccountStatus.PENDING: "En attente d'activation",
+    AccountStatus.ACTIVE: "Actif",
+    AccountStatus.SUSPENDED: "Suspendu",
+    AccountStatus.REVOKED: "Révoqué",
+}
+
+
+class TokenPurpose(StrEnum):
+    """What a single-use e-mail token allows."""
+
+    ACTIVATION = "activation"
+    PASSWORD_RESET = "password_reset"  # noqa: S105 - a token purpose, not a secret
+    MFA_ENROLMENT = "mfa_enrolment"
+
+
+class User(Base):
+    """An account: exactly one organisation, one or more roles, password and TOTP."""
+
+    __tablename__ = "user_account"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "status IN ('pending', 'active', 'suspended', 'revoked')", name="status_known"
+        ),
+        sa.CheckConstraint("status != 'active' OR password_hash IS NOT NULL", name="active_has_pw"),
+        sa.CheckConstraint(
+            "status != 'active' OR totp_secret IS NOT NULL OR mfa_reset_at IS NOT NULL",
+            name="active_has_mfa",
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("organisation.id"), nullable=False, index=True
+    )
+    email: Mapped[str] = mapped_column(String(254), nullable=False, unique=True)
+    full_name: Mapped[str] = mapped_column(String(120), nullable=False)
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=AccountStatus.PENDING)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    mfa_reset_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    organisation: Mapped[Organisation] = relationship(lazy="joined")
+    role_rows: Mapped[list[UserRole]] = relationship(
+        cascade="all, delete-orphan", lazy="selectin", back_populates="user"
+    )
+
+    @property
+    def roles(self) -> frozenset[Role]:
+        """The roles this account holds."""
+        return frozenset(Role(r.role) for r in self.role_rows)
+
+    def has_role(self, role: Role) -> bool:
+        """True when the account holds *role*."""
+        return role in self.roles
+
+    @property
+    def is_active(self) -> bool:
+        """Flask-Login: only active accounts may hold a session."""
+        return self.status == AccountStatus.ACTIVE
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Flask-Login: a loaded user is authenticated (MFA is checked by the loader)."""
+        return True
+
+    @property
+    def is_anonymous(self) -> bool:
+        """Flask-Login."""
+        return False
+
+    def get_id(self) -> str:
+        """Flask-Login."""
+        return self.id
+
+    @property
+    def status_label(self) -> str:
+        """French label of the status."""
+        return STATUS_LABELS[AccountStatus(self.status)]
+
+
+class UserRole(Base):
+    """One role held by one account."""
+
+    __tablename__ = "user_role"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "role IN ('agent', 'technicien', 'gestionnaire', 'securite', 'admin')",
+            name="role_known",
+        ),
+    )
+
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    role: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+    user: Mapped[User] = relationship(back_populates="role_rows")
+
+
+class RecoveryCode(Base):
+    """A single-use MFA recovery code, stored as a SHA-256 digest (80 random bits)."""
+
+    __tablename__ = "recovery_code"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    code_digest: Mapped[str] = mapped_column(String(64), nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserToken(Base):
+    """A single-use token sent by e-mail (activation, password reset, MFA enrolment)."""
+
+    __tablename__ = "user_token"
+    __table_args__ = (sa.CheckConstraint("expires_at > created_at", name="expires_after_creation"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    purpose: Mapped[str] = mapped_column(String(20), nullable=False)
+    token_digest: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

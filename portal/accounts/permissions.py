@@ -1,0 +1,29 @@
+"""Who may manage which account."""
+
+from __future__ import annotations
+
+from portal.accounts.models import Role, User
+from portal.orgs.models import OrgKind
+
+
+def can_manage_accounts(actor: User) -> bool:
+    """True when *actor* is an active account manager."""
+    return actor.is_active and actor.has_role(Role.GESTIONNAIRE)
+
+
+def can_manage_account(actor: User, target: User) -> bool:
+    """An account manager acts on accounts of its own organisation only, never on itself."""
+    return (
+        can_manage_accounts(actor)
+        and actor.organisation_id == target.organisation_id
+        and actor.id != target.id
+    )
+
+
+def roles_allowed_for(kind: OrgKind) -> frozenset[Role]:
+    """Roles an account of an organisation of *kind* may hold."""
+    if kind is OrgKind.PLATEFORME:
+        return frozenset({Role.ADMIN, Role.GESTIONNAIRE, Role.SECURITE})
+    if kind is OrgKind.PRESTATAIRE:
+        return frozenset({Role.AGENT, Role.GESTIONNAIRE, Role.SECURITE})
+    return frozenset({Role.AGENT, Role.TECHNICIEN, Role.GESTIONNAIRE, Role.SECURITE})

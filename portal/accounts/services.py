@@ -1,0 +1,182 @@
+"""The verbs of account management, shared by the web pages and the CLI."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import audit
+from audit import AuditAction
+from portal.accounts.models import AccountStatus, RecoveryCode, Role, TokenPurpose, User, UserRole
+from portal.accounts.permissions import roles_allowed_for
+from portal.auth import services as auth
+from portal.auth.sessions import revoke_user_sessions
+from portal.db import utcnow
+from portal.orgs.models import Organisation, OrgKind
+from portal.services import Services
+
+_EMAIL = re.compile(
+    r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
+)
+
+
+class AccountError(ValueError):
+    """A request on an account cannot be carried out (French message for people)."""
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    """A created account and its activation token (to be e-mailed, never displayed)."""
+
+    user: User
+    activation_token: str
+
+
+def create_account(
+    session: Session,
+    *,
+    organisation: Organisation,
+    email: str,
+    full_name: str,
+    roles: Iterable[Role],
+    actor: audit.Actor,
+    ctx: audit.Context,
+) -> NewAccount:
+    """Create a pending account with its roles and an activation token (72 h)."""
+    email = auth.normalise_email(email)
+    if not _EMAIL.match(email) or len(email) > 254:
+        raise AccountError("Adresse électronique invalide.")
+    full_name = " ".join(full_name.split())
+    if not 2 <= len(full_name) <= 120:
+        raise AccountError("Le nom doit contenir entre 2 et 120 caractères.")
+    role_set = frozenset(roles)
+    if not role_set:
+        raise AccountError("Choisissez au moins un rôle.")
+    forbidden = role_set - roles_allowed_for(OrgKind(organisation.kind))
+    if forbidden:
+        raise AccountError("Rôle non autorisé pour cette organisation.")
+    if auth.find_user_by_email(session, email) is not None:
+        raise AccountError("Un compte existe déjà avec cette adresse électronique.")
+    user = User(
+        organisation_id=organisation.id,
+        email=email,
+        full_name=full_name,
+        status=AccountStatus.PENDING,
+        created_at=utcnow(),
+    )
+    user.organisation = organisation
+    user.role_rows = [UserRole(role=str(r)) for r in sorted(role_set)]
+    session.add(user)
+    session.flush()
+    token = auth.issue_token(session, user, TokenPurpose.ACTIVATION)
+    audit.record(
+        session,
+        AuditAction.ACCOUNT_CREATED,
+        actor=actor,
+        context=ctx,
+        target=audit.Target("user", user.id),
+        details={"roles": sorted(str(r) for r in role_set), "organisation_id": organisation.id},
+    )
+    return NewAccount(user, token)
+
+
+def activation_mail(svc: Services, user: User, token: str) -> tuple[str, str]:
+    """Subject and body of the activation e-mail."""
+    link = f"{svc.settings.base_url}/activation/{token}"
+    body = (
+        f"Bonjour,\n\nUn compte Fil'R a été créé pour vous ({user.organisation.name}).\n\n"
+        f"Pour l'activer, choisissez votre mot de passe puis configurez votre application "
+        f"d'authentification en suivant ce lien, valable 72 heures et utilisable une seule "
+        f"fois :\n\n{link}\n\nSi vous n'attendiez pas ce message, ignorez-le et prévenez le "
+        f"gestionnaire de comptes de votre organisation.\n\n-- \nFil'R, échanges sécurisés RSA / "
+        f"France Travail\n"
+    )
+    return "Fil'R : activez votre compte", body
+
+
+def send_activation(
+    session: Session, svc: Services, new: NewAccount, ctx: audit.Context, actor: audit.Actor
+) -> None:
+    """E-mail the activation link and record that it was sent."""
+    subject, body = activation_mail(svc, new.user, new.activation_token)
+    svc.mailer.send(new.user.email, subject, body)
+    audit.record(
+        session,
+        AuditAction.ACCOUNT_ACTIVATION_SENT,
+        actor=actor,
+        context=ctx,
+        target=audit.Target("user", new.user.id),
+    )
+
+
+def resend_activation(
+    session: Session, user: User, actor: audit.Actor, ctx: audit.Context
+) -> NewAccount:
+    """A new activation token for a still-pending account (the old one stops working)."""
+    if user.status != AccountStatus.PENDING:
+        raise AccountError("Ce compte est déjà activé.")
+    return NewAccount(user, auth.issue_token(session, user, TokenPurpose.ACTIVATION))
+
+
+def _set_status(
+    session: Session,
+    user: User,
+    status: AccountStatus,
+    action: AuditAction,
+    actor: audit.Actor,
+    ctx: audit.Context,
+) -> None:
+    user.status = status
+    if status in (AccountStatus.SUSPENDED, AccountStatus.REVOKED):
+        revoke_user_sessions(session, user.id)  # at once, not at the next idle timeout
+    audit.record(session, action, actor=actor, context=ctx, target=audit.Target("user", user.id))
+
+
+def suspend(session: Session, user: User, actor: audit.Actor, ctx: audit.Context) -> None:
+    """Suspend an active or pending account; its sessions end now."""
+    if user.status not in (AccountStatus.ACTIVE, AccountStatus.PENDING):
+        raise AccountError("Seul un compte actif ou en attente peut être suspendu.")
+    _set_status(session, user, AccountStatus.SUSPENDED, AuditAction.ACCOUNT_SUSPENDED, actor, ctx)
+
+
+def reactivate(session: Session, user: User, actor: audit.Actor, ctx: audit.Context) -> None:
+    """Lift a suspension (back to active, or pending if never activated)."""
+    if user.status != AccountStatus.SUSPENDED:
+        raise AccountError("Seul un compte suspendu peut être réactivé.")
+    back = AccountStatus.ACTIVE if user.activated_at else AccountStatus.PENDING
+    _set_status(session, user, back, AuditAction.ACCOUNT_REACTIVATED, actor, ctx)
+
+
+def revoke(session: Session, user: User, actor: audit.Actor, ctx: audit.Context) -> None:
+    """Revoke an account for good: it can never log in again."""
+    if user.status == AccountStatus.REVOKED:
+        raise AccountError("Ce compte est déjà révoqué.")
+    _set_status(session, user, AccountStatus.REVOKED, AuditAction.ACCOUNT_REVOKED, actor, ctx)
+    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    user.totp_secret = None
+    user.mfa_reset_at = utcnow()
+    user.password_hash = None
+
+
+def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Context) -> str:
+    """Remove the user's authenticator and recovery codes; return an enrolment token (72 h)."""
+    if user.status != AccountStatus.ACTIVE:
+        raise AccountError("Seul un compte actif peut être réinitialisé.")
+    user.totp_secret = None
+    user.totp_last_step = None
+    user.mfa_reset_at = utcnow()
+    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    revoke_user_sessions(session, user.id)
+    token = auth.issue_token(session, user, TokenPurpose.MFA_ENROLMENT)
+    audit.record(
+        session,
+        AuditAction.MFA_RESET,
+        actor=actor,
+        context=ctx,
+        target=audit.Target("user", user.id),
+    )
+    return token

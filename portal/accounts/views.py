@@ -1,0 +1,312 @@
+"""Mon compte (every user) and the account manager's workspace (gestionnaire)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from werkzeug.wrappers.response import Response
+
+import audit
+from audit import AuditAction
+from portal.accounts import services as accounts
+from portal.accounts.forms import (
+    ChangePasswordForm,
+    ConfirmPasswordForm,
+    CreateAccountForm,
+    EmptyForm,
+    ReenrolTotpForm,
+)
+from portal.accounts.models import ROLE_LABELS, Role, User
+from portal.accounts.permissions import can_manage_account, can_manage_accounts, roles_allowed_for
+from portal.auth import services as auth
+from portal.auth import totp
+from portal.auth.models import ServerSession
+from portal.auth.sessions import PortalSession, revoke_user_sessions
+from portal.db import db
+from portal.orgs.models import OrgKind
+from portal.orgs.permissions import spaces_of
+from portal.services import services
+from portal.web import actor_of, audit_context, the_user
+
+bp = Blueprint("accounts", __name__)
+
+
+def _session() -> PortalSession:
+    sess = session._get_current_object()  # type: ignore[attr-defined]
+    assert isinstance(sess, PortalSession)  # noqa: S101 - installed by create_app
+    return sess
+
+
+def _my_sessions(user: User) -> list[ServerSession]:
+    return list(
+        db.session.execute(
+            sa.select(ServerSession)
+            .where(ServerSession.user_id == user.id)
+            .order_by(ServerSession.last_seen_at.desc())
+        ).scalars()
+    )
+
+
+def _account_page(**forms: object) -> str:
+    user = the_user()
+    sess = _session()
+    return render_template(
+        "accounts/my_account.html",
+        user=user,
+        spaces=sorted(spaces_of(user)),
+        sessions=_my_sessions(user),
+        current_session_id=sess.row_id,
+        recovery_left=auth.remaining_recovery_codes(db.session, user),
+        password_form=forms.get("password_form") or ChangePasswordForm(),
+        codes_form=forms.get("codes_form") or ConfirmPasswordForm(),
+        empty_form=EmptyForm(),
+        problems=forms.get("problems") or [],
+    )
+
+
+@bp.route("/compte")
+def my_account() -> str:
+    """Profile, password, second factor, recovery codes and active sessions."""
+    return _account_page()
+
+
+@bp.route("/compte/mot-de-passe", methods=["POST"])
+def change_password() -> str | Response:
+    """Change the password; every other session of the account ends."""
+    user, svc = the_user(), services()
+    form = ChangePasswordForm()
+    problems: list[str] = []
+    if form.validate_on_submit():
+        if not svc.argon2.verify(user.password_hash, form.current.data):
+            problems = ["Le mot de passe actuel est incorrect."]
+        else:
+            problems = auth.check_new_password(user, form.password.data, form.confirmation.data)
+        if not problems:
+            auth.set_password(db.session, svc, user, form.password.data)
+            revoke_user_sessions(db.session, user.id, keep_row_id=_session().row_id)
+            audit.record(
+                db.session,
+                AuditAction.PASSWORD_CHANGED,
+                actor=actor_of(user),
+                context=audit_context(),
+            )
+            db.session.commit()
+            _session().authenticate(user.id)  # new session id as well
+            svc.mailer.send(
+                user.email,
+                "Fil'R : votre mot de passe a été modifié",
+                render_template("mails/password_changed.txt"),
+            )
+            flash(
+                "Votre mot de passe a été modifié. Vos autres sessions ont été fermées.", "success"
+            )
+            return redirect(url_for("accounts.my_account"))
+    else:
+        problems = ["Renseignez les trois champs."]
+    return _account_page(password_form=form, problems=problems)
+
+
+@bp.route("/compte/codes-de-secours", methods=["POST"])
+def regenerate_recovery_codes() -> str | Response:
+    """Ten new recovery codes, shown once; the old ones stop working."""
+    user, svc = the_user(), services()
+    form = ConfirmPasswordForm()
+    if form.validate_on_submit() and svc.argon2.verify(user.password_hash, form.current.data):
+        codes = auth.replace_recovery_codes(db.session, user)
+        audit.record(
+            db.session,
+            AuditAction.RECOVERY_CODES_REGENERATED,
+            actor=actor_of(user),
+            context=audit_context(),
+        )
+        db.session.commit()
+        return render_template("auth/recovery_codes.html", codes=codes, first=False)
+    return _account_page(codes_form=form, problems=["Le mot de passe actuel est incorrect."])
+
+
+@bp.route("/compte/authentification", methods=["GET", "POST"])
+def reenrol_totp() -> str | Response:
+    """Move the second factor to a new authenticator app."""
+    user, svc = the_user(), services()
+    sess = _session()
+    secret = sess.get("reenrol_secret")
+    if not isinstance(secret, str):
+        secret = totp.new_secret()
+        sess["reenrol_secret"] = secret
+    form = ReenrolTotpForm()
+    error = None
+    if form.validate_on_submit():
+        if not svc.argon2.verify(user.password_hash, form.current.data):
+            error = "Le mot de passe actuel est incorrect."
+        elif not auth.enrol_totp(db.session, svc, user, secret, form.code.data):
+            error = "Code incorrect : saisissez le code affiché par la nouvelle application."
+        else:
+            sess.pop("reenrol_secret", None)
+            revoke_user_sessions(db.session, user.id, keep_row_id=sess.row_id)
+            audit.record(
+                db.session,
+                AuditAction.MFA_ENROLLED,
+                actor=actor_of(user),
+                context=audit_context(),
+                details={"reason": "re-enrolment"},
+            )
+            db.session.commit()
+            flash("Votre nouvelle application d'authentification est enregistrée.", "success")
+            return redirect(url_for("accounts.my_account"))
+    uri = totp.provisioning_uri(secret, user.email)
+    return render_template(
+        "accounts/reenrol_totp.html", form=form, error=error, qr_svg=totp.qr_svg(uri), secret=secret
+    )
+
+
+@bp.route("/compte/sessions/<handle>/fermer", methods=["POST"])
+def close_session(handle: str) -> Response:
+    """End one of one's own sessions (a forgotten computer)."""
+    user = the_user()
+    form = EmptyForm()
+    if not form.validate_on_submit() or len(handle) != 16:
+        abort(404)
+    target = next((s for s in _my_sessions(user) if s.id[:16] == handle), None)
+    if target is None:
+        abort(404)
+    db.session.delete(target)
+    audit.record(
+        db.session,
+        AuditAction.SESSION_REVOKED,
+        actor=actor_of(user),
+        context=audit_context(),
+        target=audit.Target("session", handle),
+    )
+    db.session.commit()
+    if target.id == _session().row_id:
+        _session().destroy()
+        return redirect(url_for("auth.login"))
+    flash("La session a été fermée.", "success")
+    return redirect(url_for("accounts.my_account"))
+
+
+# --- account manager ---------------------------------------------------------------------
+
+
+def _manager() -> User:
+    user = the_user()
+    if not can_manage_accounts(user):
+        abort(404)
+    return user
+
+
+def _managed(user_id: str) -> tuple[User, User]:
+    actor = _manager()
+    target = db.session.get(User, user_id) if len(user_id) == 32 else None
+    if target is None or not can_manage_account(actor, target):
+        abort(404)  # another organisation's account looks exactly like an unknown one
+    return actor, target
+
+
+@bp.route("/gestion/comptes")
+def manage_list() -> str:
+    """Accounts of the manager's organisation."""
+    actor = _manager()
+    users = db.session.execute(
+        sa.select(User)
+        .where(User.organisation_id == actor.organisation_id)
+        .order_by(User.full_name)
+    ).scalars()
+    return render_template("accounts/manage_list.html", users=list(users))
+
+
+def _role_choices(actor: User) -> list[tuple[str, str]]:
+    allowed = roles_allowed_for(OrgKind(actor.organisation.kind))
+    return [(str(r), ROLE_LABELS[r]) for r in Role if r in allowed]
+
+
+@bp.route("/gestion/comptes/nouveau", methods=["GET", "POST"])
+def manage_create() -> str | Response:
+    """Create an account; the person receives an activation e-mail."""
+    actor = _manager()
+    form = CreateAccountForm()
+    form.roles.choices = _role_choices(actor)
+    error = None
+    if form.validate_on_submit():
+        ctx, who = audit_context(), actor_of(actor)
+        try:
+            new = accounts.create_account(
+                db.session,
+                organisation=actor.organisation,
+                email=form.email.data,
+                full_name=form.full_name.data,
+                roles=[Role(r) for r in form.roles.data],
+                actor=who,
+                ctx=ctx,
+            )
+        except accounts.AccountError as e:
+            db.session.rollback()
+            error = str(e)
+        else:
+            db.session.commit()
+            accounts.send_activation(db.session, services(), new, ctx, who)
+            db.session.commit()
+            flash(
+                f"Le compte de {new.user.full_name} a été créé ; un e-mail d'activation lui a "
+                "été envoyé (lien valable 72 heures).",
+                "success",
+            )
+            return redirect(url_for("accounts.manage_detail", user_id=new.user.id))
+    elif request.method == "POST":
+        error = "Le formulaire contient des erreurs : corrigez les champs signalés."
+    return render_template("accounts/manage_create.html", form=form, error=error)
+
+
+@bp.route("/gestion/comptes/<user_id>")
+def manage_detail(user_id: str) -> str:
+    """One account of the organisation and the actions on it."""
+    _actor, target = _managed(user_id)
+    return render_template("accounts/manage_detail.html", target=target, form=EmptyForm())
+
+
+_ACTIONS = {
+    "suspendre": (accounts.suspend, "Le compte a été suspendu ; ses sessions sont fermées."),
+    "reactiver": (accounts.reactivate, "Le compte a été réactivé."),
+    "revoquer": (accounts.revoke, "Le compte a été révoqué définitivement."),
+}
+
+
+@bp.route("/gestion/comptes/<user_id>/<action>", methods=["POST"])
+def manage_action(user_id: str, action: str) -> Response:
+    """Suspend, reactivate, revoke, reset MFA or resend the activation e-mail."""
+    actor, target = _managed(user_id)
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    svc, ctx, who = services(), audit_context(), actor_of(actor)
+    try:
+        if action in _ACTIONS:
+            verb, message = _ACTIONS[action]
+            verb(db.session, target, who, ctx)
+            db.session.commit()
+        elif action == "reinitialiser-mfa":
+            token = accounts.reset_mfa(db.session, target, who, ctx)
+            db.session.commit()
+            link = svc.settings.base_url + url_for("auth.mfa_enrol", token=token)
+            svc.mailer.send(
+                target.email,
+                "Fil'R : votre double authentification a été réinitialisée",
+                render_template("mails/mfa_reset.txt", link=link, manager=actor.full_name),
+            )
+            message = (
+                "La double authentification a été réinitialisée ; la personne a reçu un "
+                "e-mail pour configurer sa nouvelle application."
+            )
+        elif action == "renvoyer-activation":
+            new = accounts.resend_activation(db.session, target, who, ctx)
+            db.session.commit()
+            accounts.send_activation(db.session, svc, new, ctx, who)
+            db.session.commit()
+            message = "Un nouvel e-mail d'activation a été envoyé."
+        else:
+            abort(404)
+    except accounts.AccountError as e:
+        db.session.rollback()
+        flash(str(e), "error")
+    else:
+        flash(message, "success")
+    return redirect(url_for("accounts.manage_detail", user_id=target.id))

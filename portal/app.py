@@ -1,0 +1,95 @@
+"""The application factory: reading it tells you the whole app."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask, abort, send_from_directory
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFProtect
+from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers.response import Response
+
+from portal import security
+from portal.accounts.models import User
+from portal.auth.sessions import PortalSession, ServerSessionInterface
+from portal.db import db
+from portal.services import build_services
+from portal.settings import Settings
+
+login_manager = LoginManager()
+csrf = CSRFProtect()
+
+
+@login_manager.request_loader  # type: ignore[untyped-decorator]
+def _load_user_from_session(_request: object) -> User | None:
+    # Only a session that passed password AND TOTP carries a user: a password-only or
+    # half-enrolled session never loads one (deny by default).
+    from flask import session
+
+    if not isinstance(session, PortalSession):
+        return None
+    if session.user_id is None or session.mfa_verified_at is None:
+        return None
+    user = db.session.get(User, session.user_id)
+    if user is None or not user.is_active:
+        return None
+    return user
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the portal for *settings* (default: `Settings.from_env()`)."""
+    settings = settings or Settings.from_env()
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        FILR_SETTINGS=settings,
+        TESTING=settings.testing,
+        MAX_CONTENT_LENGTH=settings.max_upload_bytes,
+        # __Host- requires Secure; plain-HTTP development (embedded default on 127.0.0.1)
+        # cannot send Secure cookies, so only there the prefix and Secure are dropped.
+        SESSION_COOKIE_NAME="__Host-filr" if settings.secure_cookies else "filr",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/",
+        WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the (server-side) session
+        WTF_CSRF_SSL_STRICT=settings.secure_cookies,
+    )
+    if settings.trusted_proxy_count:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=settings.trusted_proxy_count
+        )
+
+    db.init_app(app, settings.database_url)
+    app.extensions["filr"] = build_services(settings, db)
+    app.session_interface = ServerSessionInterface(
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        absolute=timedelta(hours=settings.session_absolute_hours),
+    )
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    security.install(app)
+
+    from portal.accounts.views import bp as accounts_bp
+    from portal.auth.views import bp as auth_bp
+    from portal.home.views import bp as home_bp
+
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(accounts_bp)
+    app.register_blueprint(home_bp)
+
+    dsfr_dir = settings.dsfr_dir
+
+    @app.route("/dsfr/<path:filename>", endpoint="dsfr")
+    def _dsfr(filename: str) -> Response:
+        # The DSFR's dist/ folder, installed by npm at setup, never committed.
+        if dsfr_dir is None or not Path(dsfr_dir).is_dir():
+            abort(404)
+        return send_from_directory(dsfr_dir, filename, max_age=86400)
+
+    from portal.templating import install as install_templating
+
+    install_templating(app)
+    return app

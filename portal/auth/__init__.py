@@ -1,0 +1,1 @@
+"""Log-in with password and mandatory TOTP, sessions, throttling."""

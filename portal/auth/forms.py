@@ -1,0 +1,49 @@
+"""Forms of the log-in, activation and password pages."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, PasswordField, StringField
+from wtforms.validators import DataRequired, Length
+
+MAX_PW = 1024
+
+
+class LoginForm(FlaskForm):  # type: ignore[misc]
+    """E-mail, password and the second factor, checked together."""
+
+    email = EmailField("Adresse électronique", validators=[DataRequired(), Length(max=254)])
+    password = PasswordField("Mot de passe", validators=[DataRequired(), Length(max=MAX_PW)])
+    code = StringField(
+        "Code de votre application d'authentification",
+        validators=[DataRequired(), Length(max=32)],
+    )
+
+
+class NewPasswordForm(FlaskForm):  # type: ignore[misc]
+    """Choose a password (the policy is checked by the service, with the user's data)."""
+
+    password = PasswordField(
+        "Nouveau mot de passe", validators=[DataRequired(), Length(max=MAX_PW)]
+    )
+    confirmation = PasswordField(
+        "Confirmez le mot de passe", validators=[DataRequired(), Length(max=MAX_PW)]
+    )
+
+
+class TotpConfirmForm(FlaskForm):  # type: ignore[misc]
+    """Prove the authenticator app holds the new secret."""
+
+    code = StringField("Code à 6 chiffres", validators=[DataRequired(), Length(min=6, max=8)])
+
+
+class PasswordThenTotpForm(FlaskForm):  # type: ignore[misc]
+    """Re-enrolment after an MFA reset: the password first proves who is enrolling."""
+
+    password = PasswordField("Mot de passe", validators=[DataRequired(), Length(max=MAX_PW)])
+
+
+class ForgotPasswordForm(FlaskForm):  # type: ignore[misc]
+    """Ask for a reset link."""
+
+    email = EmailField("Adresse électronique", validators=[DataRequired(), Length(max=254)])

@@ -1,0 +1,37 @@
+"""Server-side sessions and throttling counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from portal.db import Base, UTCDateTime, new_id
+
+
+class ServerSession(Base):
+    """A browser session; the cookie holds a random token, the table only its digest."""
+
+    __tablename__ = "server_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256(token)
+    user_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="CASCADE"), index=True
+    )
+    mfa_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    source_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    data: Mapped[str] = mapped_column(Text, nullable=False, default="{}")
+
+
+class ThrottleEvent(Base):
+    """One failed attempt under a throttling key (used when Redis is not configured)."""
+
+    __tablename__ = "throttle_event"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    key: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)

@@ -1,0 +1,251 @@
+"""The verbs of authentication: log in, tokens, passwords, TOTP. No request, no flash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import audit
+from audit import AuditAction, Outcome
+from portal.accounts.models import (
+    PRIVILEGED_ROLES,
+    AccountStatus,
+    RecoveryCode,
+    TokenPurpose,
+    User,
+    UserToken,
+)
+from portal.auth import totp
+from portal.auth.passwords import password_problems
+from portal.auth.throttle import account_key, ip_key
+from portal.db import utcnow
+from portal.services import Services
+
+TOKEN_LIFETIMES = {
+    TokenPurpose.ACTIVATION: timedelta(hours=72),
+    TokenPurpose.MFA_ENROLMENT: timedelta(hours=72),
+    TokenPurpose.PASSWORD_RESET: timedelta(minutes=30),
+}
+
+
+def normalise_email(email: str) -> str:
+    """E-mail addresses are compared case-insensitively."""
+    return email.strip().lower()
+
+
+def find_user_by_email(session: Session, email: str) -> User | None:
+    """The account holding *email*, if any."""
+    return session.execute(
+        sa.select(User).where(User.email == normalise_email(email))
+    ).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class LoginOutcome:
+    """Result of a log-in attempt; `user` only on success."""
+
+    user: User | None = None
+    retry_after: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when password and second factor were both right."""
+        return self.user is not None
+
+
+def attempt_login(
+    session: Session, svc: Services, email: str, password: str, code: str, ctx: audit.Context
+) -> LoginOutcome:
+    """Check password then TOTP (or a recovery code); throttle and audit every outcome."""
+    akey, ikey = account_key(email), ip_key(ctx.source_ip)
+    settings = svc.settings
+    user = find_user_by_email(session, email) if len(email) <= 254 else None
+    actor = audit.Actor(user.id, user.organisation_id) if user else audit.SYSTEM
+    for key, limit in (
+        (akey, settings.throttle_account_per_minute),
+        (ikey, settings.throttle_ip_per_minute),
+    ):
+        verdict = svc.throttle.check(key, limit)
+        if not verdict.allowed:
+            audit.record(
+                session,
+                AuditAction.LOGIN_THROTTLED,
+                actor=actor,
+                context=ctx,
+                outcome=Outcome.DENIED,
+                details={"scope": key.split(":", 1)[0], "retry_after": verdict.retry_after},
+            )
+            session.commit()
+            return LoginOutcome(retry_after=verdict.retry_after)
+
+    def fail(action: AuditAction, reason: str) -> LoginOutcome:
+        svc.throttle.fail(akey)
+        svc.throttle.fail(ikey)
+        audit.record(
+            session,
+            action,
+            actor=actor,
+            context=ctx,
+            outcome=Outcome.FAILURE,
+            details={"reason": reason},
+        )
+        session.commit()
+        return LoginOutcome()
+
+    # Always one argon2 verification, so an unknown account costs the same time as a known one.
+    password_ok = svc.argon2.verify(user.password_hash if user else None, password)
+    if user is None:
+        return fail(AuditAction.LOGIN_FAILURE, "unknown_account")
+    if not password_ok:
+        return fail(AuditAction.LOGIN_FAILURE, "bad_password")
+    if user.status != AccountStatus.ACTIVE:
+        return fail(AuditAction.LOGIN_FAILURE, f"account_{user.status}")
+    if user.totp_secret is None:
+        return fail(AuditAction.MFA_FAILURE, "mfa_not_enrolled")
+
+    if totp.looks_like_recovery_code(code):
+        used = session.execute(
+            sa.update(RecoveryCode)
+            .where(
+                RecoveryCode.user_id == user.id,
+                RecoveryCode.code_digest == totp.recovery_code_digest(code),
+                RecoveryCode.used_at.is_(None),
+            )
+            .values(used_at=utcnow())
+        )
+        if used.rowcount != 1:  # type: ignore[attr-defined]
+            return fail(AuditAction.MFA_FAILURE, "bad_recovery_code")
+        audit.record(session, AuditAction.MFA_RECOVERY_CODE_USED, actor=actor, context=ctx)
+    else:
+        secret = svc.secret_box.open(user.totp_secret, user.id)
+        step = totp.matching_step(secret, code)
+        if step is None:
+            return fail(AuditAction.MFA_FAILURE, "bad_code")
+        # Atomic compare-and-set: of two requests carrying the same code, one wins.
+        claimed = session.execute(
+            sa.update(User)
+            .where(
+                User.id == user.id,
+                sa.or_(User.totp_last_step.is_(None), User.totp_last_step < step),
+            )
+            .values(totp_last_step=step)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            return fail(AuditAction.MFA_REPLAY, "code_already_used")
+        audit.record(session, AuditAction.MFA_SUCCESS, actor=actor, context=ctx)
+    svc.throttle.reset(akey)
+    user.last_login_at = utcnow()
+    if user.password_hash and svc.argon2.needs_rehash(user.password_hash):
+        user.password_hash = svc.argon2.hash(password)
+    audit.record(session, AuditAction.LOGIN_SUCCESS, actor=actor, context=ctx)
+    session.commit()
+    return LoginOutcome(user=user)
+
+
+def _digest(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def issue_token(session: Session, user: User, purpose: TokenPurpose) -> str:
+    """Create a single-use token for *user*, invalidating earlier ones of the same purpose."""
+    now = utcnow()
+    session.execute(
+        sa.update(UserToken)
+        .where(
+            UserToken.user_id == user.id, UserToken.purpose == purpose, UserToken.used_at.is_(None)
+        )
+        .values(used_at=now)
+    )
+    raw = secrets.token_urlsafe(32)
+    session.add(
+        UserToken(
+            user_id=user.id,
+            purpose=purpose,
+            token_digest=_digest(raw),
+            created_at=now,
+            expires_at=now + TOKEN_LIFETIMES[purpose],
+        )
+    )
+    session.flush()
+    return raw
+
+
+def find_token(session: Session, raw: str, purpose: TokenPurpose) -> UserToken | None:
+    """The unused, unexpired token *raw* of *purpose*, or None."""
+    if not raw or len(raw) > 128:
+        return None
+    token = session.execute(
+        sa.select(UserToken).where(UserToken.token_digest == _digest(raw))
+    ).scalar_one_or_none()
+    if token is None or token.purpose != purpose or token.used_at is not None:
+        return None
+    if token.expires_at <= utcnow():
+        return None
+    return token
+
+
+def consume_token(session: Session, token: UserToken) -> bool:
+    """Mark *token* used; False if another request used it first."""
+    result = session.execute(
+        sa.update(UserToken)
+        .where(UserToken.id == token.id, UserToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def check_new_password(user: User, password: str, confirmation: str) -> list[str]:
+    """Policy problems for *password* chosen by *user* (French messages)."""
+    problems = []
+    if password != confirmation:
+        problems.append("Les deux mots de passe ne correspondent pas.")
+    problems += password_problems(
+        password,
+        privileged=bool(user.roles & PRIVILEGED_ROLES),
+        full_name=user.full_name,
+        email=user.email,
+        organisation=user.organisation.name,
+    )
+    return problems
+
+
+def set_password(session: Session, svc: Services, user: User, password: str) -> None:
+    """Store the argon2id hash of *password* (already checked against the policy)."""
+    user.password_hash = svc.argon2.hash(password)
+    user.password_changed_at = utcnow()
+
+
+def replace_recovery_codes(session: Session, user: User) -> list[str]:
+    """Discard the old recovery codes and return ten new ones (shown once)."""
+    session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    codes = totp.new_recovery_codes()
+    for code in codes:
+        session.add(RecoveryCode(user_id=user.id, code_digest=totp.recovery_code_digest(code)))
+    return codes
+
+
+def enrol_totp(session: Session, svc: Services, user: User, secret: str, code: str) -> bool:
+    """Store *secret* for *user* if *code* proves the app holds it; the code is then spent."""
+    step = totp.matching_step(secret, code)
+    if step is None:
+        return False
+    user.totp_secret = svc.secret_box.seal(secret, user.id)
+    user.totp_last_step = step
+    user.mfa_reset_at = None
+    return True
+
+
+def remaining_recovery_codes(session: Session, user: User) -> int:
+    """How many unused recovery codes *user* has."""
+    return int(
+        session.execute(
+            sa.select(sa.func.count())
+            .select_from(RecoveryCode)
+            .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
+        ).scalar_one()
+    )

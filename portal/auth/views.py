@@ -1,0 +1,250 @@
+"""HTTP side of log-in, log-out, activation, TOTP enrolment and password reset."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from werkzeug.wrappers.response import Response
+
+import audit
+from audit import AuditAction
+from portal.accounts.models import AccountStatus, TokenPurpose, User, UserToken
+from portal.auth import services as auth
+from portal.auth import totp
+from portal.auth.forms import (
+    ForgotPasswordForm,
+    LoginForm,
+    NewPasswordForm,
+    PasswordThenTotpForm,
+    TotpConfirmForm,
+)
+from portal.auth.sessions import PortalSession, revoke_user_sessions
+from portal.db import db, utcnow
+from portal.services import services
+from portal.web import actor_of, audit_context, safe_next, the_user
+
+bp = Blueprint("auth", __name__)
+
+GENERIC_LOGIN_ERROR = "Adresse électronique, mot de passe ou code incorrect."
+
+
+def _session() -> PortalSession:
+    sess = session._get_current_object()  # type: ignore[attr-defined]
+    assert isinstance(sess, PortalSession)  # noqa: S101 - installed by create_app
+    return sess
+
+
+@bp.route("/connexion", methods=["GET", "POST"])
+def login() -> str | Response | tuple[str, int]:
+    """Password and TOTP in one form: one answer for every kind of failure."""
+    form = LoginForm()
+    next_url = safe_next(request.args.get("next"))
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            return render_template("auth/login.html", form=form, error=GENERIC_LOGIN_ERROR), 200
+        outcome = auth.attempt_login(
+            db.session,
+            services(),
+            form.email.data,
+            form.password.data,
+            form.code.data,
+            audit_context(),
+        )
+        if outcome.retry_after is not None:
+            minutes = max(1, (outcome.retry_after + 59) // 60)
+            error = (
+                "Trop de tentatives de connexion. Par sécurité, réessayez dans "
+                f"{minutes} minute{'s' if minutes > 1 else ''}."
+            )
+            return render_template("auth/login.html", form=form, error=error), 429
+        if outcome.user is None:
+            return render_template("auth/login.html", form=form, error=GENERIC_LOGIN_ERROR), 200
+        _session().authenticate(outcome.user.id)
+        return redirect(next_url)
+    return render_template("auth/login.html", form=form, error=None)
+
+
+@bp.route("/deconnexion", methods=["POST"])
+def logout() -> Response:
+    """End the session server-side; the old cookie is worthless afterwards."""
+    user = the_user()
+    audit.record(db.session, AuditAction.LOGOUT, actor=actor_of(user), context=audit_context())
+    db.session.commit()
+    _session().destroy()
+    flash("Vous êtes déconnecté(e).", "info")
+    return redirect(url_for("auth.login"))
+
+
+@bp.route("/mot-de-passe/oubli", methods=["GET", "POST"])
+def forgot_password() -> str | Response:
+    """Send a reset link if the account exists; the answer is the same either way."""
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        svc = services()
+        user = auth.find_user_by_email(db.session, form.email.data)
+        if user is not None and user.status == AccountStatus.ACTIVE:
+            raw = auth.issue_token(db.session, user, TokenPurpose.PASSWORD_RESET)
+            audit.record(
+                db.session,
+                AuditAction.PASSWORD_RESET_REQUESTED,
+                actor=actor_of(user),
+                context=audit_context(),
+            )
+            db.session.commit()
+            link = svc.settings.base_url + url_for("auth.reset_password", token=raw)
+            svc.mailer.send(
+                user.email,
+                "Fil'R : réinitialisation de votre mot de passe",
+                render_template("mails/password_reset.txt", link=link),
+            )
+        flash(
+            "Si un compte actif correspond à cette adresse, un lien de réinitialisation valable "
+            "30 minutes vient d'y être envoyé.",
+            "info",
+        )
+        return redirect(url_for("auth.login"))
+    return render_template("auth/forgot_password.html", form=form)
+
+
+def _token_or_404(raw: str, purpose: TokenPurpose) -> tuple[Any, User]:
+    token = auth.find_token(db.session, raw, purpose)
+    if token is None:
+        abort(404)
+    user = db.session.get(User, token.user_id)
+    if user is None:
+        abort(404)
+    return token, user
+
+
+@bp.route("/mot-de-passe/reinitialiser/<token>", methods=["GET", "POST"])
+def reset_password(token: str) -> str | Response:
+    """Choose a new password from an e-mailed link; MFA stays as it was."""
+    row, user = _token_or_404(token, TokenPurpose.PASSWORD_RESET)
+    if user.status != AccountStatus.ACTIVE:
+        abort(404)
+    form = NewPasswordForm()
+    problems: list[str] = []
+    if form.validate_on_submit():
+        problems = auth.check_new_password(user, form.password.data, form.confirmation.data)
+        if not problems and auth.consume_token(db.session, row):
+            auth.set_password(db.session, services(), user, form.password.data)
+            revoke_user_sessions(db.session, user.id)
+            audit.record(
+                db.session,
+                AuditAction.PASSWORD_RESET,
+                actor=actor_of(user),
+                context=audit_context(),
+            )
+            db.session.commit()
+            services().mailer.send(
+                user.email,
+                "Fil'R : votre mot de passe a été modifié",
+                render_template("mails/password_changed.txt"),
+            )
+            flash("Votre mot de passe a été modifié. Connectez-vous avec votre code.", "success")
+            return redirect(url_for("auth.login"))
+    return render_template(
+        "auth/new_password.html",
+        form=form,
+        problems=problems,
+        user=user,
+        title="Choisir un nouveau mot de passe",
+    )
+
+
+@bp.route("/activation/<token>", methods=["GET", "POST"])
+def activate(token: str) -> str | Response:
+    """First step of activation: choose a password."""
+    row, user = _token_or_404(token, TokenPurpose.ACTIVATION)
+    if user.status != AccountStatus.PENDING:
+        abort(404)
+    form = NewPasswordForm()
+    problems: list[str] = []
+    if form.validate_on_submit():
+        problems = auth.check_new_password(user, form.password.data, form.confirmation.data)
+        if not problems:
+            auth.set_password(db.session, services(), user, form.password.data)
+            db.session.commit()
+            sess = _session()
+            sess["enrol"] = {"user_id": user.id, "token_id": row.id, "secret": totp.new_secret()}
+            return redirect(url_for("auth.activate_totp"))
+    return render_template(
+        "auth/new_password.html",
+        form=form,
+        problems=problems,
+        user=user,
+        title="Activer votre compte",
+        activation=True,
+    )
+
+
+@bp.route("/mfa/enrolement/<token>", methods=["GET", "POST"])
+def mfa_enrol(token: str) -> str | Response:
+    """After an MFA reset: prove the password, then enrol a new authenticator."""
+    row, user = _token_or_404(token, TokenPurpose.MFA_ENROLMENT)
+    if user.status != AccountStatus.ACTIVE:
+        abort(404)
+    form = PasswordThenTotpForm()
+    error = None
+    if form.validate_on_submit():
+        if services().argon2.verify(user.password_hash, form.password.data):
+            _session()["enrol"] = {
+                "user_id": user.id,
+                "token_id": row.id,
+                "secret": totp.new_secret(),
+            }
+            return redirect(url_for("auth.activate_totp"))
+        error = "Mot de passe incorrect."
+    return render_template("auth/mfa_enrol.html", form=form, error=error)
+
+
+@bp.route("/activation/authentification", methods=["GET", "POST"])
+def activate_totp() -> str | Response:
+    """Second step: scan the QR code and confirm a code; recovery codes are shown once."""
+    sess = _session()
+    state = sess.get("enrol")
+    if not isinstance(state, dict):
+        abort(404)
+    user = db.session.get(User, state.get("user_id"))
+    token = db.session.get(UserToken, state.get("token_id"))
+    if user is None or token is None or token.used_at is not None or token.expires_at <= utcnow():
+        sess.pop("enrol", None)
+        abort(404)
+    svc = services()
+    secret = str(state["secret"])
+    uri = totp.provisioning_uri(secret, user.email)
+    form = TotpConfirmForm()
+    error = None
+    if form.validate_on_submit():
+        if auth.enrol_totp(db.session, svc, user, secret, form.code.data) and auth.consume_token(
+            db.session, token
+        ):
+            first_activation = user.status == AccountStatus.PENDING
+            if first_activation:
+                user.status = AccountStatus.ACTIVE
+                user.activated_at = utcnow()
+            codes = auth.replace_recovery_codes(db.session, user)
+            revoke_user_sessions(db.session, user.id)
+            ctx, actor = audit_context(), actor_of(user)
+            audit.record(db.session, AuditAction.MFA_ENROLLED, actor=actor, context=ctx)
+            if first_activation:
+                audit.record(db.session, AuditAction.ACCOUNT_ACTIVATED, actor=actor, context=ctx)
+            audit.record(
+                db.session,
+                AuditAction.LOGIN_SUCCESS,
+                actor=actor,
+                context=ctx,
+                details={"via": "enrolment"},
+            )
+            db.session.commit()
+            sess.authenticate(user.id)
+            return render_template("auth/recovery_codes.html", codes=codes, first=True)
+        error = "Code incorrect : vérifiez l'heure de votre téléphone et saisissez le code affiché."
+    return render_template(
+        "auth/totp_enrol.html",
+        form=form,
+        error=error,
+        qr_svg=totp.qr_svg(uri),
+        secret=secret,
+    )

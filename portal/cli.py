@@ -1,0 +1,548 @@
+"""The `filr` command: serve, database, organisations, users, demo, audit, jobs."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from flask import Flask
+
+import audit
+from audit import AuditAction
+from portal.accounts import services as accounts
+from portal.accounts.models import AccountStatus, Role, TokenPurpose, User
+from portal.auth import services as auth
+from portal.auth import totp
+from portal.auth.models import ServerSession, ThrottleEvent
+from portal.db import db, utcnow
+from portal.orgs.departements import DEPARTEMENTS, is_departement_code
+from portal.orgs.models import FtTerritory, Organisation, OrgKind
+from portal.services import services
+from portal.settings import Settings
+
+CLI_CONTEXT = audit.Context(user_agent="filr-cli")
+
+
+def _context() -> audit.Context:
+    return audit.Context(user_agent="filr-cli", request_id="cli-" + secrets.token_hex(6))
+
+
+@contextmanager
+def app_context() -> Iterator[Flask]:
+    """The portal configured from the environment, inside an application context."""
+    from portal.app import create_app
+
+    app = create_app(Settings.from_env())
+    with app.app_context():
+        yield app
+
+
+@click.group()
+def main() -> None:
+    """Fil'R: secure exchanges between départements, providers and France Travail."""
+
+
+# --- serve ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=2, show_default=True, type=int)
+@click.option("--threads", default=4, show_default=True, type=int)
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Run the portal with gunicorn (migrations are applied first)."""
+    from gunicorn.app.base import BaseApplication
+
+    from portal.app import create_app
+    from portal.migrate import upgrade
+
+    settings = Settings.from_env()
+    upgrade(settings.database_url)
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("accesslog", None)  # tokens sit in some paths: no access log here
+            self.cfg.set("timeout", 120)
+
+        def load(self) -> Flask:
+            return create_app(settings)
+
+    click.echo(f"Fil'R écoute sur http://{host}:{port}/ (Ctrl+C pour arrêter)")
+    _Gunicorn().run()
+
+
+# --- database ------------------------------------------------------------------------
+
+
+@main.group()
+def db_group() -> None:
+    """Database migrations."""
+
+
+main.add_command(db_group, name="db")
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply the migrations."""
+    from portal.migrate import upgrade
+
+    upgrade(Settings.from_env().database_url, revision)
+    click.echo("Base de données à jour.")
+
+
+@db_group.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert the migrations down to REVISION."""
+    from portal.migrate import downgrade
+
+    downgrade(Settings.from_env().database_url, revision)
+    click.echo(f"Base de données ramenée à {revision}.")
+
+
+# --- organisations -------------------------------------------------------------------
+
+
+@main.group()
+def orgs() -> None:
+    """Organisations and their départements."""
+
+
+def create_organisation(
+    kind: OrgKind, name: str, departement: str | None, territory: list[str]
+) -> Organisation:
+    """Create an organisation (in the current app context) and audit it."""
+    for code in [departement, *territory]:
+        if code is not None and not is_departement_code(code):
+            raise click.BadParameter(f"code de département inconnu : {code}")
+    if kind in (OrgKind.DEPARTEMENT, OrgKind.PRESTATAIRE) and not departement:
+        raise click.BadParameter("--departement est obligatoire pour ce type d'organisation")
+    if kind is OrgKind.FRANCE_TRAVAIL and not territory:
+        raise click.BadParameter("--territory est obligatoire pour une structure France Travail")
+    org = Organisation(
+        kind=kind,
+        name=name,
+        departement_code=departement
+        if kind in (OrgKind.DEPARTEMENT, OrgKind.PRESTATAIRE)
+        else None,
+        created_at=utcnow(),
+    )
+    org.territory = [FtTerritory(departement_code=c) for c in sorted(set(territory))]
+    db.session.add(org)
+    db.session.flush()
+    audit.record(
+        db.session,
+        AuditAction.ORGANISATION_CREATED,
+        context=_context(),
+        target=audit.Target("organisation", org.id, org.departement_code),
+        details={"kind": str(kind), "territory": sorted(set(territory))},
+    )
+    return org
+
+
+@orgs.command("create")
+@click.option("--kind", type=click.Choice([k.value for k in OrgKind]), required=True)
+@click.option("--name", required=True)
+@click.option("--departement", help="For a département or a mandated provider.")
+@click.option("--territory", default="", help="France Travail: comma-separated codes.")
+@click.option("--json", "as_json", is_flag=True)
+def orgs_create(
+    kind: str, name: str, departement: str | None, territory: str, as_json: bool
+) -> None:
+    """Create an organisation."""
+    codes = [c.strip() for c in territory.split(",") if c.strip()]
+    with app_context():
+        if db.session.execute(sa.select(Organisation).where(Organisation.name == name)).first():
+            raise click.ClickException(f"une organisation nommée {name!r} existe déjà")
+        org = create_organisation(OrgKind(kind), name, departement, codes)
+        db.session.commit()
+        if as_json:
+            click.echo(json.dumps({"id": org.id, "kind": org.kind, "name": org.name}))
+        else:
+            click.echo(f"Organisation créée : {org.id} ({org.name})")
+
+
+@orgs.command("list")
+def orgs_list() -> None:
+    """List organisations with their spaces."""
+    from portal.orgs.permissions import spaces_of_organisation
+
+    with app_context():
+        for org in db.session.execute(
+            sa.select(Organisation).order_by(Organisation.name)
+        ).scalars():
+            spaces = ",".join(sorted(spaces_of_organisation(org))) or "-"
+            click.echo(f"{org.id}  {org.kind:<15} {spaces:<12} {org.name}")
+
+
+# --- users ---------------------------------------------------------------------------
+
+
+def _find_org(ref: str) -> Organisation:
+    org = (
+        db.session.get(Organisation, ref)
+        or db.session.execute(
+            sa.select(Organisation).where(Organisation.name == ref)
+        ).scalar_one_or_none()
+    )
+    if org is None:
+        raise click.ClickException(f"organisation inconnue : {ref}")
+    return org
+
+
+def provision_user(
+    org: Organisation, email: str, name: str, roles: list[Role], password: str | None
+) -> dict[str, Any]:
+    """Create an account; with a password, activate it with a fresh TOTP secret."""
+    svc = services()
+    ctx = _context()
+    try:
+        new = accounts.create_account(
+            db.session,
+            organisation=org,
+            email=email,
+            full_name=name,
+            roles=roles,
+            actor=audit.SYSTEM,
+            ctx=ctx,
+        )
+    except accounts.AccountError as e:
+        raise click.ClickException(str(e)) from e
+    user = new.user
+    result: dict[str, Any] = {"id": user.id, "email": user.email, "status": user.status}
+    if password is None:
+        db.session.commit()
+        accounts.send_activation(db.session, svc, new, ctx, audit.SYSTEM)
+        db.session.commit()
+        result["activation"] = "sent"
+        return result
+    problems = auth.check_new_password(user, password, password)
+    if problems:
+        db.session.rollback()
+        raise click.ClickException(" ".join(problems))
+    auth.set_password(db.session, svc, user, password)
+    secret = totp.new_secret()
+    user.totp_secret = svc.secret_box.seal(secret, user.id)
+    user.status = AccountStatus.ACTIVE
+    user.activated_at = utcnow()
+    codes = auth.replace_recovery_codes(db.session, user)
+    token = auth.find_token(db.session, new.activation_token, TokenPurpose.ACTIVATION)
+    if token is not None:
+        auth.consume_token(db.session, token)
+    audit.record(
+        db.session,
+        AuditAction.MFA_ENROLLED,
+        actor=audit.Actor(user.id, org.id),
+        context=ctx,
+        details={"via": "cli"},
+    )
+    audit.record(
+        db.session,
+        AuditAction.ACCOUNT_ACTIVATED,
+        actor=audit.Actor(user.id, org.id),
+        context=ctx,
+        details={"via": "cli"},
+    )
+    db.session.commit()
+    result.update(
+        status=user.status,
+        totp_secret=secret,
+        recovery_codes=codes,
+        otpauth_uri=totp.provisioning_uri(secret, user.email),
+    )
+    return result
+
+
+@main.group()
+def users() -> None:
+    """User accounts."""
+
+
+@users.command("create")
+@click.option("--org", "org_ref", required=True, help="Organisation id or exact name.")
+@click.option("--email", required=True)
+@click.option("--name", required=True, help="Full name.")
+@click.option(
+    "--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role])
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--with-totp", is_flag=True, help="Activate now with a new TOTP secret (printed once)."
+)
+@click.option("--json", "as_json", is_flag=True)
+def users_create(
+    org_ref: str,
+    email: str,
+    name: str,
+    roles: tuple[str, ...],
+    password_stdin: bool,
+    with_totp: bool,
+    as_json: bool,
+) -> None:
+    """Create an account (activation e-mail), or provision it with --password-stdin --with-totp."""
+    if password_stdin != with_totp:
+        raise click.UsageError("--password-stdin et --with-totp vont ensemble")
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    with app_context():
+        result = provision_user(_find_org(org_ref), email, name, [Role(r) for r in roles], password)
+    if as_json:
+        click.echo(json.dumps(result))
+    elif "totp_secret" in result:
+        click.echo(
+            f"Compte actif : {result['email']}\nSecret TOTP (affiché une seule fois) : "
+            f"{result['totp_secret']}"
+        )
+    else:
+        click.echo(f"Compte créé : {result['email']} ; e-mail d'activation envoyé.")
+
+
+def _status_command(verb: str, action: Any) -> click.Command:
+    @click.argument("email")
+    def command(email: str) -> None:
+        with app_context():
+            user = auth.find_user_by_email(db.session, email)
+            if user is None:
+                raise click.ClickException(f"compte inconnu : {email}")
+            try:
+                action(db.session, user, audit.SYSTEM, _context())
+            except accounts.AccountError as e:
+                raise click.ClickException(str(e)) from e
+            db.session.commit()
+            click.echo(f"{email} : {user.status_label}")
+
+    command.__doc__ = f"{verb.capitalize()} an account (its sessions end at once)."
+    return click.command(verb)(command)
+
+
+users.add_command(_status_command("suspend", accounts.suspend))
+users.add_command(_status_command("reactivate", accounts.reactivate))
+users.add_command(_status_command("revoke", accounts.revoke))
+
+
+@users.command("list")
+@click.option("--org", "org_ref", default=None)
+def users_list(org_ref: str | None) -> None:
+    """List accounts."""
+    with app_context():
+        stmt = sa.select(User).order_by(User.email)
+        if org_ref:
+            stmt = stmt.where(User.organisation_id == _find_org(org_ref).id)
+        for u in db.session.execute(stmt).scalars():
+            roles = ",".join(sorted(u.roles))
+            click.echo(f"{u.email:<40} {u.status:<10} {roles:<30} {u.organisation.name}")
+
+
+# --- demo ----------------------------------------------------------------------------
+
+DEMO_DOMAIN = "demo.filr.localhost"
+
+
+def demo_file(settings: Settings) -> Path:
+    """Where the demo's generated credentials are kept (0600, never committed)."""
+    return settings.data_dir / "secrets" / "demo-accounts.json"
+
+
+DEMO_ORGS: list[tuple[str, OrgKind, str | None, list[str]]] = [
+    ("Conseil départemental du Pas-de-Calais", OrgKind.DEPARTEMENT, "62", []),
+    ("Conseil départemental du Nord", OrgKind.DEPARTEMENT, "59", []),
+    ("Conseil départemental des Alpes-Maritimes", OrgKind.DEPARTEMENT, "06", []),
+    ("Collectivité européenne d'Alsace — Haut-Rhin", OrgKind.DEPARTEMENT, "68", []),
+    ("France Travail — Direction territoriale Pas-de-Calais", OrgKind.FRANCE_TRAVAIL, None, ["62"]),
+    (
+        "France Travail — Direction régionale Hauts-de-France",
+        OrgKind.FRANCE_TRAVAIL,
+        None,
+        ["59", "62"],
+    ),
+    ("France Travail — Agence de Nice", OrgKind.FRANCE_TRAVAIL, None, ["06"]),
+    ("France Travail — Agence de Mulhouse", OrgKind.FRANCE_TRAVAIL, None, ["68"]),
+    ("Association Insertion Artois (mandatée par le 62)", OrgKind.PRESTATAIRE, "62", []),
+    ("Plateforme Fil'R", OrgKind.PLATEFORME, None, []),
+]
+
+DEMO_USERS: list[tuple[str, str, str, list[Role]]] = [
+    ("agent.62", "Claire Durand", "Conseil départemental du Pas-de-Calais", [Role.AGENT]),
+    ("technicien.62", "Marc Lefort", "Conseil départemental du Pas-de-Calais", [Role.TECHNICIEN]),
+    (
+        "gestionnaire.62",
+        "Sophie Martin",
+        "Conseil départemental du Pas-de-Calais",
+        [Role.GESTIONNAIRE],
+    ),
+    ("securite.62", "Paul Bernard", "Conseil départemental du Pas-de-Calais", [Role.SECURITE]),
+    ("agent.59", "Julie Petit", "Conseil départemental du Nord", [Role.AGENT]),
+    ("gestionnaire.59", "Hugo Roux", "Conseil départemental du Nord", [Role.GESTIONNAIRE]),
+    (
+        "agent.06",
+        "Léa Fabre",
+        "Conseil départemental des Alpes-Maritimes",
+        [Role.AGENT, Role.TECHNICIEN],
+    ),
+    ("agent.68", "Lucas Meyer", "Collectivité européenne d'Alsace — Haut-Rhin", [Role.AGENT]),
+    (
+        "conseiller.ft62",
+        "Nadia Haddad",
+        "France Travail — Direction territoriale Pas-de-Calais",
+        [Role.AGENT],
+    ),
+    (
+        "technicien.ft62",
+        "Yann Morel",
+        "France Travail — Direction territoriale Pas-de-Calais",
+        [Role.TECHNICIEN],
+    ),
+    (
+        "gestionnaire.ft62",
+        "Inès Garnier",
+        "France Travail — Direction territoriale Pas-de-Calais",
+        [Role.GESTIONNAIRE],
+    ),
+    (
+        "referent.prestataire62",
+        "Karim Benali",
+        "Association Insertion Artois (mandatée par le 62)",
+        [Role.AGENT],
+    ),
+    ("admin", "Opérateur Plateforme", "Plateforme Fil'R", [Role.ADMIN]),
+]
+
+
+@main.group(invoke_without_command=True)
+@click.pass_context
+def demo(ctx: click.Context) -> None:
+    """Create the demo organisations and one account per role (idempotent)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = Settings.from_env()
+    path = demo_file(settings)
+    known: dict[str, dict[str, Any]] = json.loads(path.read_text()) if path.exists() else {}
+    with app_context():
+        for name, kind, dep, territory in DEMO_ORGS:
+            exists = db.session.execute(
+                sa.select(Organisation).where(Organisation.name == name)
+            ).first()
+            if not exists:
+                create_organisation(kind, name, dep, territory)
+        db.session.commit()
+        for local, full_name, org_name, roles in DEMO_USERS:
+            email = f"{local}@{DEMO_DOMAIN}"
+            if auth.find_user_by_email(db.session, email) is not None:
+                continue
+            # Generated at first start, never in the repository.
+            password = "-".join(secrets.token_hex(3) for _ in range(4))
+            result = provision_user(_find_org(org_name), email, full_name, roles, password)
+            known[email] = {
+                "password": password,
+                "totp_secret": result["totp_secret"],
+                "recovery_codes": result["recovery_codes"],
+            }
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(json.dumps(known, indent=2))
+    path.chmod(0o600)
+    click.echo(f"Comptes de démonstration ({len(known)}) — identifiants dans {path} :")
+    for email, creds in known.items():
+        click.echo(f"  {email:<45} mot de passe : {creds['password']}")
+    click.echo("Code TOTP du moment pour un compte de démonstration : filr demo code EMAIL")
+    click.echo("(ou ajoutez son secret TOTP, présent dans le fichier, à votre application).")
+
+
+@demo.command("code")
+@click.argument("email")
+def demo_code(email: str) -> None:
+    """Print the current TOTP code of a demo account (reads only the local demo file)."""
+    import pyotp
+
+    path = demo_file(Settings.from_env())
+    known = json.loads(path.read_text()) if path.exists() else {}
+    if email not in known:
+        raise click.ClickException("ce compte n'est pas un compte de démonstration de ce poste")
+    click.echo(pyotp.TOTP(known[email]["totp_secret"]).now())
+
+
+# --- audit ---------------------------------------------------------------------------
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The audit trail."""
+
+
+@audit_group.command("verify")
+def audit_verify() -> None:
+    """Check the hash chain; exit 1 and name the first broken row if it is broken."""
+    with app_context():
+        result = audit.verify_chain(db.session)
+        db.session.rollback()
+        if result.is_valid:
+            click.echo(f"Chaîne intègre : {result.checked} entrées, tête {result.head_hash}")
+            return
+        click.echo(
+            f"Chaîne rompue à l'entrée n° {result.first_broken_seq} ({result.reason}) "
+            f"après {result.checked} entrées valides.",
+            err=True,
+        )
+        sys.exit(1)
+
+
+# --- jobs ----------------------------------------------------------------------------
+
+
+@main.group()
+def jobs() -> None:
+    """Scheduled jobs (cron, systemd timers, Kubernetes CronJobs)."""
+
+
+@jobs.command("sessions")
+@click.option("--dry-run", is_flag=True)
+def jobs_sessions(dry_run: bool) -> None:
+    """Delete expired sessions and stale throttle counters."""
+    from datetime import timedelta
+
+    with app_context() as app:
+        settings: Settings = app.config["FILR_SETTINGS"]
+        now = utcnow()
+        idle = now - timedelta(minutes=settings.session_idle_minutes)
+        absolute = now - timedelta(hours=settings.session_absolute_hours)
+        expired = sa.or_(ServerSession.last_seen_at < idle, ServerSession.created_at < absolute)
+        stale = ThrottleEvent.at < now - timedelta(hours=1)
+        n_sessions = db.session.execute(
+            sa.select(sa.func.count()).select_from(ServerSession).where(expired)
+        ).scalar_one()
+        n_events = db.session.execute(
+            sa.select(sa.func.count()).select_from(ThrottleEvent).where(stale)
+        ).scalar_one()
+        if not dry_run:
+            db.session.execute(sa.delete(ServerSession).where(expired))
+            db.session.execute(sa.delete(ThrottleEvent).where(stale))
+            db.session.commit()
+        click.echo(
+            f"{'[essai] ' if dry_run else ''}{n_sessions} sessions expirées, "
+            f"{n_events} compteurs anciens supprimés."
+        )
+
+
+def _register_optional_groups() -> None:
+    try:
+        from portal.flows.cli import flows
+    except ImportError:  # pragma: no cover - built in parallel
+        return
+    main.add_command(flows)
+
+
+_register_optional_groups()
+
+__all__ = ["DEPARTEMENTS", "main"]

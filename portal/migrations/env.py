@@ -1,0 +1,51 @@
+"""Alembic environment: the portal's, the audit trail's and the storage keyring's tables."""
+
+from __future__ import annotations
+
+from alembic import context
+
+import audit
+
+# Import the models so that their tables are on the metadata.
+from portal.accounts import models as _accounts  # noqa: F401
+from portal.auth import models as _auth  # noqa: F401
+from portal.db import Base, make_engine
+from portal.orgs import models as _orgs  # noqa: F401
+
+target_metadata = [Base.metadata, audit.metadata]
+try:
+    from storage.sql import metadata as storage_metadata
+
+    target_metadata.append(storage_metadata)
+except ImportError:  # pragma: no cover - storage keyring tables not built yet
+    pass
+
+config = context.config
+
+
+def run_migrations_online() -> None:
+    """Run against a live connection (SQLite uses batch mode for ALTERs)."""
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None  # noqa: S101 - set by portal.migrate
+    connection = config.attributes.get("connection")
+    if connection is not None:
+        _run(connection)
+        return
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        _run(conn)
+    engine.dispose()
+
+
+def _run(connection: object) -> None:
+    context.configure(
+        connection=connection,  # type: ignore[arg-type]
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run_migrations_online()

@@ -1,0 +1,1 @@
+"""Organisations, départements and the isolation rule."""

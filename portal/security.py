@@ -1,0 +1,162 @@
+"""Deny-by-default gate, security headers, request ids and error pages."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from flask import Flask, Response, g, jsonify, redirect, render_template, request, session, url_for
+from flask_login import current_user
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers.response import Response as BaseResponse
+
+import audit
+from audit import AuditAction
+from portal.auth.sessions import PortalSession
+from portal.db import db
+from portal.web import audit_context
+
+log = logging.getLogger("portal")
+
+# The short explicit list of endpoints reachable without a logged-in, MFA-verified user.
+PUBLIC_ENDPOINTS = frozenset(
+    {
+        "static",
+        "dsfr",
+        "auth.login",
+        "auth.forgot_password",
+        "auth.reset_password",
+        "auth.activate",
+        "auth.activate_totp",
+        "auth.mfa_enrol",
+        "home.health",
+    }
+)
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def install(app: Flask) -> None:
+    """Register the gate, the headers and the error handlers on *app*."""
+
+    @app.before_request
+    def _request_id() -> None:
+        g.request_id = secrets.token_hex(8)
+
+    @app.before_request
+    def _session_expiry_audit() -> None:
+        sess = session
+        if isinstance(sess, PortalSession) and sess.expired_user_id:
+            audit.record(
+                db.session,
+                AuditAction.SESSION_EXPIRED,
+                actor=audit.Actor(sess.expired_user_id),
+                context=audit_context(),
+            )
+            db.session.commit()
+            sess.expired_user_id = None
+
+    @app.before_request
+    def _deny_by_default() -> BaseResponse | None:
+        if request.endpoint in PUBLIC_ENDPOINTS:
+            return None
+        if current_user.is_authenticated:
+            return None
+        if _wants_json():
+            return _problem(401, "Authentification requise.")
+        if request.endpoint is None:
+            return None  # 404/405 handlers answer; nothing is served
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+
+    @app.after_request
+    def _headers(response: Response) -> Response:
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h["X-Content-Type-Options"] = "nosniff"
+        h["X-Frame-Options"] = "DENY"
+        h["Referrer-Policy"] = "no-referrer"
+        h["Cross-Origin-Opener-Policy"] = "same-origin"
+        h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+        if app.config["SESSION_COOKIE_SECURE"]:
+            h["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+        if request.endpoint not in ("static", "dsfr"):
+            h["Cache-Control"] = "no-store"
+            h["Pragma"] = "no-cache"
+        h["X-Request-ID"] = g.get("request_id", "")
+        return response
+
+    def _problem(status: int, detail: str) -> Response:
+        response = jsonify(
+            {
+                "type": "about:blank",
+                "title": detail,
+                "status": status,
+                "request_id": g.get("request_id"),
+            }
+        )
+        response.status_code = status
+        response.content_type = "application/problem+json"
+        return response
+
+    def _error_page(status: int, title: str, message: str) -> tuple[str | Response, int]:
+        if _wants_json():
+            return _problem(status, title), status
+        return (
+            render_template(
+                "errors/error.html",
+                status=status,
+                title=title,
+                message=message,
+                request_id=g.get("request_id"),
+            ),
+            status,
+        )
+
+    @app.errorhandler(CSRFError)
+    def _csrf(_e: CSRFError) -> tuple[str | Response, int]:
+        db.session.rollback()
+        return _error_page(
+            400,
+            "Formulaire expiré",
+            "Le formulaire a expiré ou n'a pas été envoyé depuis le portail. "
+            "Rechargez la page et recommencez.",
+        )
+
+    messages = {
+        400: ("Requête incorrecte", "La requête n'a pas pu être comprise."),
+        403: ("Page introuvable", "La page demandée n'existe pas ou vous n'y avez pas accès."),
+        404: ("Page introuvable", "La page demandée n'existe pas ou vous n'y avez pas accès."),
+        405: ("Méthode non autorisée", "Cette action n'est pas possible sur cette page."),
+        413: ("Envoi trop volumineux", "Le contenu envoyé dépasse la taille autorisée."),
+        429: ("Trop de tentatives", "Patientez avant de réessayer."),
+    }
+
+    @app.errorhandler(HTTPException)
+    def _http(e: HTTPException) -> tuple[str | Response, int] | HTTPException:
+        db.session.rollback()
+        code = e.code or 500
+        if code == 403:
+            code = 404  # forbidden and unknown look the same
+        title, message = messages.get(code, ("Erreur", "Une erreur est survenue."))
+        return _error_page(code, title, message)
+
+    @app.errorhandler(Exception)
+    def _unexpected(e: Exception) -> tuple[str | Response, int]:
+        db.session.rollback()
+        # The exception goes to the server log with the request id; never to the page.
+        log.exception("unhandled error (request %s)", g.get("request_id"))
+        return _error_page(
+            500,
+            "Erreur inattendue",
+            "Une erreur inattendue est survenue. Si elle persiste, contactez l'assistance en "
+            "indiquant l'identifiant de requête ci-dessous.",
+        )

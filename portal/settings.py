@@ -1,0 +1,144 @@
+"""Typed, frozen settings read once from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "FILR_"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed."""
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    """Read FILR_<name>, or the content of the file named by FILR_<name>_FILE."""
+    value = os.environ.get(ENV_PREFIX + name)
+    if value is not None:
+        return value
+    path = os.environ.get(ENV_PREFIX + name + "_FILE")
+    if path:
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise SettingsError(f"cannot read {ENV_PREFIX}{name}_FILE: {e.strerror}") from e
+    return default
+
+
+def _bool(name: str, default: bool) -> bool:
+    raw = _env(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if raw.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise SettingsError(f"{ENV_PREFIX}{name} must be a boolean, not {raw!r}")
+
+
+def _int(name: str, default: int, *, minimum: int = 0) -> int:
+    raw = _env(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as e:
+        raise SettingsError(f"{ENV_PREFIX}{name} must be an integer, not {raw!r}") from e
+    if value < minimum:
+        raise SettingsError(f"{ENV_PREFIX}{name} must be >= {minimum}")
+    return value
+
+
+def _load_or_create_secret(path: Path) -> str:
+    """Return the secret stored in *path*, creating it (0600) on first start."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text(encoding="ascii").strip()
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        value = secrets.token_urlsafe(48)
+        f.write(value + "\n")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the portal needs to run; built by `from_env` and never mutated."""
+
+    secret_key: str
+    database_url: str
+    data_dir: Path
+    storage_url: str
+    master_key_file: Path
+    base_url: str = "http://127.0.0.1:8000"
+    redis_url: str | None = None
+    secure_cookies: bool = True
+    session_idle_minutes: int = 15
+    session_absolute_hours: int = 12
+    trusted_proxy_count: int = 0
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Fil'R <ne-pas-repondre@filr.localhost>"
+    mail_dir: Path | None = None
+    dsfr_dir: Path | None = None
+    throttle_account_per_minute: int = 5
+    throttle_ip_per_minute: int = 20
+    throttle_max_delay_seconds: int = 900
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    max_upload_bytes: int = 2 * 1024**3
+    testing: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Build the settings from FILR_* variables, generating the demo secrets on first start."""
+        data_dir = Path(_env("DATA_DIR", "var") or "var").resolve()
+        secret_key = _env("SECRET_KEY")
+        if not secret_key:
+            secret_key = _load_or_create_secret(data_dir / "secrets" / "secret_key")
+        if len(secret_key) < 32:
+            raise SettingsError("FILR_SECRET_KEY must hold at least 32 characters")
+        dsfr = _env("DSFR_DIR")
+        if dsfr is None:
+            candidate = Path(__file__).resolve().parent.parent / "node_modules/@gouvfr/dsfr/dist"
+            dsfr = str(candidate) if candidate.is_dir() else None
+        mail_dir = _env("MAIL_DIR")
+        smtp_host = _env("SMTP_HOST") or None
+        settings = cls(
+            secret_key=secret_key,
+            database_url=_env("DATABASE_URL") or f"sqlite:///{data_dir / 'filr.db'}",
+            data_dir=data_dir,
+            storage_url=_env("STORAGE_URL") or f"file://{data_dir / 'objects'}",
+            master_key_file=Path(_env("MASTER_KEY_FILE") or data_dir / "secrets" / "master.key"),
+            base_url=(_env("BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            redis_url=_env("REDIS_URL") or None,
+            secure_cookies=_bool("SECURE_COOKIES", True),
+            session_idle_minutes=_int("SESSION_IDLE_MINUTES", 15, minimum=1),
+            session_absolute_hours=_int("SESSION_ABSOLUTE_HOURS", 12, minimum=1),
+            trusted_proxy_count=_int("TRUSTED_PROXY_COUNT", 0),
+            smtp_host=smtp_host,
+            smtp_port=_int("SMTP_PORT", 25, minimum=1),
+            smtp_user=_env("SMTP_USER") or None,
+            smtp_password=_env("SMTP_PASSWORD") or None,
+            smtp_starttls=_bool("SMTP_STARTTLS", False),
+            mail_from=_env("MAIL_FROM") or "Fil'R <ne-pas-repondre@filr.localhost>",
+            mail_dir=Path(mail_dir) if mail_dir else (None if smtp_host else data_dir / "mails"),
+            dsfr_dir=Path(dsfr) if dsfr else None,
+            throttle_account_per_minute=_int("THROTTLE_ACCOUNT_PER_MINUTE", 5, minimum=1),
+            throttle_ip_per_minute=_int("THROTTLE_IP_PER_MINUTE", 20, minimum=1),
+            max_upload_bytes=_int("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1),
+        )
+        return replace(settings, **overrides) if overrides else settings
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        """Return a copy with some fields replaced (tests, CLI)."""
+        return replace(self, **overrides)

@@ -1,0 +1,47 @@
+"""Request-side helpers shared by the blueprints: audit context, current user, safe redirects."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import g, request
+from flask_login import current_user
+
+import audit
+from portal.accounts.models import User
+
+
+def audit_context() -> audit.Context:
+    """Source IP (after ProxyFix, i.e. from the trusted proxy only), user agent, request id."""
+    return audit.Context(
+        source_ip=request.remote_addr,
+        user_agent=request.user_agent.string or None,
+        request_id=g.get("request_id"),
+    )
+
+
+def actor_of(user: User | None) -> audit.Actor:
+    """The audit actor for *user* (None: anonymous)."""
+    if user is None:
+        return audit.SYSTEM
+    return audit.Actor(user_id=user.id, org_id=user.organisation_id)
+
+
+def the_user() -> User:
+    """The logged-in, MFA-verified user (only call behind the deny-by-default gate)."""
+    user = current_user._get_current_object()
+    if not isinstance(user, User):
+        raise RuntimeError("no authenticated user on this request")
+    return user
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """Only same-site relative paths: no scheme, no host, no protocol-relative or backslash."""
+    if not target or len(target) > 512:
+        return default
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return default
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):
+        return default
+    return target
