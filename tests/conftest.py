@@ -1,0 +1,318 @@
+"""Shared fixtures: databases (SQLite and real PostgreSQL), SMTP, app, clients, factories."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyotp
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from portal import Settings, create_app
+from portal.accounts.models import AccountStatus, Role, User
+from portal.db import db, new_id
+from portal.migrate import upgrade
+from portal.orgs.models import FtTerritory, Organisation, OrgKind
+from tests.support.services import SmtpSink, postgres_database, smtp_server
+
+STRONG_PASSWORD = "correct horse battery staple 42"  # 31 chars: fine for every role
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests parametrised on the PostgreSQL backend carry the `postgres` marker."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec and callspec.params.get("backend") == "postgres":
+            item.add_marker(pytest.mark.postgres)
+
+
+# --- databases -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file, copied for each test."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A migrated PostgreSQL database for the whole session (tables emptied per test)."""
+    with postgres_database() as url:
+        upgrade(url)
+        yield url
+
+
+_KEEP = {"departement", "alembic_version"}
+
+
+def _truncate_postgres(url: str) -> None:
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        tables = [
+            r[0]
+            for r in conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+            if r[0] not in _KEEP
+        ]
+        if tables:
+            conn.exec_driver_sql(
+                "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
+            )
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """Functional tests run on both database backends."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A clean, migrated database of the requested backend."""
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        path = tmp_path / "filr.db"
+        shutil.copy(template, path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_url")
+    _truncate_postgres(url)
+    return url
+
+
+# --- mail ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def smtp_session() -> Iterator[SmtpSink]:
+    """One real SMTP server for the session."""
+    with smtp_server() as sink:
+        yield sink
+
+
+@pytest.fixture
+def smtp(smtp_session: SmtpSink) -> SmtpSink:
+    """The SMTP sink, emptied for this test."""
+    smtp_session.clear()
+    return smtp_session
+
+
+# --- app -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, smtp: SmtpSink) -> Settings:
+    """Test settings: cheap argon2 (tests only), real SMTP, secure cookies as in production."""
+    return Settings(
+        secret_key="test-secret-key-" + "x" * 40,
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        storage_url=f"file://{tmp_path / 'objects'}",
+        master_key_file=tmp_path / "master.key",
+        base_url="https://filr.test",
+        secure_cookies=True,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        argon2_time_cost=1,
+        argon2_memory_kib=8,
+        testing=True,
+    )
+
+
+@pytest.fixture
+def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+    """Build apps with optional settings overrides; engines are disposed afterwards."""
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        app = create_app(settings.with_overrides(**overrides) if overrides else settings)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        engine = app.extensions["filr_db"].engine
+        if engine is not None:
+            engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    """The portal on the test database."""
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """An HTTPS test client (secure cookies need https)."""
+    return app.test_client()
+
+
+def https(client: FlaskClient) -> FlaskClient:
+    """Make every request of *client* look like HTTPS from 127.0.0.1."""
+    client.environ_base.update({"wsgi.url_scheme": "https", "REMOTE_ADDR": "203.0.113.10"})
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _https_clients(request: pytest.FixtureRequest) -> None:
+    if "client" in request.fixturenames:
+        https(request.getfixturevalue("client"))
+
+
+# --- factories -------------------------------------------------------------------------
+
+
+@dataclass
+class Account:
+    """A test account with its secrets."""
+
+    id: str
+    email: str
+    password: str
+    totp_secret: str
+    org_id: str
+
+    def code(self, offset_steps: int = 0) -> str:
+        import time
+
+        return pyotp.TOTP(self.totp_secret).at(time.time() + 30 * offset_steps)
+
+
+class Factory:
+    """Builds organisations and accounts directly in the database of *app*."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self._n = 0
+
+    def org(
+        self,
+        kind: OrgKind = OrgKind.DEPARTEMENT,
+        departement: str | None = "62",
+        territory: tuple[str, ...] = (),
+        name: str | None = None,
+    ) -> str:
+        self._n += 1
+        with self.app.app_context():
+            org = Organisation(
+                kind=kind,
+                name=name or f"Organisation {self._n} {kind}",
+                departement_code=departement
+                if kind in (OrgKind.DEPARTEMENT, OrgKind.PRESTATAIRE)
+                else None,
+            )
+            org.territory = [FtTerritory(departement_code=c) for c in territory]
+            db.session.add(org)
+            db.session.commit()
+            return org.id
+
+    def user(
+        self,
+        org_id: str,
+        roles: tuple[Role, ...] = (Role.AGENT,),
+        email: str | None = None,
+        name: str = "Alex Test",
+        status: AccountStatus = AccountStatus.ACTIVE,
+        password: str = STRONG_PASSWORD,
+    ) -> Account:
+        from portal.accounts.models import UserRole
+        from portal.services import services
+
+        self._n += 1
+        email = email or f"user{self._n}@example.org"
+        secret = pyotp.random_base32()
+        with self.app.app_context():
+            svc = services()
+            user_id = new_id()
+            user = User(
+                id=user_id,
+                organisation_id=org_id,
+                email=email,
+                full_name=name,
+                status=status,
+                password_hash=svc.argon2.hash(password),
+                totp_secret=svc.secret_box.seal(secret, user_id),
+            )
+            user.role_rows = [UserRole(role=str(r)) for r in roles]
+            db.session.add(user)
+            db.session.commit()
+            return Account(user.id, email, password, secret, org_id)
+
+
+@pytest.fixture
+def factory(app: Flask) -> Factory:
+    """Factories bound to the test app."""
+    return Factory(app)
+
+
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(client: FlaskClient, path: str = "/connexion") -> str:
+    """The CSRF token of the form at *path*."""
+    html = client.get(path).get_data(as_text=True)
+    match = CSRF_RE.search(html)
+    assert match, f"no CSRF token on {path}"
+    return match.group(1)
+
+
+def reset_totp_step(app: Flask, account: Account) -> None:
+    """Forget the last used TOTP step so the current code can log in again (test helper)."""
+    with app.app_context():
+        db.session.execute(sa.update(User).where(User.id == account.id).values(totp_last_step=None))
+        db.session.commit()
+
+
+def login(client: FlaskClient, account: Account, *, code: str | None = None,
+          password: str | None = None, next_url: str | None = None) -> Any:  # fmt: skip
+    """Post the log-in form; returns the response (not followed)."""
+    token = csrf_of(client)
+    path = "/connexion" + (f"?next={next_url}" if next_url else "")
+    return client.post(
+        path,
+        data={
+            "csrf_token": token,
+            "email": account.email,
+            "password": account.password if password is None else password,
+            "code": account.code() if code is None else code,
+        },
+    )
+
+
+@pytest.fixture
+def login_as(app: Flask, client: FlaskClient) -> Callable[[Account], FlaskClient]:
+    """Log *account* in on the shared client (resetting its TOTP step first)."""
+
+    def do(account: Account, on: FlaskClient | None = None) -> FlaskClient:
+        c = https(on) if on is not None else client
+        reset_totp_step(app, account)
+        response = login(c, account)
+        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+        return c
+
+    return do
+
+
+def audit_rows(app: Flask, action: str | None = None) -> list[Any]:
+    """Audit events (optionally of one action), in chain order."""
+    from audit import AuditEvent
+
+    with app.app_context():
+        stmt = sa.select(AuditEvent).order_by(AuditEvent.seq)
+        if action:
+            stmt = stmt.where(AuditEvent.action == action)
+        rows = list(db.session.execute(stmt).scalars())
+        db.session.expunge_all()
+        return rows
