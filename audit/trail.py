@@ -55,7 +55,9 @@ def _clip(value: str | None, limit: int = MAX_TEXT) -> str | None:
     # length is bounded so that one hostile header cannot bloat the trail.
     if value is None:
         return None
-    return value if len(value) <= limit else value[:limit] + "…"
+    # NUL is the one character PostgreSQL text refuses: keep it visible as the escape "\x00".
+    value = value.replace("\x00", "\\x00")
+    return value if len(value) <= limit else value[: limit - 1] + "…"
 
 
 def _clean_details(details: Mapping[str, Any] | None) -> str:

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from portal import Settings, create_app
 from portal.accounts.models import AccountStatus, Role, User
-from portal.db import db, new_id
+from portal.db import db, new_id, utcnow
 from portal.migrate import upgrade
 from portal.orgs.models import FtTerritory, Organisation, OrgKind
 from tests.support.services import SmtpSink, postgres_database, smtp_server
@@ -52,7 +52,7 @@ def postgres_url() -> Iterator[str]:
         yield url
 
 
-_KEEP = {"departement", "alembic_version"}
+_KEEP = {"departement", "alembic_version", "audit_chain_head"}
 
 
 def _truncate_postgres(url: str) -> None:
@@ -69,6 +69,7 @@ def _truncate_postgres(url: str) -> None:
             conn.exec_driver_sql(
                 "TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"
             )
+        conn.exec_driver_sql("UPDATE audit_chain_head SET seq = 0, hash = repeat('0', 64)")
     engine.dispose()
 
 
@@ -244,6 +245,7 @@ class Factory:
                 status=status,
                 password_hash=svc.argon2.hash(password),
                 totp_secret=svc.secret_box.seal(secret, user_id),
+                activated_at=utcnow() if status != AccountStatus.PENDING else None,
             )
             user.role_rows = [UserRole(role=str(r)) for r in roles]
             db.session.add(user)

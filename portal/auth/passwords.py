@@ -42,6 +42,16 @@ _ORG_STOP_WORDS = frozenset(
 )
 
 
+# Keyboard rows and counting: "123456789012" or "azertyuiopqs" are as weak as any listed word.
+_SEQUENCES = (
+    "0123456789012345678901234567890",
+    "9876543210987654321098765432109",
+    "azertyuiopqsdfghjklmwxcvbn",
+    "qwertyuiopasdfghjklzxcvbnm",
+    "abcdefghijklmnopqrstuvwxyz",
+)
+
+
 class Argon2:
     """argon2id hasher; parameters come from the settings (tests make them cheap)."""
 
@@ -117,7 +127,12 @@ def password_problems(
     folded = _fold(password)
     compact = re.sub(r"[\W_]+", "", folded)
     common = common_passwords()
-    if folded in common or compact in common or _core(password) in common:
+    if (
+        folded in common
+        or compact in common
+        or _core(password) in common
+        or any(compact in seq for seq in _SEQUENCES)
+    ):
         problems.append("Ce mot de passe est trop courant : choisissez-en un autre.")
     elif len(set(compact)) <= 2:
         problems.append("Ce mot de passe est trop répétitif : choisissez-en un autre.")

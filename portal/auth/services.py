@@ -21,7 +21,7 @@ from portal.accounts.models import (
     UserToken,
 )
 from portal.auth import totp
-from portal.auth.passwords import password_problems
+from portal.auth.passwords import MIN_LENGTH, MIN_LENGTH_PRIVILEGED, password_problems
 from portal.auth.throttle import account_key, ip_key
 from portal.db import utcnow
 from portal.services import Services
@@ -197,6 +197,11 @@ def consume_token(session: Session, token: UserToken) -> bool:
         .values(used_at=utcnow())
     )
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def min_password_length(user: User) -> int:
+    """12 characters, 16 for the privileged roles."""
+    return MIN_LENGTH_PRIVILEGED if user.roles & PRIVILEGED_ROLES else MIN_LENGTH
 
 
 def check_new_password(user: User, password: str, confirmation: str) -> list[str]:

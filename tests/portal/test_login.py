@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import statistics
 import time
 from collections.abc import Callable
 
@@ -78,10 +77,13 @@ def test_unknown_user_costs_the_same_time_as_a_wrong_password(
         )
         return time.perf_counter() - start
 
-    known = statistics.median(timed(account.email) for _ in range(5))
-    unknown = statistics.median(timed("nobody@example.org") for _ in range(5))
-    # Then both cost one argon2 verification (within a generous factor)
-    assert 0.5 < unknown / known < 2.0
+    known: list[float] = []
+    unknown: list[float] = []
+    for _ in range(7):  # interleaved, so that load on the machine hits both alike
+        known.append(timed(account.email))
+        unknown.append(timed("nobody@example.org"))
+    # Then both cost one argon2 verification: the fastest runs (least disturbed) are alike
+    assert 0.6 < min(unknown) / min(known) < 1.6
 
 
 def test_a_code_already_used_is_refused_and_audited_as_replay(

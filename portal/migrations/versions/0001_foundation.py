@@ -250,6 +250,9 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_audit_event_target_id"), ["target_id"], unique=False)
     departement = sa.table("departement", sa.column("code"), sa.column("name"))
     op.bulk_insert(departement, [{"code": c, "name": n} for c, n in DEPARTEMENTS.items()])
+    # The chain head exists from the start, so that concurrent first writers lock the same row.
+    head = sa.table("audit_chain_head", sa.column("id"), sa.column("seq"), sa.column("hash"))
+    op.bulk_insert(head, [{"id": 1, "seq": 0, "hash": "0" * 64}])
 
 
 def downgrade() -> None:
