@@ -40,8 +40,11 @@ def app_context() -> Iterator[Flask]:
     from portal.app import create_app
 
     app = create_app(Settings.from_env())
-    with app.app_context():
-        yield app
+    try:
+        with app.app_context():
+            yield app
+    finally:
+        db.bound(app).engine.dispose()
 
 
 @click.group()

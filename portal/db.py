@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from flask import Flask, g
+from flask import Flask, current_app, g
 from sqlalchemy import MetaData, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
@@ -85,18 +86,27 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-class Database:
-    """Holds the engine and hands out one session per application context."""
+@dataclass(frozen=True)
+class BoundDatabase:
+    """The engine and session factory of one application."""
 
-    def __init__(self) -> None:
-        self.engine: Engine | None = None
-        self.session_factory: sessionmaker[Session] | None = None
+    engine: Engine
+    session_factory: sessionmaker[Session]
+
+
+class Database:
+    """Hands out one session per application context, from the current app's engine.
+
+    The engine lives in ``app.extensions`` (not on this object), so that two apps in one
+    process (tests, "two servers") never share a connection pool by accident.
+    """
 
     def init_app(self, app: Flask, url: str) -> None:
-        """Bind to *url* and close the request's session at teardown."""
-        self.engine = make_engine(url)
-        self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
-        app.extensions["filr_db"] = self
+        """Bind *app* to *url* and close the request's session at teardown."""
+        engine = make_engine(url)
+        app.extensions["filr_db"] = BoundDatabase(
+            engine, sessionmaker(engine, expire_on_commit=False)
+        )
 
         @app.teardown_appcontext
         def _close_session(_exc: BaseException | None) -> None:
@@ -104,14 +114,24 @@ class Database:
             if session is not None:
                 session.close()
 
+    @staticmethod
+    def bound(app: Flask | None = None) -> BoundDatabase:
+        """The engine and session factory of *app* (default: the current app)."""
+        value = (app or current_app).extensions["filr_db"]
+        assert isinstance(value, BoundDatabase)  # noqa: S101 - set by init_app
+        return value
+
+    @property
+    def engine(self) -> Engine:
+        """The current app's engine."""
+        return self.bound().engine
+
     @property
     def session(self) -> Session:
         """The session of the current application context."""
         session: Session | None = g.get("_filr_db_session")
         if session is None:
-            if self.session_factory is None:
-                raise RuntimeError("database not initialised")
-            session = self.session_factory()
+            session = self.bound().session_factory()
             g._filr_db_session = session
         return session
 

@@ -7,6 +7,7 @@ import secrets
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ENV_PREFIX = "FILR_"
 
@@ -111,6 +112,15 @@ class Settings:
         if dsfr is None:
             candidate = Path(__file__).resolve().parent.parent / "node_modules/@gouvfr/dsfr/dist"
             dsfr = str(candidate) if candidate.is_dir() else None
+        base_url = (_env("BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
+        # Secure cookies follow the scheme of the public URL; plain HTTP is only tolerated on
+        # the loopback interface (the embedded default), where browsers refuse Secure cookies.
+        secure_cookies = _bool("SECURE_COOKIES", base_url.startswith("https://"))
+        host = urlsplit(base_url).hostname or ""
+        if not secure_cookies and host not in {"127.0.0.1", "localhost", "::1"}:
+            raise SettingsError(
+                "FILR_SECURE_COOKIES=false is only allowed for a loopback FILR_BASE_URL"
+            )
         mail_dir = _env("MAIL_DIR")
         smtp_host = _env("SMTP_HOST") or None
         settings = cls(
@@ -119,9 +129,9 @@ class Settings:
             data_dir=data_dir,
             storage_url=_env("STORAGE_URL") or f"file://{data_dir / 'objects'}",
             master_key_file=Path(_env("MASTER_KEY_FILE") or data_dir / "secrets" / "master.key"),
-            base_url=(_env("BASE_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            base_url=base_url,
             redis_url=_env("REDIS_URL") or None,
-            secure_cookies=_bool("SECURE_COOKIES", True),
+            secure_cookies=secure_cookies,
             session_idle_minutes=_int("SESSION_IDLE_MINUTES", 15, minimum=1),
             session_absolute_hours=_int("SESSION_ABSOLUTE_HOURS", 12, minimum=1),
             trusted_proxy_count=_int("TRUSTED_PROXY_COUNT", 0),

@@ -143,9 +143,7 @@ def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
 
     yield factory
     for app in apps:
-        engine = app.extensions["filr_db"].engine
-        if engine is not None:
-            engine.dispose()
+        db.bound(app).engine.dispose()
 
 
 @pytest.fixture
@@ -277,8 +275,14 @@ def reset_totp_step(app: Flask, account: Account) -> None:
         db.session.commit()
 
 
-def login(client: FlaskClient, account: Account, *, code: str | None = None,
-          password: str | None = None, next_url: str | None = None) -> Any:  # fmt: skip
+def login(
+    client: FlaskClient,
+    account: Account,
+    *,
+    code: str | None = None,
+    password: str | None = None,
+    next_url: str | None = None,
+) -> Any:
     """Post the log-in form; returns the response (not followed)."""
     token = csrf_of(client)
     path = "/connexion" + (f"?next={next_url}" if next_url else "")

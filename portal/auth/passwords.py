@@ -137,7 +137,9 @@ def password_problems(
     elif len(set(compact)) <= 2:
         problems.append("Ce mot de passe est trop répétitif : choisissez-en un autre.")
     local, _, domain = email.partition("@")
-    personal = _tokens(full_name, 3) | _tokens(local, 3) | ({_fold(local)} if local else set())
+    personal = _tokens(full_name, 3) | _tokens(local, 3)
+    if len(local) >= 3:
+        personal.add(re.sub(r"[\W_]+", "", _fold(local)))
     if any(token in compact or token in folded for token in personal):
         problems.append("Le mot de passe ne doit contenir ni votre nom ni votre adresse e-mail.")
     org_tokens = (_tokens(organisation, 4) | _tokens(domain.split(".")[0], 4)) - _ORG_STOP_WORDS

@@ -27,8 +27,13 @@ def engine(database_url: str) -> sa.Engine:
 def _write(engine: sa.Engine, n: int, **kwargs: object) -> None:
     with Session(engine) as session:
         for i in range(n):
-            audit.record(session, AuditAction.LOGIN_FAILURE, outcome=Outcome.FAILURE,
-                         details={"i": i}, **kwargs)  # type: ignore[arg-type]  # fmt: skip
+            audit.record(
+                session,
+                AuditAction.LOGIN_FAILURE,
+                outcome=Outcome.FAILURE,
+                details={"i": i},
+                **kwargs,
+            )  # type: ignore[arg-type]
             session.commit()
 
 
@@ -63,14 +68,20 @@ def test_deleted_row_is_detected(engine: sa.Engine) -> None:
 def test_control_characters_and_long_values_are_stored_literally(engine: sa.Engine) -> None:
     nasty = "evil\r\nauth:login:success\x00\x1b[31m;DROP TABLE audit_event;--" + "é" * 3000
     with Session(engine) as session:
-        audit.record(session, AuditAction.LOGIN_FAILURE, context=audit.Context(user_agent=nasty),
-                     details={"note": nasty})  # fmt: skip
+        audit.record(
+            session,
+            AuditAction.LOGIN_FAILURE,
+            context=audit.Context(user_agent=nasty),
+            details={"note": nasty},
+        )
         session.commit()
     with Session(engine) as session:
         rows = session.execute(sa.select(AuditEvent)).scalars().all()
         assert len(rows) == 1
         row = rows[0]
-        assert row.user_agent is not None and row.user_agent.startswith("evil\r\nauth:login:success")
+        assert row.user_agent is not None and row.user_agent.startswith(
+            "evil\r\nauth:login:success"
+        )
         assert len(row.user_agent) <= 512
         assert "\\x00" in row.user_agent  # NUL kept visible, as text
         assert json.loads(row.details)["note"].startswith("evil\r\nauth:login:success\\x00\x1b")
@@ -86,7 +97,8 @@ WRITER = textwrap.dedent(
     engine = make_engine(sys.argv[1])
     for i in range(int(sys.argv[2])):
         with Session(engine) as session:
-            audit.record(session, audit.AuditAction.LOGIN_FAILURE, details={"w": sys.argv[3], "i": i})
+            details = {"w": sys.argv[3], "i": i}
+            audit.record(session, audit.AuditAction.LOGIN_FAILURE, details=details)
             session.commit()
     engine.dispose()
     """

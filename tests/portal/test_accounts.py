@@ -46,17 +46,23 @@ def _activate(app: Flask, smtp: SmtpSink, email: str, password: str) -> tuple[Fl
     newcomer.environ_base.update({"wsgi.url_scheme": "https", "REMOTE_ADDR": "203.0.113.20"})
     link = _link(smtp, email)
     token = csrf_of(newcomer, link)
-    response = newcomer.post(link, data={"csrf_token": token, "password": password,
-                                         "confirmation": password})  # fmt: skip
+    response = newcomer.post(
+        link, data={"csrf_token": token, "password": password, "confirmation": password}
+    )
     assert response.status_code == 302, response.get_data(as_text=True)[:800]
     page = newcomer.get("/activation/authentification").get_data(as_text=True)
     secret = re.search(r'id="totp-secret"[^>]*>([A-Z2-7]+)<', page)
     assert secret and "<svg" in page
     token = csrf_of(newcomer, "/activation/authentification")
-    done = newcomer.post("/activation/authentification",
-                         data={"csrf_token": token, "code": pyotp.TOTP(secret.group(1)).now()})  # fmt: skip
+    done = newcomer.post(
+        "/activation/authentification",
+        data={"csrf_token": token, "code": pyotp.TOTP(secret.group(1)).now()},
+    )
     assert done.status_code == 200
-    codes = re.findall(r"<code>([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})</code>", done.get_data(as_text=True))
+    codes = re.findall(
+        r"<code>([A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4})</code>",
+        done.get_data(as_text=True),
+    )
     assert len(codes) == 10
     return newcomer, secret.group(1)
 
@@ -81,8 +87,12 @@ def test_manager_creates_account_and_newcomer_activates_with_password_and_totp(
     assert user.password_hash and user.password_hash.startswith("$argon2id$")
     assert secret not in (user.totp_secret or "")  # sealed, never stored in clear
     actions = [r.action for r in audit_rows(app)]
-    for expected in (AuditAction.ACCOUNT_CREATED, AuditAction.ACCOUNT_ACTIVATION_SENT,
-                     AuditAction.MFA_ENROLLED, AuditAction.ACCOUNT_ACTIVATED):  # fmt: skip
+    for expected in (
+        AuditAction.ACCOUNT_CREATED,
+        AuditAction.ACCOUNT_ACTIVATION_SENT,
+        AuditAction.MFA_ENROLLED,
+        AuditAction.ACCOUNT_ACTIVATED,
+    ):
         assert expected in actions
 
 
@@ -107,8 +117,11 @@ def test_activation_link_expires_after_72_hours(
     _create_via_manager(client, "late@example.org", ["agent"])
     link = _link(smtp, "late@example.org")
     with app.app_context():
-        db.session.execute(sa.update(UserToken).values(
-            created_at=utcnow() - timedelta(hours=73), expires_at=utcnow() - timedelta(hours=1)))  # fmt: skip
+        db.session.execute(
+            sa.update(UserToken).values(
+                created_at=utcnow() - timedelta(hours=73), expires_at=utcnow() - timedelta(hours=1)
+            )
+        )
         db.session.commit()
     assert app.test_client().get(link, base_url="https://localhost").status_code == 404
 
@@ -123,8 +136,14 @@ def test_activation_refuses_weak_password_with_french_messages(
     newcomer.environ_base.update({"wsgi.url_scheme": "https"})
     link = _link(smtp, "weak@example.org")
     token = csrf_of(newcomer, link)
-    response = newcomer.post(link, data={"csrf_token": token, "password": "motdepasse2024!",
-                                         "confirmation": "motdepasse2024!"})  # fmt: skip
+    response = newcomer.post(
+        link,
+        data={
+            "csrf_token": token,
+            "password": "motdepasse2024!",
+            "confirmation": "motdepasse2024!",
+        },
+    )
     assert response.status_code == 200
     assert "trop courant" in response.get_data(as_text=True)
     assert _user(app, "weak@example.org").password_hash is None
@@ -139,8 +158,9 @@ def test_password_reset_by_mail_keeps_mfa_and_works_once(
     link = _link(smtp, account.email)
     new_password = "une toute nouvelle phrase secrète"
     token = csrf_of(client, link)
-    response = client.post(link, data={"csrf_token": token, "password": new_password,
-                                       "confirmation": new_password})  # fmt: skip
+    response = client.post(
+        link, data={"csrf_token": token, "password": new_password, "confirmation": new_password}
+    )
     assert response.status_code == 302
     assert client.get(link).status_code == 404  # single use
     # The new password alone is not enough: the TOTP is still required
@@ -157,8 +177,9 @@ def test_password_reset_answer_does_not_reveal_whether_the_account_exists(
     answers = []
     for email in (account.email, "nobody@example.org"):
         token = csrf_of(client, "/mot-de-passe/oubli")
-        r = client.post("/mot-de-passe/oubli", data={"csrf_token": token, "email": email},
-                        follow_redirects=True)  # fmt: skip
+        r = client.post(
+            "/mot-de-passe/oubli", data={"csrf_token": token, "email": email}, follow_redirects=True
+        )
         answers.append(re.sub(r'value="[^"]+"|[0-9a-f]{16}', "", r.get_data(as_text=True)))
     assert answers[0] == answers[1]
     assert smtp.to(account.email) and not smtp.to("nobody@example.org")
@@ -174,8 +195,12 @@ def test_password_reset_link_expires_after_30_minutes(
     with app.app_context():
         row = db.session.execute(sa.select(UserToken)).scalar_one()
         assert timedelta(minutes=29) < row.expires_at - row.created_at <= timedelta(minutes=30)
-        db.session.execute(sa.update(UserToken).values(
-            created_at=utcnow() - timedelta(minutes=31), expires_at=utcnow() - timedelta(minutes=1)))  # fmt: skip
+        db.session.execute(
+            sa.update(UserToken).values(
+                created_at=utcnow() - timedelta(minutes=31),
+                expires_at=utcnow() - timedelta(minutes=1),
+            )
+        )
         db.session.commit()
     assert client.get(link).status_code == 404
 
@@ -199,15 +224,22 @@ def test_mfa_reset_by_manager_notifies_user_and_requires_new_enrolment(
     # The link asks for the password, then enrols a new authenticator
     link = _link(smtp, account.email)
     token = csrf_of(user_client, link)
-    assert user_client.post(link, data={"csrf_token": token, "password": "wrong password here"}).status_code == 200
+    assert (
+        user_client.post(
+            link, data={"csrf_token": token, "password": "wrong password here"}
+        ).status_code
+        == 200
+    )
     r = user_client.post(link, data={"csrf_token": token, "password": account.password})
     assert r.status_code == 302
     page = user_client.get("/activation/authentification").get_data(as_text=True)
     secret = re.search(r'id="totp-secret"[^>]*>([A-Z2-7]+)<', page)
     assert secret
     token = csrf_of(user_client, "/activation/authentification")
-    done = user_client.post("/activation/authentification",
-                            data={"csrf_token": token, "code": pyotp.TOTP(secret.group(1)).now()})  # fmt: skip
+    done = user_client.post(
+        "/activation/authentification",
+        data={"csrf_token": token, "code": pyotp.TOTP(secret.group(1)).now()},
+    )
     assert done.status_code == 200
     assert user_client.get("/").status_code == 200
     assert audit_rows(app, AuditAction.MFA_RESET)[0].target_id == account.id
@@ -220,12 +252,24 @@ def test_manager_suspends_reactivates_and_revokes_with_audit(
     manager = factory.user(org, roles=(Role.GESTIONNAIRE,))
     account = factory.user(org)
     login_as(manager)
-    for action, status in (("suspendre", "suspended"), ("reactiver", "active"), ("revoquer", "revoked")):
+    for action, status in (
+        ("suspendre", "suspended"),
+        ("reactiver", "active"),
+        ("revoquer", "revoked"),
+    ):
         token = csrf_of(client, f"/gestion/comptes/{account.id}")
-        assert client.post(f"/gestion/comptes/{account.id}/{action}",
-                           data={"csrf_token": token}).status_code == 302  # fmt: skip
+        assert (
+            client.post(
+                f"/gestion/comptes/{account.id}/{action}", data={"csrf_token": token}
+            ).status_code
+            == 302
+        )
         assert _user(app, account.email).status == status
-    for action in (AuditAction.ACCOUNT_SUSPENDED, AuditAction.ACCOUNT_REACTIVATED, AuditAction.ACCOUNT_REVOKED):
+    for action in (
+        AuditAction.ACCOUNT_SUSPENDED,
+        AuditAction.ACCOUNT_REACTIVATED,
+        AuditAction.ACCOUNT_REVOKED,
+    ):
         row = audit_rows(app, action)[0]
         assert row.actor_id == manager.id and row.target_id == account.id
         assert row.source_ip == "203.0.113.10" and row.request_id and row.user_agent
@@ -239,11 +283,21 @@ def test_manager_cannot_manage_itself_or_create_platform_roles(
     login_as(manager)
     assert client.get(f"/gestion/comptes/{manager.id}").status_code == 404
     token = csrf_of(client, "/gestion/comptes/nouveau")
-    r = client.post("/gestion/comptes/nouveau", data={
-        "csrf_token": token, "full_name": "Root", "email": "root@example.org", "roles": ["admin"]})  # fmt: skip
+    r = client.post(
+        "/gestion/comptes/nouveau",
+        data={
+            "csrf_token": token,
+            "full_name": "Root",
+            "email": "root@example.org",
+            "roles": ["admin"],
+        },
+    )
     assert r.status_code == 200
     with app.app_context():
-        assert db.session.execute(sa.select(User).where(User.email == "root@example.org")).first() is None
+        assert (
+            db.session.execute(sa.select(User).where(User.email == "root@example.org")).first()
+            is None
+        )
 
 
 def test_every_audit_row_of_a_login_carries_time_actor_org_ip_agent_request_and_outcome(
@@ -256,9 +310,11 @@ def test_every_audit_row_of_a_login_carries_time_actor_org_ip_agent_request_and_
     client.post("/deconnexion", data={"csrf_token": csrf_of(client, "/")})
     rows = audit_rows(app)
     assert [r.action for r in rows] == [
-        AuditAction.LOGIN_FAILURE, AuditAction.MFA_SUCCESS, AuditAction.LOGIN_SUCCESS,
+        AuditAction.LOGIN_FAILURE,
+        AuditAction.MFA_SUCCESS,
+        AuditAction.LOGIN_SUCCESS,
         AuditAction.LOGOUT,
-    ]  # fmt: skip
+    ]
     for row in rows:
         assert row.occurred_at.tzinfo is not None
         assert row.actor_id == account.id and row.actor_org_id == account.org_id

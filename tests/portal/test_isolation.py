@@ -8,8 +8,9 @@ from portal.orgs.permissions import can_see_space, may_exchange, spaces_of
 
 
 def _org(kind: OrgKind, dep: str | None = None, territory: tuple[str, ...] = ()) -> Organisation:
-    org = Organisation(id=f"{kind}-{dep}-{'-'.join(territory)}", kind=kind, name=str(kind),
-                       departement_code=dep)  # fmt: skip
+    org = Organisation(
+        id=f"{kind}-{dep}-{'-'.join(territory)}", kind=kind, name=str(kind), departement_code=dep
+    )
     org.territory = [FtTerritory(departement_code=c) for c in territory]
     return org
 

@@ -57,8 +57,12 @@ def test_unknown_user_costs_the_same_time_as_a_wrong_password(
     make_app: Callable[..., Flask], factory: Factory
 ) -> None:
     # Given argon2 parameters costly enough for the difference to show if a hash were skipped
-    app = make_app(argon2_time_cost=2, argon2_memory_kib=32768, throttle_account_per_minute=1000,
-                   throttle_ip_per_minute=1000)  # fmt: skip
+    app = make_app(
+        argon2_time_cost=2,
+        argon2_memory_kib=32768,
+        throttle_account_per_minute=1000,
+        throttle_ip_per_minute=1000,
+    )
     account = Factory(app).user(factory.org())
     client = app.test_client()
     client.environ_base.update({"wsgi.url_scheme": "https"})

@@ -26,20 +26,38 @@ def test_length_rules_depend_on_the_role(password: str, privileged: bool, ok: bo
 
 @pytest.mark.parametrize(
     "password",
-    ["azertyuiop123", "motdepasse2024!", "Marseille13013!", "qwerty123456", "1qaz2wsx3edc",
-     "Jetaime!!2025", "MotDePasse123456", "123456789012"],
-)  # fmt: skip
+    [
+        "azertyuiop123",
+        "motdepasse2024!",
+        "Marseille13013!",
+        "qwerty123456",
+        "1qaz2wsx3edc",
+        "Jetaime!!2025",
+        "MotDePasse123456",
+        "123456789012",
+    ],
+)
 def test_common_passwords_french_included_are_refused(password: str) -> None:
     problems = password_problems(password, privileged=False)
     assert any("courant" in p for p in problems), problems
 
 
 def test_password_may_not_contain_name_email_or_organisation() -> None:
-    kwargs = {"full_name": "Hélène Lefebvre", "email": "h.lefebvre@cd62.fr",
-              "organisation": "Conseil départemental du Pas-de-Calais"}  # fmt: skip
-    assert any("nom" in p for p in password_problems("lefebvre est ma banque", privileged=False, **kwargs))
-    assert any("nom" in p for p in password_problems("Helene aime les bateaux", privileged=False, **kwargs))
-    assert any("organisation" in p for p in password_problems("pasdecalais forever 1", privileged=False, **kwargs))
+    kwargs = {
+        "full_name": "Hélène Lefebvre",
+        "email": "h.lefebvre@cd62.fr",
+        "organisation": "Conseil départemental du Pas-de-Calais",
+    }
+    assert any(
+        "nom" in p for p in password_problems("lefebvre est ma banque", privileged=False, **kwargs)
+    )
+    assert any(
+        "nom" in p for p in password_problems("Helene aime les bateaux", privileged=False, **kwargs)
+    )
+    assert any(
+        "organisation" in p
+        for p in password_problems("pasdecalais forever 1", privileged=False, **kwargs)
+    )
     assert password_problems("un voilier sur la manche", privileged=False, **kwargs) == []
 
 

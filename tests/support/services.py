@@ -102,7 +102,7 @@ def smtp_server() -> Iterator[SmtpSink]:
     sink = SmtpSink("127.0.0.1", port)
 
     class Handler:
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
             with sink.lock:
                 sink.raw.append(envelope.content)
                 sink.messages.append(message_from_bytes(envelope.content))
