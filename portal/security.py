@@ -48,11 +48,9 @@ def _wants_json() -> bool:
 def install(app: Flask) -> None:
     """Register the gate, the headers and the error handlers on *app*."""
 
-    @app.before_request
     def _request_id() -> None:
         g.request_id = secrets.token_hex(8)
 
-    @app.before_request
     def _session_expiry_audit() -> None:
         sess = session
         if isinstance(sess, PortalSession) and sess.expired_user_id:
@@ -64,6 +62,11 @@ def install(app: Flask) -> None:
             )
             db.session.commit()
             sess.expired_user_id = None
+
+    # CSRFProtect is initialised before this module, so its hook would run first: a request it
+    # rejects would get no request id, and a session found expired by a form post (the usual
+    # case after a long idle time) would go unaudited. Both hooks therefore run first.
+    app.before_request_funcs.setdefault(None, [])[:0] = [_request_id, _session_expiry_audit]
 
     @app.before_request
     def _deny_by_default() -> BaseResponse | None:
