@@ -78,6 +78,10 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", None)  # tokens sit in some paths: no access log here
             self.cfg.set("timeout", 120)
+            # gunicorn's control socket sits in one per-user path shared by every instance on
+            # the machine; the portal does not use it.
+            if "control_socket_disable" in self.cfg.settings:
+                self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Flask:
             return create_app(settings)
