@@ -33,6 +33,23 @@ class AuditAction(StrEnum):
     ACCESS_DENIED = "access:denied"
     ORGANISATION_CREATED = "organisation:created"
     AUDIT_VERIFIED = "audit:verified"
+    DEPOSIT_CREATED = "deposit:created"
+    DEPOSIT_PUBLISHED = "deposit:published"
+    FILE_UPLOADED = "deposit:file-uploaded"
+    FILE_REFUSED = "deposit:file-refused"
+    NOTIFICATION_SENT = "deposit:notification-sent"
+    REMINDER_SENT = "deposit:reminder-sent"
+    LINK_ISSUED = "deposit:link-issued"
+    LINK_REFUSED = "deposit:link-refused"
+    FILE_DOWNLOADED = "deposit:downloaded"
+    DEPOSIT_TAKEN = "deposit:taken-in-charge"
+    DEPOSIT_WITHDRAWN = "deposit:withdrawn"
+    DEPOSIT_EXPIRED = "deposit:expired"
+    DEPOSIT_DESTROYED = "deposit:destroyed"
+    ORPHAN_DESTROYED = "storage:orphan-destroyed"
+    TOKEN_CREATED = "api-token:created"  # noqa: S105 - an event name
+    TOKEN_REVOKED = "api-token:revoked"  # noqa: S105 - an event name
+    JOB_RUN = "job:run"
 
 
 class Outcome(StrEnum):

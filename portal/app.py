@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_upload_bytes,
         # __Host- requires Secure; plain-HTTP development (embedded default on 127.0.0.1)
         # cannot send Secure cookies, so only there the prefix and Secure are dropped.
+        PREFERRED_URL_SCHEME="https" if settings.secure_cookies else "http",
         SESSION_COOKIE_NAME="__Host-filr" if settings.secure_cookies else "filr",
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         SESSION_COOKIE_HTTPONLY=True,
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
 
     db.init_app(app, settings.database_url)
-    app.extensions["filr"] = build_services(settings, db)
+    app.extensions["filr"] = build_services(settings, db, db.bound(app).engine)
     app.session_interface = ServerSessionInterface(
         idle=timedelta(minutes=settings.session_idle_minutes),
         absolute=timedelta(hours=settings.session_absolute_hours),
@@ -74,11 +75,13 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from portal.accounts.views import bp as accounts_bp
     from portal.auth.views import bp as auth_bp
+    from portal.deposits.views import bp as deposits_bp
     from portal.home.views import bp as home_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(home_bp)
+    app.register_blueprint(deposits_bp)
 
     dsfr_dir = settings.dsfr_dir
 

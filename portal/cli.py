@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import sys
@@ -539,6 +540,58 @@ def jobs_sessions(dry_run: bool) -> None:
         click.echo(
             f"{'[essai] ' if dry_run else ''}{n_sessions} sessions expirées, "
             f"{n_events} compteurs anciens supprimés."
+        )
+
+
+@contextmanager
+def job_lock(name: str) -> Iterator[bool]:
+    """Hold a database-wide lock named *name* (PostgreSQL advisory lock); False if taken."""
+    engine = db.engine
+    if engine.dialect.name != "postgresql":
+        # SQLite is the single-server embedded default; its write lock serialises the work.
+        yield True
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    with engine.connect() as conn:
+        acquired = bool(
+            conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        )
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
+
+
+@jobs.command("purge")
+@click.option("--dry-run", is_flag=True, help="Report what would be destroyed; change nothing.")
+@click.option("--batch-size", default=100, show_default=True, type=int)
+def jobs_purge(dry_run: bool, batch_size: int) -> None:
+    """Destroy expired, withdrawn and abandoned deposits, then orphan objects."""
+    from portal.deposits.services import cleanup_orphans, purge_expired_deposits
+
+    with app_context(), job_lock("filr.jobs.purge") as acquired:
+        if not acquired:
+            click.echo("Une autre purge est en cours : rien à faire.")
+            return
+        ctx = _context()
+        store = services().store
+        report = purge_expired_deposits(
+            db.session, store, batch_size=batch_size, dry_run=dry_run, ctx=ctx
+        )
+        orphans = cleanup_orphans(db.session, store, dry_run=dry_run, ctx=ctx)
+        if not dry_run:
+            audit.record(db.session, AuditAction.JOB_RUN, context=ctx, details={
+                "job": "purge", "expired": report.expired, "withdrawn": report.withdrawn,
+                "abandoned_drafts": report.abandoned_drafts,
+                "files_destroyed": report.files_destroyed, "orphans": orphans,
+            })  # fmt: skip
+            db.session.commit()
+        click.echo(
+            f"{'[essai] ' if dry_run else ''}{report.expired} dépôts expirés, "
+            f"{report.withdrawn} retirés, {report.abandoned_drafts} brouillons abandonnés, "
+            f"{report.files_destroyed} fichiers détruits, {orphans} objets orphelins."
         )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import current_app
+from sqlalchemy.engine import Engine
 
 from portal.auth.passwords import Argon2
 from portal.auth.throttle import DatabaseFailureStore, FailureStore, RedisFailureStore, Throttle
@@ -12,6 +14,14 @@ from portal.auth.totp import SecretBox
 from portal.db import Database
 from portal.mail import Mailer, make_mailer
 from portal.settings import Settings
+from storage import (
+    EncryptedStore,
+    Keyring,
+    MasterKey,
+    SqlKeyStore,
+    generate_master_key_file,
+    open_store,
+)
 
 
 @dataclass(frozen=True)
@@ -23,9 +33,33 @@ class Services:
     throttle: Throttle
     mailer: Mailer
     secret_box: SecretBox
+    store: EncryptedStore
 
 
-def build_services(settings: Settings, database: Database) -> Services:
+def build_store(settings: Settings, engine: Engine) -> EncryptedStore:
+    """The encrypted object store: backend from the URL, keys in the database, master key aside."""
+    options: dict[str, Any] = {}
+    if settings.storage_url.startswith("s3://"):
+        options = {
+            k: v
+            for k, v in {
+                "endpoint_url": settings.s3_endpoint_url,
+                "region": settings.s3_region,
+                "access_key": settings.s3_access_key,
+                "secret_key": settings.s3_secret_key,
+            }.items()
+            if v
+        }
+    inner = open_store(settings.storage_url, **options)
+    if settings.master_key_file.parent == settings.data_dir / "secrets":
+        # Embedded default only: the master key is generated at first start (0600). Elsewhere
+        # it is provisioned as a secret file, and its absence is an error.
+        generate_master_key_file(settings.master_key_file)
+    keyring = Keyring(MasterKey.from_file(settings.master_key_file), SqlKeyStore(engine))
+    return EncryptedStore(inner, keyring)
+
+
+def build_services(settings: Settings, database: Database, engine: Engine) -> Services:
     """Create the service objects for *settings*."""
     store: FailureStore
     if settings.redis_url:
@@ -38,6 +72,7 @@ def build_services(settings: Settings, database: Database) -> Services:
         throttle=Throttle(store, settings.throttle_max_delay_seconds),
         mailer=make_mailer(settings),
         secret_box=SecretBox(settings.secret_key),
+        store=build_store(settings, engine),
     )
 
 

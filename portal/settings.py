@@ -96,6 +96,12 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     max_upload_bytes: int = 2 * 1024**3
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    weekly_flow_lifetime_days: int = 7
+    monthly_flow_lifetime_days: int = 35
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -146,6 +152,10 @@ class Settings:
             throttle_account_per_minute=_int("THROTTLE_ACCOUNT_PER_MINUTE", 5, minimum=1),
             throttle_ip_per_minute=_int("THROTTLE_IP_PER_MINUTE", 20, minimum=1),
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1),
+            s3_endpoint_url=_env("S3_ENDPOINT_URL") or None,
+            s3_region=_env("S3_REGION") or None,
+            s3_access_key=_env("S3_ACCESS_KEY") or None,
+            s3_secret_key=_env("S3_SECRET_KEY") or None,
         )
         return replace(settings, **overrides) if overrides else settings
 

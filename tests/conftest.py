@@ -120,7 +120,7 @@ def settings(database_url: str, tmp_path: Path, smtp: SmtpSink) -> Settings:
         database_url=database_url,
         data_dir=tmp_path / "data",
         storage_url=f"file://{tmp_path / 'objects'}",
-        master_key_file=tmp_path / "master.key",
+        master_key_file=tmp_path / "data" / "secrets" / "master.key",
         base_url="https://filr.test",
         secure_cookies=True,
         smtp_host=smtp.host,
@@ -159,8 +159,14 @@ def client(app: Flask) -> FlaskClient:
 
 
 def https(client: FlaskClient) -> FlaskClient:
-    """Make every request of *client* look like HTTPS from 127.0.0.1."""
-    client.environ_base.update({"wsgi.url_scheme": "https", "REMOTE_ADDR": "203.0.113.10"})
+    """Requests of *client* come from 203.0.113.10 over HTTPS, as a same-origin browser's.
+
+    The scheme follows the app's PREFERRED_URL_SCHEME (https with secure cookies); the Referer
+    lets Flask-WTF's strict same-origin check pass, as it does for a real browser.
+    """
+    client.environ_base.update(
+        {"REMOTE_ADDR": "203.0.113.10", "HTTP_REFERER": "https://localhost/"}
+    )
     return client
 
 

@@ -10,6 +10,7 @@ import audit
 from portal.accounts import models as _accounts  # noqa: F401
 from portal.auth import models as _auth  # noqa: F401
 from portal.db import Base, make_engine
+from portal.deposits import models as _deposits  # noqa: F401
 from portal.orgs import models as _orgs  # noqa: F401
 
 target_metadata = [Base.metadata, audit.metadata]

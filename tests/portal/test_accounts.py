@@ -43,7 +43,9 @@ def _create_via_manager(client: FlaskClient, email: str, roles: list[str]) -> No
 
 def _activate(app: Flask, smtp: SmtpSink, email: str, password: str) -> tuple[FlaskClient, str]:
     newcomer = app.test_client()
-    newcomer.environ_base.update({"wsgi.url_scheme": "https", "REMOTE_ADDR": "203.0.113.20"})
+    newcomer.environ_base.update(
+        {"HTTP_REFERER": "https://localhost/", "REMOTE_ADDR": "203.0.113.20"}
+    )
     link = _link(smtp, email)
     token = csrf_of(newcomer, link)
     response = newcomer.post(
@@ -105,7 +107,7 @@ def test_activation_link_works_once(
     link = _link(smtp, "once@example.org")
     _activate(app, smtp, "once@example.org", STRONG_PASSWORD)
     other = app.test_client()
-    other.environ_base.update({"wsgi.url_scheme": "https"})
+    other.environ_base.update({"HTTP_REFERER": "https://localhost/"})
     assert other.get(link).status_code == 404
 
 
@@ -133,7 +135,7 @@ def test_activation_refuses_weak_password_with_french_messages(
     login_as(manager)
     _create_via_manager(client, "weak@example.org", ["agent"])
     newcomer = app.test_client()
-    newcomer.environ_base.update({"wsgi.url_scheme": "https"})
+    newcomer.environ_base.update({"HTTP_REFERER": "https://localhost/"})
     link = _link(smtp, "weak@example.org")
     token = csrf_of(newcomer, link)
     response = newcomer.post(
@@ -219,7 +221,7 @@ def test_mfa_reset_by_manager_notifies_user_and_requires_new_enrolment(
     assert "Gérante Compte" in mail and "réinitialisé" in mail
     # The old authenticator no longer works
     user_client = app.test_client()
-    user_client.environ_base.update({"wsgi.url_scheme": "https"})
+    user_client.environ_base.update({"HTTP_REFERER": "https://localhost/"})
     assert login(user_client, account).status_code == 200
     # The link asks for the password, then enrols a new authenticator
     link = _link(smtp, account.email)

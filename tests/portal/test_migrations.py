@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from alembic import command
 
 from portal.migrate import alembic_config, downgrade, upgrade
+from portal.orgs.departements import DEPARTEMENTS
 from tests.support.services import postgres_database
 
 
@@ -35,4 +36,4 @@ def test_upgrade_downgrade_upgrade_and_models_match(empty_database: str) -> None
     with engine.connect() as conn:
         count = conn.execute(sa.text("SELECT count(*) FROM departement")).scalar_one()
     engine.dispose()
-    assert count == 101
+    assert count == len(DEPARTEMENTS) == 102

@@ -22,7 +22,7 @@ def _server(make_app: Callable[..., Flask], **overrides: object) -> Flask:
 
 def _client(app: Flask, ip: str):  # type: ignore[no-untyped-def]
     c = app.test_client()
-    c.environ_base.update({"wsgi.url_scheme": "https", "REMOTE_ADDR": ip})
+    c.environ_base.update({"HTTP_REFERER": "https://localhost/", "REMOTE_ADDR": ip})
     return c
 
 

@@ -1,0 +1,1 @@
+"""Deposits: files exchanged in a département space, with expiry, links and receipts."""

@@ -1,0 +1,33 @@
+"""Forms of the deposit pages."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+
+class NewDepositForm(FlaskForm):  # type: ignore[misc]
+    """Space, category, title, short message, recipients, expiry and download limit."""
+
+    departement = SelectField("Espace départemental", choices=[], validators=[DataRequired()])
+    category = SelectField("Catégorie", choices=[], validators=[DataRequired()])
+    title = StringField("Titre", validators=[DataRequired(), Length(max=200)])
+    message = TextAreaField("Message (facultatif)", validators=[Optional(), Length(max=1000)])
+    recipients = SelectMultipleField(
+        "Destinataires",
+        choices=[],
+        option_widget=CheckboxInput(),
+        widget=ListWidget(prefix_label=False),
+        validators=[DataRequired(message="Choisissez au moins un destinataire.")],
+    )
+    lifetime_days = IntegerField(
+        "Durée de mise à disposition (jours)",
+        default=90,
+        validators=[DataRequired(), NumberRange(min=1, max=90)],
+    )
+    max_downloads = IntegerField(
+        "Nombre maximal de téléchargements par destinataire (facultatif)",
+        validators=[Optional(), NumberRange(min=1, max=100)],
+    )

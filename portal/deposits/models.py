@@ -1,0 +1,189 @@
+"""Deposits, their files, recipients, download receipts and per-recipient counters."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy import BigInteger, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.db import Base, UTCDateTime, new_id, utcnow
+
+MAX_LIFETIME = timedelta(days=90)
+
+
+class Category(StrEnum):
+    """What a deposit carries."""
+
+    FICHE_LIAISON = "fiche_liaison"
+    FLUX_XML = "flux_xml"
+    DOCUMENT = "document"
+
+
+CATEGORY_LABELS = {
+    Category.FICHE_LIAISON: "Fiche de liaison",
+    Category.FLUX_XML: "Flux XML",
+    Category.DOCUMENT: "Document",
+}
+
+
+class DepositStatus(StrEnum):
+    """Life cycle: draft while files upload, then available until withdrawn or expired."""
+
+    DRAFT = "draft"
+    AVAILABLE = "available"
+    WITHDRAWN = "withdrawn"
+    DESTROYED = "destroyed"
+
+
+STATUS_LABELS = {
+    DepositStatus.DRAFT: "Brouillon",
+    DepositStatus.AVAILABLE: "Disponible",
+    DepositStatus.WITHDRAWN: "Retiré",
+    DepositStatus.DESTROYED: "Détruit",
+}
+
+
+class Deposit(Base):
+    """One deposit in one département space."""
+
+    __tablename__ = "deposit"
+    __table_args__ = (
+        sa.CheckConstraint("expires_at > created_at", name="expires_after_creation"),
+        sa.CheckConstraint(
+            "status IN ('draft', 'available', 'withdrawn', 'destroyed')", name="status_known"
+        ),
+        sa.CheckConstraint(
+            "category IN ('fiche_liaison', 'flux_xml', 'document')", name="category_known"
+        ),
+        sa.CheckConstraint(
+            "max_downloads IS NULL OR max_downloads > 0", name="max_downloads_positive"
+        ),
+        sa.Index("ix_deposit_space_created", "departement_code", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    departement_code: Mapped[str] = mapped_column(
+        String(3), ForeignKey("departement.code"), nullable=False
+    )
+    category: Mapped[str] = mapped_column(String(16), nullable=False)
+    title: Mapped[str] = mapped_column(String(200), nullable=False)
+    # Lower case without accents: French sorting and accent-blind search on every database.
+    title_sort: Mapped[str] = mapped_column(String(200), nullable=False, default="")
+    message: Mapped[str | None] = mapped_column(String(1000))
+    sender_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("user_account.id"), nullable=False, index=True
+    )
+    sender_org_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("organisation.id"), nullable=False, index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), nullable=False, default=DepositStatus.DRAFT)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+    max_downloads: Mapped[int | None] = mapped_column(Integer)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    taken_by_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("user_account.id"))
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminded_7_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reminded_1_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    files: Mapped[list[DepositFile]] = relationship(
+        back_populates="deposit", lazy="selectin", order_by="DepositFile.created_at"
+    )
+    recipients: Mapped[list[DepositRecipient]] = relationship(
+        back_populates="deposit", lazy="selectin", cascade="all, delete-orphan"
+    )
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """True once the expiry date has passed, even before the purge has run."""
+        return (now or utcnow()) >= self.expires_at
+
+    def is_downloadable(self, now: datetime | None = None) -> bool:
+        """Available and not expired."""
+        return self.status == DepositStatus.AVAILABLE and not self.is_expired(now)
+
+    @property
+    def category_label(self) -> str:
+        """French label of the category."""
+        return CATEGORY_LABELS[Category(self.category)]
+
+    @property
+    def status_label(self) -> str:
+        """French label of the status (expired deposits read "Expiré")."""
+        if self.status == DepositStatus.AVAILABLE and self.is_expired():
+            return "Expiré"
+        return STATUS_LABELS[DepositStatus(self.status)]
+
+
+class DepositFile(Base):
+    """One encrypted file of a deposit; the object key is ours, the name only shown."""
+
+    __tablename__ = "deposit_file"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    deposit_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("deposit.id"), nullable=False, index=True
+    )
+    object_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    filename: Mapped[str] = mapped_column(String(200), nullable=False)
+    content_type: Mapped[str] = mapped_column(String(120), nullable=False)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    deposit: Mapped[Deposit] = relationship(back_populates="files")
+
+
+class DepositRecipient(Base):
+    """A recipient: an organisation of the space (shared inbox) or a named user."""
+
+    __tablename__ = "deposit_recipient"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(organisation_id IS NULL) != (user_id IS NULL)", name="organisation_xor_user"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    deposit_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("deposit.id"), nullable=False, index=True
+    )
+    organisation_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("organisation.id"), index=True
+    )
+    user_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("user_account.id"), index=True
+    )
+
+    deposit: Mapped[Deposit] = relationship(back_populates="recipients")
+
+
+class DownloadReceipt(Base):
+    """Acknowledgement of receipt: who downloaded which file, when."""
+
+    __tablename__ = "download_receipt"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    deposit_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("deposit.id"), nullable=False, index=True
+    )
+    file_id: Mapped[str] = mapped_column(String(32), ForeignKey("deposit_file.id"), nullable=False)
+    user_id: Mapped[str] = mapped_column(String(32), ForeignKey("user_account.id"), nullable=False)
+    downloaded_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+
+
+class DownloadCounter(Base):
+    """Downloads of one deposit by one user, for the optional per-recipient maximum."""
+
+    __tablename__ = "download_counter"
+
+    deposit_id: Mapped[str] = mapped_column(String(32), ForeignKey("deposit.id"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("user_account.id"), primary_key=True
+    )
+    count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

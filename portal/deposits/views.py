@@ -1,0 +1,289 @@
+"""HTTP side of deposits: inbox and outbox, new deposit, upload, page, links, download."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from urllib.parse import unquote
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.wrappers.response import Response as BaseResponse
+
+import storage
+from portal.accounts.models import User
+from portal.db import db
+from portal.deposits import notifications
+from portal.deposits import services as deposits
+from portal.deposits.forms import NewDepositForm
+from portal.deposits.listing import PAGE_SIZE, Filters, list_deposits
+from portal.deposits.models import CATEGORY_LABELS, Category, Deposit, DownloadReceipt
+from portal.deposits.permissions import can_download, can_withdraw, categories_of
+from portal.deposits.sniff import content_disposition
+from portal.orgs.departements import DEPARTEMENTS
+from portal.orgs.permissions import spaces_of
+from portal.services import services
+from portal.web import audit_context, the_user
+
+bp = Blueprint("deposits", __name__)
+
+UPLOAD_CHUNK = 1024 * 1024
+
+
+def _deposit_or_404(deposit_id: str) -> tuple[User, Deposit]:
+    user = the_user()
+    deposit = deposits.find_deposit(db.session, user, deposit_id, audit_context())
+    if deposit is None:
+        abort(404)
+    return user, deposit
+
+
+@bp.route("/depots")
+def inbox() -> str:
+    """Deposits received (or sent) in the user's spaces, filtered and paginated on the server."""
+    user = the_user()
+    filters = Filters.from_args(request.args, user)
+    page = list_deposits(db.session, user, filters)
+    return render_template(
+        "deposits/list.html",
+        page=page,
+        filters=filters,
+        spaces=[(c, DEPARTEMENTS[c]) for c in sorted(spaces_of(user))],
+        categories=[(str(c), CATEGORY_LABELS[c]) for c in sorted(categories_of(user))],
+        page_size=PAGE_SIZE,
+    )
+
+
+def _new_form(user: User) -> NewDepositForm:
+    form = NewDepositForm()
+    spaces = sorted(spaces_of(user))
+    form.departement.choices = [(c, f"{c} — {DEPARTEMENTS[c]}") for c in spaces]
+    form.category.choices = [(str(c), CATEGORY_LABELS[c]) for c in sorted(categories_of(user))]
+    departement = (
+        form.departement.data or request.args.get("espace") or (spaces[0] if spaces else "")
+    )
+    if departement not in spaces and spaces:
+        departement = spaces[0]
+    form.departement.data = departement
+    orgs = deposits.recipient_choices(db.session, user, departement) if departement else []
+    form.recipients.choices = [(o.id, f"{o.name} ({o.kind_label})") for o in orgs]
+    return form
+
+
+@bp.route("/depots/nouveau", methods=["GET", "POST"])
+def new() -> str | BaseResponse:
+    """First step: what, for whom, how long; then files are added to the draft."""
+    user = the_user()
+    if not spaces_of(user) or not categories_of(user):
+        abort(404)
+    form = _new_form(user)
+    error = None
+    if request.method == "POST" and request.form.get("action") == "espace":
+        return render_template("deposits/new.html", form=form, error=None)
+    if form.validate_on_submit():
+        try:
+            deposit = deposits.create_deposit(
+                db.session,
+                user,
+                deposits.NewDeposit(
+                    departement=form.departement.data,
+                    category=Category(form.category.data),
+                    title=form.title.data,
+                    message=form.message.data,
+                    recipient_org_ids=form.recipients.data,
+                    lifetime_days=form.lifetime_days.data,
+                    max_downloads=form.max_downloads.data,
+                ),
+                audit_context(),
+            )
+        except deposits.DepositError as e:
+            db.session.rollback()
+            error = str(e)
+        else:
+            db.session.commit()
+            return redirect(url_for("deposits.files", deposit_id=deposit.id))
+    elif request.method == "POST":
+        error = "Le formulaire contient des erreurs : corrigez les champs signalés."
+    return render_template("deposits/new.html", form=form, error=error)
+
+
+@bp.route("/depots/<deposit_id>/fichiers", methods=["GET"])
+def files(deposit_id: str) -> str:
+    """Second step: drag and drop files, with a progress bar each, then send."""
+    user, deposit = _deposit_or_404(deposit_id)
+    if deposit.status != "draft" or deposit.sender_id != user.id:
+        abort(404)
+    return render_template(
+        "deposits/files.html", deposit=deposit, max_bytes=services().settings.max_upload_bytes
+    )
+
+
+def _request_chunks() -> Iterator[bytes]:
+    stream = request.stream
+    while True:
+        chunk = stream.read(UPLOAD_CHUNK)
+        if not chunk:
+            return
+        yield chunk
+
+
+@bp.route("/depots/<deposit_id>/fichiers", methods=["POST"])
+def upload(deposit_id: str) -> tuple[Response, int]:
+    """Receive one file as the raw request body (streamed, encrypted as it arrives)."""
+    user, deposit = _deposit_or_404(deposit_id)
+    svc = services()
+    name = unquote(request.headers.get("X-Filename", ""))[:1000]
+    if not name:
+        return jsonify(error="Nom de fichier manquant."), 400
+    if (
+        request.content_length is not None
+        and request.content_length > svc.settings.max_upload_bytes
+    ):
+        return jsonify(error="Fichier trop volumineux."), 413
+    try:
+        record = deposits.add_file(
+            db.session, svc.store, user, deposit, name, _request_chunks(),
+            size_limit=svc.settings.max_upload_bytes, ctx=audit_context(),
+        )  # fmt: skip
+    except deposits.FileTooLarge as e:
+        return jsonify(error=str(e)), 413
+    except deposits.DepositError as e:
+        return jsonify(error=str(e)), 422
+    except storage.StorageUnavailable:
+        return jsonify(
+            error="Le stockage est momentanément indisponible : réessayez plus tard."
+        ), 503
+    return jsonify(id=record.id, name=record.filename, size=record.size), 201
+
+
+@bp.route("/depots/<deposit_id>/envoyer", methods=["POST"])
+def send(deposit_id: str) -> BaseResponse:
+    """Publish the draft and notify its recipients."""
+    user, deposit = _deposit_or_404(deposit_id)
+    try:
+        deposits.publish(db.session, user, deposit, audit_context())
+    except deposits.DepositError as e:
+        db.session.rollback()
+        flash(str(e), "error")
+        return redirect(url_for("deposits.files", deposit_id=deposit_id))
+    db.session.commit()
+    sent = notifications.notify_recipients(db.session, services(), deposit, audit_context())
+    flash(f"Le dépôt a été envoyé ; {sent} destinataire(s) prévenu(s) par e-mail.", "success")
+    return redirect(url_for("deposits.show", deposit_id=deposit_id))
+
+
+@bp.route("/depots/<deposit_id>")
+def show(deposit_id: str) -> str:
+    """Files, expiry and acknowledgement of receipt of one deposit."""
+    user, deposit = _deposit_or_404(deposit_id)
+    receipts = db.session.execute(
+        sa.select(DownloadReceipt, User)
+        .join(User, User.id == DownloadReceipt.user_id)
+        .where(DownloadReceipt.deposit_id == deposit.id)
+        .order_by(DownloadReceipt.downloaded_at)
+    ).all()
+    sender = db.session.get(User, deposit.sender_id)
+    taken_by = db.session.get(User, deposit.taken_by_id) if deposit.taken_by_id else None
+    return render_template(
+        "deposits/show.html",
+        deposit=deposit,
+        sender=sender,
+        taken_by=taken_by,
+        receipts=receipts,
+        can_download=can_download(user, deposit),
+        can_withdraw=can_withdraw(user, deposit),
+        can_take=deposit.status == "available"
+        and any(r.organisation_id == user.organisation_id for r in deposit.recipients),
+        files_by_id={f.id: f for f in deposit.files},
+        departement_name=DEPARTEMENTS[deposit.departement_code],
+    )
+
+
+@bp.route("/depots/<deposit_id>/fichiers/<file_id>/lien", methods=["POST"])
+def link(deposit_id: str, file_id: str) -> BaseResponse:
+    """Issue a five-minute signed link for one file and follow it."""
+    user, deposit = _deposit_or_404(deposit_id)
+    file = next((f for f in deposit.files if f.id == file_id), None)
+    if file is None:
+        abort(404)
+    try:
+        token = deposits.issue_link(
+            db.session, services().settings.secret_key, user, deposit, file, audit_context()
+        )
+    except deposits.LinkRefused as e:
+        flash(str(e), "error")
+        return redirect(url_for("deposits.show", deposit_id=deposit_id))
+    return redirect(url_for("deposits.download", token=token))
+
+
+def streamed(download: deposits.Download) -> Response:
+    """The decrypted file as an attachment that no browser will render or cache."""
+    response = Response(
+        download.chunks, mimetype=download.file.content_type, direct_passthrough=True
+    )
+    response.headers["Content-Disposition"] = content_disposition(download.file.filename)
+    response.headers["Content-Length"] = str(download.file.size)
+    response.headers["Content-Security-Policy"] = "sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/telechargement/<token>")
+def download(token: str) -> Response | BaseResponse:
+    """Check the link again, then stream the decrypted file."""
+    user = the_user()
+    svc = services()
+    try:
+        result = deposits.redeem_link(
+            db.session, svc.store, svc.settings.secret_key, user, token[:1024], audit_context()
+        )
+    except deposits.LinkRefused:
+        abort(404)
+    return streamed(result)
+
+
+@bp.route("/depots/<deposit_id>/retirer", methods=["POST"])
+def withdraw(deposit_id: str) -> BaseResponse:
+    """Withdraw the deposit: its content is destroyed at once."""
+    user, deposit = _deposit_or_404(deposit_id)
+    try:
+        deposits.withdraw(db.session, services().store, user, deposit, audit_context())
+    except deposits.DepositError as e:
+        db.session.rollback()
+        flash(str(e), "error")
+    else:
+        flash("Le dépôt a été retiré : son contenu a été détruit.", "success")
+    return redirect(url_for("deposits.show", deposit_id=deposit_id))
+
+
+@bp.route("/depots/<deposit_id>/prendre-en-charge", methods=["POST"])
+def take(deposit_id: str) -> BaseResponse:
+    """Mark a deposit of the shared inbox as handled by me."""
+    user, deposit = _deposit_or_404(deposit_id)
+    try:
+        deposits.take_in_charge(db.session, user, deposit, audit_context())
+    except deposits.DepositError as e:
+        db.session.rollback()
+        flash(str(e), "error")
+    else:
+        db.session.commit()
+        flash("Vous avez pris ce dépôt en charge.", "success")
+    return redirect(url_for("deposits.show", deposit_id=deposit_id))
+
+
+def expires_in_days(deposit: Deposit, now: datetime | None = None) -> int:
+    """Whole days left before expiry (for the pages)."""
+    from portal.db import utcnow
+
+    return max(0, (deposit.expires_at - (now or utcnow())).days)

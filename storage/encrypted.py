@@ -1,0 +1,171 @@
+"""`EncryptedStore`: envelope encryption over any `ObjectStore`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from storage.base import ObjectStore, primed, validate_key
+from storage.errors import ObjectExists, ObjectNotFound, ObjectShredded, StorageError
+from storage.keyring import Keyring, validate_departement
+from storage.keystore import DataKeyRecord
+from storage.pipeline import Prefetcher
+from storage.stream import DEFAULT_SEGMENT_SIZE, Encryptor, decrypt
+
+# Below this size a read-ahead thread costs more than it saves.
+_PREFETCH_ABOVE = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    """What is known of a stored object without reading it."""
+
+    object_key: str
+    departement: str
+    size: int
+    sha256: str
+    kek_version: int
+    created_at: datetime
+
+    @classmethod
+    def from_record(cls, record: DataKeyRecord) -> StoredObject:
+        """Describe a live data key record."""
+        if record.sha256 is None:
+            raise ObjectShredded("the object was shredded")
+        return cls(
+            object_key=record.object_key,
+            departement=record.departement,
+            size=record.size,
+            sha256=record.sha256,
+            kek_version=record.kek_version,
+            created_at=record.created_at,
+        )
+
+
+class EncryptedStore:
+    """Encrypt objects with a fresh data key each, wrapped by their département's key.
+
+    The ciphertext goes to `inner`; the wrapped data key and the plaintext's SHA-256 go to the
+    keyring's key store, so neither a bucket nor a database dump alone can be read.
+    """
+
+    def __init__(
+        self,
+        inner: ObjectStore,
+        keyring: Keyring,
+        *,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        verify_sha256: bool = False,
+    ) -> None:
+        self.inner = inner
+        self.keyring = keyring
+        self._segment_size = segment_size
+        # The recorded digest is always checked through the last segment's tag (see
+        # storage.stream); this hashes the plaintext again on top, at a CPU cost.
+        self.verify_sha256 = verify_sha256
+
+    def __repr__(self) -> str:
+        return f"EncryptedStore({self.inner!r}, {self.keyring!r})"
+
+    def put(self, object_key: str, chunks: Iterable[bytes], *, departement: str) -> StoredObject:
+        """Encrypt `chunks` as they come and store them under a never-used `object_key`."""
+        validate_key(object_key)
+        validate_departement(departement)
+        keystore = self.keyring.keystore
+        if keystore.get_data_key(object_key) is not None:
+            raise ObjectExists("an object was already stored under this key")
+        data_key = self.keyring.new_data_key(object_key, departement)
+        encryptor = Encryptor(
+            data_key.key,
+            object_key=object_key,
+            departement=departement,
+            kek_version=data_key.kek_version,
+            segment_size=self._segment_size,
+        )
+        ciphertext = encryptor.encrypt(chunks)
+        try:
+            self.inner.put(object_key, ciphertext)
+        finally:
+            ciphertext.close()
+        if not encryptor.is_finished:
+            # Storing a prefix of the stream would look like a truncation attack later on.
+            self._discard(object_key)
+            raise StorageError("the object store stopped reading before the end of the stream")
+        record = DataKeyRecord(
+            object_key=object_key,
+            departement=departement,
+            kek_version=data_key.kek_version,
+            wrapped_key=data_key.wrapped_key,
+            sha256=encryptor.sha256,
+            size=encryptor.size,
+            created_at=datetime.now(UTC),
+        )
+        # The ciphertext is written first: if saving the key fails, what is left is unreadable
+        # garbage that we remove now, or that a job finds by listing objects without a key.
+        try:
+            keystore.add_data_key(record)
+        except BaseException:
+            self._discard(object_key)
+            raise
+        return StoredObject.from_record(record)
+
+    def _discard(self, object_key: str) -> None:
+        with contextlib.suppress(StorageError):
+            self.inner.delete(object_key)
+
+    def open(self, object_key: str) -> Iterator[bytes]:
+        """Return the plaintext as a stream, having authenticated the first segment already.
+
+        Raises ObjectNotFound (or ObjectShredded) at once; IntegrityError at once or while
+        streaming, and never after yielding bytes that failed authentication.
+        """
+        record = self._record(object_key)
+        data_key = self.keyring.unwrap_data_key(record)
+        if record.sha256 is None:
+            raise ObjectShredded("the object was shredded")
+        chunks = self.inner.get(object_key)
+        if record.size > _PREFETCH_ABOVE:
+            chunks = Prefetcher(chunks)
+        return primed(
+            decrypt(
+                chunks,
+                data_key,
+                object_key=object_key,
+                departement=record.departement,
+                max_kek_version=record.kek_version,
+                sha256=record.sha256,
+                verify_sha256=self.verify_sha256,
+            )
+        )
+
+    get = open
+
+    def stat(self, object_key: str) -> StoredObject:
+        """Describe a stored object from its key record, without touching the object store."""
+        return StoredObject.from_record(self._record(object_key))
+
+    def exists(self, object_key: str) -> bool:
+        """Tell whether a readable (stored and not shredded) object exists under the key."""
+        record = self.keyring.keystore.get_data_key(validate_key(object_key))
+        return record is not None and not record.is_shredded
+
+    def shred(self, object_key: str) -> bool:
+        """Destroy the object's data key so no copy of it can be read; True if it did now."""
+        validate_key(object_key)
+        return self.keyring.keystore.shred_data_key(object_key, datetime.now(UTC))
+
+    def delete(self, object_key: str) -> None:
+        """Shred the object, then remove its ciphertext; deleting twice is not an error."""
+        # Shredding first: if removing the ciphertext fails, the content is already gone.
+        self.shred(object_key)
+        self.inner.delete(object_key)
+
+    def _record(self, object_key: str) -> DataKeyRecord:
+        record = self.keyring.keystore.get_data_key(validate_key(object_key))
+        if record is None:
+            raise ObjectNotFound("no such object")
+        if record.is_shredded:
+            raise ObjectShredded("the object was shredded")
+        return record

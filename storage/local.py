@@ -1,0 +1,220 @@
+"""`LocalStore`: objects as files under one directory, the embedded default."""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import stat
+from collections.abc import Callable, Generator, Iterable, Iterator
+from pathlib import Path
+from typing import ParamSpec, TypeVar
+
+from storage.base import primed, validate_key, validate_prefix
+from storage.errors import InvalidConfiguration, ObjectNotFound, StorageError, StorageUnavailable
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+CHUNK_SIZE = 1 << 20
+_TEMP_PREFIX = ".tmp-"
+
+# Errors that say "the disk or the mount is in trouble, try later" rather than "this is a bug".
+_UNAVAILABLE_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EIO,
+        errno.EROFS,
+        errno.EAGAIN,
+        errno.ETIMEDOUT,
+        errno.ESTALE,
+        errno.ENOTCONN,
+        errno.EHOSTDOWN,
+        errno.EHOSTUNREACH,
+    }
+)
+
+
+def _translate(error: OSError) -> StorageError:
+    """Map an OSError of the filesystem to the storage error family."""
+    if isinstance(error, FileNotFoundError | NotADirectoryError | IsADirectoryError):
+        return ObjectNotFound("no such object")
+    if error.errno in _UNAVAILABLE_ERRNOS:
+        return StorageUnavailable(f"local store unavailable: {os.strerror(error.errno or 0)}")
+    return StorageError(f"local store error: {type(error).__name__}")
+
+
+class LocalStore:
+    """An `ObjectStore` keeping each object as a file under `root`, written atomically."""
+
+    def __init__(
+        self, root: str | os.PathLike[str], *, create: bool = True, chunk_size: int = CHUNK_SIZE
+    ) -> None:
+        path = Path(root)
+        if not path.is_absolute():
+            raise InvalidConfiguration("LocalStore root must be an absolute path")
+        if create:
+            try:
+                path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            except OSError as e:
+                raise _translate(e) from e
+        if not path.is_dir():
+            raise InvalidConfiguration("LocalStore root is not a directory")
+        self.root = path.resolve()
+        self._chunk_size = chunk_size
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def _path(self, key: str) -> Path:
+        # validate_key forbids "..", leading "/" and dot-names, so the path stays under root.
+        return self.root.joinpath(*validate_key(key).split("/"))
+
+    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+        """Write `chunks` to a temporary file, fsync it, rename it over `key`, fsync the dir."""
+        path = self._path(key)
+        directory = path.parent
+        self._make_dirs(directory)
+        temp = directory / f"{_TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        except OSError as e:
+            raise _translate(e) from e
+        size = 0
+        try:
+            try:
+                # Errors of the source itself (a client that hung up, a failing encryption)
+                # propagate as they are; only our own system calls are translated.
+                for chunk in chunks:
+                    _write_all(fd, chunk)
+                    size += len(chunk)
+                _call(os.fsync, fd)
+            finally:
+                os.close(fd)
+            _call(os.replace, temp, path)
+        except BaseException:
+            try:
+                temp.unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                pass  # the original error matters more than a leftover temporary file
+            raise
+        self._fsync_dir(directory)
+        return size
+
+    def get(self, key: str) -> Iterator[bytes]:
+        """Return the object as a stream of chunks; raise ObjectNotFound before streaming."""
+        return primed(self._stream(self._path(key)))
+
+    def _stream(self, path: Path) -> Generator[bytes, None, None]:
+        try:
+            file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+        except OSError as e:
+            raise _translate(e) from e
+        with file:
+            yield b""
+            while True:
+                try:
+                    data = file.read(self._chunk_size)
+                except OSError as e:
+                    raise _translate(e) from e
+                if not data:
+                    return
+                yield data
+
+    def delete(self, key: str) -> None:
+        """Remove the object; removing a missing object is not an error."""
+        path = self._path(key)
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            raise _translate(e) from e
+        # Empty directories are left in place: removing them would race with a concurrent put.
+        self._fsync_dir(path.parent)
+
+    def exists(self, key: str) -> bool:
+        """Tell whether an object is stored under `key`."""
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        """Return the stored size of the object in bytes."""
+        path = self._path(key)
+        try:
+            status = path.stat()
+        except OSError as e:
+            raise _translate(e) from e
+        if not stat.S_ISREG(status.st_mode):
+            raise ObjectNotFound("no such object")
+        return status.st_size
+
+    def list(self, prefix: str = "") -> Iterator[str]:
+        """Yield the keys starting with `prefix`, in sorted order (temporary files excluded)."""
+        validate_prefix(prefix)
+        directory, _, _ = prefix.rpartition("/")
+        base = self.root.joinpath(*directory.split("/")) if directory else self.root
+        for key in self._walk(base, directory):
+            if key.startswith(prefix):
+                yield key
+
+    def _walk(self, directory: Path, key_prefix: str) -> Iterator[str]:
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        except OSError as e:
+            raise _translate(e) from e
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue  # temporary files of puts in progress, never valid keys
+            key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
+            if entry.is_dir(follow_symlinks=False):
+                yield from self._walk(Path(entry.path), key)
+            elif entry.is_file(follow_symlinks=False):
+                yield key
+
+    def _make_dirs(self, directory: Path) -> None:
+        """Create missing directories up to `directory` and make their entries durable."""
+        missing = []
+        current = directory
+        while current != self.root and not current.is_dir():
+            missing.append(current)
+            current = current.parent
+        for path in reversed(missing):
+            try:
+                path.mkdir(mode=0o700)
+            except FileExistsError:
+                pass  # created meanwhile by a concurrent put
+            except OSError as e:
+                raise _translate(e) from e
+            self._fsync_dir(path.parent)
+
+    def _fsync_dir(self, directory: Path) -> None:
+        """Flush a directory so that a rename or unlink in it survives a crash."""
+        try:
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise _translate(e) from e
+        try:
+            _call(os.fsync, fd)
+        finally:
+            os.close(fd)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data`, looping over short writes."""
+    view = memoryview(data)
+    while view:
+        written = _call(os.write, fd, view)
+        view = view[written:]
+
+
+def _call(function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+    """Call an os function, translating its OSError."""
+    try:
+        return function(*args, **kwargs)
+    except OSError as e:
+        raise _translate(e) from e

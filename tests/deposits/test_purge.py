@@ -1,0 +1,114 @@
+"""The expiry job: objects and keys destroyed, one destruction entry each, idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from audit import AuditAction
+from portal.db import db, utcnow
+from portal.deposits.models import Deposit, DepositFile
+from portal.deposits.services import cleanup_orphans, purge_expired_deposits
+from portal.services import services
+from tests.conftest import Account, audit_rows
+from tests.deposits.conftest import PDF, World, create_deposit, file_ids, sent_deposit, upload
+
+Clients = Callable[[Account], FlaskClient]
+
+
+def _expire(app: Flask, deposit_id: str) -> None:
+    with app.app_context():
+        db.session.execute(
+            sa.update(Deposit)
+            .where(Deposit.id == deposit_id)
+            .values(
+                created_at=utcnow() - timedelta(days=91), expires_at=utcnow() - timedelta(seconds=1)
+            )
+        )
+        db.session.commit()
+
+
+def test_purge_leaves_neither_object_nor_key_and_records_each_destruction(
+    app: Flask, world: World, client_for: Clients
+) -> None:
+    sender = client_for(world.agent62)
+    expired = sent_deposit(sender, [world.ft62], files={"a.pdf": PDF, "b.pdf": PDF + b"x"})
+    alive = sent_deposit(sender, [world.ft62])
+    _expire(app, expired)
+    with app.app_context():
+        store = services().store
+        keys = [db.session.get(DepositFile, f).object_key for f in file_ids(app, expired)]  # type: ignore[union-attr]
+        db.session.commit()  # no transaction held while the key store is asked (SQLite)
+        dry = purge_expired_deposits(db.session, store, dry_run=True)
+        assert dry.expired == 1 and all(store.exists(k) for k in keys)
+        report = purge_expired_deposits(db.session, store)
+        assert report.expired == 1 and report.files_destroyed == 2
+        db.session.commit()
+        for key in keys:
+            assert not store.exists(key)
+            assert key not in set(store.inner.list("deposits/"))
+            record = store.keyring.keystore.get_data_key(key)
+            assert record is None or record.wrapped_key is None
+        assert db.session.get(Deposit, expired).status == "destroyed"  # type: ignore[union-attr]
+        assert db.session.get(Deposit, alive).status == "available"  # type: ignore[union-attr]
+        # Running it again changes nothing and records nothing more
+        again = purge_expired_deposits(db.session, store)
+        assert again.expired == 0 and again.files_destroyed == 0
+    destroyed = audit_rows(app, AuditAction.DEPOSIT_DESTROYED)
+    assert [r.target_id for r in destroyed] == [expired]
+    assert '"files":2' in destroyed[0].details
+
+
+def test_abandoned_drafts_and_orphan_objects_are_cleaned(
+    app: Flask, world: World, client_for: Clients
+) -> None:
+    sender = client_for(world.agent62)
+    draft = create_deposit(sender, [world.ft62])
+    assert upload(sender, draft, "a.pdf", PDF).status_code == 201
+    with app.app_context():
+        db.session.execute(
+            sa.update(Deposit)
+            .where(Deposit.id == draft)
+            .values(created_at=utcnow() - timedelta(days=2))
+        )
+        db.session.commit()
+        store = services().store
+        # An object that no file references (a crash between storage and database)
+        store.put("deposits/orphan/0001", iter([PDF]), departement="62")
+        assert cleanup_orphans(db.session, store, older_than=timedelta(seconds=0)) == 1
+        assert not store.exists("deposits/orphan/0001")
+        report = purge_expired_deposits(db.session, store)
+        assert report.abandoned_drafts == 1 and report.files_destroyed == 1
+
+
+def test_purge_command_runs_twice_safely(
+    app: Flask, world: World, client_for: Clients, monkeypatch, settings
+) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from portal.cli import main
+
+    for key, value in {
+        "FILR_DATA_DIR": str(settings.data_dir),
+        "FILR_DATABASE_URL": settings.database_url,
+        "FILR_SECRET_KEY": settings.secret_key,
+        "FILR_STORAGE_URL": settings.storage_url,
+        "FILR_MASTER_KEY_FILE": str(settings.master_key_file),
+        "FILR_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "FILR_S3_REGION": settings.s3_region or "",
+        "FILR_S3_ACCESS_KEY": settings.s3_access_key or "",
+        "FILR_S3_SECRET_KEY": settings.s3_secret_key or "",
+    }.items():
+        monkeypatch.setenv(key, value)
+    sender = client_for(world.agent62)
+    deposit_id = sent_deposit(sender, [world.ft62])
+    _expire(app, deposit_id)
+    first = CliRunner().invoke(main, ["jobs", "purge"], catch_exceptions=False)
+    second = CliRunner().invoke(main, ["jobs", "purge"], catch_exceptions=False)
+    assert first.exit_code == second.exit_code == 0
+    assert "1 dépôts expirés" in first.output and "0 dépôts expirés" in second.output
+    assert len(audit_rows(app, AuditAction.DEPOSIT_DESTROYED)) == 1
