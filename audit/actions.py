@@ -39,6 +39,7 @@ class AuditAction(StrEnum):
     FILE_REFUSED = "deposit:file-refused"
     NOTIFICATION_SENT = "deposit:notification-sent"
     REMINDER_SENT = "deposit:reminder-sent"
+    DIGEST_SENT = "deposit:digest-sent"
     LINK_ISSUED = "deposit:link-issued"
     LINK_REFUSED = "deposit:link-refused"
     FILE_DOWNLOADED = "deposit:downloaded"

@@ -26,8 +26,12 @@ csrf = CSRFProtect()
 def _load_user_from_session(_request: object) -> User | None:
     # Only a session that passed password AND TOTP carries a user: a password-only or
     # half-enrolled session never loads one (deny by default).
-    from flask import session
+    from flask import request, session
 
+    from portal.api.auth import API_BLUEPRINT, user_from_bearer_token
+
+    if request.blueprint == API_BLUEPRINT:
+        return user_from_bearer_token()  # a bearer token only, never the session cookie
     if not isinstance(session, PortalSession):
         return None
     if session.user_id is None or session.mfa_verified_at is None:
@@ -74,7 +78,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     security.install(app)
 
     from portal.accounts.views import bp as accounts_bp
+    from portal.api.tokens import bp as api_tokens_bp
+    from portal.api.views import bp as api_bp
     from portal.auth.views import bp as auth_bp
+    from portal.deposits.preferences import bp as preferences_bp
     from portal.deposits.views import bp as deposits_bp
     from portal.home.views import bp as home_bp
 
@@ -82,6 +89,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(accounts_bp)
     app.register_blueprint(home_bp)
     app.register_blueprint(deposits_bp)
+    app.register_blueprint(api_tokens_bp)
+    app.register_blueprint(api_bp)
+    csrf.exempt(api_bp)  # bearer tokens only: no cookie, nothing for a forged request to ride
+    app.register_blueprint(preferences_bp)
 
     dsfr_dir = settings.dsfr_dir
 

@@ -581,17 +581,73 @@ def jobs_purge(dry_run: bool, batch_size: int) -> None:
             db.session, store, batch_size=batch_size, dry_run=dry_run, ctx=ctx
         )
         orphans = cleanup_orphans(db.session, store, dry_run=dry_run, ctx=ctx)
+        # Multipart uploads interrupted by a crash hold storage until aborted (S3 only).
+        abort_incomplete = getattr(store.inner, "abort_incomplete_uploads", None)
+        aborted = int(abort_incomplete()) if abort_incomplete and not dry_run else 0
         if not dry_run:
             audit.record(db.session, AuditAction.JOB_RUN, context=ctx, details={
                 "job": "purge", "expired": report.expired, "withdrawn": report.withdrawn,
                 "abandoned_drafts": report.abandoned_drafts,
                 "files_destroyed": report.files_destroyed, "orphans": orphans,
+                "aborted_uploads": aborted,
             })  # fmt: skip
             db.session.commit()
         click.echo(
             f"{'[essai] ' if dry_run else ''}{report.expired} dépôts expirés, "
             f"{report.withdrawn} retirés, {report.abandoned_drafts} brouillons abandonnés, "
             f"{report.files_destroyed} fichiers détruits, {orphans} objets orphelins."
+        )
+
+
+@jobs.command("reminders")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+def jobs_reminders(dry_run: bool) -> None:
+    """Remind recipients who have not downloaded, 7 days and 1 day before expiry."""
+    from portal.deposits.reminders import send_expiry_reminders
+
+    with app_context(), job_lock("filr.jobs.reminders") as acquired:
+        if not acquired:
+            click.echo("Un autre envoi de rappels est en cours : rien à faire.")
+            return
+        ctx = _context()
+        report = send_expiry_reminders(db.session, services(), utcnow(), ctx, dry_run)
+        if not dry_run:
+            audit.record(db.session, AuditAction.JOB_RUN, context=ctx, details={
+                "job": "reminders", "deposits_7": report.deposits[7],
+                "deposits_1": report.deposits[1], "sent": report.mails_sent,
+                "failed": report.mails_failed,
+            })  # fmt: skip
+            db.session.commit()
+        click.echo(
+            f"{'[essai] ' if dry_run else ''}Rappels : {report.deposits[7]} dépôts à 7 jours, "
+            f"{report.deposits[1]} à 1 jour, {report.mails_sent} e-mails "
+            f"{'à envoyer' if dry_run else 'envoyés'}, "
+            f"{report.mails_failed} en échec."
+        )
+
+
+@jobs.command("digest")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+def jobs_digest(dry_run: bool) -> None:
+    """Send the daily digest to the users who chose it."""
+    from portal.deposits.reminders import send_daily_digests
+
+    with app_context(), job_lock("filr.jobs.digest") as acquired:
+        if not acquired:
+            click.echo("Un autre envoi de résumés est en cours : rien à faire.")
+            return
+        ctx = _context()
+        report = send_daily_digests(db.session, services(), utcnow(), ctx, dry_run)
+        if not dry_run:
+            audit.record(db.session, AuditAction.JOB_RUN, context=ctx, details={
+                "job": "digest", "users": report.users, "deposits": report.deposits,
+                "sent": report.mails_sent, "failed": report.mails_failed,
+            })  # fmt: skip
+            db.session.commit()
+        click.echo(
+            f"{'[essai] ' if dry_run else ''}Résumés quotidiens : {report.mails_sent} e-mails "
+            f"{'à envoyer' if dry_run else 'envoyés'} ({report.deposits} dépôts), "
+            f"{report.mails_failed} en échec."
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import Flask, Response, g, jsonify, redirect, render_template, request, session, url_for
+from flask import Flask, Response, g, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -13,6 +13,7 @@ from werkzeug.wrappers.response import Response as BaseResponse
 
 import audit
 from audit import AuditAction
+from portal.api.problems import problem
 from portal.auth.sessions import PortalSession
 from portal.db import db
 from portal.web import audit_context
@@ -98,17 +99,7 @@ def install(app: Flask) -> None:
         return response
 
     def _problem(status: int, detail: str) -> Response:
-        response = jsonify(
-            {
-                "type": "about:blank",
-                "title": detail,
-                "status": status,
-                "request_id": g.get("request_id"),
-            }
-        )
-        response.status_code = status
-        response.content_type = "application/problem+json"
-        return response
+        return problem(status, detail)  # the API's format, for every path under /api/
 
     def _error_page(status: int, title: str, message: str) -> tuple[str | Response, int]:
         if _wants_json():

@@ -103,9 +103,11 @@ class EncryptedStore:
             created_at=datetime.now(UTC),
         )
         # The ciphertext is written first: if saving the key fails, what is left is unreadable
-        # garbage that we remove now, or that a job finds by listing objects without a key.
+        # garbage that we remove now, or that a job finds with orphans() after a crash.
         try:
             keystore.add_data_key(record)
+        except ObjectExists:
+            raise  # a concurrent put of the same key won: its ciphertext must stay
         except BaseException:
             self._discard(object_key)
             raise
@@ -161,6 +163,18 @@ class EncryptedStore:
         # Shredding first: if removing the ciphertext fails, the content is already gone.
         self.shred(object_key)
         self.inner.delete(object_key)
+
+    def orphans(self, prefix: str = "") -> Iterator[str]:
+        """Yield keys of stored ciphertexts that no live data key can read (for a cleanup job).
+
+        A put in progress also has its ciphertext stored before its key: a job should delete
+        only keys it found orphaned on two runs some time apart.
+        """
+        keystore = self.keyring.keystore
+        for object_key in self.inner.list(prefix):
+            record = keystore.get_data_key(object_key)
+            if record is None or record.is_shredded:
+                yield object_key
 
     def _record(self, object_key: str) -> DataKeyRecord:
         record = self.keyring.keystore.get_data_key(validate_key(object_key))

@@ -6,9 +6,66 @@ import contextlib
 import hashlib
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import cast
+
+
+class Worker:
+    """Apply a function to a stream of items, in order, in a helper thread.
+
+    The first `inline` items are handled in the caller's thread, so short streams never pay for
+    a thread; after that at most `depth` items wait in the queue. An error of the function is
+    raised in the caller's thread at its next `submit` or at `finish`.
+    """
+
+    def __init__(
+        self, function: Callable[[bytes], object], *, name: str, inline: int = 4, depth: int = 4
+    ) -> None:
+        self._function = function
+        self._name = name
+        self._inline = inline
+        self._depth = depth
+        self._queue: queue.Queue[bytes | None] | None = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def submit(self, item: bytes) -> None:
+        """Handle `item`, which must not change afterwards (bytes, not a reused buffer)."""
+        if self._error is not None:
+            raise self._error
+        if self._queue is None:
+            if self._inline > 0:
+                self._inline -= 1
+                self._function(item)
+                return
+            self._queue = queue.Queue(self._depth)
+            self._thread = threading.Thread(
+                target=self._run, args=(self._queue,), name=self._name, daemon=True
+            )
+            self._thread.start()
+        self._queue.put(item)
+
+    def _run(self, items: queue.Queue[bytes | None]) -> None:
+        while (item := items.get()) is not None:
+            if self._error is None:
+                try:
+                    self._function(item)
+                except BaseException as e:  # raised again in the caller's thread
+                    self._error = e
+
+    def finish(self) -> None:
+        """Wait until every item is handled; raise the function's error, if any."""
+        self.close()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Stop the helper thread, if any, once it has handled what it was given."""
+        if self._queue is not None and self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._queue = None
 
 
 class BackgroundDigest:
@@ -19,44 +76,22 @@ class BackgroundDigest:
     network or disk and with the encryption; short streams are hashed inline, with no thread.
     """
 
-    INLINE_UPDATES = 4
-    QUEUE_SIZE = 4  # pieces waiting to be hashed: a few segments of memory at most
-
     def __init__(self) -> None:
         self._sha256 = hashlib.sha256()
-        self._updates = 0
-        self._queue: queue.Queue[bytes | None] | None = None
-        self._thread: threading.Thread | None = None
+        self._worker = Worker(self._sha256.update, name="sha256")
 
     def update(self, data: bytes) -> None:
         """Add `data`, which must not change afterwards (bytes, not a reused buffer)."""
-        if self._queue is None:
-            self._updates += 1
-            if self._updates <= self.INLINE_UPDATES:
-                self._sha256.update(data)
-                return
-            self._queue = queue.Queue(self.QUEUE_SIZE)
-            self._thread = threading.Thread(
-                target=self._run, args=(self._queue,), name="sha256", daemon=True
-            )
-            self._thread.start()
-        self._queue.put(data)
-
-    def _run(self, pieces: queue.Queue[bytes | None]) -> None:
-        while (piece := pieces.get()) is not None:
-            self._sha256.update(piece)
+        self._worker.submit(data)
 
     def hexdigest(self) -> str:
         """Wait for every update to be hashed and return the hex digest."""
-        self.close()
+        self._worker.finish()
         return self._sha256.hexdigest()
 
     def close(self) -> None:
         """Stop the helper thread, if any, once it has hashed what it was given."""
-        if self._queue is not None and self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._queue = None
+        self._worker.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,14 @@ class NewDepositForm(FlaskForm):  # type: ignore[misc]
         choices=[],
         option_widget=CheckboxInput(),
         widget=ListWidget(prefix_label=False),
-        validators=[DataRequired(message="Choisissez au moins un destinataire.")],
+        validators=[Optional()],
+    )
+    recipient_users = SelectMultipleField(
+        "Personnes nommées",
+        choices=[],
+        option_widget=CheckboxInput(),
+        widget=ListWidget(prefix_label=False),
+        validators=[Optional()],
     )
     lifetime_days = IntegerField(
         "Durée de mise à disposition (jours)",

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, aliased
 from portal.accounts.models import User
 from portal.db import utcnow
 from portal.deposits.models import Category, Deposit, DepositRecipient, DepositStatus
-from portal.deposits.permissions import visible_deposits
+from portal.deposits.permissions import categories_of, visible_deposits
 from portal.orgs.permissions import spaces_of
 
 PAGE_SIZE = 25
@@ -120,10 +120,14 @@ def _decode(cursor: str) -> list[Any] | None:
 def list_deposits(session: Session, user: User, filters: Filters, limit: int = PAGE_SIZE) -> Page:
     """The deposits *user* may see that match *filters*, one keyset page at a time."""
     now = utcnow()
-    stmt = sa.select(Deposit).where(visible_deposits(user))
+    received = filters.box == "recus"
+    # The received box applies the visibility rule to its page only: see the end.
+    stmt = sa.select(Deposit) if received else sa.select(Deposit).where(visible_deposits(user))
     mine = sa.or_(Deposit.sender_id == user.id, Deposit.sender_org_id == user.organisation_id)
-    if filters.box == "recus":
+    if received:
         stmt = stmt.where(
+            Deposit.departement_code.in_(sorted(spaces_of(user))),
+            Deposit.category.in_(sorted(str(c) for c in categories_of(user))),
             sa.exists().where(
                 DepositRecipient.deposit_id == Deposit.id,
                 sa.or_(
@@ -214,7 +218,22 @@ def list_deposits(session: Session, user: User, filters: Filters, limit: int = P
                             sa.and_(Deposit.created_at == at, Deposit.id > str(cursor[1])),
                         )
                     )
-    rows = list(session.execute(stmt.order_by(*order).limit(limit + 1)).scalars())
+    stmt = stmt.order_by(*order).limit(limit + 1)
+    if received:
+        # What is received (not a draft, addressed to the user or its organisation, in one of
+        # its spaces and categories) is always visible, so the page is chosen without the
+        # visibility rule, and the rule then filters that page: it can only ever remove rows.
+        # In one query, PostgreSQL evaluates the rule's EXISTS (behind an OR) by hashing every
+        # recipient row of the organisation, some 20 ms at 100,000 deposits and growing with
+        # them, where the page needs only a few dozen index probes.
+        page = stmt.with_only_columns(Deposit.id).subquery()
+        stmt = (
+            sa.select(Deposit)
+            .join(page, page.c.id == Deposit.id)
+            .where(visible_deposits(user))
+            .order_by(*order)
+        )
+    rows = list(session.execute(stmt).scalars())
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]

@@ -62,6 +62,8 @@ class Deposit(Base):
             "max_downloads IS NULL OR max_downloads > 0", name="max_downloads_positive"
         ),
         sa.Index("ix_deposit_space_created", "departement_code", "created_at", "id"),
+        # The inbox sorted by title: keyset pages read in index order instead of sorting the space.
+        sa.Index("ix_deposit_space_title", "departement_code", "title_sort", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from urllib.parse import unquote
 
@@ -77,6 +77,20 @@ def _new_form(user: User) -> NewDepositForm:
     form.departement.data = departement
     orgs = deposits.recipient_choices(db.session, user, departement) if departement else []
     form.recipients.choices = [(o.id, f"{o.name} ({o.kind_label})") for o in orgs]
+    people: Iterable[User] = (
+        db.session.execute(
+            sa.select(User)
+            .where(User.organisation_id.in_([o.id for o in orgs]), User.status == "active")
+            .order_by(User.full_name)
+        ).scalars()
+        if orgs
+        else []
+    )
+    form.recipient_users.choices = [
+        (u.id, f"{u.full_name} ({u.organisation.name})")
+        for u in people
+        if u.id != user.id and categories_of(u)
+    ]
     return form
 
 
@@ -100,7 +114,8 @@ def new() -> str | BaseResponse:
                     category=Category(form.category.data),
                     title=form.title.data,
                     message=form.message.data,
-                    recipient_org_ids=form.recipients.data,
+                    recipient_org_ids=form.recipients.data or [],
+                    recipient_user_ids=form.recipient_users.data or [],
                     lifetime_days=form.lifetime_days.data,
                     max_downloads=form.max_downloads.data,
                 ),

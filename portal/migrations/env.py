@@ -8,6 +8,7 @@ import audit
 
 # Import the models so that their tables are on the metadata.
 from portal.accounts import models as _accounts  # noqa: F401
+from portal.api import models as _api  # noqa: F401
 from portal.auth import models as _auth  # noqa: F401
 from portal.db import Base, make_engine
 from portal.deposits import models as _deposits  # noqa: F401

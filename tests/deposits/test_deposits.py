@@ -358,3 +358,28 @@ def test_take_in_charge_shows_colleagues_who_handles_it(world: World, client_for
     agent.post(f"/depots/{deposit_id}/prendre-en-charge", data={"csrf_token": token})
     assert "Agnès Soixantedeux" in colleague.get(f"/depots/{deposit_id}").get_data(as_text=True)
     assert "Pris en charge" in colleague.get("/depots").get_data(as_text=True)
+
+
+def test_a_deposit_for_a_named_person_reaches_that_person_only(
+    app: Flask, world: World, client_for: Clients, smtp: SmtpSink
+) -> None:
+    sender = client_for(world.adviser_ft)
+    token = csrf_of(sender, "/depots/nouveau")
+    response = sender.post(
+        "/depots/nouveau",
+        data={
+            "csrf_token": token,
+            "departement": "62",
+            "category": "document",
+            "title": "Pour Agnès seulement",
+            "recipient_users": [world.agent62.id],
+            "lifetime_days": "7",
+        },
+    )
+    assert response.status_code == 302
+    deposit_id = response.headers["Location"].split("/")[2]
+    assert upload(sender, deposit_id, "fiche.pdf", PDF).status_code == 201
+    assert publish(sender, deposit_id).status_code == 302
+    assert smtp.to(world.agent62.email) and not smtp.to(world.agent62b.email)
+    assert client_for(world.agent62).get(f"/depots/{deposit_id}").status_code == 200
+    assert client_for(world.agent62b).get(f"/depots/{deposit_id}").status_code == 404

@@ -123,6 +123,20 @@ KNOWN_PROTECTED = {
     "deposits.download",
     "deposits.withdraw",
     "deposits.take",
+    "api_tokens.index",
+    "api_tokens.create",
+    "api_tokens.revoke",
+    "api.me",
+    "api.organisations",
+    "api.deposits_list",
+    "api.deposit_create",
+    "api.deposit_show",
+    "api.file_upload",
+    "api.deposit_publish",
+    "api.file_content",
+    "api.deposit_withdraw",
+    "api.openapi",
+    "preferences.notifications",
 }
 
 _ARGUMENT_RE = re.compile(r"<(?:(?P<converter>\w+)(?:\([^)]*\))?:)?(?P<name>\w+)>")

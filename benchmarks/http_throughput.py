@@ -1,0 +1,1307 @@
+"""Deposits through the portal over HTTP against raw boto3, and the inbox on 100,000 deposits.
+
+One run starts its own SeaweedFS (tests/support/seaweedfs.py), a throwaway PostgreSQL database
+and `filr serve` (gunicorn, plain HTTP on 127.0.0.1, S3 storage on that SeaweedFS), provisions a
+sender (CD 62) and a recipient (France Travail, territory 62), then measures:
+
+  a. raw boto3 to the same SeaweedFS: multipart upload of generated data (TransferConfig with the
+     part size and concurrency of the portal's S3Store) and one streamed GET read in 1 MiB
+     chunks, SHA-256 checked;
+  b. the portal: upload of the same data as the raw body of POST /depots/<id>/fichiers
+     (streamed from a generator, Content-Length set, timed until the 201), and download as a
+     browser does it: POST .../lien, then GET /telechargement/<token> read in 1 MiB chunks,
+     SHA-256 checked; targets: >= 0.8 x raw upload, >= 0.7 x raw download (best of --repeat,
+     raw and portal alternating first);
+  c. 32 concurrent downloads of a 10 MiB file (threads, each its own connection and its own
+     link, one logged-in recipient session): errors, wall time, aggregate throughput;
+  d. the inbox of the recipient once the space of 62 holds 100,000 deposits (bulk-inserted with
+     COPY: three years of deposits, three categories, three directions, mostly expired and
+     destroyed as the purge leaves them): 200 GETs of /depots pages over HTTP (first page,
+     deeper pages following #next-page, filters, searches, title order, other boxes), then the
+     same queries in-process through portal.deposits.listing.list_deposits; p50/p95/max;
+     target: p95 <= 50 ms. --explain prints EXPLAIN (ANALYZE, BUFFERS) of each kind of query.
+
+Every process and the database are removed at the end, also on failure or SIGTERM.
+
+    .venv/bin/python benchmarks/http_throughput.py            # full sizes (a few minutes)
+    .venv/bin/python benchmarks/http_throughput.py --quick    # smoke run: small sizes, once;
+                                                              # throughput ratios not judged
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import html
+import http.client
+import json
+import os
+import random
+import re
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, quote, urlsplit
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # run as a script from anywhere in the checkout
+
+MIB = 1024 * 1024
+TARGETS = {"upload": 0.8, "download": 0.7}
+LIST_P95_TARGET_MS = 50.0
+POOL_BLOCKS = 16  # 16 MiB of random data, cycled: incompressible and cheap to produce
+PDF_HEAD = b"%PDF-1.7\n"  # the portal accepts PDFs by content: every generated file is one
+HOST = "127.0.0.1"
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 15.0
+HTTP_TIMEOUT = 300.0
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+BUCKET = "filr-bench"
+CSRF_RE = re.compile(r'name="csrf_token" value="([^"]+)"')
+NEXT_RE = re.compile(r'id="next-page" href="([^"]+)"')
+ROWS_RE = re.compile(r"<tbody>(.*?)</tbody>", re.S)
+ROW_LINK_RE = re.compile(r'<td><a href="/depots/[0-9a-f]{32}">')
+
+
+def human(size: int) -> str:
+    return f"{size / (1024 * MIB):g} GiB" if size >= 1024 * MIB else f"{size / MIB:g} MiB"
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    rank = max(1, min(len(ordered), int(-(-fraction * len(ordered) // 1))))
+    return ordered[rank - 1]
+
+
+# --- generated content ---------------------------------------------------------------------
+
+
+class Content:
+    """`size` bytes of incompressible data that the portal accepts as a PDF, regenerable."""
+
+    def __init__(self, pool: list[bytes], size: int) -> None:
+        self.pool = pool
+        self.size = size
+        digest = hashlib.sha256()
+        for chunk in self.chunks():
+            digest.update(chunk)
+        self.sha256 = digest.hexdigest()
+
+    def chunks(self) -> Iterator[bytes]:
+        """Yield the content in 1 MiB chunks (the same bytes on every call)."""
+        sent = 0
+        index = 0
+        while sent < self.size:
+            block = self.pool[index % len(self.pool)]
+            if self.size - sent < MIB:
+                block = block[: self.size - sent]
+            sent += len(block)
+            index += 1
+            yield block
+
+
+def make_pool() -> list[bytes]:
+    pool = [os.urandom(MIB) for _ in range(POOL_BLOCKS)]
+    pool[0] = PDF_HEAD + pool[0][len(PDF_HEAD) :]
+    return pool
+
+
+class ChunkFile:
+    """A read-only file object over a chunk iterator, for boto3's upload_fileobj."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        wanted = size if size >= 0 else sys.maxsize
+        while wanted > 0:
+            if not self._pending:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._pending = memoryview(chunk)
+            piece = self._pending[:wanted]
+            self._pending = self._pending[len(piece) :]
+            parts.append(piece)
+            wanted -= len(piece)
+        return b"".join(parts)
+
+
+# --- a small browser over http.client --------------------------------------------------------
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    @property
+    def location(self) -> str:
+        return urlsplit(self.headers.get("Location", "")).path
+
+    def csrf(self) -> str:
+        match = CSRF_RE.search(self.text)
+        if match is None:
+            raise RuntimeError(f"no CSRF token in the page ({self.status})")
+        return html.unescape(match.group(1))
+
+
+class Browser:
+    """Cookies and one keep-alive connection, as a browser tab; not shared between threads."""
+
+    def __init__(self, port: int, cookies: dict[str, str] | None = None) -> None:
+        self.port = port
+        self.origin = f"http://{HOST}:{port}"
+        self.cookies = dict(cookies or {})
+        self._conn: http.client.HTTPConnection | None = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _headers(self, extra: dict[str, str] | None) -> dict[str, str]:
+        headers = {"Referer": self.origin + "/", "Origin": self.origin}
+        if self.cookies:
+            headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        headers.update(extra or {})
+        return headers
+
+    def _keep_cookies(self, response: http.client.HTTPResponse) -> None:
+        for header in response.headers.get_all("Set-Cookie") or []:
+            name, _, rest = header.partition("=")
+            value = rest.split(";", 1)[0]
+            if value and "max-age=0" not in header.lower():
+                self.cookies[name.strip()] = value
+            else:
+                self.cookies.pop(name.strip(), None)
+
+    def open(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> http.client.HTTPResponse:
+        """Send a request and return the response with its body unread (cookies kept)."""
+        replayable = body is None or isinstance(body, bytes)
+        if not replayable:
+            self.close()  # a streamed body is never replayed: start on a fresh connection
+        for attempt in range(2):
+            reused = self._conn is not None
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(HOST, self.port, timeout=HTTP_TIMEOUT)
+            try:
+                self._conn.request(method, path, body=body, headers=self._headers(headers))
+                response = self._conn.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # gunicorn closed an idle keep-alive connection: one retry on a new one.
+                self.close()
+                if not (reused and replayable) or attempt:
+                    raise
+                continue
+            # On "Connection: close", http.client hands the socket to the response and opens
+            # a new one for the next request by itself.
+            self._keep_cookies(response)
+            return response
+        raise AssertionError("unreachable")
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        response = self.open(method, path, body, headers)
+        return Reply(response.status, response.headers, response.read())
+
+    def get(self, path: str) -> Reply:
+        return self.request("GET", path)
+
+    def post_form(self, path: str, fields: list[tuple[str, str]]) -> Reply:
+        body = "&".join(f"{quote(k)}={quote(v)}" for k, v in fields).encode()
+        return self.request(
+            "POST", path, body, {"Content-Type": "application/x-www-form-urlencoded"}
+        )
+
+
+@dataclass
+class Account:
+    email: str
+    password: str
+    totp_secret: str
+    user_id: str
+    org_id: str
+
+
+def log_in(browser: Browser, account: Account, *, step_offset: int = 0) -> None:
+    import pyotp
+
+    token = browser.get("/connexion").csrf()
+    code = pyotp.TOTP(account.totp_secret).at(time.time() + 30 * step_offset)
+    reply = browser.post_form(
+        "/connexion",
+        [
+            ("csrf_token", token),
+            ("email", account.email),
+            ("password", account.password),
+            ("code", code),
+        ],
+    )
+    if reply.status != 302:
+        raise RuntimeError(f"log-in of {account.email} failed ({reply.status})")
+
+
+def create_deposit(browser: Browser, recipient_org: str, title: str) -> str:
+    token = browser.get("/depots/nouveau").csrf()
+    reply = browser.post_form(
+        "/depots/nouveau",
+        [
+            ("csrf_token", token),
+            ("departement", "62"),
+            ("category", "document"),
+            ("title", title),
+            ("message", ""),
+            ("recipients", recipient_org),
+            ("lifetime_days", "90"),
+        ],
+    )
+    if reply.status != 302:
+        raise RuntimeError(f"deposit creation failed ({reply.status}): {reply.text[:500]}")
+    return reply.location.split("/")[2]
+
+
+def upload(browser: Browser, deposit_id: str, content: Content, name: str) -> tuple[float, str]:
+    """Upload `content` as one file; return (seconds, file id). Only the POST is timed."""
+    token = browser.get(f"/depots/{deposit_id}/fichiers").csrf()
+    headers = {
+        "X-CSRFToken": token,
+        "X-Filename": quote(name),
+        "Content-Type": "application/octet-stream",
+        "Content-Length": str(content.size),
+    }
+    start = time.perf_counter()
+    reply = browser.request("POST", f"/depots/{deposit_id}/fichiers", content.chunks(), headers)
+    seconds = time.perf_counter() - start
+    if reply.status != 201:
+        raise RuntimeError(f"upload failed ({reply.status}): {reply.text[:500]}")
+    answer = json.loads(reply.body)
+    if answer["size"] != content.size:
+        raise RuntimeError(f"upload stored {answer['size']} bytes, sent {content.size}")
+    return seconds, str(answer["id"])
+
+
+def publish(browser: Browser, deposit_id: str) -> None:
+    token = browser.get(f"/depots/{deposit_id}/fichiers").csrf()
+    reply = browser.post_form(f"/depots/{deposit_id}/envoyer", [("csrf_token", token)])
+    if reply.status != 302:
+        raise RuntimeError(f"publishing failed ({reply.status})")
+
+
+def read_all(stream: Any, digest: Any) -> int:
+    """Read a body to the end in 1 MiB chunks into one buffer; return the byte count."""
+    buffer = bytearray(MIB)
+    view = memoryview(buffer)
+    received = 0
+    while True:
+        n = stream.readinto(buffer)
+        if not n:
+            return received
+        digest.update(view[:n])
+        received += n
+
+
+def download(browser: Browser, deposit_id: str, file_id: str, token: str) -> tuple[int, str]:
+    """Ask for a link and follow it as a browser does; return (bytes, SHA-256)."""
+    reply = browser.post_form(
+        f"/depots/{deposit_id}/fichiers/{file_id}/lien", [("csrf_token", token)]
+    )
+    if reply.status != 302 or not reply.location.startswith("/telechargement/"):
+        raise RuntimeError(f"link refused ({reply.status})")
+    response = browser.open("GET", reply.location)
+    if response.status != 200:
+        body = response.read()
+        raise RuntimeError(f"download refused ({response.status}): {body[:200]!r}")
+    digest = hashlib.sha256()
+    received = read_all(response, digest)
+    return received, digest.hexdigest()
+
+
+# --- processes and database ------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def filr_command() -> list[str]:
+    beside = Path(sys.executable).parent / "filr"
+    if beside.is_file():
+        return [str(beside)]
+    return [sys.executable, "-c", "import sys; from portal.cli import main; sys.exit(main())"]
+
+
+def run_filr(env: dict[str, str], *args: str, stdin: str | None = None) -> str:
+    result = subprocess.run(
+        [*filr_command(), *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        cwd=ROOT,
+    )
+    if result.returncode:
+        raise RuntimeError(f"filr {' '.join(args[:2])} failed:\n{result.stderr[-2000:]}")
+    return result.stdout
+
+
+def run_filr_json(env: dict[str, str], *args: str, stdin: str | None = None) -> dict[str, Any]:
+    return dict(json.loads(run_filr(env, *args, stdin=stdin).strip().splitlines()[-1]))
+
+
+def stop_process_group(process: subprocess.Popen[bytes], timeout: float = STOP_TIMEOUT) -> None:
+    """SIGTERM to the group we started, then SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout)
+
+
+@contextlib.contextmanager
+def throwaway_database(admin_url: str) -> Iterator[str]:
+    """Create an empty database and drop it at the end; yield its name."""
+    import psycopg
+
+    name = "filr_bench_" + secrets.token_hex(4)
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield name
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def running_portal(env: dict[str, str], port: int, workers: int, threads: int, log: Path) -> Any:
+    command = [
+        *filr_command(),
+        "serve",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+    ]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"filr serve exited:\n{log.read_text()[-3000:]}")
+            try:
+                probe = Browser(port)
+                if probe.get("/sante").status == 200:
+                    probe.close()
+                    break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"filr serve did not answer:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        stop_process_group(process)
+
+
+def worker_pids(master: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if f"\nPPid:\t{master}\n" in status:
+            pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def proc_field(pid: int, name: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+# --- a. and b.: throughput -----------------------------------------------------------------
+
+
+class CpuMeter:
+    """CPU seconds used by each party of a transfer: this client, gunicorn's workers, SeaweedFS."""
+
+    def __init__(self, workers: Callable[[], list[int]], weed: int) -> None:
+        self._parties: dict[str, Callable[[], float]] = {
+            "client": lambda: sum(os.times()[:2]),
+            "gunicorn": lambda: cpu_seconds(workers()),
+            "weed": lambda: cpu_seconds([weed]),
+        }
+
+    def snapshot(self) -> dict[str, float]:
+        return {name: read() for name, read in self._parties.items()}
+
+    def since(self, before: dict[str, float]) -> dict[str, float]:
+        now = self.snapshot()
+        return {name: now[name] - before[name] for name in now}
+
+
+@dataclass
+class Timings:
+    runs: dict[str, list[tuple[float, dict[str, float]]]] = field(default_factory=dict)
+
+    def add(self, case: str, seconds: float, cpu: dict[str, float]) -> None:
+        self.runs.setdefault(case, []).append((seconds, cpu))
+
+    def seconds(self, case: str) -> list[float]:
+        return [seconds for seconds, _ in self.runs[case]]
+
+    def best_cpu(self, case: str) -> dict[str, float]:
+        return min(self.runs[case], key=lambda run: run[0])[1]
+
+
+def raw_upload(s3: Any, content: Content, key: str) -> float:
+    from boto3.s3.transfer import TransferConfig
+
+    config = TransferConfig(
+        multipart_threshold=s3.part_size,
+        multipart_chunksize=s3.part_size,
+        max_concurrency=s3.max_concurrency,
+        use_threads=True,
+    )
+    start = time.perf_counter()
+    s3.client.upload_fileobj(ChunkFile(content.chunks()), s3.bucket, s3.prefix + key, Config=config)
+    return time.perf_counter() - start
+
+
+def raw_download(s3: Any, content: Content, key: str) -> float:
+    digest = hashlib.sha256()
+    start = time.perf_counter()
+    body = s3.client.get_object(Bucket=s3.bucket, Key=s3.prefix + key)["Body"]
+    received = read_all(body, digest)
+    body.close()
+    seconds = time.perf_counter() - start
+    if received != content.size or digest.hexdigest() != content.sha256:
+        raise RuntimeError("raw download: wrong content")
+    return seconds
+
+
+def portal_download(
+    browser: Browser, deposit_id: str, file_id: str, token: str, content: Content
+) -> float:
+    start = time.perf_counter()
+    received, sha256 = download(browser, deposit_id, file_id, token)
+    seconds = time.perf_counter() - start
+    if received != content.size or sha256 != content.sha256:
+        raise RuntimeError(f"portal download: wrong content ({received} bytes)")
+    return seconds
+
+
+def measure_throughput(
+    s3: Any,
+    sender: Browser,
+    recipient: Browser,
+    recipient_org: str,
+    content: Content,
+    repeat: int,
+    meter: CpuMeter,
+) -> Timings:
+    """Alternate raw and portal transfers `repeat` times, each measured alike."""
+    timings = Timings()
+    published: tuple[str, str] | None = None
+    for run in range(repeat):
+        order = ["raw", "portal"] if run % 2 == 0 else ["portal", "raw"]
+        for side in order:
+            if side == "raw":
+                before = meter.snapshot()
+                seconds = raw_upload(s3, content, f"raw/{run}")
+                timings.add("raw-upload", seconds, meter.since(before))
+            else:
+                deposit_id = create_deposit(sender, recipient_org, f"Banc d'essai {run}")
+                before = meter.snapshot()
+                seconds, file_id = upload(sender, deposit_id, content, f"banc-{run}.pdf")
+                timings.add("portal-upload", seconds, meter.since(before))
+                if published is None:
+                    publish(sender, deposit_id)
+                    published = (deposit_id, file_id)
+        assert published is not None
+        deposit_id, file_id = published
+        token = recipient.get(f"/depots/{deposit_id}").csrf()
+        for side in order:
+            before = meter.snapshot()
+            if side == "raw":
+                seconds = raw_download(s3, content, f"raw/{run}")
+                timings.add("raw-download", seconds, meter.since(before))
+            else:
+                seconds = portal_download(recipient, deposit_id, file_id, token, content)
+                timings.add("portal-download", seconds, meter.since(before))
+        s3.delete(f"raw/{run}")
+        print(
+            f"  run {run + 1}/{repeat}: "
+            + ", ".join(
+                f"{case} {content.size / MIB / runs[-1][0]:.0f} MiB/s"
+                for case, runs in timings.runs.items()
+            ),
+            flush=True,
+        )
+    return timings
+
+
+def report_throughput(timings: Timings, size: int, enforce: bool) -> int:
+    """Print the ratios; count the targets missed (only `enforce`d at the full size)."""
+    failures = 0
+    runs = len(timings.runs["raw-upload"])
+    print(f"\nThroughput, {human(size)} (MiB/s; best and median of {runs})")
+    for direction in ("upload", "download"):
+        raw = timings.seconds(f"raw-{direction}")
+        portal = timings.seconds(f"portal-{direction}")
+        raw_best, portal_best = size / MIB / min(raw), size / MIB / min(portal)
+        raw_median = size / MIB / statistics.median(raw)
+        portal_median = size / MIB / statistics.median(portal)
+        ratio = portal_best / raw_best
+        target = TARGETS[direction]
+        ok = ratio >= target
+        failures += enforce and not ok
+        verdict = ("ok" if ok else "MISSED") if enforce else "not judged at this size"
+        print(
+            f"  {direction:8}  raw boto3 {raw_best:6.0f} (median {raw_median:4.0f}) | portal "
+            f"{portal_best:6.0f} (median {portal_median:4.0f}) | ratio {ratio:4.2f} "
+            f"(median {portal_median / raw_median:4.2f}), target {target}: {verdict}"
+        )
+        for side, seconds in (("raw", min(raw)), ("portal", min(portal))):
+            cpu = timings.best_cpu(f"{side}-{direction}")
+            print(
+                f"            CPU seconds of the best {side:6} run ({seconds:.2f} s wall): "
+                + ", ".join(f"{name} {value:.2f}" for name, value in cpu.items())
+            )
+    return failures
+
+
+def profile_transfers(
+    out: Path,
+    master: int,
+    transfers: list[tuple[str, Callable[[], object]]],
+) -> None:
+    """Sample gunicorn's workers with py-spy during each transfer; print the hottest frames."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.is_file():
+        print("  (py-spy is not installed in this environment: no profile)")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    for name, transfer in transfers:
+        raw = out / f"{name}.txt"
+        command = [str(py_spy), "record", "--pid", str(master), "--subprocesses", "--threads"]
+        command += ["--rate", "200", "--format", "raw", "--output", str(raw), "--nonblocking"]
+        spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            time.sleep(2)  # attaching to every process takes a moment
+            transfer()
+        finally:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait(5)
+        if not raw.exists():
+            print(f"  {name}: py-spy wrote nothing")
+            continue
+        own: dict[str, int] = {}
+        inclusive: dict[str, int] = {}
+        total = 0
+        for line in raw.read_text().splitlines():
+            stack, _, count_text = line.rpartition(" ")
+            count = int(count_text)
+            frames = stack.split(";")
+            total += count
+            own[frames[-1]] = own.get(frames[-1], 0) + count
+            for frame in set(frames):
+                inclusive[frame] = inclusive.get(frame, 0) + count
+        print(f"\n  py-spy, {name}: {total} samples of running threads ({raw})")
+        for title, table in (("self", own), ("inclusive", inclusive)):
+            print(f"    hottest frames, {title}:")
+            for frame, count in sorted(table.items(), key=lambda kv: -kv[1])[:12]:
+                print(f"      {100 * count / max(total, 1):5.1f}%  {frame[:110]}")
+
+
+# --- c.: concurrent downloads ----------------------------------------------------------------
+
+
+def concurrent_downloads(
+    port: int,
+    cookies: dict[str, str],
+    deposit_id: str,
+    file_id: str,
+    token: str,
+    content: Content,
+    count: int,
+) -> int:
+    barrier = threading.Barrier(count + 1)
+    results: list[tuple[float, str | None]] = [(0.0, "did not run")] * count
+
+    def one(index: int) -> None:
+        browser = Browser(port, cookies)
+        try:
+            barrier.wait(60)
+            start = time.perf_counter()
+            received, sha256 = download(browser, deposit_id, file_id, token)
+            error = None
+            if received != content.size or sha256 != content.sha256:
+                error = f"wrong content ({received} bytes)"
+            results[index] = (time.perf_counter() - start, error)
+        except Exception as e:  # every failure is counted and shown
+            results[index] = (0.0, f"{type(e).__name__}: {e}")
+        finally:
+            browser.close()
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    barrier.wait(60)
+    start = time.perf_counter()
+    for thread in threads:
+        thread.join(HTTP_TIMEOUT)
+    wall = time.perf_counter() - start
+    errors = [error for _, error in results if error]
+    times = [seconds for seconds, error in results if not error]
+    print(f"\n{count} concurrent downloads of {human(content.size)} (one session, own links)")
+    print(
+        f"  errors {len(errors)} | wall {wall:.2f} s | aggregate "
+        f"{count * content.size / MIB / wall:.0f} MiB/s"
+        + (
+            f" | per download p50 {statistics.median(times):.2f} s, max {max(times):.2f} s"
+            if times
+            else ""
+        )
+    )
+    for error in sorted(set(errors))[:5]:
+        print(f"  error: {error}")
+    return len(errors)
+
+
+# --- d.: listing -----------------------------------------------------------------------------
+
+COMMUNES = [
+    "Arras", "Lens", "Béthune", "Calais", "Boulogne-sur-Mer", "Liévin", "Hénin-Beaumont",
+    "Saint-Omer", "Montreuil", "Étaples", "Bruay-la-Buissière", "Carvin", "Berck", "Avion",
+]  # fmt: skip
+DOCUMENTS = [
+    "Contrat d'engagement réciproque", "Bilan d'orientation", "Liste des bénéficiaires orientés",
+    "Compte rendu d'équipe pluridisciplinaire", "Attestation de suivi", "Relevé des sanctions",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Parties:
+    cd62: str
+    ft62: str
+    asso62: str
+    senders62: list[str]
+    senders_ft: list[str]
+    recipient_user: str
+
+
+def generate_deposits(parties: Parties, count: int, seed: int = 62) -> Iterator[dict[str, Any]]:
+    """Three years of deposits in the space of 62, as the purge leaves them."""
+    from portal.deposits.listing import fold
+
+    rng = random.Random(seed)
+    now = datetime.now(UTC)
+    for _ in range(count):
+        while True:
+            days = rng.uniform(0, 3 * 365)
+            created = now - timedelta(days=days)
+            if created.weekday() < 5 or rng.random() < 0.1:
+                break
+        created = created.replace(hour=rng.randint(6, 16), minute=rng.randint(0, 59))
+        if created >= now:
+            created = now - timedelta(minutes=rng.randint(1, 600))
+        category = rng.choices(
+            ["fiche_liaison", "document", "flux_xml"], weights=[45, 40, 15], k=1
+        )[0]
+        commune = rng.choice(COMMUNES)
+        week = created.isocalendar().week
+        if category == "fiche_liaison":
+            title = f"Fiche de liaison — {commune} — semaine {week}"
+            lifetime = rng.choices([90, 30, 7], weights=[70, 20, 10], k=1)[0]
+        elif category == "document":
+            title = f"{rng.choice(DOCUMENTS)} — {commune} {created:%m/%Y}"
+            lifetime = rng.choices([90, 30, 7], weights=[70, 20, 10], k=1)[0]
+        else:
+            title = f"Flux XML CGPEM {created:%Y}-S{week:02d}"
+            lifetime = 7
+        direction = rng.random()
+        recipient_user = None
+        if direction < 0.75:  # the département to France Travail (its shared inbox, or a person)
+            sender, sender_org = rng.choice(parties.senders62), parties.cd62
+            if rng.random() < 0.05 and category != "flux_xml":
+                recipient_org, recipient_user = None, parties.recipient_user
+            else:
+                recipient_org = parties.ft62
+        elif direction < 0.9:  # France Travail to the département
+            sender, sender_org = rng.choice(parties.senders_ft), parties.ft62
+            recipient_org = parties.cd62
+        else:  # the département to its mandated provider: not the recipient's business
+            sender, sender_org = rng.choice(parties.senders62), parties.cd62
+            recipient_org = parties.asso62
+        expires = created + timedelta(days=lifetime)
+        published: datetime | None = created + timedelta(minutes=rng.randint(1, 20))
+        status, withdrawn, destroyed, taken_by, taken_at = "available", None, None, None, None
+        if rng.random() < 0.005 and days < 2:
+            status, published = "draft", None
+        elif rng.random() < 0.03:
+            withdrawn = created + timedelta(hours=rng.uniform(1, 48))
+            status, destroyed = "destroyed", withdrawn
+        elif expires <= now:
+            status, destroyed = "destroyed", expires + timedelta(hours=rng.uniform(1, 24))
+        if (
+            status == "available"
+            and recipient_org == parties.ft62
+            and category != "flux_xml"
+            and rng.random() < 0.3
+        ):
+            taken_by, taken_at = parties.recipient_user, created + timedelta(hours=2)
+        yield {
+            "id": uuid.uuid4().hex,
+            "title": title,
+            "title_sort": fold(title),
+            "category": category,
+            "sender_id": sender,
+            "sender_org_id": sender_org,
+            "status": status,
+            "created_at": created,
+            "published_at": published,
+            "expires_at": expires,
+            "withdrawn_at": withdrawn,
+            "destroyed_at": destroyed,
+            "taken_by_id": taken_by,
+            "taken_at": taken_at,
+            "recipient_org": recipient_org,
+            "recipient_user": recipient_user,
+            "files": rng.choices([1, 2, 3], weights=[70, 20, 10], k=1)[0],
+        }
+
+
+def insert_deposits(database_url: str, parties: Parties, count: int) -> float:
+    """COPY `count` deposits, their recipients and files into the database; return seconds."""
+    import psycopg
+
+    start = time.perf_counter()
+    # In creation order, as a live database fills: the heap follows created_at.
+    rows = sorted(generate_deposits(parties, count), key=lambda r: r["created_at"])
+    with psycopg.connect(database_url) as conn:
+        with conn.cursor().copy(
+            "COPY deposit (id, departement_code, category, title, title_sort, message, sender_id,"
+            " sender_org_id, status, created_at, published_at, expires_at, max_downloads,"
+            " withdrawn_at, destroyed_at, taken_by_id, taken_at) FROM STDIN"
+        ) as copy:
+            for r in rows:
+                copy.write_row(
+                    (r["id"], "62", r["category"], r["title"], r["title_sort"], None,
+                     r["sender_id"], r["sender_org_id"], r["status"], r["created_at"],
+                     r["published_at"], r["expires_at"], None, r["withdrawn_at"],
+                     r["destroyed_at"], r["taken_by_id"], r["taken_at"])
+                )  # fmt: skip
+        with conn.cursor().copy(
+            "COPY deposit_recipient (id, deposit_id, organisation_id, user_id) FROM STDIN"
+        ) as copy:
+            for r in rows:
+                copy.write_row((uuid.uuid4().hex, r["id"], r["recipient_org"], r["recipient_user"]))
+        with conn.cursor().copy(
+            "COPY deposit_file (id, deposit_id, object_key, filename, content_type, size, sha256,"
+            " created_at, destroyed_at) FROM STDIN"
+        ) as copy:
+            for r in rows:
+                for n in range(r["files"]):
+                    file_id = uuid.uuid4().hex
+                    copy.write_row(
+                        (file_id, r["id"], f"deposits/{r['id']}/{file_id}", f"piece-{n + 1}.pdf",
+                         "application/pdf", 150_000 + n, "0" * 64, r["created_at"],
+                         r["destroyed_at"])
+                    )  # fmt: skip
+        conn.commit()
+        conn.autocommit = True
+        received = conn.execute(
+            "SELECT count(*) FROM deposit d WHERE d.status <> 'draft'"
+            " AND d.category IN ('fiche_liaison', 'document') AND EXISTS (SELECT 1"
+            " FROM deposit_recipient r WHERE r.deposit_id = d.id"
+            " AND (r.organisation_id = %s OR r.user_id = %s))",
+            (parties.ft62, parties.recipient_user),
+        ).fetchone()
+        print(f"  the recipient's inbox (boite=recus) now holds {received[0] if received else 0:,}")
+        conn.execute("VACUUM ANALYZE deposit")
+        conn.execute("VACUUM ANALYZE deposit_recipient")
+        conn.execute("VACUUM ANALYZE deposit_file")
+    return time.perf_counter() - start
+
+
+@dataclass
+class ListRequest:
+    kind: str
+    url: str
+    ms: float = 0.0
+    rows: int = 0
+
+
+class ListingPlan:
+    """Interleaved kinds of inbox pages; chains follow the #next-page link of the previous."""
+
+    STARTS: ClassVar[dict[str, list[str]]] = {
+        "first page": ["/depots"],
+        "next pages": ["/depots"],
+        "filtered": [
+            "/depots?boite=recus&categorie=fiche_liaison",
+            "/depots?boite=recus&statut=disponible",
+            "/depots?boite=recus&statut=expire&categorie=document",
+            "/depots?boite=recus&du={month_ago_year}&au={today_year}",
+            "/depots?boite=recus&espace=62&statut=retire",
+        ],
+        "search": [
+            "/depots?boite=recus&q=bethune",
+            "/depots?boite=recus&q=semaine+12",
+            "/depots?boite=recus&q={sender_word}",
+            "/depots?boite=recus&q=introuvable",
+            "/depots?boite=tous&q=cgpem",
+        ],
+        "title order": ["/depots?boite=recus&tri=titre"],
+        "other boxes": [
+            "/depots?boite=tous", "/depots?boite=envoyes", "/depots?boite=tous&tri=ancien",
+        ],
+    }  # fmt: skip
+    WEIGHTS: ClassVar[dict[str, int]] = {
+        "first page": 30,
+        "next pages": 60,
+        "filtered": 40,
+        "search": 30,
+        "title order": 20,
+        "other boxes": 20,
+    }
+
+    def __init__(self, total: int, values: dict[str, str]) -> None:
+        scale = total / sum(self.WEIGHTS.values())
+        counts = {kind: max(1, round(w * scale)) for kind, w in self.WEIGHTS.items()}
+        self.schedule: list[str] = []
+        left = dict(counts)
+        while any(left.values()):
+            for kind in self.WEIGHTS:
+                if left[kind]:
+                    self.schedule.append(kind)
+                    left[kind] -= 1
+        self.starts = {k: [u.format(**values) for u in v] for k, v in self.STARTS.items()}
+        self._turn = dict.fromkeys(self.starts, 0)
+        self._next: dict[str, str | None] = dict.fromkeys(self.starts)
+
+    def url(self, kind: str) -> str:
+        chained = kind in ("next pages", "title order")
+        following = self._next[kind]
+        if chained and following:
+            return following
+        starts = self.starts[kind]
+        url = starts[self._turn[kind] % len(starts)]
+        self._turn[kind] += 1
+        return url
+
+    def follow(self, kind: str, page: str) -> None:
+        match = NEXT_RE.search(page)
+        self._next[kind] = html.unescape(match.group(1)) if match else None
+
+
+def listing_over_http(browser: Browser, plan: ListingPlan) -> list[ListRequest]:
+    done: list[ListRequest] = []
+    # The first request of each kind warms the worker's caches (templates, statements): untimed.
+    for kind in plan.starts:
+        browser.get(plan.starts[kind][0])
+    for kind in plan.schedule:
+        request = ListRequest(kind, plan.url(kind))
+        start = time.perf_counter()
+        reply = browser.get(request.url)
+        request.ms = (time.perf_counter() - start) * 1000
+        if reply.status != 200:
+            raise RuntimeError(f"GET {request.url} answered {reply.status}")
+        body = ROWS_RE.search(reply.text)
+        request.rows = len(ROW_LINK_RE.findall(body.group(1))) if body else 0
+        plan.follow(kind, reply.text)
+        done.append(request)
+    return done
+
+
+def listing_in_process(
+    database_url: str, user_id: str, requests: list[ListRequest], explain: bool
+) -> list[ListRequest]:
+    import sqlalchemy as sa
+    from sqlalchemy.orm import Session
+
+    import portal.app  # noqa: F401 - every model mapped
+    from portal.accounts.models import User
+    from portal.deposits.listing import Filters, list_deposits
+
+    engine = sa.create_engine(database_url)
+    timed: list[ListRequest] = []
+    try:
+        with Session(engine) as session:
+            user = session.get(User, user_id)
+            assert user is not None
+            for request in requests[:5]:  # warm-up: statement cache, mapper configuration
+                list_deposits(session, user, Filters.from_args(_args(request.url), user))
+            for request in requests:
+                filters = Filters.from_args(_args(request.url), user)
+                start = time.perf_counter()
+                page = list_deposits(session, user, filters)
+                ms = (time.perf_counter() - start) * 1000
+                timed.append(ListRequest(request.kind, request.url, ms, len(page.deposits)))
+                session.expunge_all()
+                session.rollback()
+            if explain:
+                explain_plans(engine, session, user, requests)
+    finally:
+        engine.dispose()
+    return timed
+
+
+def _args(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+def explain_plans(engine: Any, session: Any, user: Any, requests: list[ListRequest]) -> None:
+    """EXPLAIN (ANALYZE, BUFFERS) of the main query of the slowest request of each kind."""
+    import sqlalchemy as sa
+
+    from portal.deposits.listing import Filters, list_deposits
+
+    slowest: dict[str, ListRequest] = {}
+    for request in requests:
+        if request.kind not in slowest or request.ms > slowest[request.kind].ms:
+            slowest[request.kind] = request
+    for kind, request in slowest.items():
+        captured: list[tuple[str, Any]] = []
+
+        def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+            captured.append((statement, parameters))  # noqa: B023 - used within the loop turn
+
+        sa.event.listen(engine, "before_cursor_execute", capture)
+        try:
+            list_deposits(session, user, Filters.from_args(_args(request.url), user))
+        finally:
+            sa.event.remove(engine, "before_cursor_execute", capture)
+        session.rollback()
+        statement, parameters = next(
+            (s, p) for s, p in captured if "FROM deposit" in s and "ORDER BY" in s
+        )
+        with engine.connect() as conn:
+            plan = conn.exec_driver_sql(
+                "EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters
+            ).scalars()
+            print(f"\n  EXPLAIN ANALYZE, {kind}: {request.url} ({request.ms:.1f} ms over HTTP)")
+            for line in plan:
+                print("    " + line)
+
+
+def report_listing(title: str, requests: list[ListRequest]) -> bool:
+    all_ms = [r.ms for r in requests]
+    p95 = percentile(all_ms, 0.95)
+    ok = p95 <= LIST_P95_TARGET_MS
+    print(
+        f"  {title}: {len(all_ms)} pages, p50 {percentile(all_ms, 0.5):.1f} ms, p95 {p95:.1f} ms, "
+        f"max {max(all_ms):.1f} ms (target p95 <= {LIST_P95_TARGET_MS:.0f} ms: "
+        f"{'ok' if ok else 'MISSED'})"
+    )
+    kinds: dict[str, list[ListRequest]] = {}
+    for r in requests:
+        kinds.setdefault(r.kind, []).append(r)
+    for kind, group in kinds.items():
+        ms = [r.ms for r in group]
+        worst = max(group, key=lambda r: r.ms)
+        print(
+            f"    {kind:12} n={len(ms):3}  p50 {percentile(ms, 0.5):6.1f}  p95 "
+            f"{percentile(ms, 0.95):6.1f}  max {max(ms):6.1f} ms  "
+            f"rows/page {min(r.rows for r in group)}-{max(r.rows for r in group)}  "
+            f"(slowest: {worst.url[:70]})"
+        )
+    return ok
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+def provision(env: dict[str, str]) -> tuple[Account, Account, Parties]:
+    def org(kind: str, name: str, *options: str) -> str:
+        args = ["orgs", "create", "--kind", kind, "--name", name, *options, "--json"]
+        return str(run_filr_json(env, *args)["id"])
+
+    def user(org_id: str, email: str, name: str, password: str | None = None) -> dict[str, Any]:
+        args = ["users", "create", "--org", org_id, "--email", email, "--name", name]
+        args += ["--role", "agent", "--json"]
+        if password is None:
+            return run_filr_json(env, *args)
+        return run_filr_json(env, *args, "--password-stdin", "--with-totp", stdin=password + "\n")
+
+    cd62 = org("departement", "CD 62 (banc)", "--departement", "62")
+    ft62 = org("france_travail", "France Travail 62 (banc)", "--territory", "62")
+    asso62 = org("prestataire", "Association 62 (banc)", "--departement", "62")
+    accounts = []
+    for org_id, email, name in [
+        (cd62, "emetteur@banc.filr.localhost", "Émilie Expéditrice"),
+        (ft62, "destinataire@banc.filr.localhost", "Denis Destinataire"),
+    ]:
+        password = "-".join(secrets.token_hex(4) for _ in range(4))
+        made = user(org_id, email, name, password)
+        accounts.append(Account(email, password, made["totp_secret"], made["id"], org_id))
+    sender, recipient = accounts
+    more62 = [
+        user(cd62, f"agent{i}@banc.filr.localhost", name)["id"]
+        for i, name in enumerate(["Bruno Lefebvre", "Chloé Dupont"])
+    ]
+    more_ft = user(ft62, "collegue@banc.filr.localhost", "Fatima Conseillère")["id"]
+    parties = Parties(
+        cd62=cd62,
+        ft62=ft62,
+        asso62=asso62,
+        senders62=[sender.user_id, *more62],
+        senders_ft=[recipient.user_id, more_ft],
+        recipient_user=recipient.user_id,
+    )
+    return sender, recipient, parties
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
+    parser.add_argument("--size", type=int, help="MiB for the upload/download (default 256)")
+    parser.add_argument("--repeat", type=int, help="runs of each transfer (default 3)")
+    parser.add_argument("--deposits", type=int, help="deposits in the space (default 100000)")
+    parser.add_argument("--pages", type=int, help="inbox GETs timed (default 200)")
+    parser.add_argument("--concurrent", type=int, default=32)
+    parser.add_argument("--concurrent-size", type=int, help="MiB each (default 10)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL maintenance database")
+    parser.add_argument("--explain", action="store_true", help="EXPLAIN ANALYZE each query kind")
+    parser.add_argument("--skip", default="", help="comma-separated: throughput,concurrent,listing")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="after the timed runs, one portal upload and download under py-spy (raw stacks here)",
+    )
+    args = parser.parse_args()
+    size = (args.size or (32 if args.quick else 256)) * MIB
+    repeat = args.repeat or (1 if args.quick else 3)
+    deposits = args.deposits or (5_000 if args.quick else 100_000)
+    pages = args.pages or (60 if args.quick else 200)
+    concurrent_size = (args.concurrent_size or (2 if args.quick else 10)) * MIB
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+
+    def _terminate(signum: int, _frame: Any) -> None:
+        raise SystemExit(128 + signum)  # runs the finally blocks: processes and database go
+
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+
+    from storage import S3Store
+    from tests.support.seaweedfs import running_seaweedfs
+
+    failures = 0
+    with ExitStack() as stack:
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="filr-http-bench-")))
+        endpoint = stack.enter_context(running_seaweedfs(work / "seaweedfs", bucket=BUCKET))
+        database = stack.enter_context(throwaway_database(args.admin_url))
+        db_host = args.admin_url.rsplit("/", 1)[0]
+        database_url = f"{db_host}/{database}"
+        port = free_port()
+        env = {
+            **os.environ,
+            "FILR_DATABASE_URL": database_url.replace("postgresql://", "postgresql+psycopg://"),
+            "FILR_DATA_DIR": str(work / "data"),
+            "FILR_SECRET_KEY": secrets.token_urlsafe(48),
+            "FILR_STORAGE_URL": f"s3://{BUCKET}/portal",
+            "FILR_S3_ENDPOINT_URL": endpoint.endpoint_url,
+            "FILR_S3_REGION": endpoint.region,
+            "FILR_S3_ACCESS_KEY": endpoint.access_key,
+            "FILR_S3_SECRET_KEY": endpoint.secret_key,
+            "FILR_SECURE_COOKIES": "false",
+            "FILR_BASE_URL": f"http://{HOST}:{port}",
+            "FILR_MAIL_DIR": str(work / "mails"),
+            "FILR_SESSION_IDLE_MINUTES": "120",
+            "PYTHONPATH": str(ROOT),
+        }
+        run_filr(env, "db", "upgrade")
+        sender_account, recipient_account, parties = provision(env)
+        portal = stack.enter_context(
+            running_portal(env, port, args.workers, args.threads, work / "gunicorn.log")
+        )
+        s3 = stack.enter_context(
+            S3Store(
+                BUCKET,
+                "raw",
+                endpoint_url=endpoint.endpoint_url,
+                region=endpoint.region,
+                access_key=endpoint.access_key,
+                secret_key=endpoint.secret_key,
+            )
+        )
+        sender = Browser(port)
+        recipient = Browser(port)
+        stack.callback(sender.close)
+        stack.callback(recipient.close)
+        log_in(sender, sender_account)
+        log_in(recipient, recipient_account)
+        pool = make_pool()
+        print(
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; gunicorn "
+            f"{args.workers} workers x {args.threads} threads; S3 part size "
+            f"{human(s3.part_size)}, concurrency {s3.max_concurrency}; PostgreSQL {database}",
+            flush=True,
+        )
+
+        def workers() -> list[int]:
+            return worker_pids(portal.pid)
+
+        # Warm-up, untimed: SeaweedFS grows its volumes, each worker loads its code paths.
+        warm = Content(pool, 16 * MIB)
+        raw_upload(s3, warm, "warm-up")
+        s3.delete("warm-up")
+        for n in range(2):
+            deposit_id = create_deposit(sender, recipient_account.org_id, f"Chauffe {n}")
+            upload(sender, deposit_id, warm, "chauffe.pdf")
+
+        if "throughput" not in skip:
+            content = Content(pool, size)
+            print(f"\nUpload and download of {human(size)}, {repeat} run(s):", flush=True)
+            meter = CpuMeter(workers, endpoint.process.pid)
+            timings = measure_throughput(
+                s3, sender, recipient, recipient_account.org_id, content, repeat, meter
+            )
+            # Small files are dominated by fixed costs (log-in checks, link, first part).
+            failures += report_throughput(timings, size, enforce=size >= 256 * MIB)
+            if args.profile:
+                deposit_id = create_deposit(sender, recipient_account.org_id, "Profil")
+                profiled: dict[str, str] = {}
+
+                def profiled_upload() -> None:
+                    profiled["file"] = upload(sender, deposit_id, content, "profil.pdf")[1]
+                    publish(sender, deposit_id)
+                    profiled["token"] = recipient.get(f"/depots/{deposit_id}").csrf()
+
+                def profiled_download() -> None:
+                    file_id, token = profiled["file"], profiled["token"]
+                    portal_download(recipient, deposit_id, file_id, token, content)
+
+                profile_transfers(
+                    args.profile,
+                    portal.pid,
+                    [("upload", profiled_upload), ("download", profiled_download)],
+                )
+
+        if "concurrent" not in skip:
+            small = Content(pool, concurrent_size)
+            deposit_id = create_deposit(
+                sender, recipient_account.org_id, "Téléchargements simultanés"
+            )
+            _, file_id = upload(sender, deposit_id, small, "simultane.pdf")
+            publish(sender, deposit_id)
+            token = recipient.get(f"/depots/{deposit_id}").csrf()
+            failures += bool(
+                concurrent_downloads(
+                    port, recipient.cookies, deposit_id, file_id, token, small, args.concurrent
+                )
+            )
+
+        if "listing" not in skip:
+            print(f"\nInbox of a space holding {deposits:,} deposits", flush=True)
+            seconds = insert_deposits(database_url, parties, deposits)
+            print(f"  inserted with COPY in {seconds:.1f} s (then VACUUM ANALYZE)", flush=True)
+            today = datetime.now(UTC).date()
+            plan = ListingPlan(
+                pages,
+                {
+                    "month_ago_year": (today - timedelta(days=395)).isoformat(),
+                    "today_year": (today - timedelta(days=365)).isoformat(),
+                    "sender_word": "lefebvre",
+                },
+            )
+            over_http = listing_over_http(recipient, plan)
+            failures += not report_listing("over HTTP (GET /depots, whole page)", over_http)
+            in_process = listing_in_process(
+                database_url.replace("postgresql://", "postgresql+psycopg://"),
+                recipient_account.user_id,
+                over_http,
+                args.explain,
+            )
+            failures += not report_listing("in-process list_deposits()", in_process)
+
+        peaks = [proc_field(pid, "VmHWM") for pid in workers()]
+        print(
+            "\ngunicorn workers peak RSS: "
+            + ", ".join(f"{p / MIB:.0f} MiB" for p in peaks)
+            + f"; load average now {os.getloadavg()[0]:.2f}"
+        )
+    print("\nAll targets met." if not failures else f"\n{failures} target(s) missed.")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

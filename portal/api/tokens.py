@@ -1,0 +1,91 @@
+"""Mon compte → Jetons d'accès à l'API: list, create (the secret is shown once), revoke."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
+from werkzeug.wrappers.response import Response
+
+from portal.accounts.forms import EmptyForm
+from portal.api import services as tokens
+from portal.api.forms import CreateTokenForm
+from portal.api.models import MAX_TOKEN_LIFETIME, SCOPE_LABELS
+from portal.db import db
+from portal.mail import MailError
+from portal.services import services
+from portal.web import audit_context, the_user
+
+bp = Blueprint("api_tokens", __name__)
+log = logging.getLogger("portal.api")
+
+
+def _page(form: CreateTokenForm, problems: list[str] | None = None) -> str:
+    return render_template(
+        "api/tokens.html",
+        tokens=tokens.tokens_of(db.session, the_user()),
+        form=form,
+        empty_form=EmptyForm(),
+        problems=problems or [],
+        scope_labels=SCOPE_LABELS,
+        max_days=MAX_TOKEN_LIFETIME.days,
+    )
+
+
+@bp.get("/compte/jetons")
+def index() -> str:
+    """My tokens, and the form to create one."""
+    return _page(CreateTokenForm())
+
+
+@bp.post("/compte/jetons")
+def create() -> str:
+    """Create a token after re-authentication; its secret is on this response only."""
+    user, svc = the_user(), services()
+    form = CreateTokenForm()
+    if not form.validate_on_submit():
+        problems = [
+            f"{form[name].label.text} : {errors[0]}" for name, errors in form.errors.items()
+        ]
+        return _page(form, problems)
+    if not svc.argon2.verify(user.password_hash, form.current.data):
+        return _page(form, ["Le mot de passe actuel est incorrect."])
+    try:
+        token, secret = tokens.create_token(
+            db.session,
+            user,
+            name=form.name.data,
+            scopes=form.scopes.data,
+            lifetime_days=form.lifetime_days.data,
+            ctx=audit_context(),
+        )
+    except tokens.TokenError as e:
+        db.session.rollback()
+        return _page(form, [str(e)])
+    db.session.commit()
+    try:
+        # As for a password change: the owner hears of a token it did not create.
+        svc.mailer.send(
+            user.email,
+            "Fil'R : un jeton d'accès à l'API a été créé",
+            render_template("api/token_created_mail.txt", token=token),
+        )
+    except MailError:
+        log.warning("token creation mail not delivered (user %s)", user.id)
+    # Rendered, not redirected: the secret never travels in a URL nor sits in the session.
+    return render_template(
+        "api/token_created.html", token=token, secret=secret, scope_labels=SCOPE_LABELS
+    )
+
+
+@bp.post("/compte/jetons/<token_id>/revoquer")
+def revoke(token_id: str) -> Response:
+    """Revoke one of my tokens: it stops working at once."""
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        abort(400)
+    if not tokens.revoke_token(db.session, the_user(), token_id, audit_context()):
+        abort(404)  # another user's token looks exactly like an unknown one
+    db.session.commit()
+    flash("Le jeton a été révoqué : il ne permet plus d'accéder à l'API.", "success")
+    return redirect(url_for("api_tokens.index"))

@@ -1,0 +1,112 @@
+"""LocalStore specifics: atomic durable writes inside its root, private permissions."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage import (
+    InvalidConfiguration,
+    LocalStore,
+    ObjectNotFound,
+    StorageError,
+    StorageUnavailable,
+)
+from storage.local import _translate
+from tests.storage.helpers import read_all
+
+
+def test_objects_are_files_under_the_root(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+
+    store.put("deposits/2026/abc", [b"data"])
+
+    path = tmp_path / "objects" / "deposits" / "2026" / "abc"
+    assert path.read_bytes() == b"data"
+    assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0
+    assert stat.S_IMODE((tmp_path / "objects").stat().st_mode) & 0o077 == 0
+
+
+def test_a_relative_root_is_refused() -> None:
+    with pytest.raises(InvalidConfiguration):
+        LocalStore("relative/objects")
+
+
+def test_readers_never_see_a_partial_object(tmp_path: Path) -> None:
+    # Given an object being replaced by a new version, still being written
+    store = LocalStore(tmp_path)
+    store.put("obj", [b"old"])
+    seen: list[object] = []
+
+    def source() -> Iterator[bytes]:
+        yield b"new-part-1"
+        seen.append(read_all(store, "obj"))
+        seen.append(list(store.list()))
+        yield b"new-part-2"
+
+    # When readers look in the middle of the write
+    store.put("obj", source())
+
+    # Then they saw the old version only, and no temporary file is listed or left
+    assert seen == [b"old", ["obj"]]
+    assert read_all(store, "obj") == b"new-part-1new-part-2"
+    assert os.listdir(tmp_path) == ["obj"]
+
+
+def test_failed_write_leaves_no_temporary_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+
+    def source() -> Iterator[bytes]:
+        yield b"half"
+        raise ConnectionResetError
+
+    with pytest.raises(ConnectionResetError):
+        store.put("dir/obj", source())
+
+    assert os.listdir(tmp_path / "dir") == []
+    assert not store.exists("dir/obj")
+
+
+def test_listing_ignores_temporary_and_foreign_entries(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put("a/b", [b"1"])
+    (tmp_path / "a" / ".tmp-123").write_bytes(b"in progress")
+    os.mkfifo(tmp_path / "a" / "fifo")
+
+    assert list(store.list()) == ["a/b"]
+
+
+def test_a_directory_is_not_an_object(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    store.put("a/b", [b"1"])
+
+    assert not store.exists("a")
+    with pytest.raises(ObjectNotFound):
+        store.get("a")
+    with pytest.raises(ObjectNotFound):
+        store.size("a")
+
+
+def test_a_key_under_an_existing_object_is_an_error(tmp_path: Path) -> None:
+    # Keys "a" and "a/b" cannot both be files; generated keys never collide like this.
+    store = LocalStore(tmp_path)
+    store.put("a", [b"1"])
+
+    with pytest.raises(StorageError):
+        store.put("a/b", [b"2"])
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EIO, errno.EROFS, errno.EDQUOT])
+def test_disk_trouble_is_reported_as_unavailable(code: int) -> None:
+    assert isinstance(_translate(OSError(code, os.strerror(code))), StorageUnavailable)
+
+
+def test_other_os_errors_are_storage_errors() -> None:
+    error = _translate(PermissionError(errno.EACCES, "denied"))
+
+    assert type(error) is StorageError

@@ -1,0 +1,92 @@
+"""The helper threads: background hashing and read-ahead."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from storage import StorageUnavailable
+from storage.pipeline import BackgroundDigest, Prefetcher, Worker
+
+
+def test_background_digest_equals_hashlib() -> None:
+    pieces = [os.urandom(size) for size in (0, 1, 100, 70_000, 1 << 20) * 5]
+    digest = BackgroundDigest()
+
+    for piece in pieces:
+        digest.update(piece)
+
+    assert digest.hexdigest() == hashlib.sha256(b"".join(pieces)).hexdigest()
+
+
+def test_background_digest_close_stops_its_thread() -> None:
+    before = threading.active_count()
+    digest = BackgroundDigest()
+    for _ in range(10):
+        digest.update(b"x" * 5000)
+
+    digest.close()
+
+    assert threading.active_count() == before
+
+
+def test_prefetcher_yields_everything_in_order() -> None:
+    chunks = [os.urandom(1000) for _ in range(50)]
+
+    assert list(Prefetcher(iter(chunks), depth=3)) == chunks
+
+
+def test_prefetcher_reraises_the_source_error_after_its_chunks() -> None:
+    def source() -> Iterator[bytes]:
+        yield b"a"
+        yield b"b"
+        raise StorageUnavailable("gone")
+
+    stream = Prefetcher(source(), depth=1)
+
+    assert next(stream) == b"a"
+    assert next(stream) == b"b"
+    with pytest.raises(StorageUnavailable):
+        next(stream)
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_prefetcher_close_releases_the_source() -> None:
+    closed = threading.Event()
+
+    def endless() -> Iterator[bytes]:
+        try:
+            while True:
+                yield b"x" * 100
+        finally:
+            closed.set()
+
+    stream = Prefetcher(endless(), depth=2)
+    next(stream)
+    stream.close()
+
+    assert closed.is_set()
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_worker_raises_the_function_error_in_the_caller() -> None:
+    handled: list[bytes] = []
+
+    def handle(item: bytes) -> None:
+        if item == b"bad":
+            raise OSError("disk full")
+        handled.append(item)
+
+    worker = Worker(handle, name="test", inline=1, depth=1)
+    worker.submit(b"inline")
+    worker.submit(b"bad")
+
+    with pytest.raises(OSError, match="disk full"):
+        worker.finish()
+    assert handled == [b"inline"]
