@@ -74,13 +74,19 @@ def visible_deposits(user: User) -> ColumnElement[bool]:
             Deposit.status != DepositStatus.DRAFT,
             sa.or_(
                 Deposit.sender_org_id == user.organisation_id,
-                sa.exists().where(
+                # A LIMIT 1 lookup per row rather than EXISTS: PostgreSQL would otherwise hash
+                # every recipient row of the organisation on each page (benchmarks/http_throughput).
+                sa.select(sa.literal(1))
+                .where(
                     DepositRecipient.deposit_id == Deposit.id,
                     sa.or_(
                         DepositRecipient.user_id == user.id,
                         DepositRecipient.organisation_id == user.organisation_id,
                     ),
-                ),
+                )
+                .limit(1)
+                .scalar_subquery()
+                .is_not(None),
             ),
         ),
     )

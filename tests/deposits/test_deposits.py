@@ -383,3 +383,36 @@ def test_a_deposit_for_a_named_person_reaches_that_person_only(
     assert smtp.to(world.agent62.email) and not smtp.to(world.agent62b.email)
     assert client_for(world.agent62).get(f"/depots/{deposit_id}").status_code == 200
     assert client_for(world.agent62b).get(f"/depots/{deposit_id}").status_code == 404
+
+
+def test_the_sql_visibility_condition_agrees_with_the_isolation_predicate(
+    app: Flask, world: World, client_for: Clients
+) -> None:
+    from portal.accounts.models import User
+    from portal.deposits.permissions import can_see_deposit, visible_deposits
+
+    ft, cd = client_for(world.adviser_ft), client_for(world.agent62)
+    ids = {
+        sent_deposit(ft, [world.cd62]),
+        sent_deposit(cd, [world.ft62]),
+        sent_deposit(cd, [world.provider62]),
+        create_deposit(cd, [world.ft62]),  # a draft: its sender only
+    }
+    people = [world.agent62, world.agent62b, world.manager62, world.agent59, world.adviser_ft,
+              world.technicien_ft, world.referent62]  # fmt: skip
+    seen: dict[str, int] = {}
+    with app.app_context():
+        deposits_all = db.session.execute(sa.select(Deposit)).scalars().all()
+        assert {d.id for d in deposits_all} == ids
+        for account in people:
+            user = db.session.get(User, account.id)
+            assert user is not None
+            by_sql = set(
+                db.session.execute(sa.select(Deposit.id).where(visible_deposits(user))).scalars()
+            )
+            by_predicate = {d.id for d in deposits_all if can_see_deposit(user, d)}
+            assert by_sql == by_predicate, account.email
+            seen[account.email] = len(by_sql)
+    # The comparison is not vacuous: some see several deposits, the foreign user none
+    assert seen[world.agent62.email] >= 3 and seen[world.agent59.email] == 0
+    assert seen[world.referent62.email] == 1 and seen[world.manager62.email] == 0
