@@ -23,12 +23,10 @@ from portal.auth import services as auth
 from portal.auth import totp
 from portal.auth.models import ServerSession, ThrottleEvent
 from portal.db import db, utcnow
-from portal.orgs.departements import DEPARTEMENTS, is_departement_code
+from portal.orgs.departements import is_departement_code
 from portal.orgs.models import FtTerritory, Organisation, OrgKind
 from portal.services import services
 from portal.settings import Settings
-
-CLI_CONTEXT = audit.Context(user_agent="filr-cli")
 
 
 def _context() -> audit.Context:
@@ -660,5 +658,3 @@ def _register_optional_groups() -> None:
 
 
 _register_optional_groups()
-
-__all__ = ["DEPARTEMENTS", "main"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import g, request
+from flask import g, request, session
 from flask_login import current_user
 
 import audit
 from portal.accounts.models import User
+from portal.auth.sessions import PortalSession
 
 
 def audit_context() -> audit.Context:
@@ -24,7 +25,7 @@ def actor_of(user: User | None) -> audit.Actor:
     """The audit actor for *user* (None: anonymous)."""
     if user is None:
         return audit.SYSTEM
-    return audit.Actor(user_id=user.id, org_id=user.organisation_id)
+    return user.audit_actor
 
 
 def the_user() -> User:
@@ -45,3 +46,10 @@ def safe_next(target: str | None, default: str = "/") -> str:
     if parts.scheme or parts.netloc or any(ord(c) < 32 for c in target):
         return default
     return target
+
+
+def portal_session() -> PortalSession:
+    """The server-side session of the current request."""
+    sess = session._get_current_object()  # type: ignore[attr-defined]
+    assert isinstance(sess, PortalSession)  # noqa: S101 - installed by create_app
+    return sess

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy import BigInteger, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+import audit
 from portal.db import Base, UTCDateTime, new_id, utcnow
 from portal.orgs.models import Organisation
 
@@ -126,6 +127,11 @@ class User(Base):
     def get_id(self) -> str:
         """Flask-Login."""
         return self.id
+
+    @property
+    def audit_actor(self) -> audit.Actor:
+        """This account as the actor of an audit row."""
+        return audit.Actor(self.id, self.organisation_id)
 
     @property
     def status_label(self) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers.response import Response
 
 import audit
@@ -21,20 +21,14 @@ from portal.accounts.permissions import can_manage_account, can_manage_accounts,
 from portal.auth import services as auth
 from portal.auth import totp
 from portal.auth.models import ServerSession
-from portal.auth.sessions import PortalSession, revoke_user_sessions
+from portal.auth.sessions import revoke_user_sessions
 from portal.db import db
 from portal.orgs.models import OrgKind
 from portal.orgs.permissions import spaces_of
 from portal.services import services
-from portal.web import actor_of, audit_context, the_user
+from portal.web import actor_of, audit_context, portal_session, the_user
 
 bp = Blueprint("accounts", __name__)
-
-
-def _session() -> PortalSession:
-    sess = session._get_current_object()  # type: ignore[attr-defined]
-    assert isinstance(sess, PortalSession)  # noqa: S101 - installed by create_app
-    return sess
 
 
 def _my_sessions(user: User) -> list[ServerSession]:
@@ -49,7 +43,7 @@ def _my_sessions(user: User) -> list[ServerSession]:
 
 def _account_page(**forms: object) -> str:
     user = the_user()
-    sess = _session()
+    sess = portal_session()
     return render_template(
         "accounts/my_account.html",
         user=user,
@@ -83,7 +77,7 @@ def change_password() -> str | Response:
             problems = auth.check_new_password(user, form.password.data, form.confirmation.data)
         if not problems:
             auth.set_password(db.session, svc, user, form.password.data)
-            revoke_user_sessions(db.session, user.id, keep_row_id=_session().row_id)
+            revoke_user_sessions(db.session, user.id, keep_row_id=portal_session().row_id)
             audit.record(
                 db.session,
                 AuditAction.PASSWORD_CHANGED,
@@ -91,7 +85,7 @@ def change_password() -> str | Response:
                 context=audit_context(),
             )
             db.session.commit()
-            _session().authenticate(user.id)  # new session id as well
+            portal_session().authenticate(user.id)  # new session id as well
             svc.mailer.send(
                 user.email,
                 "Fil'R : votre mot de passe a été modifié",
@@ -128,7 +122,7 @@ def regenerate_recovery_codes() -> str | Response:
 def reenrol_totp() -> str | Response:
     """Move the second factor to a new authenticator app."""
     user, svc = the_user(), services()
-    sess = _session()
+    sess = portal_session()
     secret = sess.get("reenrol_secret")
     if not isinstance(secret, str):
         secret = totp.new_secret()
@@ -178,8 +172,8 @@ def close_session(handle: str) -> Response:
         target=audit.Target("session", handle),
     )
     db.session.commit()
-    if target.id == _session().row_id:
-        _session().destroy()
+    if target.id == portal_session().row_id:
+        portal_session().destroy()
         return redirect(url_for("auth.login"))
     flash("La session a été fermée.", "success")
     return redirect(url_for("accounts.my_account"))

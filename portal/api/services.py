@@ -54,10 +54,6 @@ def _target(token: ApiToken) -> audit.Target:
     return audit.Target("api-token", token.id)
 
 
-def _actor(user: User) -> audit.Actor:
-    return audit.Actor(user.id, user.organisation_id)
-
-
 def tokens_of(session: Session, user: User) -> list[ApiToken]:
     """Every token of *user*, newest first (revoked and expired ones too)."""
     return list(
@@ -122,7 +118,7 @@ def create_token(
     audit.record(
         session,
         AuditAction.TOKEN_CREATED,
-        actor=_actor(user),
+        actor=user.audit_actor,
         context=ctx,
         target=_target(token),
         details={
@@ -145,7 +141,7 @@ def revoke_token(session: Session, user: User, token_id: str, ctx: audit.Context
         audit.record(
             session,
             AuditAction.TOKEN_REVOKED,
-            actor=_actor(user),
+            actor=user.audit_actor,
             context=ctx,
             target=_target(token),
             details={"name": token.name},
@@ -179,7 +175,7 @@ def authenticate(session: Session, secret: str, ctx: audit.Context) -> Grant | N
         audit.record(
             session,
             AuditAction.ACCESS_DENIED,
-            actor=_actor(user) if user is not None else audit.SYSTEM,
+            actor=user.audit_actor if user is not None else audit.SYSTEM,
             context=ctx,
             outcome=Outcome.DENIED,
             target=_target(token),

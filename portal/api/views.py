@@ -27,14 +27,12 @@ from portal.api.problems import ApiProblem, problem
 from portal.db import db
 from portal.deposits import notifications
 from portal.deposits import services as deposits
-from portal.deposits.listing import PAGE_SIZE, Filters, list_deposits
-from portal.deposits.listing import _decode as decode_cursor
+from portal.deposits.listing import PAGE_SIZE, Filters, decode_cursor, list_deposits
 from portal.deposits.models import (
     CATEGORY_LABELS,
     Category,
     Deposit,
     DepositStatus,
-    DownloadReceipt,
 )
 from portal.deposits.permissions import categories_of, is_sender_side
 from portal.deposits.views import UPLOAD_CHUNK, streamed
@@ -187,12 +185,7 @@ def _deposit_full(user: User, deposit: Deposit) -> dict[str, Any]:
     }
     receipts: list[dict[str, Any]] | None = None
     if is_sender_side(user, deposit):  # the acknowledgement of receipt is the sender's
-        rows = db.session.execute(
-            sa.select(DownloadReceipt, User)
-            .join(User, User.id == DownloadReceipt.user_id)
-            .where(DownloadReceipt.deposit_id == deposit.id)
-            .order_by(DownloadReceipt.downloaded_at)
-        ).all()
+        rows = deposits.receipts_of(db.session, deposit)
         receipts = [
             {"file_id": r.file_id, "user": _person(who), "downloaded_at": _at(r.downloaded_at)}
             for r, who in rows

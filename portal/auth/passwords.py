@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from functools import lru_cache
 from importlib import resources
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from portal.text import fold
 
 MAX_PASSWORD_LENGTH = 1024
 MIN_LENGTH = 12
@@ -83,30 +84,24 @@ class Argon2:
         return self._hasher.check_needs_rehash(stored)
 
 
-def _fold(text: str) -> str:
-    """Lower case, accents removed."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
 @lru_cache(maxsize=1)
 def common_passwords() -> frozenset[str]:
     """Well-known passwords: zxcvbn's leak-derived list and our French list."""
     from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
-    words = {_fold(w) for w in FREQUENCY_LISTS["passwords"]}
+    words = {fold(w) for w in FREQUENCY_LISTS["passwords"]}
     text = resources.files("portal").joinpath("data/common-passwords-fr.txt").read_text("utf-8")
-    words.update(_fold(line.strip()) for line in text.splitlines() if line and line[0] != "#")
+    words.update(fold(line.strip()) for line in text.splitlines() if line and line[0] != "#")
     return frozenset(words)
 
 
 def _core(password: str) -> str:
     """The password without leading/trailing digits and symbols ("Azerty2024!" -> "azerty")."""
-    return re.sub(r"^[\W\d_]+|[\W\d_]+$", "", _fold(password))
+    return re.sub(r"^[\W\d_]+|[\W\d_]+$", "", fold(password))
 
 
 def _tokens(text: str, minimum: int) -> set[str]:
-    return {t for t in re.split(r"[\W_]+", _fold(text)) if len(t) >= minimum}
+    return {t for t in re.split(r"[\W_]+", fold(text)) if len(t) >= minimum}
 
 
 def password_problems(
@@ -124,7 +119,7 @@ def password_problems(
     minimum = MIN_LENGTH_PRIVILEGED if privileged else MIN_LENGTH
     if len(password) < minimum:
         problems.append(f"Le mot de passe doit contenir au moins {minimum} caractères.")
-    folded = _fold(password)
+    folded = fold(password)
     compact = re.sub(r"[\W_]+", "", folded)
     common = common_passwords()
     if (
@@ -139,7 +134,7 @@ def password_problems(
     local, _, domain = email.partition("@")
     personal = _tokens(full_name, 3) | _tokens(local, 3)
     if len(local) >= 3:
-        personal.add(re.sub(r"[\W_]+", "", _fold(local)))
+        personal.add(re.sub(r"[\W_]+", "", fold(local)))
     if any(token in compact or token in folded for token in personal):
         problems.append("Le mot de passe ne doit contenir ni votre nom ni votre adresse e-mail.")
     org_tokens = (_tokens(organisation, 4) | _tokens(domain.split(".")[0], 4)) - _ORG_STOP_WORDS

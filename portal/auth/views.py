@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers.response import Response
 
 import audit
@@ -19,20 +19,14 @@ from portal.auth.forms import (
     PasswordThenTotpForm,
     TotpConfirmForm,
 )
-from portal.auth.sessions import PortalSession, revoke_user_sessions
+from portal.auth.sessions import revoke_user_sessions
 from portal.db import db, utcnow
 from portal.services import services
-from portal.web import actor_of, audit_context, safe_next, the_user
+from portal.web import actor_of, audit_context, portal_session, safe_next, the_user
 
 bp = Blueprint("auth", __name__)
 
 GENERIC_LOGIN_ERROR = "Adresse électronique, mot de passe ou code incorrect."
-
-
-def _session() -> PortalSession:
-    sess = session._get_current_object()  # type: ignore[attr-defined]
-    assert isinstance(sess, PortalSession)  # noqa: S101 - installed by create_app
-    return sess
 
 
 @bp.route("/connexion", methods=["GET", "POST"])
@@ -60,7 +54,7 @@ def login() -> str | Response | tuple[str, int]:
             return render_template("auth/login.html", form=form, error=error), 429
         if outcome.user is None:
             return render_template("auth/login.html", form=form, error=GENERIC_LOGIN_ERROR), 200
-        _session().authenticate(outcome.user.id)
+        portal_session().authenticate(outcome.user.id)
         return redirect(next_url)
     return render_template("auth/login.html", form=form, error=None)
 
@@ -71,7 +65,7 @@ def logout() -> Response:
     user = the_user()
     audit.record(db.session, AuditAction.LOGOUT, actor=actor_of(user), context=audit_context())
     db.session.commit()
-    _session().destroy()
+    portal_session().destroy()
     flash("Vous êtes déconnecté(e).", "info")
     return redirect(url_for("auth.login"))
 
@@ -166,7 +160,7 @@ def activate(token: str) -> str | Response:
         if not problems:
             auth.set_password(db.session, services(), user, form.password.data)
             db.session.commit()
-            sess = _session()
+            sess = portal_session()
             sess["enrol"] = {"user_id": user.id, "token_id": row.id, "secret": totp.new_secret()}
             return redirect(url_for("auth.activate_totp"))
     return render_template(
@@ -189,7 +183,7 @@ def mfa_enrol(token: str) -> str | Response:
     error = None
     if form.validate_on_submit():
         if services().argon2.verify(user.password_hash, form.password.data):
-            _session()["enrol"] = {
+            portal_session()["enrol"] = {
                 "user_id": user.id,
                 "token_id": row.id,
                 "secret": totp.new_secret(),
@@ -202,7 +196,7 @@ def mfa_enrol(token: str) -> str | Response:
 @bp.route("/activation/authentification", methods=["GET", "POST"])
 def activate_totp() -> str | Response:
     """Second step: scan the QR code and confirm a code; recovery codes are shown once."""
-    sess = _session()
+    sess = portal_session()
     state = sess.get("enrol")
     if not isinstance(state, dict):
         abort(404)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -18,17 +17,12 @@ from portal.db import utcnow
 from portal.deposits.models import Category, Deposit, DepositRecipient, DepositStatus
 from portal.deposits.permissions import categories_of, visible_deposits
 from portal.orgs.permissions import spaces_of
+from portal.text import fold
 
 PAGE_SIZE = 25
 BOXES = ("recus", "envoyes", "tous")
 STATUSES = ("disponible", "expire", "retire", "brouillon")
 SORTS = ("recent", "ancien", "titre")
-
-
-def fold(text: str) -> str:
-    """Lower case without accents ("Équipe" -> "equipe")."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
 @dataclass(frozen=True)
@@ -108,7 +102,7 @@ def _encode(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
 
 
-def _decode(cursor: str) -> list[Any] | None:
+def decode_cursor(cursor: str) -> list[Any] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
@@ -180,7 +174,7 @@ def list_deposits(session: Session, user: User, filters: Filters, limit: int = P
     order: tuple[sa.UnaryExpression[Any], ...]
     if filters.sort == "titre":
         order = (Deposit.title_sort.asc(), Deposit.id.asc())
-        cursor = _decode(filters.after) if filters.after else None
+        cursor = decode_cursor(filters.after) if filters.after else None
         if cursor:
             stmt = stmt.where(
                 sa.or_(
@@ -195,7 +189,7 @@ def list_deposits(session: Session, user: User, filters: Filters, limit: int = P
             if descending
             else (Deposit.created_at.asc(), Deposit.id.asc())
         )
-        cursor = _decode(filters.after) if filters.after else None
+        cursor = decode_cursor(filters.after) if filters.after else None
         if cursor:
             try:
                 at = datetime.fromisoformat(str(cursor[0]))

@@ -19,7 +19,6 @@ import storage
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, User
 from portal.db import new_id, utcnow
-from portal.deposits.listing import fold
 from portal.deposits.models import (
     MAX_LIFETIME,
     Category,
@@ -36,10 +35,12 @@ from portal.deposits.permissions import (
     can_see_deposit,
     can_withdraw,
     categories_of,
+    is_sender_side,
 )
 from portal.deposits.sniff import TypeSniffer, safe_filename
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import may_exchange, spaces_of
+from portal.text import fold
 
 LINK_MAX_AGE = 300  # seconds: download links live five minutes
 LINK_SALT = "filr.download-link.v1"
@@ -69,10 +70,6 @@ class LinkRefused(DepositError):
     code = "link_refused"
 
 
-def _actor(user: User) -> audit.Actor:
-    return audit.Actor(user.id, user.organisation_id)
-
-
 def _target(deposit: Deposit, kind: str = "deposit", target_id: str | None = None) -> audit.Target:
     return audit.Target(kind, target_id or deposit.id, deposit.departement_code)
 
@@ -90,7 +87,7 @@ def find_deposit(
     audit.record(
         session,
         AuditAction.ACCESS_DENIED,
-        actor=_actor(user),
+        actor=user.audit_actor,
         context=ctx,
         outcome=Outcome.DENIED,
         target=audit.Target(
@@ -185,7 +182,7 @@ def create_deposit(
     audit.record(
         session,
         AuditAction.DEPOSIT_CREATED,
-        actor=_actor(sender),
+        actor=sender.audit_actor,
         context=ctx,
         target=_target(deposit),
         details={
@@ -279,7 +276,7 @@ def add_file(
         audit.record(
             session,
             AuditAction.FILE_REFUSED,
-            actor=_actor(uploader),
+            actor=uploader.audit_actor,
             context=ctx,
             outcome=Outcome.FAILURE,
             target=audit.Target("deposit", deposit_id, departement),
@@ -306,7 +303,7 @@ def add_file(
         audit.record(
             session,
             AuditAction.FILE_UPLOADED,
-            actor=_actor(uploader),
+            actor=uploader.audit_actor,
             context=ctx,
             target=audit.Target("file", file_id, departement),
             details={"deposit_id": deposit_id, "size": stored.size, "kind": str(verdict.kind)},
@@ -338,7 +335,7 @@ def publish(session: Session, sender: User, deposit: Deposit, ctx: audit.Context
     audit.record(
         session,
         AuditAction.DEPOSIT_PUBLISHED,
-        actor=_actor(sender),
+        actor=sender.audit_actor,
         context=ctx,
         target=_target(deposit),
         details={"files": len(deposit.files)},
@@ -357,6 +354,17 @@ def recipient_users(session: Session, deposit: Deposit) -> list[User]:
         )
     ).scalars()
     return [u for u in users if u.has_role(role) and can_see_deposit(u, deposit)]
+
+
+def receipts_of(session: Session, deposit: Deposit) -> list[tuple[DownloadReceipt, User]]:
+    """The acknowledgement of receipt: who downloaded which file of *deposit*, oldest first."""
+    rows = session.execute(
+        sa.select(DownloadReceipt, User)
+        .join(User, User.id == DownloadReceipt.user_id)
+        .where(DownloadReceipt.deposit_id == deposit.id)
+        .order_by(DownloadReceipt.downloaded_at)
+    ).all()
+    return [(receipt, who) for receipt, who in rows]
 
 
 # --- links and downloads -------------------------------------------------------------------
@@ -383,7 +391,7 @@ def issue_link(
     audit.record(
         session,
         AuditAction.LINK_ISSUED,
-        actor=_actor(user),
+        actor=user.audit_actor,
         context=ctx,
         target=audit.Target("file", file.id, deposit.departement_code),
         details={"deposit_id": deposit.id},
@@ -402,7 +410,7 @@ def _refuse_link(
     audit.record(
         session,
         AuditAction.LINK_REFUSED,
-        actor=_actor(user),
+        actor=user.audit_actor,
         context=ctx,
         outcome=Outcome.DENIED,
         target=target,
@@ -458,7 +466,7 @@ def redeem_link(
         chunks = store.open(object_key)
     except storage.StorageError as e:
         raise _refuse_link(session, user, "unavailable", ctx, target) from e
-    limited = deposit.max_downloads is not None and not is_sender_or_colleague(user, deposit)
+    limited = deposit.max_downloads is not None and not is_sender_side(user, deposit)
     if limited and not _take_download_slot(session, deposit, user):
         _close(chunks)
         raise _refuse_link(session, user, "max_downloads", ctx, target)
@@ -470,7 +478,7 @@ def redeem_link(
     audit.record(
         session,
         AuditAction.FILE_DOWNLOADED,
-        actor=_actor(user),
+        actor=user.audit_actor,
         context=ctx,
         target=target,
         details={"deposit_id": deposit.id, "size": file.size},
@@ -483,11 +491,6 @@ def _close(chunks: Iterator[bytes]) -> None:
     close = getattr(chunks, "close", None)
     if close is not None:
         close()
-
-
-def is_sender_or_colleague(user: User, deposit: Deposit) -> bool:
-    """The sending side is not limited by the recipients' download maximum."""
-    return user.organisation_id == deposit.sender_org_id
 
 
 def _take_download_slot(session: Session, deposit: Deposit, user: User) -> bool:
@@ -525,7 +528,11 @@ def take_in_charge(session: Session, user: User, deposit: Deposit, ctx: audit.Co
     deposit.taken_by_id = user.id
     deposit.taken_at = utcnow()
     audit.record(
-        session, AuditAction.DEPOSIT_TAKEN, actor=_actor(user), context=ctx, target=_target(deposit)
+        session,
+        AuditAction.DEPOSIT_TAKEN,
+        actor=user.audit_actor,
+        context=ctx,
+        target=_target(deposit),
     )
 
 
@@ -602,12 +609,12 @@ def withdraw(
     audit.record(
         session,
         AuditAction.DEPOSIT_WITHDRAWN,
-        actor=_actor(user),
+        actor=user.audit_actor,
         context=ctx,
         target=_target(deposit),
     )
     session.commit()
-    destroy_content(session, store, deposit.id, reason="withdrawn", actor=_actor(user), ctx=ctx)
+    destroy_content(session, store, deposit.id, reason="withdrawn", actor=user.audit_actor, ctx=ctx)
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from urllib.parse import unquote
 
 import sqlalchemy as sa
@@ -27,7 +26,7 @@ from portal.deposits import notifications
 from portal.deposits import services as deposits
 from portal.deposits.forms import NewDepositForm
 from portal.deposits.listing import PAGE_SIZE, Filters, list_deposits
-from portal.deposits.models import CATEGORY_LABELS, Category, Deposit, DownloadReceipt
+from portal.deposits.models import CATEGORY_LABELS, Category, Deposit
 from portal.deposits.permissions import can_download, can_withdraw, categories_of
 from portal.deposits.sniff import content_disposition
 from portal.orgs.departements import DEPARTEMENTS
@@ -201,12 +200,7 @@ def send(deposit_id: str) -> BaseResponse:
 def show(deposit_id: str) -> str:
     """Files, expiry and acknowledgement of receipt of one deposit."""
     user, deposit = _deposit_or_404(deposit_id)
-    receipts = db.session.execute(
-        sa.select(DownloadReceipt, User)
-        .join(User, User.id == DownloadReceipt.user_id)
-        .where(DownloadReceipt.deposit_id == deposit.id)
-        .order_by(DownloadReceipt.downloaded_at)
-    ).all()
+    receipts = deposits.receipts_of(db.session, deposit)
     sender = db.session.get(User, deposit.sender_id)
     taken_by = db.session.get(User, deposit.taken_by_id) if deposit.taken_by_id else None
     return render_template(
@@ -295,10 +289,3 @@ def take(deposit_id: str) -> BaseResponse:
         db.session.commit()
         flash("Vous avez pris ce dépôt en charge.", "success")
     return redirect(url_for("deposits.show", deposit_id=deposit_id))
-
-
-def expires_in_days(deposit: Deposit, now: datetime | None = None) -> int:
-    """Whole days left before expiry (for the pages)."""
-    from portal.db import utcnow
-
-    return max(0, (deposit.expires_at - (now or utcnow())).days)
