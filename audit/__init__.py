@@ -1,7 +1,9 @@
 """Append-only, hash-chained audit trail (framework-free)."""
 
 from audit.actions import AuditAction, Outcome
-from audit.models import AuditBase, AuditChainHead, AuditEvent, metadata
+from audit.export import CSV_COLUMNS, event_as_dict, iter_csv, iter_json_array, iter_jsonl
+from audit.models import AuditBase, AuditChainHead, AuditCheckpoint, AuditEvent, metadata
+from audit.query import AuditFilter, Scope, iter_matching, search
 from audit.trail import (
     NO_CONTEXT,
     SYSTEM,
@@ -9,25 +11,33 @@ from audit.trail import (
     Context,
     Target,
     VerificationResult,
-    iter_events,
     record,
     verify_chain,
 )
 
 __all__ = [
+    "CSV_COLUMNS",
     "NO_CONTEXT",
     "SYSTEM",
     "Actor",
     "AuditAction",
     "AuditBase",
     "AuditChainHead",
+    "AuditCheckpoint",
     "AuditEvent",
+    "AuditFilter",
     "Context",
     "Outcome",
+    "Scope",
     "Target",
     "VerificationResult",
-    "iter_events",
+    "event_as_dict",
+    "iter_csv",
+    "iter_json_array",
+    "iter_jsonl",
+    "iter_matching",
     "metadata",
     "record",
+    "search",
     "verify_chain",
 ]

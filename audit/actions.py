@@ -18,6 +18,7 @@ class AuditAction(StrEnum):
     MFA_ENROLLED = "auth:mfa:enrolled"
     MFA_RESET = "auth:mfa:reset"
     RECOVERY_CODES_REGENERATED = "auth:recovery-codes:regenerated"
+    REAUTH_FAILURE = "auth:reauth:failure"
     LOGOUT = "auth:logout"
     SESSION_EXPIRED = "auth:session:expired"
     SESSION_REVOKED = "auth:session:revoked"
@@ -51,6 +52,19 @@ class AuditAction(StrEnum):
     TOKEN_CREATED = "api-token:created"  # noqa: S105 - an event name
     TOKEN_REVOKED = "api-token:revoked"  # noqa: S105 - an event name
     JOB_RUN = "job:run"
+    AUDIT_SEARCHED = "audit:searched"
+    AUDIT_EXPORTED = "audit:exported"
+    ALERT_RAISED = "alert:raised"
+    ALERT_ACKNOWLEDGED = "alert:acknowledged"
+    ORGANISATION_UPDATED = "organisation:updated"
+    AUDIT_PURGED = "audit:purged"
+    AUDIT_HEAD_SENT = "audit:head-sent"
+    FLOW_VALIDATED = "flow:validated"
+    FLOW_REJECTED = "flow:rejected"
+    FLOW_SANITY_FLAGGED = "flow:sanity-flagged"
+    FLOW_FLAGGED_UNUSABLE = "flow:flagged-unusable"
+    FLOW_REMINDER_SENT = "flow:reminder-sent"
+    KEY_ROTATED = "key:rotated"
 
 
 class Outcome(StrEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from audit.actions import AuditAction, Outcome
-from audit.models import AuditChainHead, AuditEvent
+from audit.models import EVENT_COLUMNS, AuditChainHead, AuditCheckpoint, AuditEvent
 
 GENESIS_HASH = "0" * 64
 MAX_TEXT = 512
@@ -76,6 +76,31 @@ def _row_digest(prev_hash: str, fields: Mapping[str, Any]) -> str:
     return hashlib.sha256((prev_hash + "\n" + payload).encode("ascii")).hexdigest()
 
 
+_json_str = json.encoder.encode_basestring_ascii
+
+
+def _fast_digest(prev_hash: str, row: Sequence[Any]) -> str:
+    """`_row_digest` of a row of `_VERIFY_COLUMNS` (occurred_at as ISO text), without a dict.
+
+    Spells out what ``json.dumps(sort_keys=True, ensure_ascii=True, separators=(",", ":"))``
+    writes for these keys, strings through the same C escaper; tests/audit prove they agree.
+    """
+    enc = _json_str
+    payload = (
+        f'{{"action":{enc(row[2])},'
+        f'"actor_id":{"null" if row[4] is None else enc(row[4])},'
+        f'"actor_org_id":{"null" if row[5] is None else enc(row[5])},'
+        f'"details":{enc(row[12])},"occurred_at":{enc(row[1])},"outcome":{enc(row[3])},'
+        f'"request_id":{"null" if row[11] is None else enc(row[11])},"seq":{int(row[0])},'
+        f'"source_ip":{"null" if row[9] is None else enc(row[9])},'
+        f'"target_departement":{"null" if row[8] is None else enc(row[8])},'
+        f'"target_id":{"null" if row[7] is None else enc(row[7])},'
+        f'"target_type":{"null" if row[6] is None else enc(row[6])},'
+        f'"user_agent":{"null" if row[10] is None else enc(row[10])}}}'
+    )
+    return hashlib.sha256((prev_hash + "\n" + payload).encode("ascii")).hexdigest()
+
+
 def _hashed_fields(event: AuditEvent) -> dict[str, Any]:
     return {
         "seq": event.seq,
@@ -123,9 +148,7 @@ def record(
     at: datetime | None = None,
 ) -> AuditEvent:
     """Append one event to the trail in *session*'s transaction (it commits with the action)."""
-    head = _lock_head(session)
     event = AuditEvent(
-        seq=head.seq + 1,
         occurred_at=(at or datetime.now(UTC)).astimezone(UTC),
         action=str(AuditAction(action)),
         outcome=str(Outcome(outcome)),
@@ -138,15 +161,58 @@ def record(
         user_agent=_clip(context.user_agent),
         request_id=_clip(context.request_id, 64),
         details=_clean_details(details),
-        prev_hash=head.hash,
-        hash="",
     )
-    event.hash = _row_digest(head.hash, _hashed_fields(event))
+    if session.get_bind().dialect.name == "postgresql":
+        _append_postgresql(session, event, at)
+    else:
+        _append_orm(session, event, at)
+    return event
+
+
+def _chain(event: AuditEvent, head_seq: int, head_hash: str) -> None:
+    event.seq = head_seq + 1
+    event.prev_hash = head_hash
+    event.hash = _row_digest(head_hash, _hashed_fields(event))
+
+
+def _append_orm(session: Session, event: AuditEvent, at: datetime | None = None) -> None:
+    head = _lock_head(session)
+    if at is None:
+        event.occurred_at = datetime.now(UTC)  # once the head is locked, as above
+    _chain(event, head.seq, head.hash)
     head.seq = event.seq
     head.hash = event.hash
     session.add(event)
     session.flush()
-    return event
+
+
+_INSERTED = EVENT_COLUMNS
+_LOCK_HEAD = sa.text("SELECT seq, hash FROM audit_chain_head WHERE id = 1 FOR UPDATE")
+_APPEND = sa.text(
+    "WITH inserted AS ("  # noqa: S608 - constant column names; every value is bound
+    f"INSERT INTO audit_event ({', '.join(_INSERTED)}) "
+    f"VALUES ({', '.join(':' + c for c in _INSERTED)}) RETURNING id, seq, hash) "
+    "UPDATE audit_chain_head SET seq = inserted.seq, hash = inserted.hash "
+    "FROM inserted WHERE audit_chain_head.id = 1 RETURNING inserted.id"
+)
+
+
+def _append_postgresql(session: Session, event: AuditEvent, at: datetime | None) -> None:
+    # Two round trips instead of four, and constant statements (benchmarks/audit.py: the
+    # row's cost in a request): the head row is locked and read at once, then one statement
+    # inserts the row and moves the head. The lock orders the writers of every server; it is
+    # held until the action commits.
+    head = session.execute(_LOCK_HEAD).one_or_none()
+    if head is None:  # a database whose head row was never seeded
+        _append_orm(session, event, at)
+        return
+    if at is None:
+        # Read the clock once the head is locked: seq then follows occurred_at (period
+        # searches rely on it, see audit.query.SEQ_TIME_MARGIN).
+        event.occurred_at = datetime.now(UTC)
+    _chain(event, int(head[0]), str(head[1]))
+    values = {column: getattr(event, column) for column in _INSERTED}
+    event.id = session.execute(_APPEND, values).scalar_one()
 
 
 @dataclass(frozen=True)
@@ -157,6 +223,8 @@ class VerificationResult:
     first_broken_seq: int | None
     reason: str | None
     head_hash: str
+    # The retention checkpoint verification started from (None: from the genesis row).
+    checkpoint_seq: int | None = None
 
     @property
     def is_valid(self) -> bool:
@@ -164,43 +232,85 @@ class VerificationResult:
         return self.first_broken_seq is None
 
 
-def iter_events(session: Session, batch: int = 5000) -> Iterator[AuditEvent]:
-    """All events in chain order, fetched in keyset batches."""
-    last = 0
-    while True:
-        rows = (
-            session.execute(
-                sa.select(AuditEvent)
-                .where(AuditEvent.seq > last)
-                .order_by(AuditEvent.seq)
-                .limit(batch)
-            )
-            .scalars()
-            .all()
-        )
-        if not rows:
-            return
-        yield from rows
-        last = rows[-1].seq
-        session.expunge_all()
+def latest_checkpoint(session: Session) -> AuditCheckpoint | None:
+    """The most recent retention checkpoint, if the purge ever ran."""
+    return session.execute(
+        sa.select(AuditCheckpoint).order_by(AuditCheckpoint.seq.desc()).limit(1)
+    ).scalar_one_or_none()
 
 
-def verify_chain(session: Session) -> VerificationResult:
-    """Recompute every hash; name the first row whose content or link is broken."""
-    prev = GENESIS_HASH
-    expected_seq = None
+# Read through the driver's own cursor, occurred_at already formatted as the hash spells it
+# (ISO 8601, microseconds, UTC): no ORM object, no Python datetime; the verification's cost is
+# hashing (benchmarks/audit.py: one million rows).
+_VERIFY_COLUMNS = (
+    "action, outcome, actor_id, actor_org_id, target_type, target_id, target_departement, "
+    "source_ip, user_agent, request_id, details, prev_hash, hash"
+)
+_OCCURRED_AT_ISO = {
+    "postgresql": "to_char(occurred_at AT TIME ZONE 'UTC', "
+    '\'YYYY-MM-DD"T"HH24:MI:SS.US"+00:00"\')',
+    # SQLAlchemy stores naive UTC text with microseconds: "2026-03-01 08:00:00.000123".
+    "sqlite": "replace(occurred_at, ' ', 'T') || '+00:00'",
+}
+_PLACEHOLDER = {"postgresql": "%s", "sqlite": "?"}
+
+
+def _verify_query(dialect: str) -> str:
+    mark = _PLACEHOLDER[dialect]
+    return (
+        f"SELECT seq, {_OCCURRED_AT_ISO[dialect]}, {_VERIFY_COLUMNS} FROM audit_event "  # noqa: S608 - constants
+        f"WHERE seq > {mark} AND seq <= {mark} ORDER BY seq LIMIT {mark}"
+    )
+
+
+def verify_chain(
+    session: Session, *, upto_seq: int | None = None, batch: int = 10000
+) -> VerificationResult:
+    """Recompute every hash from the latest checkpoint; name the first broken row.
+
+    Reads plain rows in keyset batches: constant memory, about 10 s per million rows
+    (benchmarks/audit.py). With *upto_seq*, stops after that row and does not compare the head.
+    """
+    head: tuple[int, str] | None = None
+    if upto_seq is None:
+        # The head is read FIRST and the rows up to it verified: rows other servers append
+        # while we read must not look like a mismatch between the head and the last row.
+        row = session.execute(
+            sa.select(AuditChainHead.seq, AuditChainHead.hash).where(AuditChainHead.id == 1)
+        ).one_or_none()
+        head = (int(row[0]), str(row[1])) if row is not None else None
+    checkpoint = latest_checkpoint(session)
+    prev = checkpoint.hash if checkpoint else GENESIS_HASH
+    last = checkpoint.seq if checkpoint else 0
+    start = checkpoint.seq if checkpoint else None
+    expected_seq = last + 1
     checked = 0
-    for event in iter_events(session):
-        if expected_seq is not None and event.seq != expected_seq:
-            return VerificationResult(checked, expected_seq, "missing row", prev)
-        if event.prev_hash != prev:
-            return VerificationResult(checked, event.seq, "broken link", prev)
-        if _row_digest(prev, _hashed_fields(event)) != event.hash:
-            return VerificationResult(checked, event.seq, "content altered", prev)
-        prev = event.hash
-        expected_seq = event.seq + 1
-        checked += 1
-    head = session.get(AuditChainHead, 1)
-    if head is not None and head.hash != prev:
-        return VerificationResult(checked, head.seq, "head does not match last row", prev)
-    return VerificationResult(checked, None, None, prev)
+    upto = upto_seq if upto_seq is not None else (head[0] if head is not None else 2**62)
+    query = _verify_query(session.get_bind().dialect.name)
+    cursor = session.connection().connection.cursor()
+    try:
+        while True:
+            cursor.execute(query, (last, upto, batch))
+            rows = cursor.fetchall()
+            for row in rows:
+                seq = int(row[0])
+                if seq != expected_seq:
+                    return VerificationResult(checked, expected_seq, "missing row", prev, start)
+                if row[13] != prev:
+                    return VerificationResult(checked, seq, "broken link", prev, start)
+                if _fast_digest(prev, row) != row[14]:
+                    return VerificationResult(checked, seq, "content altered", prev, start)
+                prev = row[14]
+                expected_seq = seq + 1
+                checked += 1
+            if len(rows) < batch:
+                break
+            last = int(rows[-1][0])
+    finally:
+        cursor.close()
+    if head is not None:
+        if expected_seq <= head[0]:  # rows at the end of the chain were deleted
+            return VerificationResult(checked, expected_seq, "missing row", prev, start)
+        if head[1] != prev:
+            return VerificationResult(checked, head[0], "head does not match last row", prev, start)
+    return VerificationResult(checked, None, None, prev, start)

@@ -122,29 +122,6 @@ def make_pool() -> list[bytes]:
     return pool
 
 
-class ChunkFile:
-    """A read-only file object over a chunk iterator, for boto3's upload_fileobj."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._pending = memoryview(b"")
-
-    def read(self, size: int = -1) -> bytes:
-        parts = []
-        wanted = size if size >= 0 else sys.maxsize
-        while wanted > 0:
-            if not self._pending:
-                chunk = next(self._chunks, None)
-                if chunk is None:
-                    break
-                self._pending = memoryview(chunk)
-            piece = self._pending[:wanted]
-            self._pending = self._pending[len(piece) :]
-            parts.append(piece)
-            wanted -= len(piece)
-        return b"".join(parts)
-
-
 # --- a small browser over http.client --------------------------------------------------------
 
 
@@ -534,6 +511,8 @@ def raw_upload(s3: Any, content: Content, key: str) -> float:
         max_concurrency=s3.max_concurrency,
         use_threads=True,
     )
+    from tests.support.seaweedfs import ChunkFile
+
     start = time.perf_counter()
     s3.client.upload_fileobj(ChunkFile(content.chunks()), s3.bucket, s3.prefix + key, Config=config)
     return time.perf_counter() - start

@@ -83,16 +83,20 @@ def create_app(settings: Settings | None = None) -> Flask:
     from portal.auth.views import bp as auth_bp
     from portal.deposits.preferences import bp as preferences_bp
     from portal.deposits.views import bp as deposits_bp
+    from portal.flows.views import bp as flows_bp
     from portal.home.views import bp as home_bp
+    from portal.securite.views import bp as securite_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(accounts_bp)
     app.register_blueprint(home_bp)
     app.register_blueprint(deposits_bp)
+    app.register_blueprint(flows_bp)
     app.register_blueprint(api_tokens_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)  # bearer tokens only: no cookie, nothing for a forged request to ride
     app.register_blueprint(preferences_bp)
+    app.register_blueprint(securite_bp)
 
     dsfr_dir = settings.dsfr_dir
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ from portal.auth.models import ServerSession, ThrottleEvent
 from portal.db import db, utcnow
 from portal.orgs.departements import is_departement_code
 from portal.orgs.models import FtTerritory, Organisation, OrgKind
+from portal.securite.cli import register as register_securite
 from portal.services import services
 from portal.settings import Settings
 
@@ -67,7 +70,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     from portal.migrate import upgrade
 
     settings = Settings.from_env()
-    upgrade(settings.database_url)
+    upgrade(settings.migration_database_url)  # the owner migrates; the app role serves
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
@@ -106,7 +109,7 @@ def db_upgrade(revision: str) -> None:
     """Apply the migrations."""
     from portal.migrate import upgrade
 
-    upgrade(Settings.from_env().database_url, revision)
+    upgrade(Settings.from_env().migration_database_url, revision)
     click.echo("Base de données à jour.")
 
 
@@ -116,7 +119,7 @@ def db_downgrade(revision: str) -> None:
     """Revert the migrations down to REVISION."""
     from portal.migrate import downgrade
 
-    downgrade(Settings.from_env().database_url, revision)
+    downgrade(Settings.from_env().migration_database_url, revision)
     click.echo(f"Base de données ramenée à {revision}.")
 
 
@@ -362,6 +365,9 @@ def demo_file(settings: Settings) -> Path:
     return settings.data_dir / "secrets" / "demo-accounts.json"
 
 
+# The national France Travail structure: its security officer and technicians see every
+# département (the `is_national` flag, `filr orgs national`).
+DEMO_NATIONAL = "France Travail — Direction générale (DSI nationale)"
 DEMO_ORGS: list[tuple[str, OrgKind, str | None, list[str]]] = [
     ("Conseil départemental du Pas-de-Calais", OrgKind.DEPARTEMENT, "62", []),
     ("Conseil départemental du Nord", OrgKind.DEPARTEMENT, "59", []),
@@ -378,6 +384,7 @@ DEMO_ORGS: list[tuple[str, OrgKind, str | None, list[str]]] = [
     ("France Travail — Agence de Mulhouse", OrgKind.FRANCE_TRAVAIL, None, ["68"]),
     ("Association Insertion Artois (mandatée par le 62)", OrgKind.PRESTATAIRE, "62", []),
     ("Plateforme Fil'R", OrgKind.PLATEFORME, None, []),
+    (DEMO_NATIONAL, OrgKind.FRANCE_TRAVAIL, None, ["06", "59", "62", "68"]),
 ]
 
 DEMO_USERS: list[tuple[str, str, str, list[Role]]] = [
@@ -424,6 +431,8 @@ DEMO_USERS: list[tuple[str, str, str, list[Role]]] = [
         [Role.AGENT],
     ),
     ("admin", "Opérateur Plateforme", "Plateforme Fil'R", [Role.ADMIN]),
+    ("securite.national", "Anne Lambert", DEMO_NATIONAL, [Role.SECURITE]),
+    ("technicien.national", "Thomas Girard", DEMO_NATIONAL, [Role.TECHNICIEN]),
 ]
 
 
@@ -442,7 +451,8 @@ def demo(ctx: click.Context) -> None:
                 sa.select(Organisation).where(Organisation.name == name)
             ).first()
             if not exists:
-                create_organisation(kind, name, dep, territory)
+                org = create_organisation(kind, name, dep, territory)
+                org.is_national = name == DEMO_NATIONAL
         db.session.commit()
         for local, full_name, org_name, roles in DEMO_USERS:
             email = f"{local}@{DEMO_DOMAIN}"
@@ -502,6 +512,101 @@ def audit_verify() -> None:
             err=True,
         )
         sys.exit(1)
+
+
+def _parse_when(value: str, *, end: bool) -> datetime:
+    """A UTC date or date-time; a bare date given as an end includes that whole day."""
+    try:
+        if len(value) == 10:
+            day = datetime.combine(date.fromisoformat(value), time(), UTC)
+            return day + timedelta(days=1) if end else day
+        moment = datetime.fromisoformat(value)
+    except ValueError as e:
+        raise click.BadParameter(f"date attendue (AAAA-MM-JJ ou ISO 8601) : {value!r}") from e
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@audit_group.command("export")
+@click.option("--from", "start", required=True, help="First day (AAAA-MM-JJ, UTC), included.")
+@click.option("--to", "end", required=True, help="Last day (AAAA-MM-JJ, UTC), included.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
+def audit_export(start: str, end: str, fmt: str, output: Path | None) -> None:
+    """Stream the rows of a period as JSON Lines (for a SIEM) or CSV; the export is audited."""
+    from audit.export import iter_csv, iter_jsonl
+    from audit.query import AuditFilter, Scope, iter_matching
+
+    begin_at, end_at = _parse_when(start, end=False), _parse_when(end, end=True)
+    if end_at <= begin_at:
+        raise click.BadParameter("--to doit suivre --from")
+    with app_context():
+        # Fail closed: the export is on the trail before a single row leaves the database.
+        audit.record(db.session, AuditAction.AUDIT_EXPORTED, context=_context(), details={
+            "via": "cli", "format": fmt, "from": begin_at.isoformat(), "to": end_at.isoformat(),
+            "destination": "file" if output else "stdout",
+        })  # fmt: skip
+        db.session.commit()
+        events = iter_matching(
+            db.session,
+            AuditFilter(start=begin_at, end=end_at),
+            Scope(departements=None),
+            batch=5000,
+            end_read_transactions=True,
+        )
+        chunks = iter_jsonl(events) if fmt == "jsonl" else iter_csv(events)
+        if output is None:
+            for chunk in chunks:
+                sys.stdout.write(chunk)
+            sys.stdout.flush()
+            return
+        # The trail is sensitive: the file is readable by its owner only.
+        fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            for chunk in chunks:
+                f.write(chunk)
+        click.echo(f"Export écrit dans {output}", err=True)
+
+
+@audit_group.command("head")
+@click.option("--date", "day", default=None, help="UTC day (AAAA-MM-JJ); default: yesterday.")
+def audit_head(day: str | None) -> None:
+    """Print the chain head (last row's seq and hash) at the end of a UTC day."""
+    from audit.retention import head_of_day
+
+    try:
+        when = date.fromisoformat(day) if day else utcnow().date() - timedelta(days=1)
+    except ValueError as e:
+        raise click.BadParameter(f"date attendue (AAAA-MM-JJ) : {day!r}") from e
+    with app_context():
+        head = head_of_day(db.session, when)
+        db.session.rollback()
+    if head is None:
+        raise click.ClickException(f"aucune entrée du journal avant la fin du {when}")
+    click.echo(f"{when.isoformat()} {head.seq} {head.hash}")
+
+
+@audit_group.command("grant-app-role")
+def audit_grant_app_role() -> None:
+    """Give FILR_DATABASE_APP_ROLE its privileges (PostgreSQL; run as the owner; idempotent)."""
+    from audit.privileges import PrivilegeError, grant_app_role
+    from portal.db import make_engine
+
+    settings = Settings.from_env()
+    if not settings.database_app_role:
+        raise click.ClickException("FILR_DATABASE_APP_ROLE n'est pas défini")
+    engine = make_engine(settings.migration_database_url)
+    try:
+        if engine.dialect.name != "postgresql":
+            raise click.ClickException("les rôles ne concernent que PostgreSQL")
+        with engine.begin() as conn:
+            grant_app_role(conn, settings.database_app_role)
+    except PrivilegeError as e:
+        raise click.ClickException(str(e)) from e
+    finally:
+        engine.dispose()
+    click.echo(
+        f"Rôle {settings.database_app_role} : lecture et ajout seuls sur le journal d'audit."
+    )
 
 
 # --- jobs ----------------------------------------------------------------------------
@@ -649,7 +754,116 @@ def jobs_digest(dry_run: bool) -> None:
         )
 
 
+@jobs.command("audit-retention")
+@click.option("--dry-run", is_flag=True, help="Count the rows that would be deleted.")
+@click.option("--batch-size", default=100_000, show_default=True, type=int)
+def jobs_audit_retention(dry_run: bool, batch_size: int) -> None:
+    """Delete audit rows older than FILR_AUDIT_RETENTION_MONTHS, behind a checkpoint."""
+    from sqlalchemy.orm import Session as OrmSession
+
+    from audit.retention import RetentionRefused, months_before, purge_expired_events
+    from portal.db import make_engine
+
+    with app_context() as app, job_lock("filr.jobs.audit-retention") as acquired:
+        if not acquired:
+            click.echo("Une autre purge du journal est en cours : rien à faire.")
+            return
+        settings: Settings = app.config["FILR_SETTINGS"]
+        cutoff = months_before(utcnow(), settings.audit_retention_months)
+        ctx = _context()
+        # The owner's connection: on PostgreSQL the application's role may not delete.
+        engine = make_engine(settings.migration_database_url)
+        try:
+            with OrmSession(engine, expire_on_commit=False) as session:
+                report = purge_expired_events(
+                    session,
+                    cutoff=cutoff,
+                    dry_run=dry_run,
+                    batch=batch_size,
+                    context=ctx,
+                    retention_months=settings.audit_retention_months,
+                )
+                if not dry_run:
+                    audit.record(session, AuditAction.JOB_RUN, context=ctx, details={
+                        "job": "audit-retention", "cutoff": cutoff.isoformat(),
+                        "retention_months": settings.audit_retention_months,
+                        "rows_deleted": report.rows_deleted,
+                        "checkpoint_seq": report.checkpoint_seq,
+                    })  # fmt: skip
+                    session.commit()
+        except RetentionRefused as e:
+            click.echo(f"Purge refusée : {e}", err=True)
+            sys.exit(1)
+        finally:
+            engine.dispose()
+        click.echo(
+            f"{'[essai] ' if dry_run else ''}Journal d'audit : {report.rows_deleted} entrées "
+            f"antérieures au {cutoff:%Y-%m-%d} {'à supprimer' if dry_run else 'supprimées'} "
+            f"(conservation {settings.audit_retention_months} mois)."
+        )
+
+
+@jobs.command("audit-head")
+@click.option("--date", "day", default=None, help="UTC day (AAAA-MM-JJ); default: yesterday.")
+@click.option("--dry-run", is_flag=True, help="Print the head and the recipients; send nothing.")
+def jobs_audit_head(day: str | None, dry_run: bool) -> None:
+    """E-mail yesterday's chain head hash to the national and platform security officers."""
+    from portal.audit_jobs import send_daily_head
+
+    try:
+        when = date.fromisoformat(day) if day else utcnow().date() - timedelta(days=1)
+    except ValueError as e:
+        raise click.BadParameter(f"date attendue (AAAA-MM-JJ) : {day!r}") from e
+    with app_context(), job_lock("filr.jobs.audit-head") as acquired:
+        if not acquired:
+            click.echo("Un autre envoi de l'empreinte est en cours : rien à faire.")
+            return
+        report = send_daily_head(db.session, services().mailer, when, _context(), dry_run=dry_run)
+    if report.head is None:
+        click.echo(f"Aucune entrée du journal avant la fin du {when} : rien à envoyer.")
+        return
+    click.echo(
+        f"{'[essai] ' if dry_run else ''}Empreinte du {when} (entrée n° {report.head.seq}) : "
+        f"{report.head.hash} — {report.recipients} destinataires, {report.sent} envoyés, "
+        f"{report.failed} en échec."
+    )
+    if report.failed or (not dry_run and report.recipients == 0):
+        sys.exit(1)
+
+
+@jobs.command("flow-reminders")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+def jobs_flow_reminders(dry_run: bool) -> None:
+    """Flow calendar reminders: before the CGPEM deadline, and once a deadline passed."""
+    from portal.flows.reminders import send_flow_reminders
+
+    with app_context(), job_lock("filr.jobs.flow-reminders") as acquired:
+        if not acquired:
+            click.echo("Un autre envoi de rappels de flux est en cours : rien à faire.")
+            return
+        ctx = _context()
+        report = send_flow_reminders(db.session, services(), utcnow(), ctx, dry_run)
+        if not dry_run:
+            audit.record(db.session, AuditAction.JOB_RUN, context=ctx, details={
+                "job": "flow-reminders", "reminders": report.reminders,
+                "sent": report.mails_sent, "failed": report.mails_failed,
+                "reports_forgotten": report.reports_forgotten,
+            })  # fmt: skip
+            db.session.commit()
+        click.echo(
+            f"{'[essai] ' if dry_run else ''}Rappels de flux : {report.reminders} rappel(s), "
+            f"{report.mails_sent} e-mails {'à envoyer' if dry_run else 'envoyés'}, "
+            f"{report.mails_failed} en échec, {report.already_sent} déjà envoyé(s) ; "
+            f"{report.reports_forgotten} rapport(s) de plus de 90 jours effacé(s)."
+        )
+        for key in report.keys:
+            click.echo(f"  {key}")
+
+
 def _register_optional_groups() -> None:
+    from portal.keys_cli import keys
+
+    main.add_command(keys)
     try:
         from portal.flows.cli import flows
     except ImportError:  # pragma: no cover - built in parallel
@@ -658,3 +872,4 @@ def _register_optional_groups() -> None:
 
 
 _register_optional_groups()
+register_securite(main)

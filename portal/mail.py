@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import smtplib
 import ssl
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Protocol
 
 from portal.settings import Settings
+
+log = logging.getLogger("portal.mail")
 
 
 class MailError(RuntimeError):
@@ -71,12 +74,33 @@ class FolderMailer:
         self.sender = sender
 
     def send(self, to: str, subject: str, body: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         msg = _message(self.sender, to, subject, body)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as e:
+            raise MailError(f"the mail folder {self.folder} cannot be created") from e
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.eml"
         tmp = self.folder / (name + ".tmp")
-        tmp.write_bytes(bytes(msg))
-        os.replace(tmp, self.folder / name)
+        try:
+            tmp.write_bytes(bytes(msg))
+            os.replace(tmp, self.folder / name)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise MailError(f"writing a message to the mail folder {self.folder} failed") from e
+
+
+def deliver(mailer: Mailer, to: str, subject: str, body: str, *, what: str, about: str) -> bool:
+    """Send one message; a failure is logged (ids only, never the address) and returns False.
+
+    For mails whose loss must not undo the action that caused them (notifications, reminders):
+    the caller counts the failures and may try again at its next run.
+    """
+    try:
+        mailer.send(to, subject, body)
+    except MailError:
+        log.warning("%s not delivered (%s)", what, about)
+        return False
+    return True
 
 
 def make_mailer(settings: Settings) -> Mailer:

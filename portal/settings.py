@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 ENV_PREFIX = "FILR_"
+AUDIT_RETENTION_MIN, AUDIT_RETENTION_MAX = 6, 36
 
 
 class SettingsError(ValueError):
@@ -92,6 +93,7 @@ class Settings:
     dsfr_dir: Path | None = None
     throttle_account_per_minute: int = 5
     throttle_ip_per_minute: int = 20
+    api_requests_per_minute: int = 300
     throttle_max_delay_seconds: int = 900
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -102,6 +104,22 @@ class Settings:
     s3_secret_key: str | None = None
     weekly_flow_lifetime_days: int = 7
     monthly_flow_lifetime_days: int = 35
+    # Sanity of a flow against its previous period: relative drop and jump (percent) flagged.
+    flow_sanity_drop_percent: int = 50
+    flow_sanity_jump_percent: int = 100
+    # Working days before the CGPEM deadline when the département's technicians are reminded.
+    flow_reminder_working_days: int = 3
+    alert_login_failures_account: int = 5
+    alert_login_failures_ip: int = 20
+    alert_login_window_minutes: int = 15
+    alert_downloads_max: int = 50
+    alert_downloads_window_minutes: int = 60
+    alert_chain_verify_minutes: int = 60
+    # Audit trail (docs/audit.md): retention in months (the CNIL's logging recommendation
+    # allows 6 to 36), the owner's URL for migrations and the purge, the app's PostgreSQL role.
+    audit_retention_months: int = 12
+    database_owner_url: str | None = None
+    database_app_role: str | None = None
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -151,13 +169,40 @@ class Settings:
             dsfr_dir=Path(dsfr) if dsfr else None,
             throttle_account_per_minute=_int("THROTTLE_ACCOUNT_PER_MINUTE", 5, minimum=1),
             throttle_ip_per_minute=_int("THROTTLE_IP_PER_MINUTE", 20, minimum=1),
+            api_requests_per_minute=_int("API_REQUESTS_PER_MINUTE", 300, minimum=1),
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1),
             s3_endpoint_url=_env("S3_ENDPOINT_URL") or None,
             s3_region=_env("S3_REGION") or None,
             s3_access_key=_env("S3_ACCESS_KEY") or None,
             s3_secret_key=_env("S3_SECRET_KEY") or None,
+            weekly_flow_lifetime_days=_int("WEEKLY_FLOW_LIFETIME_DAYS", 7, minimum=1),
+            monthly_flow_lifetime_days=_int("MONTHLY_FLOW_LIFETIME_DAYS", 35, minimum=1),
+            flow_sanity_drop_percent=_int("FLOW_SANITY_DROP_PERCENT", 50, minimum=1),
+            flow_sanity_jump_percent=_int("FLOW_SANITY_JUMP_PERCENT", 100, minimum=1),
+            flow_reminder_working_days=_int("FLOW_REMINDER_WORKING_DAYS", 3, minimum=1),
+            alert_login_failures_account=_int("ALERT_LOGIN_FAILURES_ACCOUNT", 5, minimum=1),
+            alert_login_failures_ip=_int("ALERT_LOGIN_FAILURES_IP", 20, minimum=1),
+            alert_login_window_minutes=_int("ALERT_LOGIN_WINDOW_MINUTES", 15, minimum=1),
+            alert_downloads_max=_int("ALERT_DOWNLOADS_MAX", 50, minimum=1),
+            alert_downloads_window_minutes=_int("ALERT_DOWNLOADS_WINDOW_MINUTES", 60, minimum=1),
+            alert_chain_verify_minutes=_int("ALERT_CHAIN_VERIFY_MINUTES", 60),
+            audit_retention_months=_int("AUDIT_RETENTION_MONTHS", 12),
+            database_owner_url=_env("DATABASE_OWNER_URL") or None,
+            database_app_role=_env("DATABASE_APP_ROLE") or None,
         )
         return replace(settings, **overrides) if overrides else settings
+
+    def __post_init__(self) -> None:
+        if not AUDIT_RETENTION_MIN <= self.audit_retention_months <= AUDIT_RETENTION_MAX:
+            raise SettingsError(
+                f"{ENV_PREFIX}AUDIT_RETENTION_MONTHS must be between {AUDIT_RETENTION_MIN} "
+                f"and {AUDIT_RETENTION_MAX} (months), not {self.audit_retention_months}"
+            )
+
+    @property
+    def migration_database_url(self) -> str:
+        """The URL migrations and the audit retention purge use (the tables' owner)."""
+        return self.database_owner_url or self.database_url
 
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with some fields replaced (tests, CLI)."""

@@ -53,3 +53,24 @@ def portal_session() -> PortalSession:
     sess = session._get_current_object()  # type: ignore[attr-defined]
     assert isinstance(sess, PortalSession)  # noqa: S101 - installed by create_app
     return sess
+
+
+def password_problems_of_reauth(password: str, purpose: str) -> list[str]:
+    """Re-authenticate the current user before a sensitive change; French problems if refused.
+
+    A failure is audited and committed at once (it must survive the page that shows it).
+    """
+    from portal.auth.services import reauthenticate
+    from portal.db import db
+    from portal.services import services
+
+    result = reauthenticate(db.session, services(), the_user(), password, audit_context(), purpose)
+    if result.ok:
+        return []
+    db.session.commit()
+    if result.retry_after is not None:
+        return [
+            "Trop de tentatives avec un mot de passe incorrect. "
+            f"Réessayez dans {result.retry_after} secondes."
+        ]
+    return ["Le mot de passe actuel est incorrect."]

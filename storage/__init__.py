@@ -23,12 +23,20 @@ from storage.factory import open_store
 from storage.keyring import (
     Keyring,
     MasterKey,
+    MasterRewrapReport,
     NewDataKey,
     RewrapReport,
     generate_master_key_file,
     validate_departement,
 )
-from storage.keystore import DataKeyRecord, KekRecord, KeyStore, MemoryKeyStore, Rewrapped
+from storage.keystore import (
+    DataKeyRecord,
+    KekRecord,
+    KeyStore,
+    MemoryKeyStore,
+    Rewrapped,
+    RewrappedKek,
+)
 from storage.local import LocalStore
 from storage.memory import MemoryStore
 from storage.s3 import S3Store
@@ -52,6 +60,7 @@ __all__ = [
     "KeyringError",
     "LocalStore",
     "MasterKey",
+    "MasterRewrapReport",
     "MemoryKeyStore",
     "MemoryStore",
     "NewDataKey",
@@ -61,6 +70,7 @@ __all__ = [
     "ObjectStore",
     "RewrapReport",
     "Rewrapped",
+    "RewrappedKek",
     "S3Store",
     "SqlKeyStore",
     "StorageError",

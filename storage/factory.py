@@ -11,7 +11,7 @@ from storage.local import LocalStore
 from storage.memory import MemoryStore
 from storage.s3 import S3Store
 
-_LOCAL_OPTIONS = frozenset({"create", "chunk_size"})
+_LOCAL_OPTIONS = frozenset({"create", "chunk_size", "writeback_every"})
 _S3_OPTIONS = frozenset(
     {
         "endpoint_url",

@@ -11,6 +11,7 @@ import re
 import secrets
 import struct
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +29,7 @@ from storage.errors import (
     UnknownDepartement,
     WrongMasterKey,
 )
-from storage.keystore import DataKeyRecord, KekRecord, KeyStore, Rewrapped
+from storage.keystore import DataKeyRecord, KekRecord, KeyStore, Rewrapped, RewrappedKek
 
 KEY_SIZE = 32
 _NONCE_SIZE = 12
@@ -91,20 +92,29 @@ def _dek_context(object_key: str, departement: str, kek_version: int) -> bytes:
 
 
 class MasterKey:
-    """The 256-bit key that wraps département keys; it never enters a database or a bucket."""
+    """The 256-bit key that wraps département keys; it never enters a database or a bucket.
 
-    __slots__ = ("_aead", "key_id")
+    During a master key rotation it also carries the `previous` keys: they only unwrap the
+    département keys that the rotation job has not re-wrapped yet; new ones use this key.
+    """
 
-    def __init__(self, key: bytes) -> None:
+    __slots__ = ("_aead", "key_id", "previous")
+
+    def __init__(self, key: bytes, *, previous: Iterable[MasterKey] = ()) -> None:
         if not isinstance(key, bytes) or len(key) != KEY_SIZE:
             raise InvalidConfiguration("the master key must be 32 bytes")
         self._aead = AESGCM(key)
         # A public fingerprint stored beside each wrapped département key, so that starting with
         # the wrong master key fails with a clear error instead of "integrity error" everywhere.
+        # It is also the master key's version: rows name the key that wrapped them.
         self.key_id = hmac.new(key, b"filr-storage/master-key-id", hashlib.sha256).hexdigest()[:16]
+        self.previous: tuple[MasterKey, ...] = tuple(
+            old for old in previous if old.key_id != self.key_id
+        )
 
     def __repr__(self) -> str:
-        return f"MasterKey(key_id={self.key_id!r})"
+        previous = [old.key_id for old in self.previous]
+        return f"MasterKey(key_id={self.key_id!r}, previous={previous!r})"
 
     @classmethod
     def generate(cls) -> MasterKey:
@@ -113,16 +123,31 @@ class MasterKey:
 
     @classmethod
     def from_text(cls, text: str) -> MasterKey:
-        """Parse a master key written as base64 (what `openssl rand -base64 32` prints)."""
-        try:
-            key = base64.b64decode(text.strip(), validate=True)
-        except (binascii.Error, ValueError):
-            raise InvalidConfiguration("the master key is not valid base64") from None
-        return cls(key)
+        """Parse master keys written as base64 (what `openssl rand -base64 32` prints).
+
+        The first key is the current one; any others (one a line, or separated by commas or
+        spaces; lines starting with # are comments) are previous keys, accepted for reading
+        until the master key rotation has re-wrapped every département key.
+        """
+        words = [
+            word
+            for line in text.splitlines()
+            if not line.lstrip().startswith("#")
+            for word in line.replace(",", " ").split()
+        ]
+        if not words:
+            raise InvalidConfiguration("the master key is empty")
+        keys = []
+        for word in words:
+            try:
+                keys.append(base64.b64decode(word, validate=True))
+            except (binascii.Error, ValueError):
+                raise InvalidConfiguration("the master key is not valid base64") from None
+        return cls(keys[0], previous=[cls(key) for key in keys[1:]])
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> MasterKey:
-        """Read the master key from a secret file holding its base64 form."""
+        """Read the master key (and any previous ones) from a secret file, in base64."""
         try:
             text = Path(path).read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as e:
@@ -131,11 +156,18 @@ class MasterKey:
 
     @classmethod
     def from_env(cls, variable: str = "FILR_MASTER_KEY") -> MasterKey:
-        """Read the master key from an environment variable holding its base64 form."""
+        """Read the master key (and any previous ones) from an environment variable."""
         text = os.environ.get(variable)
         if not text:
             raise InvalidConfiguration(f"environment variable {variable} is not set")
         return cls.from_text(text)
+
+    def for_key_id(self, key_id: str) -> MasterKey | None:
+        """Return this key or the previous one whose fingerprint is `key_id`, or None."""
+        for key in (self, *self.previous):
+            if hmac.compare_digest(key.key_id, key_id):
+                return key
+        return None
 
     def wrap(self, departement: str, version: int, kek: bytes) -> bytes:
         """Wrap a département key."""
@@ -197,6 +229,16 @@ class RewrapReport:
     failed: tuple[str, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class MasterRewrapReport:
+    """What one `Keyring.rewrap_master` run did."""
+
+    master_key_id: str
+    rewrapped: int
+    # (département, version) of keys that no configured master key could unwrap.
+    failed: tuple[tuple[str, int], ...]
+
+
 class Keyring:
     """Département keys (versioned, wrapped by the master key) and the data keys they wrap."""
 
@@ -238,6 +280,16 @@ class Keyring:
             return self.current_version(departement)
         return version
 
+    @property
+    def master_key_id(self) -> str:
+        """The fingerprint of the current master key, which wraps new département keys."""
+        return self._master_key.key_id
+
+    @property
+    def previous_master_key_ids(self) -> tuple[str, ...]:
+        """Fingerprints of the previous master keys, still accepted to unwrap département keys."""
+        return tuple(key.key_id for key in self._master_key.previous)
+
     def current_version(self, departement: str) -> int:
         """Return the newest key version of the département."""
         validate_departement(departement)
@@ -263,9 +315,10 @@ class Keyring:
         record = self.keystore.get_kek(departement, version)
         if record is None:
             raise UnknownDepartement("no such département key version")
-        if not hmac.compare_digest(record.master_key_id, self._master_key.key_id):
+        master_key = self._master_key.for_key_id(record.master_key_id)
+        if master_key is None:
             raise WrongMasterKey("the département keys were wrapped by another master key")
-        aead = AESGCM(self._master_key.unwrap(departement, version, record.wrapped_key))
+        aead = AESGCM(master_key.unwrap(departement, version, record.wrapped_key))
         with self._lock:
             self._keks[departement, version] = aead
         return aead
@@ -327,4 +380,48 @@ class Keyring:
             after = batch[-1].object_key
         return RewrapReport(
             departement=departement, version=version, rewrapped=rewrapped, failed=tuple(failed)
+        )
+
+    def rewrap_master(self, *, batch_size: int = 100) -> MasterRewrapReport:
+        """Re-wrap every département key still under a previous master key; safe to rerun.
+
+        Each batch is its own transaction and each update a compare-and-set on the master key
+        id, so the job can be interrupted, rerun or run on two servers at once. The département
+        keys themselves do not change, so data keys and content are not touched.
+        """
+        if batch_size < 1:
+            raise ValueError("batch_size must be positive")
+        current = self._master_key
+        rewrapped = 0
+        failed: list[tuple[str, int]] = []
+        after: tuple[str, int] | None = None
+        while True:
+            batch = self.keystore.keks_to_rewrap(current.key_id, after, batch_size)
+            if not batch:
+                break
+            updates = []
+            for record in batch:
+                position = (record.departement, record.version)
+                old = current.for_key_id(record.master_key_id)
+                if old is None:
+                    failed.append(position)  # its master key is not configured: left as it is
+                    continue
+                try:
+                    kek = old.unwrap(record.departement, record.version, record.wrapped_key)
+                except IntegrityError:
+                    failed.append(position)  # altered row: investigate
+                    continue
+                updates.append(
+                    RewrappedKek(
+                        departement=record.departement,
+                        version=record.version,
+                        old_master_key_id=record.master_key_id,
+                        master_key_id=current.key_id,
+                        wrapped_key=current.wrap(record.departement, record.version, kek),
+                    )
+                )
+            rewrapped += self.keystore.save_rewrapped_keks(updates) if updates else 0
+            after = (batch[-1].departement, batch[-1].version)
+        return MasterRewrapReport(
+            master_key_id=current.key_id, rewrapped=rewrapped, failed=tuple(failed)
         )

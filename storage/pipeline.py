@@ -94,6 +94,82 @@ class BackgroundDigest:
         self._worker.close()
 
 
+class SegmentHasher:
+    """Plaintext segment buffers, hashed (SHA-256) in order by a helper thread, then reused.
+
+    The encryptor copies the caller's chunks into these buffers, encrypts each full buffer and
+    hands it here; the helper thread hashes it (hashlib releases the GIL) while the caller's
+    thread encrypts and writes the next, and gives it back for reuse. Reusing a few buffers
+    instead of keeping the caller's chunks alive until they are hashed keeps the allocator from
+    mapping fresh pages for every chunk (measured: 75 to 100 page faults per MiB otherwise,
+    which cost more than the copy). The first `inline` segments are hashed in the caller's
+    thread, so short streams never pay for a thread.
+    """
+
+    def __init__(self, segment_size: int, *, buffers: int = 6, inline: int = 4) -> None:
+        if buffers < 2:
+            raise ValueError("at least two buffers are needed")
+        self._segment_size = segment_size
+        self._buffers = buffers
+        self._created = 0
+        self._inline = inline
+        self._sha256 = hashlib.sha256()
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._work: queue.SimpleQueue[tuple[bytearray, int] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def take(self) -> bytearray:
+        """Return a buffer of `segment_size` bytes to fill, waiting for one if all are busy."""
+        with contextlib.suppress(queue.Empty):
+            return self._free.get_nowait()
+        if self._created < self._buffers:
+            self._created += 1
+            return bytearray(self._segment_size)
+        # Every buffer is queued for hashing or being hashed: each comes back once hashed.
+        return self._free.get()
+
+    def submit(self, buffer: bytearray, length: int) -> None:
+        """Hash the first `length` bytes of `buffer`, which must not change until it is reused."""
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            if self._inline > 0:
+                self._inline -= 1
+                self._sha256.update(memoryview(buffer)[:length])
+                self._free.put(buffer)
+                return
+            self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
+            self._thread.start()
+        self._work.put((buffer, length))
+
+    def _run(self) -> None:
+        while (item := self._work.get()) is not None:
+            buffer, length = item
+            try:
+                if self._error is None:
+                    self._sha256.update(memoryview(buffer)[:length])
+            except BaseException as e:  # raised again in the caller's thread
+                self._error = e
+            finally:
+                # Given back even after an error, so that take() never waits forever.
+                self._free.put(buffer)
+
+    def hexdigest(self) -> str:
+        """Wait until every submitted buffer is hashed and return the hex digest."""
+        self.close()
+        if self._error is not None:
+            raise self._error
+        return self._sha256.hexdigest()
+
+    def close(self) -> None:
+        """Stop the helper thread, if any, once it has hashed what it was given."""
+        if self._thread is not None:
+            self._work.put(None)
+            self._thread.join()
+            self._thread = None
+
+
 @dataclass(frozen=True, slots=True)
 class _Failure:
     error: BaseException

@@ -21,7 +21,7 @@ from botocore.exceptions import (
     IncompleteReadError,
 )
 
-from storage.base import primed, validate_key, validate_prefix
+from storage.base import Chunk, primed, validate_key, validate_prefix
 from storage.errors import (
     InvalidConfiguration,
     InvalidObjectKey,
@@ -155,7 +155,7 @@ class S3Store:
     def _name(self, key: str) -> str:
         return self.prefix + validate_key(key)
 
-    def put(self, key: str, chunks: Iterable[bytes]) -> int:
+    def put(self, key: str, chunks: Iterable[Chunk]) -> int:
         """Upload `chunks` in one request if small, else as a multipart upload in parts."""
         name = self._name(key)
         source = _Filler(chunks)
@@ -359,7 +359,7 @@ class S3Store:
 class _Filler:
     """Copy a stream of chunks into fixed-size buffers, one buffer at a time."""
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+    def __init__(self, chunks: Iterable[Chunk]) -> None:
         self._chunks = iter(chunks)
         self._pending = memoryview(b"")
 

@@ -6,7 +6,7 @@ include them (`target_metadata=[app_metadata, storage.sql.metadata]`) without im
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -26,7 +26,9 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    func,
     insert,
+    or_,
     select,
     update,
 )
@@ -40,7 +42,7 @@ from storage.errors import (
     StorageError,
     StorageUnavailable,
 )
-from storage.keystore import DataKeyRecord, KekRecord, Rewrapped
+from storage.keystore import DataKeyRecord, KekRecord, Rewrapped, RewrappedKek
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -280,3 +282,66 @@ class SqlKeyStore:
                 )
                 saved += result.rowcount
         return saved
+
+    def keks(self) -> Sequence[KekRecord]:
+        """Return every département key version, by département then version."""
+        with self._begin() as db:
+            rows = db.execute(
+                select(storage_kek).order_by(storage_kek.c.departement, storage_kek.c.version)
+            ).all()
+        return [_kek(row) for row in rows]
+
+    def keks_to_rewrap(
+        self, master_key_id: str, after: tuple[str, int] | None, limit: int
+    ) -> Sequence[KekRecord]:
+        """Return département keys not wrapped by `master_key_id`, after `after`, in order."""
+        query = select(storage_kek).where(storage_kek.c.master_key_id != master_key_id)
+        if after is not None:
+            departement, version = after
+            query = query.where(
+                or_(
+                    storage_kek.c.departement > departement,
+                    and_(
+                        storage_kek.c.departement == departement,
+                        storage_kek.c.version > version,
+                    ),
+                )
+            )
+        with self._begin() as db:
+            rows = db.execute(
+                query.order_by(storage_kek.c.departement, storage_kek.c.version).limit(limit)
+            ).all()
+        return [_kek(row) for row in rows]
+
+    def save_rewrapped_keks(self, rewrapped: Sequence[RewrappedKek]) -> int:
+        """Save re-wrapped département keys still under their old master key; return how many."""
+        saved = 0
+        with self._begin() as db:
+            for item in rewrapped:
+                # Compare-and-set on the master key: a row re-wrapped by a concurrent job
+                # meanwhile is left as it is.
+                result = db.execute(
+                    update(storage_kek)
+                    .where(
+                        storage_kek.c.departement == item.departement,
+                        storage_kek.c.version == item.version,
+                        storage_kek.c.master_key_id == item.old_master_key_id,
+                    )
+                    .values(wrapped_key=item.wrapped_key, master_key_id=item.master_key_id)
+                )
+                saved += result.rowcount
+        return saved
+
+    def data_key_counts(self) -> Mapping[tuple[str, int], int]:
+        """Return how many live data keys each (département, version) key wraps."""
+        with self._begin() as db:
+            rows = db.execute(
+                select(
+                    storage_data_key.c.departement,
+                    storage_data_key.c.kek_version,
+                    func.count(),
+                )
+                .where(storage_data_key.c.shredded_at.is_(None))
+                .group_by(storage_data_key.c.departement, storage_data_key.c.kek_version)
+            ).all()
+        return {(row[0], row[1]): int(row[2]) for row in rows}

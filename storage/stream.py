@@ -39,8 +39,9 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from storage.base import Chunk
 from storage.errors import IntegrityError
-from storage.pipeline import BackgroundDigest
+from storage.pipeline import BackgroundDigest, SegmentHasher
 
 MAGIC = b"FILR/ENC"
 FORMAT_VERSION = 1
@@ -122,50 +123,57 @@ class Encryptor:
         self._header = Header(segment_size, kek_version, os.urandom(NONCE_PREFIX_SIZE)).pack()
         self._aad = associated_data(self._header, object_key, departement)
         self._segment_size = segment_size
-        self._digest = BackgroundDigest()
+        self._hasher = SegmentHasher(segment_size)
         self.sha256 = ""
         self.size = 0
         self.is_finished = False
 
-    def encrypt(self, chunks: Iterable[bytes]) -> Generator[bytes, None, None]:
-        """Yield the header, then one encrypted segment at a time; then set size and sha256."""
+    def encrypt(self, chunks: Iterable[bytes]) -> Generator[Chunk, None, None]:
+        """Yield the header, then one encrypted segment at a time; then set size and sha256.
+
+        Segments are yielded in one reused buffer: write or copy each before taking the next.
+        """
         try:
             yield from self._encrypt(chunks)
         finally:
-            self._digest.close()
+            self._hasher.close()
 
-    def _encrypt(self, chunks: Iterable[bytes]) -> Generator[bytes, None, None]:
+    def _encrypt(self, chunks: Iterable[bytes]) -> Generator[Chunk, None, None]:
         yield self._header
         segment_size = self._segment_size
         prefix = self._header[-NONCE_PREFIX_SIZE:]
-        encrypt = self._aead.encrypt
+        encrypt_into = self._aead.encrypt_into
         aad = self._aad
-        buffer = bytearray(segment_size)
+        hasher = self._hasher
+        # One output buffer, reused for every segment, and a few plaintext buffers that the
+        # hasher gives back: no 1 MiB object is allocated per segment (see SegmentHasher).
+        # Consumers write or copy each chunk before asking for the next (see ObjectStore.put).
+        out = memoryview(bytearray(segment_size + TAG_SIZE))
+        segment = hasher.take()
         filled = 0
         counter = 0
         for chunk in chunks:
-            # The digest may be computed later by another thread: it needs immutable bytes.
-            self._digest.update(chunk if type(chunk) is bytes else bytes(chunk))
             view = memoryview(chunk)
             self.size += len(view)
             while view:
-                if filled == 0 and len(view) >= segment_size:
-                    # Whole segments straight from the caller's chunk, without a copy.
-                    yield encrypt(_nonce(prefix, counter, False), view[:segment_size], aad)
-                    view = view[segment_size:]
-                    counter += 1
-                    continue
                 take = min(segment_size - filled, len(view))
-                buffer[filled : filled + take] = view[:take]
+                segment[filled : filled + take] = view[:take]
                 filled += take
                 view = view[take:]
                 if filled == segment_size:
-                    yield encrypt(_nonce(prefix, counter, False), buffer, aad)
+                    encrypt_into(_nonce(prefix, counter, False), segment, aad, out)
+                    hasher.submit(segment, segment_size)
+                    yield out
+                    segment = hasher.take()
                     filled = 0
                     counter += 1
-        self.sha256 = self._digest.hexdigest()
+        hasher.submit(segment, filled)
+        self.sha256 = hasher.hexdigest()
         final_aad = aad + bytes.fromhex(self.sha256)
-        yield encrypt(_nonce(prefix, counter, True), memoryview(buffer)[:filled], final_aad)
+        # encrypt_into wants an output of exactly the ciphertext's size.
+        last = out[: filled + TAG_SIZE]
+        encrypt_into(_nonce(prefix, counter, True), memoryview(segment)[:filled], final_aad, last)
+        yield last
         self.is_finished = True
 
 

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyotp
 import pytest
 import sqlalchemy as sa
-from flask import Flask
+from flask import Flask, request_finished
 from flask.testing import FlaskClient
 
 from portal import Settings, create_app
@@ -20,9 +21,43 @@ from portal.accounts.models import AccountStatus, Role, User
 from portal.db import db, new_id, utcnow
 from portal.migrate import upgrade
 from portal.orgs.models import FtTerritory, Organisation, OrgKind
+from tests.support.leaks import LeakScanner
 from tests.support.services import SmtpSink, postgres_database, smtp_server
 
 STRONG_PASSWORD = "correct horse battery staple 42"  # 31 chars: fine for every role
+
+# --- no secret and no NIR in logs or audit rows, over the whole session (tests/support/leaks.py)
+LEAKS = LeakScanner()
+LEAKS.remember("factory password", STRONG_PASSWORD, lasting=True)
+
+
+T = TypeVar("T")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leaks_in_the_session() -> Iterator[None]:
+    """Collect every log record of the session; fail at its end if a secret or a NIR leaked."""
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(LEAKS.handler)
+    if level > logging.INFO:  # INFO records of the portal are collected too
+        root.setLevel(logging.INFO)
+    yield
+    LEAKS.end_test()
+    root.removeHandler(LEAKS.handler)
+    root.setLevel(level)
+    if LEAKS.findings:
+        pytest.fail("secrets or NIR in logs or audit rows:\n" + LEAKS.report(), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _leak_watch(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Scan what this test logged and audited, with the secrets it handed out."""
+    sink = request.getfixturevalue("smtp") if "smtp" in request.fixturenames else None
+    yield
+    if sink is not None:
+        LEAKS.remember_mails(sink.messages)
+    LEAKS.end_test()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -131,18 +166,26 @@ def settings(database_url: str, tmp_path: Path, smtp: SmtpSink) -> Settings:
     )
 
 
+def _watch_secrets(_sender: Flask, response: Any, **_extra: Any) -> None:
+    LEAKS.remember_response(response.headers.getlist("Set-Cookie"), response.location)
+
+
 @pytest.fixture
-def make_app(settings: Settings) -> Iterator[Callable[..., Flask]]:
+def make_app(settings: Settings, request: pytest.FixtureRequest) -> Iterator[Callable[..., Flask]]:
     """Build apps with optional settings overrides; engines are disposed afterwards."""
     apps: list[Flask] = []
 
     def factory(**overrides: Any) -> Flask:
         app = create_app(settings.with_overrides(**overrides) if overrides else settings)
         apps.append(app)
+        # request_finished comes after the session cookie is set (after_request is too early).
+        request_finished.connect(_watch_secrets, app)
         return app
 
     yield factory
     for app in apps:
+        request_finished.disconnect(_watch_secrets, app)
+        LEAKS.collect_audit(db.bound(app).engine, request.node.nodeid)
         db.bound(app).engine.dispose()
 
 
@@ -238,6 +281,8 @@ class Factory:
         self._n += 1
         email = email or f"user{self._n}@example.org"
         secret = pyotp.random_base32()
+        LEAKS.remember("TOTP secret", secret)
+        LEAKS.remember("factory password", password, lasting=True)
         with self.app.app_context():
             svc = services()
             user_id = new_id()
@@ -315,6 +360,15 @@ def login_as(app: Flask, client: FlaskClient) -> Callable[[Account], FlaskClient
         return c
 
     return do
+
+
+def reread(app: Flask, model: type[T], row_id: str) -> T:
+    """The row of *model* with *row_id*, read afresh and detached from the session."""
+    with app.app_context():
+        found = db.session.get(model, row_id)
+        assert found is not None, f"no {model.__name__} {row_id}"
+        db.session.expunge_all()
+        return found
 
 
 def audit_rows(app: Flask, action: str | None = None) -> list[Any]:

@@ -133,7 +133,10 @@ def _set_status(
     user.status = status
     if status in (AccountStatus.SUSPENDED, AccountStatus.REVOKED):
         revoke_user_sessions(session, user.id)  # at once, not at the next idle timeout
-    audit.record(session, action, actor=actor, context=ctx, target=audit.Target("user", user.id))
+    # The account's département (None for France Travail and the platform) puts the row in the
+    # scope of that département's security officer.
+    target = audit.Target("user", user.id, user.organisation.departement_code)
+    audit.record(session, action, actor=actor, context=ctx, target=target)
 
 
 def suspend(session: Session, user: User, actor: audit.Actor, ctx: audit.Context) -> None:

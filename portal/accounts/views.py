@@ -26,7 +26,13 @@ from portal.db import db
 from portal.orgs.models import OrgKind
 from portal.orgs.permissions import spaces_of
 from portal.services import services
-from portal.web import actor_of, audit_context, portal_session, the_user
+from portal.web import (
+    actor_of,
+    audit_context,
+    password_problems_of_reauth,
+    portal_session,
+    the_user,
+)
 
 bp = Blueprint("accounts", __name__)
 
@@ -71,9 +77,8 @@ def change_password() -> str | Response:
     form = ChangePasswordForm()
     problems: list[str] = []
     if form.validate_on_submit():
-        if not svc.argon2.verify(user.password_hash, form.current.data):
-            problems = ["Le mot de passe actuel est incorrect."]
-        else:
+        problems = password_problems_of_reauth(form.current.data, "password_change")
+        if not problems:
             problems = auth.check_new_password(user, form.password.data, form.confirmation.data)
         if not problems:
             auth.set_password(db.session, svc, user, form.password.data)
@@ -103,9 +108,12 @@ def change_password() -> str | Response:
 @bp.route("/compte/codes-de-secours", methods=["POST"])
 def regenerate_recovery_codes() -> str | Response:
     """Ten new recovery codes, shown once; the old ones stop working."""
-    user, svc = the_user(), services()
+    user = the_user()
     form = ConfirmPasswordForm()
-    if form.validate_on_submit() and svc.argon2.verify(user.password_hash, form.current.data):
+    if not form.validate_on_submit():
+        return _account_page(codes_form=form, problems=["Saisissez votre mot de passe actuel."])
+    problems = password_problems_of_reauth(form.current.data, "recovery_codes")
+    if not problems:
         codes = auth.replace_recovery_codes(db.session, user)
         audit.record(
             db.session,
@@ -115,7 +123,7 @@ def regenerate_recovery_codes() -> str | Response:
         )
         db.session.commit()
         return render_template("auth/recovery_codes.html", codes=codes, first=False)
-    return _account_page(codes_form=form, problems=["Le mot de passe actuel est incorrect."])
+    return _account_page(codes_form=form, problems=problems)
 
 
 @bp.route("/compte/authentification", methods=["GET", "POST"])
@@ -130,8 +138,9 @@ def reenrol_totp() -> str | Response:
     form = ReenrolTotpForm()
     error = None
     if form.validate_on_submit():
-        if not svc.argon2.verify(user.password_hash, form.current.data):
-            error = "Le mot de passe actuel est incorrect."
+        problems = password_problems_of_reauth(form.current.data, "mfa_reenrolment")
+        if problems:
+            error = problems[0]
         elif not auth.enrol_totp(db.session, svc, user, secret, form.code.data):
             error = "Code incorrect : saisissez le code affiché par la nouvelle application."
         else:

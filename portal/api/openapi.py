@@ -221,6 +221,94 @@ SCHEMAS: dict[str, Schema] = {
     },
 }
 
+_FLOW_ISSUE: Schema = _object(
+    {
+        "detail": {"type": "string", "description": "Message en français."},
+        "severity": {"type": "string", "enum": ["error", "warning"]},
+        "rule": {"type": "string", "description": "Code de règle stable (docs/flows.md)."},
+        "line": {"type": ["integer", "null"]},
+        "record": {"type": ["integer", "null"], "description": "Numéro du dossier (1 = premier)."},
+        "field": NULLABLE_STRING,
+        "value": {**NULLABLE_STRING, "description": "Valeur trouvée, NIR masqué."},
+    }
+)
+SCHEMAS["FlowIssue"] = _FLOW_ISSUE
+SCHEMAS["Flow"] = _object(
+    {
+        "id": ID,
+        "departement": {"type": "string"},
+        "flow_type": {"type": ["string", "null"], "enum": ["CGPEM", "PECGM", "PECDH", None]},
+        "status": {"type": "string", "enum": ["valid", "rejected"]},
+        "period_start": {
+            "type": "string",
+            "format": "date",
+            "description": "Premier jour du mois, ou lundi de la semaine (PECDH).",
+        },
+        "date_reference": {"type": ["string", "null"], "format": "date"},
+        "version": NULLABLE_STRING,
+        "record_count": {"type": "integer"},
+        "nature_counts": {
+            "type": "object",
+            "description": "CGPEM : dossiers par nature d'orientation (01 à 06).",
+        },
+        "error_count": {"type": "integer"},
+        "warning_count": {"type": "integer"},
+        "sanity": {
+            "type": "array",
+            "description": "Écarts avec la période précédente du même flux (nombres seulement).",
+            "items": _object(
+                {
+                    "kind": {"type": "string", "enum": ["record_count", "nature_share"]},
+                    "direction": {
+                        "type": "string",
+                        "enum": ["drop", "jump", "appeared", "disappeared"],
+                    },
+                    "subject": {"type": "string"},
+                    "previous": {"type": "number"},
+                    "current": {"type": "number"},
+                    "change": {"type": ["number", "null"]},
+                    "message": {"type": "string"},
+                }
+            ),
+        },
+        "unusable": {
+            "oneOf": [
+                _object({"at": DATE_TIME, "reason": {"type": "string"}}),
+                {"type": "null"},
+            ],
+            "description": "Signalement « inexploitable » de l'organisation destinataire.",
+        },
+        "created_at": DATE_TIME,
+        "expires_at": NULLABLE_DATE_TIME,
+        "deposit_url": {
+            "type": ["string", "null"],
+            "description": "Le dépôt transmis (fichier téléchargeable) ; null si refusé.",
+        },
+        "issues": {
+            "type": ["array", "null"],
+            "items": _ref("FlowIssue"),
+            "description": (
+                "Le rapport de vérification (anomalies d'un fichier refusé, avertissements d'un "
+                "fichier valide) ; null après 90 jours."
+            ),
+        },
+        "url": {"type": "string", "format": "uri-reference"},
+    }
+)
+SCHEMAS["FlowProblem"] = {
+    "allOf": [
+        _ref("Problem"),
+        _object(
+            {
+                "errors": {"type": "array", "items": _ref("FlowIssue")},
+                "omitted_issue_count": {"type": "integer"},
+                "flow": _ref("Flow"),
+            }
+        ),
+    ],
+    "description": "Fichier refusé (code flow_invalid) : toutes ses anomalies dans errors.",
+}
+
 RESPONSES: dict[str, Any] = {
     "BadRequest": _problem("Corps illisible (JSON attendu)."),
     "Unauthorized": _problem("Jeton absent, inconnu, révoqué ou expiré, ou compte inactif."),
@@ -461,6 +549,58 @@ def _paths() -> dict[str, Any]:
                     "410": _error("Gone"),
                 },
                 parameters=[DEPOSIT_ID, FILE_ID],
+            )
+        },
+        "/flows": {
+            "post": _operation(
+                "depositFlow",
+                "Déposer un flux XML : vérifié en entier avant d'être transmis à l'autre partie.",
+                ApiScope.DEPOSIT,
+                {
+                    "201": {
+                        **_json(_ref("Flow"), "Fichier valide : accusé de dépôt, flux transmis."),
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    "404": _error("NotFound"),
+                    "413": _error("TooLarge"),
+                    "422": {
+                        "description": (
+                            "Fichier refusé (code flow_invalid, anomalies dans errors) ou "
+                            "requête invalide (code invalid)."
+                        ),
+                        "content": {"application/problem+json": {"schema": _ref("FlowProblem")}},
+                    },
+                    "503": _error("Unavailable"),
+                },
+                parameters=[
+                    _param("departement", "query", "Code du département (espace).", required=True),
+                    _param(
+                        "type",
+                        "query",
+                        "Flux attendu ; sans lui, lu dans entete/fichier.",
+                        {"type": "string", "enum": ["CGPEM", "PECGM", "PECDH"]},
+                    ),
+                    _param(
+                        "X-Filename",
+                        "header",
+                        "Nom du fichier, encodé en pourcentage (UTF-8).",
+                        required=True,
+                    ),
+                ],
+                body={
+                    "required": True,
+                    "description": "Le fichier XML (ISO-8859-1), corps brut de la requête.",
+                    "content": {"application/octet-stream": {}},
+                },
+            )
+        },
+        "/flows/{flow_id}": {
+            "get": _operation(
+                "getFlow",
+                "Un flux : résultat de la vérification, période, nombres, écarts.",
+                ApiScope.READ,
+                {"200": _json(_ref("Flow"), "Le flux."), "404": _error("NotFound")},
+                parameters=[_param("flow_id", "path", "Identifiant du flux.", ID)],
             )
         },
         "/openapi.json": {

@@ -14,7 +14,7 @@ from portal.api.models import MAX_TOKEN_LIFETIME, SCOPE_LABELS
 from portal.db import db
 from portal.mail import MailError
 from portal.services import services
-from portal.web import audit_context, the_user
+from portal.web import audit_context, password_problems_of_reauth, the_user
 
 bp = Blueprint("api_tokens", __name__)
 log = logging.getLogger("portal.api")
@@ -48,8 +48,9 @@ def create() -> str:
             f"{form[name].label.text} : {errors[0]}" for name, errors in form.errors.items()
         ]
         return _page(form, problems)
-    if not svc.argon2.verify(user.password_hash, form.current.data):
-        return _page(form, ["Le mot de passe actuel est incorrect."])
+    problems = password_problems_of_reauth(form.current.data, "api_token")
+    if problems:
+        return _page(form, problems)
     try:
         token, secret = tokens.create_token(
             db.session,

@@ -20,10 +20,12 @@ from werkzeug.exceptions import HTTPException
 
 import storage
 from portal.accounts.models import User
+from portal.api import services as tokens
 from portal.api.auth import API_BLUEPRINT, current_grant
 from portal.api.models import ApiScope, ApiToken
 from portal.api.openapi import openapi_document
 from portal.api.problems import ApiProblem, problem
+from portal.auth.throttle import RateLimit
 from portal.db import db
 from portal.deposits import notifications
 from portal.deposits import services as deposits
@@ -68,6 +70,7 @@ def requires(scope: ApiScope | None) -> Callable[[Callable[P, R]], Callable[P, R
             grant = current_grant()
             if grant is None:  # the gate lets no such request through: defence in depth
                 raise ApiProblem(401, "Authentification requise.")
+            _enforce_rate_limit(grant)
             if scope is not None and scope not in grant.scopes:
                 raise ApiProblem(
                     403,
@@ -84,6 +87,22 @@ def requires(scope: ApiScope | None) -> Callable[[Callable[P, R]], Callable[P, R
         return wrapper
 
     return decorate
+
+
+def _enforce_rate_limit(grant: tokens.Grant) -> None:
+    # A stolen token must not empty a space in a minute: requests are counted per token,
+    # across servers (Redis when configured), and refused with 429 beyond the setting.
+    svc = services()
+    verdict = RateLimit(svc.throttle.store).hit(
+        "api:" + grant.token_id, svc.settings.api_requests_per_minute
+    )
+    if not verdict.allowed:
+        raise ApiProblem(
+            429,
+            f"Trop de requêtes pour ce jeton : réessayez dans {verdict.retry_after} secondes.",
+            code="rate_limited",
+            headers={"Retry-After": str(verdict.retry_after)},
+        )
 
 
 @bp.errorhandler(ApiProblem)
@@ -546,3 +565,7 @@ def deposit_withdraw(deposit_id: str) -> Response:
 def openapi() -> Response:
     """This API described in OpenAPI 3.1 (kept true by a test)."""
     return jsonify(openapi_document(services().settings.base_url))
+
+
+# The flows' endpoints live in their own module, on this blueprint.
+from portal.api import flows as _flows  # noqa: E402,F401

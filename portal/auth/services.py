@@ -58,6 +58,49 @@ class LoginOutcome:
         return self.user is not None
 
 
+@dataclass(frozen=True)
+class Reauthentication:
+    """Result of asking a logged-in user for their password again."""
+
+    ok: bool
+    retry_after: int | None = None
+
+
+def reauthenticate(
+    session: Session, svc: Services, user: User, password: str, ctx: audit.Context, purpose: str
+) -> Reauthentication:
+    """Check the current password before a sensitive change, throttled like the log-in.
+
+    A stolen session must not become a password-guessing oracle: failures count against the
+    account's own re-authentication key and are audited (the caller commits).
+    """
+    key = "reauth:" + user.id
+    verdict = svc.throttle.check(key, svc.settings.throttle_account_per_minute)
+    if not verdict.allowed:
+        audit.record(
+            session,
+            AuditAction.REAUTH_FAILURE,
+            actor=user.audit_actor,
+            outcome=Outcome.DENIED,
+            context=ctx,
+            details={"purpose": purpose, "reason": "throttled"},
+        )
+        return Reauthentication(False, verdict.retry_after)
+    if svc.argon2.verify(user.password_hash, password):
+        svc.throttle.reset(key)
+        return Reauthentication(True)
+    svc.throttle.fail(key)
+    audit.record(
+        session,
+        AuditAction.REAUTH_FAILURE,
+        actor=user.audit_actor,
+        outcome=Outcome.FAILURE,
+        context=ctx,
+        details={"purpose": purpose, "reason": "bad_password"},
+    )
+    return Reauthentication(False)
+
+
 def attempt_login(
     session: Session, svc: Services, email: str, password: str, code: str, ctx: audit.Context
 ) -> LoginOutcome:

@@ -149,3 +149,21 @@ class Throttle:
     def reset(self, key: str) -> None:
         """Forget the failures of *key* (after a successful log-in of that account)."""
         self.store.clear(key)
+
+
+class RateLimit:
+    """At most *limit* requests per key in any sliding minute (API tokens), shared by servers."""
+
+    def __init__(self, store: FailureStore) -> None:
+        self.store = store
+
+    def hit(self, key: str, limit: int, now: float | None = None) -> Verdict:
+        """Count one request of *key*; refused (with the wait) beyond *limit* in a minute."""
+        now = time.time() if now is None else now
+        recent = sorted(self.store.recent(key, now - WINDOW_SECONDS))
+        if len(recent) >= limit:
+            # Refused requests are not counted: a client that waits is served again.
+            wait = recent[len(recent) - limit] + WINDOW_SECONDS - now
+            return Verdict(False, max(1, math.ceil(wait)))
+        self.store.add(key, now)
+        return Verdict(True)

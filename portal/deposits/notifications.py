@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import logging
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 import audit
 from audit import AuditAction, Outcome
-from portal.accounts.models import User
 from portal.deposits.models import Deposit
 from portal.deposits.services import recipient_users
-from portal.mail import MailError
+from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.services import Services
 
-log = logging.getLogger("portal.notifications")
 PARIS = ZoneInfo("Europe/Paris")
 
 
 def deposit_mail(
-    svc: Services, deposit: Deposit, *, reminder_days: int | None = None
+    svc: Services, deposit: Deposit, *, reminder_days: int | None = None, notice: str | None = None
 ) -> tuple[str, str]:
     """Subject and body announcing *deposit*: category, space, expiry and a link, nothing else."""
     link = f"{svc.settings.base_url}/depots/{deposit.id}"
@@ -43,36 +40,43 @@ def deposit_mail(
         f"Catégorie : {deposit.category_label}\n"
         f"Espace : {space}\n"
         f"Disponible jusqu'au : {expires}\n\n"
-        f"Pour le consulter, connectez-vous au portail :\n{link}\n\n"
+        + (f"{notice}\n\n" if notice else "")
+        + f"Pour le consulter, connectez-vous au portail :\n{link}\n\n"
         "Ce message ne contient volontairement aucune information sur le contenu du dépôt.\n\n"
         "-- \nFil'R, échanges sécurisés RSA / France Travail\n"
     )
     return subject, body
 
 
-def _send(svc: Services, user: User, subject: str, body: str) -> bool:
-    try:
-        svc.mailer.send(user.email, subject, body)
-    except MailError:
-        log.warning("notification mail not delivered (user %s)", user.id)
-        return False
-    return True
+def notify_recipients(
+    session: Session,
+    svc: Services,
+    deposit: Deposit,
+    ctx: audit.Context,
+    *,
+    notice: str | None = None,
+) -> int:
+    """Tell every recipient a deposit awaits (digest subscribers get it in their daily digest).
 
-
-def notify_recipients(session: Session, svc: Services, deposit: Deposit, ctx: audit.Context) -> int:
-    """Tell every recipient a deposit awaits (digest subscribers get it in their daily digest)."""
-    subject, body = deposit_mail(svc, deposit)
+    *notice* (counts only, no personal data) is added to the mail and makes it immediate even
+    for digest subscribers: a flow flagged by the sanity check must be seen before it is used.
+    """
+    subject, body = deposit_mail(svc, deposit, notice=notice)
     sent = failed = digest = 0
     for user in recipient_users(session, deposit):
-        if user.daily_digest:
+        if user.daily_digest and notice is None:
             digest += 1
-        elif _send(svc, user, subject, body):
+        elif deliver(
+            svc.mailer, user.email, subject, body, what="notification mail", about=f"user {user.id}"
+        ):
             sent += 1
         else:
             failed += 1
     audit.record(
         session,
         AuditAction.NOTIFICATION_SENT,
+        # Sent on behalf of the sender, whose request published the deposit.
+        actor=audit.Actor(deposit.sender_id, deposit.sender_org_id),
         context=ctx,
         outcome=Outcome.SUCCESS if not failed else Outcome.FAILURE,
         target=audit.Target("deposit", deposit.id, deposit.departement_code),

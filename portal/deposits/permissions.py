@@ -43,7 +43,11 @@ def can_see_deposit(user: User | None, deposit: Deposit) -> bool:
         return False
     if deposit.status == DepositStatus.DRAFT:
         return user.id == deposit.sender_id
-    return is_sender_side(user, deposit) or is_recipient(user, deposit)
+    # A recipient only ever sees what was sent: a draft destroyed before it was published (a
+    # flow refused by validation, a withdrawn draft) never reaches it.
+    return is_sender_side(user, deposit) or (
+        deposit.published_at is not None and is_recipient(user, deposit)
+    )
 
 
 def can_download(user: User | None, deposit: Deposit) -> bool:
@@ -76,17 +80,20 @@ def visible_deposits(user: User) -> ColumnElement[bool]:
                 Deposit.sender_org_id == user.organisation_id,
                 # A LIMIT 1 lookup per row rather than EXISTS: PostgreSQL would otherwise hash
                 # every recipient row of the organisation on each page (benchmarks/http_throughput).
-                sa.select(sa.literal(1))
-                .where(
-                    DepositRecipient.deposit_id == Deposit.id,
-                    sa.or_(
-                        DepositRecipient.user_id == user.id,
-                        DepositRecipient.organisation_id == user.organisation_id,
-                    ),
-                )
-                .limit(1)
-                .scalar_subquery()
-                .is_not(None),
+                sa.and_(
+                    Deposit.published_at.is_not(None),
+                    sa.select(sa.literal(1))
+                    .where(
+                        DepositRecipient.deposit_id == Deposit.id,
+                        sa.or_(
+                            DepositRecipient.user_id == user.id,
+                            DepositRecipient.organisation_id == user.organisation_id,
+                        ),
+                    )
+                    .limit(1)
+                    .scalar_subquery()
+                    .is_not(None),
+                ),
             ),
         ),
     )

@@ -9,7 +9,6 @@ Mails carry no personal data: no title, no name, no file name, no message.
 
 from __future__ import annotations
 
-import logging
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -33,11 +32,9 @@ from portal.deposits.models import (
 from portal.deposits.notifications import PARIS, deposit_mail
 from portal.deposits.permissions import visible_deposits
 from portal.deposits.services import recipient_users
-from portal.mail import MailError
+from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.services import Services
-
-log = logging.getLogger("portal.reminders")
 
 DIGEST_DEFAULT_WINDOW = timedelta(hours=24)
 
@@ -124,29 +121,45 @@ def _release(session: Session, window: _Window, deposit_id: str, now: datetime) 
 
 
 def _users_without_download(session: Session, deposit: Deposit) -> tuple[list[User], int]:
-    """Recipient users who have not downloaded any file of *deposit*, and how many have."""
-    downloaded = set(
+    """Recipient users still waiting for *deposit*, and how many recipients are served.
+
+    A named recipient is served once they downloaded a file. A recipient organisation is a
+    shared inbox: once one of its members downloaded the deposit, it is handled for the whole
+    team, and reminding the colleagues that it was "not yet downloaded" would be false.
+    """
+    downloaders = set(
         session.execute(
             sa.select(DownloadReceipt.user_id).where(DownloadReceipt.deposit_id == deposit.id)
         ).scalars()
     )
+    named = {r.user_id for r in deposit.recipients if r.user_id}
+    shared_inboxes = {r.organisation_id for r in deposit.recipients if r.organisation_id}
     users = recipient_users(session, deposit)
-    waiting = [u for u in users if u.id not in downloaded]
+    served_inboxes = {
+        u.organisation_id
+        for u in users
+        if u.id in downloaders and u.organisation_id in shared_inboxes
+    }
+    if downloaders and shared_inboxes:
+        # A member who downloaded and has since left the account list still served the inbox.
+        served_inboxes |= set(
+            session.execute(
+                sa.select(User.organisation_id).where(
+                    User.id.in_(downloaders), User.organisation_id.in_(shared_inboxes)
+                )
+            ).scalars()
+        )
+    waiting = [
+        u
+        for u in users
+        if u.id not in downloaders and (u.id in named or u.organisation_id not in served_inboxes)
+    ]
     return waiting, len(users) - len(waiting)
 
 
 def _days_left(deposit: Deposit, now: datetime) -> int:
     # "expire dans 7 jours" for 6 days and 20 hours: whole days, rounded up.
     return max(1, math.ceil((deposit.expires_at - now) / timedelta(days=1)))
-
-
-def _send(svc: Services, user: User, subject: str, body: str) -> bool:
-    try:
-        svc.mailer.send(user.email, subject, body)
-    except MailError:
-        log.warning("reminder mail not delivered (user %s)", user.id)
-        return False
-    return True
 
 
 def send_expiry_reminders(
@@ -173,7 +186,14 @@ def send_expiry_reminders(
             session.commit()  # no transaction is held while the SMTP relay answers
             sent = failed = 0
             for user in users:
-                if _send(svc, user, subject, body):
+                if deliver(
+                    svc.mailer,
+                    user.email,
+                    subject,
+                    body,
+                    what="reminder mail",
+                    about=f"user {user.id}",
+                ):
                     sent += 1
                 else:
                     failed += 1
@@ -320,7 +340,9 @@ def send_daily_digests(
         subject, body = digest_mail(svc, lines, since)
         report.users += 1
         report.deposits += total
-        if _send(svc, user, subject, body):
+        if deliver(
+            svc.mailer, user.email, subject, body, what="reminder mail", about=f"user {user.id}"
+        ):
             report.mails_sent += 1
             outcome = Outcome.SUCCESS
         else:

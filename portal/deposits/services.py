@@ -125,13 +125,27 @@ class NewDeposit:
 
 
 def create_deposit(
-    session: Session, sender: User, request: NewDeposit, ctx: audit.Context
+    session: Session,
+    sender: User,
+    request: NewDeposit,
+    ctx: audit.Context,
+    *,
+    validated_flow: bool = False,
 ) -> Deposit:
-    """Create a draft deposit (invisible to recipients until `publish`)."""
+    """Create a draft deposit (invisible to recipients until `publish`).
+
+    A `flux_xml` deposit is only created by `portal.flows.services.deposit_flow`
+    (*validated_flow*), which publishes it only once the file passed validation.
+    """
     if request.departement not in spaces_of(sender):
         raise DepositError("Vous n'avez pas accès à cet espace départemental.")
     if request.category not in categories_of(sender):
         raise DepositError("Votre rôle ne permet pas de déposer ce type de contenu.")
+    if request.category is Category.FLUX_XML and not validated_flow:
+        raise DepositError(
+            "Les flux XML se déposent depuis la page « Flux XML » (ou POST /api/v1/flows) : "
+            "ils y sont vérifiés avant d'être transmis."
+        )
     title = " ".join(request.title.split())
     if not 1 <= len(title) <= 200:
         raise DepositError("Le titre est obligatoire (200 caractères au plus).")
@@ -429,6 +443,21 @@ class Download:
     chunks: Iterator[bytes]
 
 
+def _expired_link_target(
+    session: Session, serializer: URLSafeTimedSerializer, raw: object
+) -> audit.Target | None:
+    try:
+        payload = serializer.load_payload(raw) if isinstance(raw, bytes) else None
+    except BadSignature:
+        return None
+    file_id = str(payload.get("f", ""))[:64] if isinstance(payload, dict) else ""
+    file = session.get(DepositFile, file_id) if len(file_id) == 32 else None
+    deposit = session.get(Deposit, file.deposit_id) if file else None
+    if not file_id:
+        return None
+    return audit.Target("file", file_id, deposit.departement_code if deposit else None)
+
+
 def redeem_link(
     session: Session,
     store: storage.EncryptedStore,
@@ -438,10 +467,14 @@ def redeem_link(
     ctx: audit.Context,
 ) -> Download:
     """Check a link again at use (signature, age, user, rights, expiry, counter); open the file."""
+    serializer = _serializer(secret_key)
     try:
-        payload = _serializer(secret_key).loads(token, max_age=LINK_MAX_AGE)
-    except SignatureExpired:
-        raise _refuse_link(session, user, "expired", ctx) from None
+        payload = serializer.loads(token, max_age=LINK_MAX_AGE)
+    except SignatureExpired as e:
+        # The signature checked out, only the age did not: the payload is authentic, so the
+        # audit row can name the file and its département (taken from the database).
+        expired = _expired_link_target(session, serializer, e.payload)
+        raise _refuse_link(session, user, "expired", ctx, expired) from None
     except BadSignature:
         raise _refuse_link(session, user, "invalid", ctx) from None
     if not isinstance(payload, dict) or payload.get("p") != "download":

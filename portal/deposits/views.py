@@ -67,7 +67,10 @@ def _new_form(user: User) -> NewDepositForm:
     form = NewDepositForm()
     spaces = sorted(spaces_of(user))
     form.departement.choices = [(c, f"{c} — {DEPARTEMENTS[c]}") for c in spaces]
-    form.category.choices = [(str(c), CATEGORY_LABELS[c]) for c in sorted(categories_of(user))]
+    # Flows have their own page, which validates them before they are sent.
+    form.category.choices = [
+        (str(c), CATEGORY_LABELS[c]) for c in sorted(categories_of(user)) if c != Category.FLUX_XML
+    ]
     departement = (
         form.departement.data or request.args.get("espace") or (spaces[0] if spaces else "")
     )
@@ -97,7 +100,7 @@ def _new_form(user: User) -> NewDepositForm:
 def new() -> str | BaseResponse:
     """First step: what, for whom, how long; then files are added to the draft."""
     user = the_user()
-    if not spaces_of(user) or not categories_of(user):
+    if not spaces_of(user) or not categories_of(user) - {Category.FLUX_XML}:
         abort(404)
     form = _new_form(user)
     error = None
@@ -197,9 +200,15 @@ def send(deposit_id: str) -> BaseResponse:
 
 
 @bp.route("/depots/<deposit_id>")
-def show(deposit_id: str) -> str:
+def show(deposit_id: str) -> str | BaseResponse:
     """Files, expiry and acknowledgement of receipt of one deposit."""
     user, deposit = _deposit_or_404(deposit_id)
+    if deposit.category == Category.FLUX_XML:
+        from portal.flows.services import flow_of_deposit
+
+        flow = flow_of_deposit(db.session, deposit.id)
+        if flow is not None:  # the flow's page: validation, sanity, flag, and the same files
+            return redirect(url_for("flows.show", flow_id=flow.id))
     receipts = deposits.receipts_of(db.session, deposit)
     sender = db.session.get(User, deposit.sender_id)
     taken_by = db.session.get(User, deposit.taken_by_id) if deposit.taken_by_id else None

@@ -1,6 +1,8 @@
 """XML data flows (CGPEM, PECGM, PECDH): schemas, streaming validator, calendar, sanity checks.
 
-Framework-free: nothing here imports Flask; the portal passes plain values in.
+The core (validator, schemas, calendar, sanity, samples) is framework-free and runs offline;
+`models`, `services`, `follow_up` and `reminders` are the portal's verbs on flow deposits (no
+request), `views` the blueprint, the only module that imports Flask.
 """
 
 from portal.flows.report import ValidationIssue, ValidationReport

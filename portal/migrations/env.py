@@ -12,7 +12,9 @@ from portal.api import models as _api  # noqa: F401
 from portal.auth import models as _auth  # noqa: F401
 from portal.db import Base, make_engine
 from portal.deposits import models as _deposits  # noqa: F401
+from portal.flows import models as _flows  # noqa: F401
 from portal.orgs import models as _orgs  # noqa: F401
+from portal.securite import models as _securite  # noqa: F401
 
 target_metadata = [Base.metadata, audit.metadata]
 try:

@@ -62,6 +62,11 @@ class Organisation(Base):
         String(3), ForeignKey("departement.code"), index=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # The France Travail structure whose security officers see the whole audit trail (the
+    # national DSI); see portal/securite/permissions.py. Set with `filr orgs national`.
+    is_national: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
 
     territory: Mapped[list[FtTerritory]] = relationship(
         back_populates="organisation", cascade="all, delete-orphan", lazy="selectin"

@@ -120,3 +120,39 @@ def test_two_processes_writing_at_once_keep_one_valid_chain(
         seqs = session.execute(sa.select(AuditEvent.seq).order_by(AuditEvent.seq)).scalars().all()
     assert result.is_valid, result
     assert seqs == list(range(1, 121))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [None, "", "plain", "é\u2028\u00a0\U0001f600", '\r\n\t\x00\x1b"\\/', "x" * 600],
+)
+def test_fast_verification_digest_agrees_with_the_json_spec(text: str | None) -> None:
+    from datetime import UTC, datetime
+
+    from audit.trail import _fast_digest, _row_digest
+
+    at = datetime(2026, 3, 1, 8, 0, 0, 123, tzinfo=UTC).isoformat(timespec="microseconds")
+    row = (7, at, "auth:login:failure", "failure", text, text, text, text, text, text, text,
+           text, '{"a":"' + (text or "") + '"}')  # fmt: skip
+    fields = dict(
+        zip(
+            (
+                "seq",
+                "occurred_at",
+                "action",
+                "outcome",
+                "actor_id",
+                "actor_org_id",
+                "target_type",
+                "target_id",
+                "target_departement",
+                "source_ip",
+                "user_agent",
+                "request_id",
+                "details",
+            ),
+            row,
+            strict=True,
+        )
+    )
+    assert _fast_digest("ab" * 32, row) == _row_digest("ab" * 32, fields)

@@ -194,7 +194,10 @@ class WatchedPage:
         """Save a full-page screenshot of the current step in the test's tmp dir."""
         self._step += 1
         path = self.shots / f"{self._step:02d}-{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        # caret="initial": by default Playwright hides the caret by setting the inline style
+        # "caret-color: transparent !important;" on the focused field, which our CSP rightly
+        # refuses (a console error that looks like the app's, whenever a field has focus).
+        self.page.screenshot(path=str(path), full_page=True, caret="initial")
         return path
 
     def settle(self) -> None:

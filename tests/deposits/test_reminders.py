@@ -31,13 +31,14 @@ from portal.mail import Mailer, MailError
 from portal.orgs.models import OrgKind
 from portal.services import services
 from portal.settings import Settings
-from tests.conftest import Account, Factory, audit_rows, csrf_of
+from tests.conftest import Account, Factory, audit_rows, csrf_of, reread
 from tests.deposits.conftest import (
     PDF,
     World,
     create_deposit,
     download,
     file_ids,
+    publish,
     sent_deposit,
     upload,
 )
@@ -72,22 +73,6 @@ def _age(
             )
         )
         db.session.commit()
-
-
-def _deposit(app: Flask, deposit_id: str) -> Deposit:
-    with app.app_context():
-        deposit = db.session.get(Deposit, deposit_id)
-        assert deposit is not None
-        db.session.expunge_all()
-        return deposit
-
-
-def _user(app: Flask, user_id: str) -> User:
-    with app.app_context():
-        user = db.session.get(User, user_id)
-        assert user is not None
-        db.session.expunge_all()
-        return user
 
 
 def _reminders(
@@ -144,13 +129,12 @@ def colleague_ft(factory: Factory, world: World) -> Account:
 # --- reminders -------------------------------------------------------------------------
 
 
-def test_reminders_at_7_and_1_day_go_only_to_recipients_who_have_not_downloaded(
+def test_reminders_at_7_and_1_day_go_to_a_shared_inbox_until_one_member_downloads(
     app: Flask, world: World, client_for: Clients, colleague_ft: Account, smtp: SmtpSink
 ) -> None:
-    # Given a deposit for France Travail 62, downloaded by one of its two agents
+    # Given a deposit for the shared inbox of France Travail 62 (two agents), not yet downloaded
     adviser = client_for(world.adviser_ft)
     deposit_id = sent_deposit(client_for(world.agent62), [world.ft62])
-    assert download(adviser, deposit_id, file_ids(app, deposit_id)[0]).status_code == 200
     _age(app, deposit_id, expires_in=timedelta(days=6, hours=20))
     smtp.clear()
 
@@ -158,32 +142,67 @@ def test_reminders_at_7_and_1_day_go_only_to_recipients_who_have_not_downloaded(
     first = _reminders(app)
     second = _reminders(app)
 
-    # Then only the agent who has not downloaded is reminded, once, "7 days before"
-    assert first.deposits == {7: 1, 1: 0} and first.mails_sent == 1
-    assert first.already_downloaded == 1
+    # Then both agents of the inbox are reminded once, "7 days before"
+    assert first.deposits == {7: 1, 1: 0} and first.mails_sent == 2
+    assert first.already_downloaded == 0
     assert second.deposits == {7: 0, 1: 0} and second.mails_sent == 0
-    assert smtp.to(world.adviser_ft.email) == []
-    [mail] = smtp.to(colleague_ft.email)
-    assert _subject(mail) == "Fil'R : un dépôt expire dans 7 jours"
-    assert f"https://filr.test/depots/{deposit_id}" in body_of(mail)
-    assert _deposit(app, deposit_id).reminded_7_at is not None
+    for member in (world.adviser_ft, colleague_ft):
+        [mail] = smtp.to(member.email)
+        assert _subject(mail) == "Fil'R : un dépôt expire dans 7 jours"
+        assert f"https://filr.test/depots/{deposit_id}" in body_of(mail)
+    assert reread(app, Deposit, deposit_id).reminded_7_at is not None
 
-    # When the job runs again with less than a day left, twice
+    # When one agent downloads it and the job runs again with less than a day left
+    assert download(adviser, deposit_id, file_ids(app, deposit_id)[0]).status_code == 200
+    smtp.clear()
     later = utcnow() + timedelta(days=6, hours=4)
-    assert _reminders(app, later).deposits == {7: 0, 1: 1}
-    assert _reminders(app, later).mails_sent == 0
+    last = _reminders(app, later)
 
-    # Then the same agent gets the 1-day reminder, and nobody anything else
-    assert [_subject(m) for m in smtp.to(colleague_ft.email)] == [
-        "Fil'R : un dépôt expire dans 7 jours",
-        "Fil'R : un dépôt expire dans 1 jour",
-    ]
-    assert len(smtp.messages) == 2
+    # Then the inbox counts as served: nobody is told it was "not yet downloaded"
+    assert last.deposits == {7: 0, 1: 1} and last.mails_sent == 0
+    assert last.already_downloaded == 2
+    assert smtp.messages == []
     # And the trail holds one reminder row per deposit and window, with counts only
     rows = audit_rows(app, AuditAction.REMINDER_SENT)
     assert [r.target_id for r in rows] == [deposit_id, deposit_id]
-    assert '"days":7' in rows[0].details and '"sent":1' in rows[0].details
-    assert '"already_downloaded":1' in rows[0].details and '"days":1' in rows[1].details
+    assert '"days":7' in rows[0].details and '"sent":2' in rows[0].details
+    assert '"already_downloaded":2' in rows[1].details and '"days":1' in rows[1].details
+
+
+def test_named_recipients_are_reminded_each_until_they_download(
+    app: Flask, world: World, client_for: Clients, smtp: SmtpSink
+) -> None:
+    # Given a deposit for two named agents of the CD 62, one of whom downloaded it
+    sender = client_for(world.adviser_ft)
+    token = csrf_of(sender, "/depots/nouveau")
+    response = sender.post(
+        "/depots/nouveau",
+        data={
+            "csrf_token": token,
+            "departement": "62",
+            "category": "document",
+            "title": "Pour deux personnes",
+            "recipient_users": [world.agent62.id, world.agent62b.id],
+            "lifetime_days": "30",
+        },
+    )
+    assert response.status_code == 302
+    deposit_id = response.headers["Location"].split("/")[2]
+    assert upload(sender, deposit_id, "fiche.pdf", PDF).status_code == 201
+    assert publish(sender, deposit_id).status_code == 302
+    downloader = client_for(world.agent62)
+    assert download(downloader, deposit_id, file_ids(app, deposit_id)[0]).status_code == 200
+    _age(app, deposit_id, expires_in=timedelta(days=6, hours=20))
+    smtp.clear()
+
+    # When the reminder job runs
+    report = _reminders(app)
+
+    # Then only the named agent who has not downloaded is reminded
+    assert report.mails_sent == 1 and report.already_downloaded == 1
+    assert smtp.to(world.agent62.email) == []
+    [mail] = smtp.to(world.agent62b.email)
+    assert _subject(mail) == "Fil'R : un dépôt expire dans 7 jours"
 
 
 def test_a_deposit_first_seen_with_less_than_a_day_left_gets_only_the_1_day_reminder(
@@ -212,7 +231,7 @@ def test_a_weekly_deposit_gets_no_7_day_reminder_right_after_its_announcement(
     assert [_subject(m) for m in smtp.to(world.adviser_ft.email)] == [
         "Fil'R : un dépôt expire dans 1 jour"
     ]
-    assert _deposit(app, deposit_id).reminded_7_at is None
+    assert reread(app, Deposit, deposit_id).reminded_7_at is None
 
 
 def test_no_reminder_for_withdrawn_expired_or_draft_deposits(
@@ -240,7 +259,7 @@ def test_no_reminder_for_withdrawn_expired_or_draft_deposits(
     assert all(r.deposits == {7: 0, 1: 0} and r.mails_sent == 0 for r in reports)
     assert smtp.messages == []
     for deposit_id in (withdrawn, expired, draft):
-        deposit = _deposit(app, deposit_id)
+        deposit = reread(app, Deposit, deposit_id)
         assert deposit.reminded_7_at is None and deposit.reminded_1_at is None
     assert audit_rows(app, AuditAction.REMINDER_SENT) == []
 
@@ -254,7 +273,7 @@ def test_dry_run_reports_but_sends_and_marks_nothing(
     report = _reminders(app, dry_run=True)
     assert report.dry_run and report.deposits == {7: 1, 1: 0} and report.mails_sent == 1
     assert smtp.messages == []
-    assert _deposit(app, deposit_id).reminded_7_at is None
+    assert reread(app, Deposit, deposit_id).reminded_7_at is None
     assert audit_rows(app, AuditAction.REMINDER_SENT) == []
     # And the real run afterwards still sends the reminder
     assert _reminders(app).mails_sent == 1
@@ -281,8 +300,8 @@ def test_mail_failures_are_counted_and_do_not_stop_the_job(
     failed = [r for r in audit_rows(app, AuditAction.REMINDER_SENT) if r.target_id == for_ft]
     assert failed[0].outcome == "failure" and '"failed":2' in failed[0].details
     # And the deposit whose reminder reached nobody is tried again by the next run
-    assert _deposit(app, for_ft).reminded_7_at is None
-    assert _deposit(app, for_cd).reminded_7_at is not None
+    assert reread(app, Deposit, for_ft).reminded_7_at is None
+    assert reread(app, Deposit, for_cd).reminded_7_at is not None
     again = _reminders(app)
     assert again.deposits == {7: 1, 1: 0} and again.mails_sent == 2
 
@@ -343,7 +362,7 @@ def test_digest_counts_deposits_by_space_and_category_and_replaces_the_immediate
     digest = factory.user(region, (Role.AGENT,), name="Dora Digest")
     immediate = factory.user(region, (Role.AGENT,), name="Eli Immediat")
     _choose(client_for(digest), "resume-quotidien")
-    assert _user(app, digest.id).daily_digest
+    assert reread(app, User, digest.id).daily_digest
 
     # When the SLAI of 62 sends two documents and a fiche de liaison, the SLAI of 59 one
     # document, and a deposit withdrawn at once
@@ -377,7 +396,7 @@ def test_digest_counts_deposits_by_space_and_category_and_replaces_the_immediate
     assert "https://filr.test/compte/notifications" in body
     # And the immediate-mail agent gets no digest; the mark has moved
     assert len(smtp.to(immediate.email)) == 5
-    assert _user(app, digest.id).last_digest_at is not None
+    assert reread(app, User, digest.id).last_digest_at is not None
     [row] = audit_rows(app, AuditAction.DIGEST_SENT)
     assert row.target_id == digest.id and '"deposits":4' in row.details
 
@@ -396,13 +415,13 @@ def test_digest_dry_run_sends_nothing_and_keeps_the_mark(
     app: Flask, world: World, client_for: Clients, smtp: SmtpSink
 ) -> None:
     _choose(client_for(world.adviser_ft), "resume-quotidien")
-    mark = _user(app, world.adviser_ft.id).last_digest_at
+    mark = reread(app, User, world.adviser_ft.id).last_digest_at
     sent_deposit(client_for(world.agent62), [world.ft62])
     smtp.clear()
     report = _digests(app, dry_run=True)
     assert report.dry_run and (report.mails_sent, report.deposits) == (1, 1)
     assert smtp.messages == []
-    assert _user(app, world.adviser_ft.id).last_digest_at == mark
+    assert reread(app, User, world.adviser_ft.id).last_digest_at == mark
     assert _digests(app).mails_sent == 1
 
 
@@ -470,11 +489,11 @@ def test_preference_page_shows_and_saves_the_choice(
     page = client.get("/compte/notifications").get_data(as_text=True)
     assert "Vos préférences de notification ont été enregistrées." in page
     assert 'id="mode-resume-quotidien" value="resume-quotidien" checked' in page
-    user = _user(app, world.agent62.id)
+    user = reread(app, User, world.agent62.id)
     assert user.daily_digest and user.last_digest_at is not None
 
     _choose(client, "chaque-depot")
-    assert not _user(app, world.agent62.id).daily_digest
+    assert not reread(app, User, world.agent62.id).daily_digest
 
 
 def test_preference_page_refuses_a_post_without_csrf_token_or_choice(
@@ -485,12 +504,12 @@ def test_preference_page_refuses_a_post_without_csrf_token_or_choice(
     response = client.post("/compte/notifications", data={"mode": "resume-quotidien"})
     # Then it is refused and nothing changes
     assert response.status_code == 400
-    assert not _user(app, world.agent62.id).daily_digest
+    assert not reread(app, User, world.agent62.id).daily_digest
     token = csrf_of(client, "/compte/notifications")
     invalid = client.post("/compte/notifications", data={"csrf_token": token, "mode": "jamais"})
     assert invalid.status_code == 200
     assert "Choisissez une option." in invalid.get_data(as_text=True)
-    assert not _user(app, world.agent62.id).daily_digest
+    assert not reread(app, User, world.agent62.id).daily_digest
 
 
 # --- the commands ----------------------------------------------------------------------

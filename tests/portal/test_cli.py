@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
@@ -206,13 +207,26 @@ def test_demo_is_idempotent_and_its_codes_log_in(
 ) -> None:
     first = _run(["demo"])
     second = _run(["demo"])
-    assert first.count("@demo.filr.localhost") == second.count("@demo.filr.localhost") == 13
+    assert first.count("@demo.filr.localhost") == second.count("@demo.filr.localhost") == 15
     creds = json.loads((Path(cli_env["FILR_DATA_DIR"]) / "secrets/demo-accounts.json").read_text())
     email = "gestionnaire.62@demo.filr.localhost"
     code = _run(["demo", "code", email]).strip()
     assert code == pyotp.TOTP(creds[email]["totp_secret"]).now()
     account = Account("", email, creds[email]["password"], creds[email]["totp_secret"], "")
     assert login(client, account, code=code).status_code == 302
+    # And the national France Travail structure of the demo has the national scope
+    from portal.cli import DEMO_NATIONAL
+    from portal.db import db
+    from portal.orgs.models import Organisation
+
+    with client.application.app_context():
+        national = db.session.execute(
+            sa.select(Organisation).where(Organisation.name == DEMO_NATIONAL)
+        ).scalar_one()
+        others = db.session.execute(
+            sa.select(Organisation).where(Organisation.name != DEMO_NATIONAL)
+        ).scalars()
+        assert national.is_national and not any(o.is_national for o in others)
 
 
 def test_audit_verify_exit_code_follows_the_chain(cli_env: dict[str, str], app: Flask) -> None:

@@ -37,6 +37,24 @@ def test_put_accepts_chunks_of_any_size(object_store: ObjectStore) -> None:
     assert read_all(object_store, key) == data
 
 
+def test_put_copies_each_chunk_before_taking_the_next(object_store: ObjectStore) -> None:
+    # Given a producer that reuses one buffer for every chunk, as the encryptor does
+    data = random_bytes(2 * PART + 4321)
+
+    def reused_buffer() -> Iterator[memoryview]:
+        buffer = bytearray(65_536)
+        for start in range(0, len(data), len(buffer)):
+            piece = data[start : start + len(buffer)]
+            buffer[: len(piece)] = piece
+            yield memoryview(buffer)[: len(piece)]
+            buffer[:] = bytes(len(buffer))  # overwritten once the store asked for more
+
+    # When it is stored, Then every chunk was written or copied in time
+    key = new_key()
+    assert object_store.put(key, reused_buffer()) == len(data)
+    assert read_all(object_store, key) == data
+
+
 def test_object_larger_than_a_part_is_stored_whole(object_store: ObjectStore) -> None:
     # On S3 this is a multipart upload of three parts, the last one short.
     data = random_bytes(2 * PART + 12345)

@@ -110,3 +110,22 @@ def test_other_os_errors_are_storage_errors() -> None:
     error = _translate(PermissionError(errno.EACCES, "denied"))
 
     assert type(error) is StorageError
+
+
+@pytest.mark.parametrize("has_fadvise", [True, False])
+def test_early_writeback_keeps_the_content_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_fadvise: bool
+) -> None:
+    # Given write-back started every 64 KiB (or a system without posix_fadvise)
+    if not has_fadvise:
+        monkeypatch.setattr("storage.local._posix_fadvise", None)
+    store = LocalStore(tmp_path, writeback_every=64 * 1024)
+    data = os.urandom(1024 * 1024 + 333)
+
+    # When an object of many such ranges is written in uneven chunks
+    size = store.put("obj", (data[i : i + 50_000] for i in range(0, len(data), 50_000)))
+
+    # Then it is stored whole, with no temporary file left
+    assert size == len(data)
+    assert read_all(store, "obj") == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["obj"]

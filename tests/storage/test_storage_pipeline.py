@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from storage import StorageUnavailable
-from storage.pipeline import BackgroundDigest, Prefetcher, Worker
+from storage.pipeline import BackgroundDigest, Prefetcher, SegmentHasher, Worker
 
 
 def test_background_digest_equals_hashlib() -> None:
@@ -30,6 +30,44 @@ def test_background_digest_close_stops_its_thread() -> None:
         digest.update(b"x" * 5000)
 
     digest.close()
+
+    assert threading.active_count() == before
+
+
+@pytest.mark.parametrize("segments", [0, 3, 40])
+def test_segment_hasher_equals_hashlib_inline_and_threaded(segments: int) -> None:
+    # 3 segments stay in the caller's thread, 40 go through the helper thread
+    hasher = SegmentHasher(1000, buffers=3, inline=4)
+    expected = hashlib.sha256()
+    for index in range(segments):
+        buffer = hasher.take()
+        piece = os.urandom(1000 if index % 5 else 10)
+        buffer[: len(piece)] = piece
+        expected.update(piece)
+        hasher.submit(buffer, len(piece))
+
+    assert hasher.hexdigest() == expected.hexdigest()
+
+
+def test_segment_hasher_reuses_a_bounded_number_of_buffers() -> None:
+    hasher = SegmentHasher(100, buffers=3, inline=0)
+    seen: set[int] = set()
+    for _ in range(50):
+        buffer = hasher.take()
+        seen.add(id(buffer))
+        hasher.submit(buffer, 100)
+    hasher.hexdigest()
+
+    assert len(seen) <= 3
+
+
+def test_segment_hasher_close_stops_its_thread() -> None:
+    before = threading.active_count()
+    hasher = SegmentHasher(100, buffers=2, inline=0)
+    for _ in range(10):
+        hasher.submit(hasher.take(), 100)
+
+    hasher.close()
 
     assert threading.active_count() == before
 

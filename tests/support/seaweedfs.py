@@ -276,3 +276,26 @@ def running_seaweedfs(workdir: Path, *, bucket: str = "filr-test") -> Iterator[S
         yield endpoint
     finally:
         endpoint.stop()
+
+
+class ChunkFile:
+    """A read-only file object over a chunk iterator, for boto3's upload_fileobj (benchmarks)."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._pending = memoryview(b"")
+
+    def read(self, size: int = -1) -> bytes:
+        parts = []
+        wanted = size if size >= 0 else sys.maxsize
+        while wanted > 0:
+            if not self._pending:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._pending = memoryview(chunk)
+            piece = self._pending[:wanted]
+            self._pending = self._pending[len(piece) :]
+            parts.append(piece)
+            wanted -= len(piece)
+        return b"".join(parts)

@@ -1,0 +1,76 @@
+"""Streamed exports of audit events: CSV (spreadsheet-safe), JSON Lines and a JSON array."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC
+from typing import Any
+
+from audit.models import EVENT_COLUMNS, AuditEvent
+
+CSV_COLUMNS: tuple[str, ...] = EVENT_COLUMNS
+
+# A cell starting with one of these is run as a formula by spreadsheet software (OWASP
+# "CSV Injection"): such cells are prefixed with a quote, which is shown, never evaluated.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def event_as_dict(event: AuditEvent) -> dict[str, Any]:
+    """The event as plain JSON-ready values, ``details`` parsed back into an object."""
+    try:
+        details: Any = json.loads(event.details or "{}")
+    except ValueError:
+        # A row altered outside the application: keep its text rather than lose it.
+        details = {"unparsed": event.details}
+    row: dict[str, Any] = {column: getattr(event, column) for column in EVENT_COLUMNS}
+    row["occurred_at"] = event.occurred_at.astimezone(UTC).isoformat(timespec="microseconds")
+    row["details"] = details
+    return row
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict | list):
+        text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _csv_line(cells: Iterable[str]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerow(list(cells))
+    return buffer.getvalue()
+
+
+def iter_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """CSV (RFC 4180) lines, header first; values with CR/LF stay inside one quoted cell."""
+    yield _csv_line(CSV_COLUMNS)
+    for event in events:
+        row = event_as_dict(event)
+        yield _csv_line(_csv_cell(row[column]) for column in CSV_COLUMNS)
+
+
+def _json(event: AuditEvent) -> str:
+    # ensure_ascii: control characters and line separators are escaped, one event per line.
+    return json.dumps(event_as_dict(event), ensure_ascii=True, separators=(",", ":"))
+
+
+def iter_jsonl(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """JSON Lines: one event object per line (the format SIEMs ingest)."""
+    for event in events:
+        yield _json(event) + "\n"
+
+
+def iter_json_array(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """One valid JSON array, streamed element by element."""
+    yield "["
+    separator = "\n"
+    for event in events:
+        yield separator + _json(event)
+        separator = ",\n"
+    yield "\n]\n"

@@ -1,0 +1,1 @@
+"""The security officer's workspace: audit search, timelines, exports and alerts."""
