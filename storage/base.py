@@ -75,6 +75,23 @@ class ObjectStore(Protocol):
         ...
 
 
+@runtime_checkable
+class ReadableStream(Protocol):
+    """A stream of chunks that can also fill a caller's buffer (a file): no chunk allocated.
+
+    `ObjectStore.get` may return one; a reader that cuts the stream into fixed-size frames then
+    reads each frame straight into one reused buffer instead of copying chunks together.
+    """
+
+    def __next__(self) -> bytes: ...
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill `buffer` with the next bytes; return how many, fewer only at the end."""
+        ...
+
+    def close(self) -> None: ...
+
+
 def primed(stream: Generator[bytes, None, None]) -> Generator[bytes, None, None]:
     """Run `stream` to its first (empty) yield, so opening errors raise here and cleanup is sure.
 

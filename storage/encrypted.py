@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from storage.base import ObjectStore, primed, validate_key
+from storage.base import ObjectStore, ReadableStream, primed, validate_key
 from storage.errors import ObjectExists, ObjectNotFound, ObjectShredded, StorageError
 from storage.keyring import Keyring, validate_departement
 from storage.keystore import DataKeyRecord
@@ -128,7 +128,9 @@ class EncryptedStore:
         if record.sha256 is None:
             raise ObjectShredded("the object was shredded")
         chunks = self.inner.get(object_key)
-        if record.size > _PREFETCH_ABOVE:
+        if record.size > _PREFETCH_ABOVE and not isinstance(chunks, ReadableStream):
+            # A network stream waits for the network: read it ahead in a helper thread. A file
+            # is read straight into the decryptor's buffer by its own read-ahead thread.
             chunks = Prefetcher(chunks)
         return primed(
             decrypt(

@@ -7,11 +7,12 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from io import FileIO
 from pathlib import Path
 from typing import ParamSpec, TypeVar
 
-from storage.base import Chunk, primed, validate_key, validate_prefix
+from storage.base import Chunk, validate_key, validate_prefix
 from storage.errors import InvalidConfiguration, ObjectNotFound, StorageError, StorageUnavailable
 
 _P = ParamSpec("_P")
@@ -126,25 +127,14 @@ class LocalStore:
         self._fsync_dir(directory)
         return size
 
-    def get(self, key: str) -> Iterator[bytes]:
+    def get(self, key: str) -> _FileStream:
         """Return the object as a stream of chunks; raise ObjectNotFound before streaming."""
-        return primed(self._stream(self._path(key)))
-
-    def _stream(self, path: Path) -> Generator[bytes, None, None]:
+        path = self._path(key)
         try:
-            file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+            file = open(path, "rb", buffering=0)  # noqa: SIM115 - the stream closes it
         except OSError as e:
             raise _translate(e) from e
-        with file:
-            yield b""
-            while True:
-                try:
-                    data = file.read(self._chunk_size)
-                except OSError as e:
-                    raise _translate(e) from e
-                if not data:
-                    return
-                yield data
+        return _FileStream(file, self._chunk_size)
 
     def delete(self, key: str) -> None:
         """Remove the object; removing a missing object is not an error."""
@@ -224,6 +214,46 @@ class LocalStore:
             _call(os.fsync, fd)
         finally:
             os.close(fd)
+
+
+class _FileStream(Iterator[bytes]):
+    """An open object file: chunks of `chunk_size` bytes, or `readinto` (a `ReadableStream`)."""
+
+    def __init__(self, file: FileIO, chunk_size: int) -> None:
+        self._file = file
+        self._chunk_size = chunk_size
+
+    def __next__(self) -> bytes:
+        if self._file.closed:
+            raise StopIteration  # as a closed generator does
+        try:
+            data = self._file.read(self._chunk_size)
+        except OSError as e:
+            raise _translate(e) from e
+        if not data:
+            self.close()
+            raise StopIteration
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:
+        """Fill `buffer` from the file, looping over short reads; fewer bytes only at the end."""
+        filled = 0
+        while filled < len(buffer) and not self._file.closed:
+            try:
+                count = self._file.readinto(buffer[filled:])
+            except OSError as e:
+                raise _translate(e) from e
+            if not count:
+                break
+            filled += count
+        return filled
+
+    def close(self) -> None:
+        """Close the file; closing twice is not an error."""
+        self._file.close()
+
+    def __del__(self) -> None:
+        self._file.close()
 
 
 def _write_all(fd: int, data: Chunk) -> None:

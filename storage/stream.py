@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from storage.base import Chunk
+from storage.base import Chunk, ReadableStream
 from storage.errors import IntegrityError
-from storage.pipeline import BackgroundDigest, SegmentHasher
+from storage.pipeline import BackgroundDigest, Prefetcher, SegmentHasher
 
 MAGIC = b"FILR/ENC"
 FORMAT_VERSION = 1
@@ -53,6 +53,10 @@ TAG_SIZE = 16
 NONCE_PREFIX_SIZE = 7
 _HEADER = struct.Struct(">8sBBII7s")
 HEADER_SIZE = _HEADER.size
+# Segments decrypted in the reader's thread before a helper thread takes over (short objects
+# never start one), and how many authenticated segments that thread may hold ready.
+INLINE_SEGMENTS = 2
+DECRYPT_AHEAD = 3
 # 2**32 segments of at most 1 MiB: 4 PiB, far beyond any deposit.
 _MAX_SEGMENTS = 1 << 32
 
@@ -209,6 +213,21 @@ class _Reader:
         return memoryview(buffer)[:filled]
 
 
+class _FileReader:
+    """Read exact-size pieces of a `ReadableStream` into one reused buffer (no copy, no chunk)."""
+
+    def __init__(self, stream: ReadableStream) -> None:
+        self._stream = stream
+        self._buffer = bytearray()
+
+    def read(self, size: int) -> memoryview:
+        """Return the next `size` bytes, fewer only at the end; valid until the next call."""
+        if len(self._buffer) < size:
+            self._buffer = bytearray(size)
+        view = memoryview(self._buffer)[:size]
+        return view[: self._stream.readinto(view)]
+
+
 def decrypt(
     chunks: Iterator[bytes],
     data_key: bytes,
@@ -218,6 +237,7 @@ def decrypt(
     max_kek_version: int,
     sha256: str,
     verify_sha256: bool = False,
+    ahead: int = DECRYPT_AHEAD,
 ) -> Generator[bytes, None, None]:
     """Yield the plaintext of an encrypted stream, one authenticated segment at a time.
 
@@ -225,6 +245,11 @@ def decrypt(
     authenticated (see `storage.base.primed`). The last segment is held back until its tag has
     proved the end of the stream and the recorded digest `sha256`, so a reader never receives a
     complete-looking file that is not exactly the one stored.
+
+    After the first `INLINE_SEGMENTS`, a helper thread reads and decrypts up to `ahead` segments
+    ahead of the reader (AES-GCM releases the GIL), so that decryption overlaps with whatever the
+    reader does with each segment (writing it to a socket or a file); `ahead=0` never starts one.
+    Only authenticated plaintext is ever queued.
     """
     try:
         digest = bytes.fromhex(sha256)
@@ -233,7 +258,7 @@ def decrypt(
     if len(digest) != 32:
         raise IntegrityError("malformed recorded digest")
     try:
-        yield from _decrypt(
+        segments = _segments(
             chunks,
             AESGCM(data_key),
             associated=(object_key, departement),
@@ -241,14 +266,43 @@ def decrypt(
             digest=digest,
             rehash=BackgroundDigest() if verify_sha256 else None,
         )
+        try:
+            yield from _pipelined(segments, ahead)
+        finally:
+            segments.close()
     finally:
-        # Release the backend's file or HTTP body now, not whenever the collector runs.
+        # Release the backend's file or HTTP body now, not whenever the collector runs. Any
+        # helper thread was joined above, so nothing else reads `chunks` any more.
         close = getattr(chunks, "close", None)
         if close is not None:
             close()
 
 
-def _decrypt(
+def _pipelined(segments: Generator[bytes, None, None], ahead: int) -> Generator[bytes, None, None]:
+    """Yield the empty marker once the first segment is authenticated, then every plaintext."""
+    first = next(segments, None)  # raises IntegrityError if the start of the object is forged
+    yield b""
+    if first is None:
+        return
+    if first:
+        yield first
+    for _ in range(INLINE_SEGMENTS):
+        plaintext = next(segments, None)
+        if plaintext is None:
+            return
+        yield plaintext
+    if ahead <= 0:
+        yield from segments
+        return
+    # From here the helper thread alone runs `segments`, until the end or until close().
+    rest = Prefetcher(segments, depth=ahead)
+    try:
+        yield from rest
+    finally:
+        rest.close()
+
+
+def _segments(
     chunks: Iterator[bytes],
     aead: AESGCM,
     *,
@@ -257,18 +311,18 @@ def _decrypt(
     digest: bytes,
     rehash: BackgroundDigest | None,
 ) -> Generator[bytes, None, None]:
-    reader = _Reader(chunks)
-    header_bytes = bytes(reader.read(HEADER_SIZE))
-    header = Header.parse(header_bytes)
-    if header.kek_version > max_kek_version:
-        raise IntegrityError("header names a newer key version than the data key's")
-    aad = associated_data(header_bytes, *associated)
-    final_aad = aad + digest
-    frame_size = header.segment_size + TAG_SIZE
-    prefix = header.nonce_prefix
-    counter = 0
-    is_primed = False
+    """Yield each segment's plaintext once its tag is verified; the first may be empty."""
     try:
+        reader = _FileReader(chunks) if isinstance(chunks, ReadableStream) else _Reader(chunks)
+        header_bytes = bytes(reader.read(HEADER_SIZE))
+        header = Header.parse(header_bytes)
+        if header.kek_version > max_kek_version:
+            raise IntegrityError("header names a newer key version than the data key's")
+        aad = associated_data(header_bytes, *associated)
+        final_aad = aad + digest
+        frame_size = header.segment_size + TAG_SIZE
+        prefix = header.nonce_prefix
+        counter = 0
         while True:
             frame = reader.read(frame_size)
             last = len(frame) < frame_size
@@ -284,10 +338,7 @@ def _decrypt(
                 rehash.update(plaintext)
                 if last and not hmac.compare_digest(rehash.hexdigest(), digest.hex()):
                     raise IntegrityError("plaintext digest mismatch")
-            if not is_primed:
-                is_primed = True
-                yield b""
-            if plaintext:
+            if counter == 0 or plaintext:
                 yield plaintext
             if last:
                 return

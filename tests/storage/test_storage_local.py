@@ -17,6 +17,7 @@ from storage import (
     StorageError,
     StorageUnavailable,
 )
+from storage.base import ReadableStream
 from storage.local import _translate
 from tests.storage.helpers import read_all
 
@@ -129,3 +130,45 @@ def test_early_writeback_keeps_the_content_whole(
     assert size == len(data)
     assert read_all(store, "obj") == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["obj"]
+
+
+def test_a_stream_can_fill_the_readers_buffers_directly(tmp_path: Path) -> None:
+    # Given a stored object of 10 KiB + 3 bytes
+    store = LocalStore(tmp_path / "objects", chunk_size=4096)
+    data = os.urandom(10 * 1024 + 3)
+    store.put("k", [data])
+
+    # When it is read into a reused 4 KiB buffer (what the decryptor does with a file)
+    stream = store.get("k")
+    assert isinstance(stream, ReadableStream)
+    buffer = memoryview(bytearray(4096))
+    pieces = []
+    while count := stream.readinto(buffer):
+        pieces.append(bytes(buffer[:count]))
+
+    # Then every piece is full but the last, and together they are the object
+    assert [len(piece) for piece in pieces] == [4096, 4096, 2051]
+    assert b"".join(pieces) == data
+    stream.close()
+
+
+def test_a_stream_mixes_chunks_and_readinto_and_stops_once_closed(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects", chunk_size=4)
+    store.put("k", [b"0123456789"])
+
+    stream = store.get("k")
+    assert next(stream) == b"0123"
+    buffer = memoryview(bytearray(3))
+    assert stream.readinto(buffer) == 3 and bytes(buffer) == b"456"
+    assert list(stream) == [b"789"]
+    # A closed stream ends, as a closed generator does, instead of raising ValueError
+    stream.close()
+    assert list(stream) == []
+    assert stream.readinto(buffer) == 0
+
+
+def test_a_missing_object_fails_at_get_not_at_first_read(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+
+    with pytest.raises(ObjectNotFound):
+        store.get("missing")
