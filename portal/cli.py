@@ -672,7 +672,11 @@ def job_lock(name: str) -> Iterator[bool]:
 @click.option("--batch-size", default=100, show_default=True, type=int)
 def jobs_purge(dry_run: bool, batch_size: int) -> None:
     """Destroy expired, withdrawn and abandoned deposits, then orphan objects."""
-    from portal.deposits.services import cleanup_orphans, purge_expired_deposits
+    from portal.deposits.services import (
+        cleanup_orphans,
+        finish_destructions,
+        purge_expired_deposits,
+    )
 
     with app_context(), job_lock("filr.jobs.purge") as acquired:
         if not acquired:
@@ -680,6 +684,8 @@ def jobs_purge(dry_run: bool, batch_size: int) -> None:
             return
         ctx = _context()
         store = services().store
+        # First what an earlier destruction recorded but could not finish (store unavailable).
+        late = finish_destructions(db.session, store, dry_run=dry_run)
         report = purge_expired_deposits(
             db.session, store, batch_size=batch_size, dry_run=dry_run, ctx=ctx
         )
@@ -692,7 +698,7 @@ def jobs_purge(dry_run: bool, batch_size: int) -> None:
                 "job": "purge", "expired": report.expired, "withdrawn": report.withdrawn,
                 "abandoned_drafts": report.abandoned_drafts,
                 "files_destroyed": report.files_destroyed, "orphans": orphans,
-                "aborted_uploads": aborted,
+                "aborted_uploads": aborted, "late_shreds": late,
             })  # fmt: skip
             db.session.commit()
         click.echo(

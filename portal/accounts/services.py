@@ -101,9 +101,11 @@ def activation_mail(svc: Services, user: User, token: str) -> tuple[str, str]:
 def send_activation(
     session: Session, svc: Services, new: NewAccount, ctx: audit.Context, actor: audit.Actor
 ) -> None:
-    """E-mail the activation link and record that it was sent."""
-    subject, body = activation_mail(svc, new.user, new.activation_token)
-    svc.mailer.send(new.user.email, subject, body)
+    """Record that the activation link is sent, then e-mail it (the caller commits).
+
+    Fail closed: the row is written first, so a link whose sending cannot be recorded is never
+    sent; if the mail fails, the caller's rollback takes the row back.
+    """
     audit.record(
         session,
         AuditAction.ACCOUNT_ACTIVATION_SENT,
@@ -111,6 +113,8 @@ def send_activation(
         context=ctx,
         target=audit.Target("user", new.user.id),
     )
+    subject, body = activation_mail(svc, new.user, new.activation_token)
+    svc.mailer.send(new.user.email, subject, body)
 
 
 def resend_activation(

@@ -6,6 +6,7 @@ No request and no flash here: callers pass the session, the services and the aud
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,9 +42,12 @@ from portal.deposits.sniff import TypeSniffer, safe_filename
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import may_exchange, spaces_of
 from portal.text import fold
+from storage.sql import storage_data_key
 
 LINK_MAX_AGE = 300  # seconds: download links live five minutes
 LINK_SALT = "filr.download-link.v1"
+
+log = logging.getLogger(__name__)
 
 
 class DepositError(ValueError):
@@ -580,20 +584,14 @@ def destroy_content(
 ) -> int | None:
     """Shred and delete every file of a deposit; exactly one destruction entry in the trail.
 
-    The transaction is committed before the store is called: the key store writes through its
-    own connection, which on SQLite would otherwise wait for the lock this session holds.
-    Returns the number of files destroyed, or None if another run destroyed it first.
+    Fail closed: the deposit is marked destroyed and the destruction recorded in one committed
+    transaction *before* any key is shredded, so a destruction whose row cannot be written does
+    not happen. The store is called after the commit (the key store writes through its own
+    connection, which on SQLite would otherwise wait for the lock this session holds); if it
+    fails half-way, the deposit is already out of reach and `finish_destructions` shreds what is
+    left at the purge's next run. Returns the number of files, or None if another run (or
+    server) destroyed the deposit first.
     """
-    keys = list(
-        session.execute(
-            sa.select(DepositFile.object_key).where(
-                DepositFile.deposit_id == deposit_id, DepositFile.destroyed_at.is_(None)
-            )
-        ).scalars()
-    )
-    session.commit()
-    for key in keys:
-        store.delete(key)  # shreds the data key first, then removes the ciphertext
     now = utcnow()
     won = session.execute(
         sa.update(Deposit)
@@ -603,6 +601,13 @@ def destroy_content(
     if won.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
         return None
+    keys = list(
+        session.execute(
+            sa.select(DepositFile.object_key).where(
+                DepositFile.deposit_id == deposit_id, DepositFile.destroyed_at.is_(None)
+            )
+        ).scalars()
+    )
     session.execute(
         sa.update(DepositFile)
         .where(DepositFile.deposit_id == deposit_id, DepositFile.destroyed_at.is_(None))
@@ -620,6 +625,38 @@ def destroy_content(
         details={"reason": reason, "files": len(keys)},
     )
     session.commit()
+    for key in keys:
+        store.delete(key)  # shreds the data key first, then removes the ciphertext
+    return len(keys)
+
+
+def finish_destructions(
+    session: Session, store: storage.EncryptedStore, *, dry_run: bool = False
+) -> int:
+    """Shred the files of destroyed deposits whose data key is still live; return how many.
+
+    They are left by a destruction whose store call failed after it was recorded (see
+    `destroy_content`); the application never serves them (their deposit is destroyed).
+    Only live data keys are scanned, and each is matched to a destroyed file by its key.
+    """
+    keys = list(
+        session.execute(
+            sa.select(DepositFile.object_key)
+            .join(
+                storage_data_key,
+                storage_data_key.c.object_key == DepositFile.object_key,
+            )
+            .where(
+                DepositFile.destroyed_at.is_not(None),
+                storage_data_key.c.shredded_at.is_(None),
+            )
+        ).scalars()
+    )
+    session.commit()  # no transaction held while the key store is asked
+    if keys and not dry_run:
+        for key in keys:
+            store.delete(key)
+        log.warning("%d file(s) of destroyed deposits shredded late", len(keys))
     return len(keys)
 
 

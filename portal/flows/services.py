@@ -452,7 +452,8 @@ def _discard(
             session, svc.store, deposit_id, reason="flow_refused", actor=user.audit_actor, ctx=ctx
         )
     except storage.StorageError:
-        # The draft stays a draft: the purge destroys abandoned drafts, and orphans, later.
+        # The draft is already recorded destroyed and out of everyone's reach: the purge's next
+        # run shreds what the store could not (see deposits.finish_destructions).
         session.rollback()
         log.warning("refused flow not destroyed yet (deposit %s)", deposit_id)
 

@@ -17,6 +17,7 @@ from portal.deposits.models import Deposit, DepositStatus
 from portal.orgs.models import OrgKind
 from tests.conftest import Factory, csrf_of, https, login, reset_totp_step
 from tests.deposits.conftest import PDF, download, file_ids, sent_deposit
+from tests.support.services import SmtpSink
 
 DOWN = "audit store down (test)"
 
@@ -125,3 +126,36 @@ def test_no_session_is_opened_when_the_login_cannot_be_audited(
     reset_totp_step(app, account)
     assert login(client, account).status_code == 302
     assert client.get("/").status_code == 200
+
+
+def test_no_activation_mail_leaves_when_its_sending_cannot_be_audited(
+    app: Flask,
+    client: FlaskClient,
+    factory: Factory,
+    login_as: Callable[..., FlaskClient],
+    smtp: SmtpSink,
+) -> None:
+    # Given a manager and a pending account of the same organisation
+    org = factory.org()
+    manager = factory.user(org, roles=(Role.GESTIONNAIRE,))
+    pending = factory.user(org, status=AccountStatus.PENDING)
+    login_as(manager)
+    token = csrf_of(client, f"/gestion/comptes/{pending.id}")
+    smtp.clear()
+    # When the trail refuses writes and the manager sends the activation link again
+    with audit_inserts_fail(app):
+        _refused(
+            lambda: client.post(
+                f"/gestion/comptes/{pending.id}/renvoyer-activation", data={"csrf_token": token}
+            )
+        )
+    # Then no mail left, and no row claims one did
+    assert smtp.to(pending.email) == []
+    assert _count(app, AuditAction.ACCOUNT_ACTIVATION_SENT) == 0
+    # And once the trail works, the same action sends the link and records it
+    response = client.post(
+        f"/gestion/comptes/{pending.id}/renvoyer-activation", data={"csrf_token": token}
+    )
+    assert response.status_code == 302
+    assert len(smtp.to(pending.email)) == 1
+    assert _count(app, AuditAction.ACCOUNT_ACTIVATION_SENT) == 1

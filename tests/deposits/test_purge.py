@@ -5,14 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from audit import AuditAction
+import storage
+from audit import NO_CONTEXT, SYSTEM, AuditAction
 from portal.db import db, utcnow
 from portal.deposits.models import Deposit, DepositFile
-from portal.deposits.services import cleanup_orphans, purge_expired_deposits
+from portal.deposits.services import (
+    cleanup_orphans,
+    destroy_content,
+    finish_destructions,
+    purge_expired_deposits,
+)
 from portal.services import services
 from tests.conftest import Account, audit_rows
 from tests.deposits.conftest import PDF, World, create_deposit, file_ids, sent_deposit, upload
@@ -111,4 +118,71 @@ def test_purge_command_runs_twice_safely(
     second = CliRunner().invoke(main, ["jobs", "purge"], catch_exceptions=False)
     assert first.exit_code == second.exit_code == 0
     assert "1 dépôts expirés" in first.output and "0 dépôts expirés" in second.output
+    assert len(audit_rows(app, AuditAction.DEPOSIT_DESTROYED)) == 1
+
+
+def test_destruction_does_not_happen_when_its_audit_row_cannot_be_written(
+    app: Flask, world: World, client_for: Clients
+) -> None:
+    from tests.audit.test_fail_closed import audit_inserts_fail
+
+    # Given an expired deposit whose DEPOSIT_EXPIRED row is already written
+    sender = client_for(world.agent62)
+    deposit_id = sent_deposit(sender, [world.ft62])
+    _expire(app, deposit_id)
+    with app.app_context():
+        store = services().store
+        keys = [db.session.get(DepositFile, f).object_key for f in file_ids(app, deposit_id)]  # type: ignore[union-attr]
+        db.session.commit()
+        # When its destruction cannot be recorded
+        with audit_inserts_fail(app), pytest.raises(sa.exc.DBAPIError):
+            destroy_content(
+                db.session, store, deposit_id, reason="expired", actor=SYSTEM, ctx=NO_CONTEXT
+            )
+        db.session.rollback()
+        # Then nothing was destroyed: every key is live, the deposit is as it was
+        assert all(store.exists(k) for k in keys)
+        assert db.session.get(Deposit, deposit_id).status == "available"  # type: ignore[union-attr]
+        db.session.commit()
+        # And once the trail works again, the purge destroys it and records it once
+        assert purge_expired_deposits(db.session, store).files_destroyed == 1
+        assert not any(store.exists(k) for k in keys)
+    assert len(audit_rows(app, AuditAction.DEPOSIT_DESTROYED)) == 1
+
+
+def test_a_destruction_the_store_could_not_finish_is_finished_by_the_next_purge(
+    app: Flask, world: World, client_for: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a deposit with two files, and a store that fails on the second deletion
+    sender = client_for(world.agent62)
+    deposit_id = sent_deposit(sender, [world.ft62], files={"a.pdf": PDF, "b.pdf": PDF + b"x"})
+    _expire(app, deposit_id)
+    with app.app_context():
+        store = services().store
+        keys = [db.session.get(DepositFile, f).object_key for f in file_ids(app, deposit_id)]  # type: ignore[union-attr]
+        db.session.commit()
+        real_delete = store.delete
+        calls: list[str] = []
+
+        def failing_delete(key: str) -> None:
+            calls.append(key)
+            if len(calls) == 2:
+                raise storage.StorageUnavailable("store down (test)")
+            real_delete(key)
+
+        monkeypatch.setattr(store, "delete", failing_delete)
+        # When the purge destroys it
+        with pytest.raises(storage.StorageUnavailable):
+            purge_expired_deposits(db.session, store)
+        db.session.rollback()
+        # Then the destruction is recorded and the deposit out of reach, one key still live
+        assert db.session.get(Deposit, deposit_id).status == "destroyed"  # type: ignore[union-attr]
+        db.session.commit()
+        assert [store.exists(k) for k in keys].count(True) == 1
+        # And the next run, with the store back, shreds what is left without a second record
+        monkeypatch.setattr(store, "delete", real_delete)
+        assert finish_destructions(db.session, store, dry_run=True) == 1
+        assert finish_destructions(db.session, store) == 1
+        assert not any(store.exists(k) for k in keys)
+        assert finish_destructions(db.session, store) == 0
     assert len(audit_rows(app, AuditAction.DEPOSIT_DESTROYED)) == 1
