@@ -10,12 +10,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import audit
-from audit import AuditAction
+from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, RecoveryCode, Role, TokenPurpose, User, UserRole
 from portal.accounts.permissions import roles_allowed_for
 from portal.auth import services as auth
 from portal.auth.sessions import revoke_user_sessions
 from portal.db import utcnow
+from portal.mail import MailError
 from portal.orgs.models import Organisation, OrgKind
 from portal.services import Services
 
@@ -101,20 +102,33 @@ def activation_mail(svc: Services, user: User, token: str) -> tuple[str, str]:
 def send_activation(
     session: Session, svc: Services, new: NewAccount, ctx: audit.Context, actor: audit.Actor
 ) -> None:
-    """Record that the activation link is sent, then e-mail it (the caller commits).
+    """Record that the activation link is sent, commit, then e-mail it.
 
-    Fail closed: the row is written first, so a link whose sending cannot be recorded is never
-    sent; if the mail fails, the caller's rollback takes the row back.
+    Fail closed: a link whose sending cannot be recorded is never sent. The row (and whatever
+    the caller's transaction holds, such as a new token) is committed before the mail server is
+    called, so the trail's lock is never held while it answers. If the mail fails, a second row
+    says so and MailError propagates.
     """
+    target = audit.Target("user", new.user.id)
     audit.record(
-        session,
-        AuditAction.ACCOUNT_ACTIVATION_SENT,
-        actor=actor,
-        context=ctx,
-        target=audit.Target("user", new.user.id),
+        session, AuditAction.ACCOUNT_ACTIVATION_SENT, actor=actor, context=ctx, target=target
     )
+    session.commit()
     subject, body = activation_mail(svc, new.user, new.activation_token)
-    svc.mailer.send(new.user.email, subject, body)
+    try:
+        svc.mailer.send(new.user.email, subject, body)
+    except MailError:
+        audit.record(
+            session,
+            AuditAction.ACCOUNT_ACTIVATION_SENT,
+            actor=actor,
+            context=ctx,
+            target=target,
+            outcome=Outcome.FAILURE,
+            details={"error": "mail"},
+        )
+        session.commit()
+        raise
 
 
 def resend_activation(

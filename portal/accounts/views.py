@@ -300,8 +300,8 @@ def manage_action(user_id: str, action: str) -> Response:
                 "e-mail pour configurer sa nouvelle application."
             )
         elif action == "renvoyer-activation":
-            # One transaction: the new token (which voids the old one) and its row, then the
-            # mail; if the row cannot be written, the old link still works and nothing is sent.
+            # The new token (which voids the old one) commits with its row, before the mail: if
+            # the row cannot be written, the old link still works and nothing is sent.
             new = accounts.resend_activation(db.session, target, who, ctx)
             accounts.send_activation(db.session, svc, new, ctx, who)
             db.session.commit()

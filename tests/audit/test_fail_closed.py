@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+import audit
 from audit import AuditAction, AuditEvent
 from portal.accounts.models import AccountStatus, Role, User
 from portal.db import db
@@ -159,3 +161,33 @@ def test_no_activation_mail_leaves_when_its_sending_cannot_be_audited(
     assert response.status_code == 302
     assert len(smtp.to(pending.email)) == 1
     assert _count(app, AuditAction.ACCOUNT_ACTIVATION_SENT) == 1
+
+
+def test_an_activation_mail_that_fails_is_recorded_as_failed(
+    app: Flask, factory: Factory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from portal.accounts import services as accounts
+    from portal.accounts.models import TokenPurpose
+    from portal.auth import services as auth
+    from portal.mail import MailError
+    from portal.services import services
+
+    pending = factory.user(factory.org(), status=AccountStatus.PENDING)
+    with app.app_context():
+        svc = services()
+
+        def refuse(*args: object) -> None:
+            raise MailError("mail server down (test)")
+
+        monkeypatch.setattr(svc.mailer, "send", refuse)
+        user = db.session.get(User, pending.id)
+        assert user is not None
+        new = accounts.NewAccount(user, auth.issue_token(db.session, user, TokenPurpose.ACTIVATION))
+        with pytest.raises(MailError):
+            accounts.send_activation(db.session, svc, new, audit.NO_CONTEXT, audit.SYSTEM)
+        rows = db.session.execute(
+            sa.select(AuditEvent.outcome)
+            .where(AuditEvent.action == AuditAction.ACCOUNT_ACTIVATION_SENT)
+            .order_by(AuditEvent.seq)
+        ).scalars()
+        assert list(rows) == ["success", "failure"]
