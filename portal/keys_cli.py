@@ -50,6 +50,25 @@ def _keyring_job() -> Iterator[Keyring]:
         yield services().store.keyring
 
 
+@contextmanager
+def _recorded_if_it_fails(target: audit.Target, details: dict[str, object]) -> Iterator[None]:
+    """Write a failed KEY_ROTATED row if the block raises (the job stopped half-way: the
+    version was added, or some keys re-wrapped, and the trail must say so), then re-raise."""
+    try:
+        yield
+    except Exception as e:
+        from portal.db import db
+
+        db.session.rollback()
+        _record(
+            AuditAction.KEY_ROTATED,
+            target=target,
+            details={**details, "error": type(e).__name__},
+            failed=True,
+        )
+        raise
+
+
 def _record(
     action: AuditAction,
     *,
@@ -178,20 +197,18 @@ def keys_rotate_departement(code: str, no_rewrap: bool, batch_size: int) -> None
             click.echo(f"Le département {departement} n'a pas encore de clé.")
             raise SystemExit(1)
         version = keyring.rotate(departement)
+        target = audit.Target("departement-key", departement, departement=departement)
+        details: dict[str, object] = {"scope": "departement", "version": version}
         rewrapped = 0
         failed: tuple[str, ...] = ()
         if not no_rewrap:
-            report = keyring.rewrap(departement, batch_size=batch_size)
+            with _recorded_if_it_fails(target, details):
+                report = keyring.rewrap(departement, batch_size=batch_size)
             rewrapped, failed = report.rewrapped, report.failed
         _record(
             AuditAction.KEY_ROTATED,
-            target=audit.Target("departement-key", departement, departement=departement),
-            details={
-                "scope": "departement",
-                "version": version,
-                "rewrapped": rewrapped,
-                "failed": len(failed),
-            },
+            target=target,
+            details={**details, "rewrapped": rewrapped, "failed": len(failed)},
             failed=bool(failed),
         )
     click.echo(
@@ -302,7 +319,10 @@ def keys_rotate_master(new_key_file: Path | None, batch_size: int, dry_run: bool
                 f"{keyring.master_key_id}."
             )
             return
-        report = keyring.rewrap_master(batch_size=batch_size)
+        with _recorded_if_it_fails(
+            audit.Target("master-key", keyring.master_key_id), {"scope": "master"}
+        ):
+            report = keyring.rewrap_master(batch_size=batch_size)
         remaining = sum(not row.is_under_current_master_key for row in key_status(keyring))
         _record(
             AuditAction.KEY_ROTATED,

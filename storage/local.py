@@ -150,7 +150,7 @@ class LocalStore:
 
     def exists(self, key: str) -> bool:
         """Tell whether an object is stored under `key`."""
-        return self._path(key).is_file()
+        return _is(self._path(key), stat.S_ISREG)
 
     def size(self, key: str) -> int:
         """Return the stored size of the object in bytes."""
@@ -183,16 +183,21 @@ class LocalStore:
             if entry.name.startswith("."):
                 continue  # temporary files of puts in progress, never valid keys
             key = f"{key_prefix}/{entry.name}" if key_prefix else entry.name
-            if entry.is_dir(follow_symlinks=False):
+            try:
+                is_dir = entry.is_dir(follow_symlinks=False)
+                is_file = not is_dir and entry.is_file(follow_symlinks=False)
+            except OSError as e:
+                raise _translate(e) from e
+            if is_dir:
                 yield from self._walk(Path(entry.path), key)
-            elif entry.is_file(follow_symlinks=False):
+            elif is_file:
                 yield key
 
     def _make_dirs(self, directory: Path) -> None:
         """Create missing directories up to `directory` and make their entries durable."""
         missing = []
         current = directory
-        while current != self.root and not current.is_dir():
+        while current != self.root and not _is(current, stat.S_ISDIR):
             missing.append(current)
             current = current.parent
         for path in reversed(missing):
@@ -254,6 +259,21 @@ class _FileStream(Iterator[bytes]):
 
     def __del__(self) -> None:
         self._file.close()
+
+
+def _is(path: Path, kind: Callable[[int], bool]) -> bool:
+    """Whether *path* exists and is of *kind* (stat.S_ISREG...), not following symlinks at the end.
+
+    Unlike Path.is_file, an error other than "not there" (a stale NFS handle, EIO, EACCES) is
+    raised, translated, instead of being taken for "no such object".
+    """
+    try:
+        status = os.stat(path, follow_symlinks=False)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as e:
+        raise _translate(e) from e
+    return kind(status.st_mode)
 
 
 def _write_all(fd: int, data: Chunk) -> None:

@@ -176,6 +176,8 @@ class _Failure:
 
 
 _END = object()
+# Set on a Prefetcher's thread while it pulls from its source (see Prefetcher.close).
+_helper = threading.local()
 
 
 class Prefetcher(Iterator[bytes]):
@@ -195,6 +197,7 @@ class Prefetcher(Iterator[bytes]):
         self._thread.start()
 
     def _run(self, source: Iterator[bytes]) -> None:
+        _helper.running = True
         try:
             for chunk in source:
                 if not self._put(chunk):
@@ -203,7 +206,9 @@ class Prefetcher(Iterator[bytes]):
         except BaseException as e:  # handed over to the reading thread, which re-raises it
             self._put(_Failure(e))
         finally:
-            # The source is used by this thread only, so it is closed here too.
+            # The source is used by this thread only, so it is closed here too; closing it may
+            # close an inner Prefetcher, which must then wait for its own thread as usual.
+            _helper.running = False
             close = getattr(source, "close", None)
             if close is not None:
                 with contextlib.suppress(Exception):
@@ -234,6 +239,12 @@ class Prefetcher(Iterator[bytes]):
         """Stop reading ahead and release the source."""
         self._is_done = True
         self._stop.set()
+        if getattr(_helper, "running", False):
+            # Called from a helper thread's own loop, which only happens when the collector
+            # runs a finalizer there (an abandoned stream caught in a reference cycle). Waiting
+            # could wait for this very thread, or for one that waits for it: only ask it to stop.
+            # It stops at its next put and, unwinding, closes its source (see _run).
+            return
         while self._thread.is_alive():
             with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.01)

@@ -251,55 +251,49 @@ def decrypt(
     reader does with each segment (writing it to a socket or a file); `ahead=0` never starts one.
     Only authenticated plaintext is ever queued.
     """
-    try:
-        digest = bytes.fromhex(sha256)
-    except ValueError:
-        digest = b""
-    if len(digest) != 32:
-        raise IntegrityError("malformed recorded digest")
-    try:
-        segments = _segments(
-            chunks,
-            AESGCM(data_key),
-            associated=(object_key, departement),
-            max_kek_version=max_kek_version,
-            digest=digest,
-            rehash=BackgroundDigest() if verify_sha256 else None,
-        )
-        try:
-            yield from _pipelined(segments, ahead)
-        finally:
-            segments.close()
-    finally:
-        # Release the backend's file or HTTP body now, not whenever the collector runs. Any
-        # helper thread was joined above, so nothing else reads `chunks` any more.
-        close = getattr(chunks, "close", None)
-        if close is not None:
-            close()
+    segments = _segments(
+        chunks,
+        AESGCM(data_key),
+        associated=(object_key, departement),
+        max_kek_version=max_kek_version,
+        sha256=sha256,
+        rehash=BackgroundDigest() if verify_sha256 else None,
+    )
+    yield from _pipelined(segments, ahead)
 
 
 def _pipelined(segments: Generator[bytes, None, None], ahead: int) -> Generator[bytes, None, None]:
-    """Yield the empty marker once the first segment is authenticated, then every plaintext."""
-    first = next(segments, None)  # raises IntegrityError if the start of the object is forged
-    yield b""
-    if first is None:
-        return
-    if first:
-        yield first
-    for _ in range(INLINE_SEGMENTS):
-        plaintext = next(segments, None)
-        if plaintext is None:
-            return
-        yield plaintext
-    if ahead <= 0:
-        yield from segments
-        return
-    # From here the helper thread alone runs `segments`, until the end or until close().
-    rest = Prefetcher(segments, depth=ahead)
+    """Yield the empty marker once the first segment is authenticated, then every plaintext.
+
+    `segments` is closed (and with it the backend's stream) by whichever thread runs it last:
+    this generator's until the hand-over, the helper thread's after it.
+    """
+    handed_over = False
     try:
-        yield from rest
+        first = next(segments, None)  # raises IntegrityError if the start is forged
+        yield b""
+        if first is None:
+            return
+        if first:
+            yield first
+        for _ in range(INLINE_SEGMENTS):
+            plaintext = next(segments, None)
+            if plaintext is None:
+                return
+            yield plaintext
+        if ahead <= 0:
+            yield from segments
+            return
+        # From here the helper thread alone runs `segments`, until the end or until close().
+        handed_over = True
+        rest = Prefetcher(segments, depth=ahead)
+        try:
+            yield from rest
+        finally:
+            rest.close()
     finally:
-        rest.close()
+        if not handed_over:
+            segments.close()
 
 
 def _segments(
@@ -308,11 +302,21 @@ def _segments(
     *,
     associated: tuple[str, str],
     max_kek_version: int,
-    digest: bytes,
+    sha256: str,
     rehash: BackgroundDigest | None,
 ) -> Generator[bytes, None, None]:
-    """Yield each segment's plaintext once its tag is verified; the first may be empty."""
+    """Yield each segment's plaintext once its tag is verified; the first may be empty.
+
+    Owns `chunks`: closes it when it ends, fails or is closed, so the backend's file or HTTP
+    body is released now, not whenever the collector runs.
+    """
     try:
+        try:
+            digest = bytes.fromhex(sha256)
+        except ValueError:
+            digest = b""
+        if len(digest) != 32:
+            raise IntegrityError("malformed recorded digest")
         reader = _FileReader(chunks) if isinstance(chunks, ReadableStream) else _Reader(chunks)
         header_bytes = bytes(reader.read(HEADER_SIZE))
         header = Header.parse(header_bytes)
@@ -344,5 +348,10 @@ def _segments(
                 return
             counter += 1
     finally:
-        if rehash is not None:
-            rehash.close()
+        try:
+            if rehash is not None:
+                rehash.close()
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()

@@ -128,6 +128,22 @@ class NewDeposit:
     max_downloads: int | None = None
 
 
+_FLOWS_ONLY = (
+    "Les flux XML se déposent depuis la page « Flux XML » (ou POST /api/v1/flows) : "
+    "ils y sont vérifiés avant d'être transmis."
+)
+
+
+def _only_through_flows(deposit: Deposit, validated_flow: bool) -> None:
+    """Refuse to change a `flux_xml` draft other than through `deposit_flow`.
+
+    The flow's draft is its sender's while it is uploaded and validated: the generic routes
+    must neither add a file to it (delivered unvalidated with the flow) nor publish it early.
+    """
+    if deposit.category == Category.FLUX_XML and not validated_flow:
+        raise DepositError(_FLOWS_ONLY)
+
+
 def create_deposit(
     session: Session,
     sender: User,
@@ -146,10 +162,7 @@ def create_deposit(
     if request.category not in categories_of(sender):
         raise DepositError("Votre rôle ne permet pas de déposer ce type de contenu.")
     if request.category is Category.FLUX_XML and not validated_flow:
-        raise DepositError(
-            "Les flux XML se déposent depuis la page « Flux XML » (ou POST /api/v1/flows) : "
-            "ils y sont vérifiés avant d'être transmis."
-        )
+        raise DepositError(_FLOWS_ONLY)
     title = " ".join(request.title.split())
     if not 1 <= len(title) <= 200:
         raise DepositError("Le titre est obligatoire (200 caractères au plus).")
@@ -259,6 +272,7 @@ def add_file(
     *,
     size_limit: int,
     ctx: audit.Context,
+    validated_flow: bool = False,
 ) -> DepositFile:
     """Stream one file into the encrypted store and attach it to a draft deposit.
 
@@ -267,6 +281,7 @@ def add_file(
     """
     if deposit.status != DepositStatus.DRAFT or uploader.id != deposit.sender_id:
         raise DepositError("Ce dépôt n'accepte plus de fichiers.")
+    _only_through_flows(deposit, validated_flow)
     display_name = safe_filename(filename)
     deposit_id, departement = deposit.id, deposit.departement_code
     file_id = new_id()
@@ -340,10 +355,18 @@ def _destroy_quietly(store: storage.EncryptedStore, object_key: str) -> None:
         store.delete(object_key)
 
 
-def publish(session: Session, sender: User, deposit: Deposit, ctx: audit.Context) -> None:
+def publish(
+    session: Session,
+    sender: User,
+    deposit: Deposit,
+    ctx: audit.Context,
+    *,
+    validated_flow: bool = False,
+) -> None:
     """Make a draft visible to its recipients (notifications are sent by the caller)."""
     if deposit.status != DepositStatus.DRAFT or sender.id != deposit.sender_id:
         raise DepositError("Ce dépôt a déjà été envoyé.")
+    _only_through_flows(deposit, validated_flow)
     if not deposit.files:
         raise DepositError("Ajoutez au moins un fichier avant d'envoyer le dépôt.")
     if deposit.is_expired():

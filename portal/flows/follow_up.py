@@ -22,6 +22,7 @@ from portal.db import utcnow
 from portal.deposits.models import Deposit, DepositStatus, DownloadReceipt
 from portal.flows import calendar
 from portal.flows.models import FlowDeposit, FlowStatus
+from portal.flows.permissions import SENDER_SIDE
 from portal.flows.services import period_label
 from portal.flows.types import FlowType
 from portal.orgs.departements import DEPARTEMENTS
@@ -155,17 +156,26 @@ def follow_up(
         return []
     first = date(year, month, 1)
     last = (first + timedelta(days=32)).replace(day=1)
-    flows = list(
-        session.execute(
-            sa.select(FlowDeposit)
-            .where(
-                FlowDeposit.departement_code.in_(list(departements)),
-                FlowDeposit.period_start >= first - timedelta(days=7),
-                FlowDeposit.period_start < last,
-            )
-            .order_by(FlowDeposit.created_at)
-        ).scalars()
-    )
+    found = session.execute(
+        sa.select(FlowDeposit, Organisation.kind)
+        .join(Organisation, Organisation.id == FlowDeposit.sender_org_id)
+        .where(
+            FlowDeposit.departement_code.in_(list(departements)),
+            FlowDeposit.period_start >= first - timedelta(days=7),
+            FlowDeposit.period_start < last,
+        )
+        .order_by(FlowDeposit.created_at)
+    ).all()
+    # Only the side that sends a flow makes attempts at it: a CGPEM refused because France
+    # Travail tried to deposit it is no CGPEM of the département's, rejected or otherwise.
+    flows: list[FlowDeposit] = []
+    by_key: dict[tuple[str, str, date], list[FlowDeposit]] = {}
+    for flow, kind in found:
+        sent_type = flow.flow_type
+        if sent_type and SENDER_SIDE[FlowType(sent_type)] == OrgKind(kind):
+            flows.append(flow)
+            key = (flow.departement_code, sent_type, flow.period_start)
+            by_key.setdefault(key, []).append(flow)
     downloads: dict[str, datetime] = {}
     valid_ids = [f.deposit_id for f in flows if f.status == FlowStatus.VALID]
     if valid_ids:
@@ -177,12 +187,6 @@ def follow_up(
             .group_by(Deposit.id)
         ).all()
         downloads = {deposit_id: at for deposit_id, at in rows if at is not None}
-    by_key: dict[tuple[str, str, date], list[FlowDeposit]] = {}
-    for flow in flows:
-        if flow.flow_type:
-            by_key.setdefault(
-                (flow.departement_code, flow.flow_type, flow.period_start), []
-            ).append(flow)
     table: list[FollowUpRow] = []
     for departement in departements:
         for flow_type, period, due_at in expected_periods(departement, year, month):

@@ -20,6 +20,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.hashes import SHA256
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
@@ -44,7 +45,7 @@ from portal.flows.permissions import (
 from portal.flows.report import ValidationIssue, ValidationReport
 from portal.flows.rules import Rule
 from portal.flows.sanity import PeriodCounts, SanityFinding, Thresholds, compare_periods
-from portal.flows.types import FlowType, Periodicity, Severity
+from portal.flows.types import FlowType, Severity
 from portal.flows.validator import paris_today, validate
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
@@ -71,9 +72,10 @@ class FlowError(deposits.DepositError):
 # --- periods and lifetimes -------------------------------------------------------------------
 
 
-def is_weekly(flow_type: FlowType, periodicite: str | None = None) -> bool:
-    """PECDH is weekly; CGPEM too when its header says so (`H`), as the convention allows."""
-    return flow_type is FlowType.PECDH or periodicite == Periodicity.WEEKLY
+def is_weekly(flow_type: FlowType) -> bool:
+    """PECDH is weekly. CGPEM is monthly whatever its header says: the convention's table
+    copies the `H` of PECDH by mistake, and the validator accepts both (see the spec)."""
+    return flow_type is FlowType.PECDH
 
 
 def period_of(flow_type: FlowType, day: date) -> date:
@@ -90,11 +92,11 @@ def period_label(flow_type: FlowType | None, start: date) -> str:
     return f"{MONTHS_FR[start.month - 1]} {start.year}"
 
 
-def lifetime_days(svc: Services, flow_type: FlowType, periodicite: str | None) -> int:
+def lifetime_days(svc: Services, flow_type: FlowType) -> int:
     """Expiry from the settings, never more than the 90-day maximum of every deposit."""
     wanted = (
         svc.settings.weekly_flow_lifetime_days
-        if is_weekly(flow_type, periodicite)
+        if is_weekly(flow_type)
         else svc.settings.monthly_flow_lifetime_days
     )
     return max(1, min(wanted, MAX_LIFETIME.days))
@@ -129,7 +131,13 @@ def open_report(secret_key: str, flow: FlowDeposit) -> dict[str, Any] | None:
     if not flow.report_sealed or not flow.report_sealed.startswith("v1:"):
         return None
     raw = base64.urlsafe_b64decode(flow.report_sealed[3:])
-    plain = _report_aead(secret_key).decrypt(raw[:12], raw[12:], flow.id.encode())
+    try:
+        plain = _report_aead(secret_key).decrypt(raw[:12], raw[12:], flow.id.encode())
+    except InvalidTag:
+        # Sealed under another FILR_SECRET_KEY (rotated since): the report cannot be read any
+        # more; the flow's page says so instead of failing.
+        log.warning("flow report unreadable, sealed under another secret key (flow %s)", flow.id)
+        return None
     value: dict[str, Any] = json.loads(plain)
     return value
 
@@ -326,7 +334,7 @@ def deposit_flow(
     try:
         record = deposits.add_file(
             session, svc.store, user, draft, filename, chunks,
-            size_limit=svc.settings.max_upload_bytes, ctx=ctx,
+            size_limit=svc.settings.max_upload_bytes, ctx=ctx, validated_flow=True,
         )  # fmt: skip
     except BaseException:
         session.rollback()
@@ -353,6 +361,14 @@ def deposit_flow(
     period = period_of(flow_type or FlowType.CGPEM, report.date_reference or today)
     deposit = session.get(Deposit, deposit_id, populate_existing=True)
     assert deposit is not None  # noqa: S101 - created above, never deleted
+    # What is delivered is exactly the object just validated (the generic routes cannot touch
+    # a flow's draft, see deposits._only_through_flows; this holds even if one did).
+    if [f.object_key for f in deposit.files] != [object_key]:
+        session.rollback()
+        _discard(session, svc, user, deposit_id, ctx)
+        raise FlowError(
+            "Le dépôt a été modifié pendant sa vérification : déposez le fichier à nouveau."
+        )
     flow = FlowDeposit(
         deposit_id=deposit_id,
         departement_code=departement,
@@ -407,10 +423,8 @@ def deposit_flow(
     session.flush()
     flow.report_sealed = seal_report(svc.settings.secret_key, flow.id, report)
     deposit.title, deposit.title_sort = name, fold(name)
-    deposit.expires_at = deposit.created_at + timedelta(
-        days=lifetime_days(svc, flow_type, report.periodicite)
-    )
-    deposits.publish(session, user, deposit, ctx)
+    deposit.expires_at = deposit.created_at + timedelta(days=lifetime_days(svc, flow_type))
+    deposits.publish(session, user, deposit, ctx, validated_flow=True)
     audit.record(
         session,
         AuditAction.FLOW_VALIDATED,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
+from collections.abc import Callable, Iterator
 from datetime import date, timedelta
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from flask import Flask
@@ -20,6 +23,7 @@ from tests.flows.conftest import ClientFor, FlowWorld, Sample, deposit_file, sto
 from tests.support.services import SmtpSink, body_of
 
 THIS_MONTH = paris_today().replace(day=1)
+T = TypeVar("T")
 
 
 def test_valid_cgpem_is_delivered_to_france_travail_with_an_acknowledgement(
@@ -287,3 +291,126 @@ def test_every_flow_route_answers_404_to_another_departement(
     assert checked == 3 * len(ids)
     # and the denials are in the audit trail
     assert len(audit_rows(app, "access:denied")) >= checked
+
+
+def _in_thread(call: Callable[[], T]) -> T:
+    """Run *call* in another thread (another request while the flow's upload is under way)."""
+    out: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            out["value"] = call()
+        except BaseException as e:  # raised again below
+            out["error"] = e
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if "error" in out:
+        raise out["error"]
+    return cast(T, out["value"])
+
+
+def test_the_generic_routes_cannot_touch_a_flows_draft_while_it_is_validated(
+    app: Flask, fw: FlowWorld, sample: Sample, smtp: SmtpSink, api_for: Callable[..., Any]
+) -> None:
+    from audit import NO_CONTEXT
+    from portal.accounts.models import User
+    from portal.deposits.models import DepositFile
+    from portal.flows import services as flows
+    from portal.services import services
+
+    # Given a valid CGPEM being uploaded, and an invalid one in the same hands
+    good, _ = sample(FlowType.CGPEM, 5, date_reference=THIS_MONTH)
+    bad, _ = sample(FlowType.CGPEM, 5, errors=["fin.nb_dossier"], date_reference=THIS_MONTH)
+    script, france_travail = api_for(fw.tech62), api_for(fw.tech_ft)
+    side: dict[str, int] = {}
+
+    def draft_id() -> str:
+        with app.app_context():
+            return str(
+                db.session.execute(
+                    sa.select(Deposit.id).where(Deposit.status == DepositStatus.DRAFT)
+                ).scalar_one()
+            )
+
+    def chunks() -> Iterator[bytes]:
+        yield good[:100]
+        # When, mid-upload, the sender's token adds the invalid file to the flow's draft and
+        # publishes the draft through the generic deposit API
+        draft = _in_thread(draft_id)
+        side["upload"] = _in_thread(lambda: script.upload(draft, "other.xml", bad)).status_code
+        side["publish"] = _in_thread(
+            lambda: script.post(f"/api/v1/deposits/{draft}/publish")
+        ).status_code
+        side["recipient"] = _in_thread(
+            lambda: france_travail.get(f"/api/v1/deposits/{draft}")
+        ).status_code
+        yield good[100:]
+
+    with app.test_request_context():
+        user = db.session.get(User, fw.tech62.id)
+        outcome = flows.deposit_flow(
+            db.session, services(), user, "62", None, "export.xml", chunks(), NO_CONTEXT
+        )
+        deposit_id = outcome.flow.deposit_id
+        assert outcome.flow.is_valid
+    # Then both are refused and France Travail saw nothing of the draft
+    assert side["upload"] in (403, 409, 422), side
+    assert side["publish"] in (403, 409, 422), side
+    assert side["recipient"] == 404
+    # And what was delivered is the validated file alone
+    with app.app_context():
+        files = db.session.execute(
+            sa.select(DepositFile.filename).where(DepositFile.deposit_id == deposit_id)
+        ).scalars()
+        assert list(files) == ["export.xml"]
+    assert reread(app, Deposit, deposit_id).status == DepositStatus.AVAILABLE
+
+
+def test_a_cgpem_whose_header_says_weekly_lives_as_a_monthly_flow(
+    app: Flask, fw: FlowWorld, client_for: ClientFor, sample: Sample
+) -> None:
+    from portal.services import services
+
+    # Given a CGPEM whose header carries the `H` the convention's table copied from PECDH
+    data, _ = sample(FlowType.CGPEM, 3, date_reference=THIS_MONTH)
+    data = data.replace(b"<periodicite>M</periodicite>", b"<periodicite>H</periodicite>")
+    assert b"<periodicite>H</periodicite>" in data
+    response = deposit_file(client_for(fw.tech62), "62", data)
+    assert response.status_code == 201 and response.get_json()["is_valid"] is True
+    # Then it is kept as long as a monthly flow, not a weekly one
+    flow = reread(app, FlowDeposit, response.get_json()["id"])
+    deposit = reread(app, Deposit, flow.deposit_id)
+    with app.app_context():
+        monthly = services().settings.monthly_flow_lifetime_days
+        assert monthly != services().settings.weekly_flow_lifetime_days
+    assert (deposit.expires_at - deposit.created_at).days == min(monthly, 90)
+
+
+def test_a_report_sealed_under_a_former_secret_key_is_unavailable_not_an_error(
+    app: Flask, fw: FlowWorld, client_for: ClientFor, sample: Sample
+) -> None:
+    from types import SimpleNamespace
+
+    from portal.flows import services as flows
+    from portal.services import services
+
+    # Given a refused flow whose report was sealed under a secret key since rotated
+    data, _ = sample(FlowType.CGPEM, 3, errors=["fin.nb_dossier"], date_reference=THIS_MONTH)
+    tech62 = client_for(fw.tech62)
+    body = deposit_file(tech62, "62", data).get_json()
+    assert body["is_valid"] is False
+    assert tech62.get(f"/flux/depots/{body['id']}/rapport.csv").status_code == 200
+    with app.app_context():
+        flow = db.session.get(FlowDeposit, body["id"])
+        assert flow is not None
+        report = flows.open_report(services().settings.secret_key, flow)
+        assert report is not None
+        former = SimpleNamespace(to_dict=lambda: report)
+        flow.report_sealed = flows.seal_report("a former secret key", flow.id, former)  # type: ignore[arg-type]
+        db.session.commit()
+    # Then its pages answer, without the report
+    page = tech62.get(body["url"])
+    assert page.status_code == 200 and 'id="report"' not in page.get_data(as_text=True)
+    assert tech62.get(f"/flux/depots/{body['id']}/rapport.csv").status_code == 404

@@ -150,3 +150,20 @@ def test_a_withdrawn_flow_counts_as_not_delivered(
     withdrawn = tech62.post(f"/depots/{deposit_id}/retirer", data={"csrf_token": token})
     assert withdrawn.status_code == 302
     assert _statuses(app, ["62"])[("62", "CGPEM", NOVEMBER)] == "En retard"
+
+
+def test_a_flow_refused_because_the_other_side_sent_it_is_not_that_sides_attempt(
+    app: Flask, fw: FlowWorld, client_for: ClientFor, sample: Sample
+) -> None:
+    # Given France Travail depositing a CGPEM of 62 by mistake (refused: not its side's flow)
+    mistake = deposit_file(
+        client_for(fw.tech_ft), "62", sample(FlowType.CGPEM, 3, date_reference=NOVEMBER)[0]
+    )
+    assert mistake.status_code == 201 and mistake.get_json()["is_valid"] is False
+    _at(app, mistake.get_json()["id"], datetime(2026, 11, 18, 10, 0, tzinfo=PARIS))
+    # Then the département's CGPEM is still "expected", not "rejected", for both sides
+    with app.app_context():
+        rows = follow_up(db.session, ["62"], 2026, 11, now=NOW)
+    cgpem = next(r for r in rows if r.flow_type is FlowType.CGPEM)
+    assert cgpem.status is not FollowUpStatus.REJECTED
+    assert cgpem.rejected_attempts == 0 and cgpem.flow_id is None

@@ -179,7 +179,11 @@ def test_master_key_rotation_is_idempotent_and_resumes_after_a_crash(
     assert "2 clés de département reprises" in _run(["rotate-master"]).output
     assert "0 clés de département reprises" in _run(["rotate-master"]).output
     assert {kek["master_key_id"] for kek in _status()["keks"]} == {new_id}
-    assert [d["rewrapped"] for d in _details(stored, AuditAction.KEY_ROTATED)] == [2, 0]
+    # And the trail says the first run stopped half-way, then what each later run did
+    failed, *done = _details(stored, AuditAction.KEY_ROTATED)
+    assert failed == {"scope": "master", "error": "StorageUnavailable"}
+    assert audit_rows(stored, AuditAction.KEY_ROTATED)[0].outcome == "failure"
+    assert [d["rewrapped"] for d in done] == [2, 0]
     _read_all(make_app)
 
 

@@ -596,3 +596,23 @@ def test_orphans_are_ciphertexts_without_a_live_key(encrypted: EncryptedStore) -
 
     assert found == {shredded, crashed}
     assert live not in found
+
+
+def test_malformed_recorded_digest_releases_the_backend_and_its_threads(
+    encrypted: EncryptedStore, keyring: Keyring
+) -> None:
+    import threading
+
+    # Given a large object (read ahead from S3) whose key row holds a malformed digest
+    key = put(encrypted, random_bytes(90 * SEGMENT))
+    keystore = keyring.keystore
+    assert isinstance(keystore, MemoryKeyStore)
+    record = keystore.get_data_key(key)
+    assert record is not None
+    keystore._data_keys[key] = dataclasses.replace(record, sha256="not hex")
+    before = threading.active_count()
+    # When it is opened, Then it is refused and no helper thread is left reading the backend
+    for _ in range(3):
+        with pytest.raises(IntegrityError):
+            encrypted.open(key)
+    assert threading.active_count() == before

@@ -172,3 +172,24 @@ def test_a_missing_object_fails_at_get_not_at_first_read(tmp_path: Path) -> None
 
     with pytest.raises(ObjectNotFound):
         store.get("missing")
+
+
+def test_a_stale_mount_is_unavailable_not_a_missing_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a stored object on a mount whose server went away (NFS answers ESTALE)
+    store = LocalStore(tmp_path / "objects")
+    store.put("a/b", [b"x"])
+    real_stat = os.stat
+
+    def stale(path: object, *args: object, **kwargs: object) -> os.stat_result:
+        if str(path).startswith(str(store.root)):
+            raise OSError(errno.ESTALE, os.strerror(errno.ESTALE))
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", stale)
+    # Then asking for it says "try later", never "no such object" nor a raw OSError
+    with pytest.raises(StorageUnavailable):
+        store.exists("a/b")
+    with pytest.raises(StorageUnavailable):
+        store.put("c/d", [b"y"])

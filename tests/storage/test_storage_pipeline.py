@@ -128,3 +128,33 @@ def test_worker_raises_the_function_error_in_the_caller() -> None:
     with pytest.raises(OSError, match="disk full"):
         worker.finish()
     assert handled == [b"inline"]
+
+
+def test_prefetcher_closed_from_its_own_thread_stops_without_waiting_for_itself() -> None:
+    # A finalizer run by the collector on the helper thread (an abandoned stream caught in a
+    # reference cycle) may close the Prefetcher from that very thread: it must not wait for
+    # itself, and the thread must still stop and release its source.
+    closed = threading.Event()
+    returned = threading.Event()
+    holder: list[Prefetcher] = []
+    ready = threading.Event()
+
+    def source() -> Iterator[bytes]:
+        try:
+            yield b"a"
+            assert ready.wait(5)
+            holder[0].close()  # on the helper thread, as such a finalizer would
+            returned.set()
+            while True:
+                yield b"x"
+        finally:
+            closed.set()
+
+    stream = Prefetcher(source(), depth=1)
+    holder.append(stream)
+    ready.set()
+
+    assert returned.wait(5), "close() called on the helper thread waited for itself"
+    assert closed.wait(5), "the helper thread did not release its source"
+    stream._thread.join(5)
+    assert not stream._thread.is_alive()
