@@ -109,22 +109,34 @@ def filter_conditions(
 SEQ_TIME_MARGIN = timedelta(hours=1)
 
 
+def _shifted(moment: datetime | None, delta: timedelta) -> datetime | None:
+    """*moment* + *delta*; None when there is none or it lies beyond the calendar's ends."""
+    if moment is None:
+        return None
+    try:
+        return moment + delta
+    except OverflowError:  # no row lies out there: the period needs no bound on that side
+        return None
+
+
 def seq_bounds(session: Session, flt: AuditFilter) -> list[sa.ColumnElement[bool]]:
     """Conditions on seq equivalent to the period of *flt* (see SEQ_TIME_MARGIN)."""
     conditions: list[sa.ColumnElement[bool]] = []
-    if flt.start is not None:
+    low = _shifted(flt.start, -SEQ_TIME_MARGIN)
+    high = _shifted(flt.end, SEQ_TIME_MARGIN)
+    if low is not None:
         before = session.execute(
             sa.select(AuditEvent.seq)
-            .where(AuditEvent.occurred_at < flt.start - SEQ_TIME_MARGIN)
+            .where(AuditEvent.occurred_at < low)
             .order_by(AuditEvent.occurred_at.desc())
             .limit(1)
         ).scalar_one_or_none()
         if before is not None:
             conditions.append(AuditEvent.seq > before)
-    if flt.end is not None:
+    if high is not None:
         after = session.execute(
             sa.select(AuditEvent.seq)
-            .where(AuditEvent.occurred_at >= flt.end + SEQ_TIME_MARGIN)
+            .where(AuditEvent.occurred_at >= high)
             .order_by(AuditEvent.occurred_at)
             .limit(1)
         ).scalar_one_or_none()

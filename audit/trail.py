@@ -263,6 +263,42 @@ def _verify_query(dialect: str) -> str:
     )
 
 
+@dataclass
+class _Walk:
+    """Where a walk along the chain stopped: the next seq expected, the hash it must chain to."""
+
+    next_seq: int
+    prev: str
+    checked: int = 0
+    broken_seq: int | None = None
+    reason: str | None = None
+
+
+def _walk(cursor: Any, query: str, walk: _Walk, upto: int, batch: int) -> None:
+    """Verify the rows after ``walk.next_seq - 1`` up to *upto*, in keyset batches."""
+    last = walk.next_seq - 1
+    while True:
+        cursor.execute(query, (last, upto, batch))
+        rows = cursor.fetchall()
+        for row in rows:
+            seq = int(row[0])
+            if seq != walk.next_seq:
+                walk.broken_seq, walk.reason = walk.next_seq, "missing row"
+                return
+            if row[13] != walk.prev:
+                walk.broken_seq, walk.reason = seq, "broken link"
+                return
+            if _fast_digest(walk.prev, row) != row[14]:
+                walk.broken_seq, walk.reason = seq, "content altered"
+                return
+            walk.prev = row[14]
+            walk.next_seq = seq + 1
+            walk.checked += 1
+        if len(rows) < batch:
+            return
+        last = int(rows[-1][0])
+
+
 def verify_chain(
     session: Session, *, upto_seq: int | None = None, batch: int = 10000
 ) -> VerificationResult:
@@ -280,37 +316,37 @@ def verify_chain(
         ).one_or_none()
         head = (int(row[0]), str(row[1])) if row is not None else None
     checkpoint = latest_checkpoint(session)
-    prev = checkpoint.hash if checkpoint else GENESIS_HASH
-    last = checkpoint.seq if checkpoint else 0
     start = checkpoint.seq if checkpoint else None
-    expected_seq = last + 1
-    checked = 0
+    walk = _Walk(
+        next_seq=checkpoint.seq + 1 if checkpoint else 1,
+        prev=checkpoint.hash if checkpoint else GENESIS_HASH,
+    )
     upto = upto_seq if upto_seq is not None else (head[0] if head is not None else 2**62)
     query = _verify_query(session.get_bind().dialect.name)
     cursor = session.connection().connection.cursor()
     try:
         while True:
-            cursor.execute(query, (last, upto, batch))
-            rows = cursor.fetchall()
-            for row in rows:
-                seq = int(row[0])
-                if seq != expected_seq:
-                    return VerificationResult(checked, expected_seq, "missing row", prev, start)
-                if row[13] != prev:
-                    return VerificationResult(checked, seq, "broken link", prev, start)
-                if _fast_digest(prev, row) != row[14]:
-                    return VerificationResult(checked, seq, "content altered", prev, start)
-                prev = row[14]
-                expected_seq = seq + 1
-                checked += 1
-            if len(rows) < batch:
+            _walk(cursor, query, walk, upto, batch)
+            is_short = walk.reason is None and head is not None and walk.next_seq <= head[0]
+            if walk.reason != "missing row" and not is_short:
                 break
-            last = int(rows[-1][0])
+            # Rows missing: the retention purge may have committed a batch since the checkpoint
+            # was read (each batch is its own transaction, and on PostgreSQL every statement
+            # sees the latest commits). Its newer checkpoint, when it covers the first missing
+            # row, vouches for the rows deleted; the walk goes on from it, and the next row must
+            # chain to its hash. A deletion no checkpoint covers is still reported.
+            newer = latest_checkpoint(session)
+            if newer is None or newer.seq < walk.next_seq:
+                break
+            start = newer.seq
+            walk = _Walk(next_seq=newer.seq + 1, prev=newer.hash, checked=walk.checked)
     finally:
         cursor.close()
-    if head is not None:
-        if expected_seq <= head[0]:  # rows at the end of the chain were deleted
-            return VerificationResult(checked, expected_seq, "missing row", prev, start)
-        if head[1] != prev:
-            return VerificationResult(checked, head[0], "head does not match last row", prev, start)
-    return VerificationResult(checked, None, None, prev, start)
+    broken, reason = walk.broken_seq, walk.reason
+    if reason is None and head is not None:
+        if walk.next_seq <= head[0]:  # rows at the end of the chain were deleted
+            broken, reason = walk.next_seq, "missing row"
+        # (A checkpoint past the head read first vouches for that head: it was purged.)
+        elif walk.next_seq == head[0] + 1 and head[1] != walk.prev:
+            broken, reason = head[0], "head does not match last row"
+    return VerificationResult(walk.checked, broken, reason, walk.prev, start)

@@ -1,9 +1,9 @@
 """Alert detection: a plain function that scans the new audit rows and raises alerts.
 
 The job (`filr jobs alerts`, every minute) keeps a cursor on the audit sequence in
-`alert_job_state`, so each row is looked at once; an alert still open for the same kind and
-subject is updated (occurrences, last seen) rather than raised again. E-mails carry no personal
-data: the kind of alert and a link to the workspace.
+`alert_job_state`, so each row is looked at once; an alert still open for the same kind,
+subject and scope is updated (occurrences, last seen) rather than raised again. E-mails carry no
+personal data: the kind of alert and a link to the workspace.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 import audit
 from audit import AuditAction, AuditEvent, Outcome
@@ -311,7 +311,9 @@ def _new_networks(session: Session, events: Sequence[AuditEvent]) -> list[Hit]:
         # A first log-in has no history to compare with: activation is not an anomaly.
         if not earlier or network in earlier:
             continue
-        org = session.get(Organisation, e.actor_org_id) if e.actor_org_id else None
+        # Scoped by organisation only, like an MFA replay: a log-in row has no département, so
+        # officers of the organisation's département (France Travail's territorial ones) could
+        # not see in their journal the rows the alert is about.
         hits.append(
             Hit(
                 kind=AlertKind.NEW_NETWORK,
@@ -322,7 +324,6 @@ def _new_networks(session: Session, events: Sequence[AuditEvent]) -> list[Hit]:
                 first_seq=e.seq,
                 last_seq=e.seq,
                 organisation_id=e.actor_org_id,
-                departement=org.departement_code if org else None,
                 details={"network": network},
             )
         )
@@ -426,7 +427,12 @@ def _merge_details(old: str, new: dict[str, Any]) -> str:
     return json.dumps(merged, sort_keys=True)
 
 
-_AlertKey = tuple[str, str, str]
+# Kind, subject, and scope (département, organisation): who is told is part of the identity.
+_AlertKey = tuple[str, str, str, str | None, str | None]
+
+
+def _same(column: InstrumentedAttribute[str | None], value: str | None) -> sa.ColumnElement[bool]:
+    return column.is_(None) if value is None else column == value
 
 
 def raise_alert(
@@ -435,11 +441,20 @@ def raise_alert(
     ctx: audit.Context,
     cache: dict[_AlertKey, SecurityAlert] | None = None,
 ) -> tuple[SecurityAlert, bool]:
-    """Raise *hit*, or fold it into the open alert of the same kind and subject (True: new).
+    """Raise *hit*, or fold it into the open alert of the same kind, subject and scope.
 
+    Returns the alert and True when it is new. A detection in another scope (another
+    département, another organisation) opens its own alert: folded into one of a different
+    scope, its officers would never hear of it and the other scope's would read about it.
     *cache* keeps the open alerts already met in this run (one query per subject, not per hit).
     """
-    key = (str(hit.kind), hit.subject_type, hit.subject_id[:64])
+    key = (
+        str(hit.kind),
+        hit.subject_type,
+        hit.subject_id[:64],
+        hit.departement,
+        hit.organisation_id,
+    )
     cache = {} if cache is None else cache
     alert = (
         cache.get(key)
@@ -449,6 +464,8 @@ def raise_alert(
                 SecurityAlert.kind == hit.kind,
                 SecurityAlert.subject_type == hit.subject_type,
                 SecurityAlert.subject_id == key[2],
+                _same(SecurityAlert.departement_code, hit.departement),
+                _same(SecurityAlert.organisation_id, hit.organisation_id),
                 SecurityAlert.status == AlertStatus.NEW,
             )
             .order_by(SecurityAlert.created_at.desc())
@@ -610,10 +627,67 @@ def security_officers(session: Session) -> list[User]:
     )
 
 
+# Who was already e-mailed about an alert, kept in its details under this key (ids only,
+# never an address): a refused mailbox must not make the others receive the alert every minute.
+NOTIFICATION_KEY = "_notification"
+# Failed deliveries to one officer before the job gives up on that officer for this alert:
+# half an hour at one run a minute rides out a relay restart, not a mailbox that refuses.
+MAIL_MAX_ATTEMPTS = 30
+
+
+@dataclass
+class _Notification:
+    """The e-mail bookkeeping of one alert: officers mailed, failed attempts per officer."""
+
+    mailed: set[str] = field(default_factory=set)
+    attempts: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, alert: SecurityAlert) -> _Notification:
+        """The bookkeeping stored in *alert*'s details (empty when there is none)."""
+        try:
+            stored = json.loads(alert.details).get(NOTIFICATION_KEY)
+        except (ValueError, AttributeError):
+            stored = None
+        if not isinstance(stored, dict):
+            return cls()
+        mailed = stored.get("mailed")
+        attempts = stored.get("attempts")
+        return cls(
+            mailed={str(i) for i in mailed} if isinstance(mailed, list) else set(),
+            attempts={str(k): int(v) for k, v in attempts.items() if isinstance(v, int)}
+            if isinstance(attempts, dict)
+            else {},
+        )
+
+    def is_done_for(self, officer_id: str) -> bool:
+        """True when *officer_id* was mailed, or its mailbox given up on."""
+        return officer_id in self.mailed or self.attempts.get(officer_id, 0) >= MAIL_MAX_ATTEMPTS
+
+    def store(self, alert: SecurityAlert) -> None:
+        """Write the bookkeeping into *alert*'s details, keeping the detection details."""
+        try:
+            details = json.loads(alert.details)
+        except ValueError:
+            details = {}
+        if not isinstance(details, dict):
+            details = {}
+        details[NOTIFICATION_KEY] = {
+            "mailed": sorted(self.mailed),
+            "attempts": {k: v for k, v in sorted(self.attempts.items()) if k not in self.mailed},
+        }
+        alert.details = json.dumps(details, sort_keys=True)
+
+
 def notify_new_alerts(
     session: Session, mailer: Mailer, base_url: str, now: datetime, report: AlertReport
 ) -> None:
-    """E-mail every alert not yet notified to the security officers whose scope covers it."""
+    """E-mail every alert not yet notified to the security officers whose scope covers it.
+
+    Each officer is mailed once per alert: those already mailed are remembered in the alert's
+    details, so a failed delivery is retried for its recipient only, at most
+    `MAIL_MAX_ATTEMPTS` times. The alert is notified once every officer is mailed or given up on.
+    """
     from portal.securite.permissions import can_see_alert
     from portal.securite.services import scope_for
 
@@ -626,25 +700,40 @@ def notify_new_alerts(
     )
     if not pending:
         return
-    officers = [(o.email, scope_for(session, o)) for o in security_officers(session)]
+    officers = [(o.id, o.email, scope_for(session, o)) for o in security_officers(session)]
     session.commit()  # no transaction is held while the relay is slow
     for alert in pending:
         subject, body = alert_mail(alert, base_url)
-        failed = False
-        for email, scope in officers:
-            if not can_see_alert(scope, alert):
+        notification = _Notification.of(alert)
+        mailed: set[str] = set()
+        failed: set[str] = set()
+        for officer_id, email, scope in officers:
+            if not can_see_alert(scope, alert) or notification.is_done_for(officer_id):
                 continue
             try:
                 mailer.send(email, subject, body)
             except MailError:
                 log.warning("alert e-mail not delivered (alert %s)", alert.id)
                 report.mails_failed += 1
-                failed = True
+                failed.add(officer_id)
             else:
                 report.mails_sent += 1
-        if not failed:  # a failed delivery is retried at the next run
+                mailed.add(officer_id)
+        # Re-read the alert: a concurrent scan may have folded a detection into its details.
+        session.refresh(alert)
+        notification = _Notification.of(alert)
+        notification.mailed |= mailed
+        for officer_id in failed - notification.mailed:
+            notification.attempts[officer_id] = notification.attempts.get(officer_id, 0) + 1
+        if mailed or failed:
+            notification.store(alert)
+        if all(
+            notification.is_done_for(officer_id)
+            for officer_id, _email, scope in officers
+            if can_see_alert(scope, alert)
+        ):
             alert.notified_at = now
-            session.commit()
+        session.commit()
 
 
 def run_alert_job(

@@ -48,11 +48,19 @@ def action_choices() -> list[tuple[str, str]]:
     return families + [(str(a), str(a)) for a in AuditAction]
 
 
+# The days a period may name. The calendar's ends cannot be searched: "the day after
+# 9999-12-31" and 0001-01-01 in Paris time (in UTC, the year 0) overflow `datetime`. A day out
+# of range is brought back to the nearest bound, which selects the same rows.
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(2999, 12, 31)
+
+
 def _day(value: str | None) -> date | None:
     try:
-        return datetime.strptime(value or "", "%Y-%m-%d").date()
+        day = datetime.strptime(value or "", "%Y-%m-%d").date()
     except ValueError:
         return None
+    return min(max(day, FIRST_DAY), LAST_DAY)
 
 
 def _paris_midnight(day: date) -> datetime:

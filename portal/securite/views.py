@@ -276,13 +276,21 @@ def alert(alert_id: str) -> str:
         details = json.loads(item.details)
     except ValueError:
         details = {}
+    if not isinstance(details, dict):
+        details = {}
     organisation = (
         db.session.get(Organisation, item.organisation_id) if item.organisation_id else None
     )
     return render_template(
         "securite/alert.html",
         alert=item,
-        details=[(DETAIL_LABELS.get(k, k), v) for k, v in sorted(details.items())],
+        # Keys starting with "_" are the job's own bookkeeping (who was e-mailed), not details
+        # of the detection.
+        details=[
+            (DETAIL_LABELS.get(k, k), v)
+            for k, v in sorted(details.items())
+            if not k.startswith("_")
+        ],
         organisation=organisation,
         form=EmptyForm(),
     )

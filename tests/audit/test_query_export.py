@@ -177,3 +177,15 @@ def test_a_period_far_from_both_ends_is_searched_through_a_seq_range(engine: sa.
         # And the rows of the period, exactly, are found, both ways
         assert _seqs(audit.search(session, window, Scope(None))) == [5, 4, 3]
         assert _seqs(list(audit.iter_matching(session, window, Scope(None), batch=2))) == [3, 4, 5]
+
+
+def test_a_period_at_the_ends_of_the_calendar_is_searched_without_overflow(
+    engine: sa.Engine,
+) -> None:
+    _seed(engine)
+    # Given a period from the first to the last moment a datetime can hold
+    flt = AuditFilter(start=datetime.min.replace(tzinfo=UTC), end=datetime.max.replace(tzinfo=UTC))
+    # When it is searched and streamed, Then every row comes back (no OverflowError)
+    with Session(engine) as session:
+        assert len(audit.search(session, flt, Scope(departements=None), limit=100)) == 7
+        assert len(list(audit.iter_matching(session, flt, Scope(departements=None)))) == 7

@@ -6,7 +6,8 @@ import csv
 import io
 import json
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 import audit
-from audit import AuditAction, AuditCheckpoint, AuditEvent, Outcome
+from audit import AuditAction, AuditCheckpoint, AuditEvent, Outcome, trail
 from audit.retention import RetentionRefused, head_of_day, months_before, purge_expired_events
 from portal.accounts.models import Role
 from portal.cli import main
@@ -140,6 +141,76 @@ def test_purge_refuses_to_destroy_a_broken_part_of_the_chain(engine: sa.Engine) 
         purge_expired_events(session, cutoff=months_before(NOW, 12))
     with Session(engine) as session:
         assert session.execute(sa.select(sa.func.count(AuditEvent.id))).scalar_one() == 7
+
+
+@contextmanager
+def _purging_session(engine: sa.Engine, verifying: Session) -> Iterator[Session]:
+    """A session for a purge that lands while *verifying* reads the chain."""
+    if engine.dialect.name == "postgresql":
+        # Another connection, as on another server: each batch commits while the
+        # verification's transaction is open (READ COMMITTED: its next statement sees it).
+        with Session(engine) as session:
+            yield session
+        return
+    # On SQLite the verification holds the write lock (BEGIN IMMEDIATE, portal.db), so another
+    # connection would wait for its end: the purge runs on the verification's own connection,
+    # each of its commits a savepoint the verification's next read sees.
+    with Session(bind=verifying.connection(), join_transaction_mode="create_savepoint") as session:
+        yield session
+
+
+def _verify_with_a_purge_after_row(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, row: int
+) -> audit.VerificationResult:
+    """Verify in batches of 2 while the retention purge runs once *row* is hashed."""
+    digest = trail._fast_digest
+    armed = [True]
+    with Session(engine) as session:
+
+        def digest_then_purge(prev_hash: str, values: Sequence[object]) -> str:
+            if armed[0] and values[0] == row:
+                armed[0] = False
+                with _purging_session(engine, session) as purging:
+                    purge_expired_events(purging, cutoff=months_before(NOW, 12), batch=3)
+            return digest(prev_hash, values)
+
+        monkeypatch.setattr(trail, "_fast_digest", digest_then_purge)
+        result = audit.verify_chain(session, batch=2)
+        session.commit()  # on SQLite, the purge's savepoints with it
+    assert armed == [False]
+    return result
+
+
+def test_a_purge_committed_between_two_batches_of_a_verification_is_no_broken_chain(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given 6 rows older than the retention and 4 recent ones
+    _write(engine, 6, OLD)
+    _write(engine, 4, NOW - timedelta(days=1))
+    # When the purge deletes rows 1-6 (checkpoints at 3 and 6) after the verification's first
+    # batch (rows 1 and 2), before its second
+    result = _verify_with_a_purge_after_row(engine, monkeypatch, 2)
+    # Then the verification goes on from the purge's checkpoint: no false "missing row"
+    assert result.is_valid, (result.first_broken_seq, result.reason)
+    assert result.checkpoint_seq == 6
+    with Session(engine) as session:
+        assert session.execute(sa.select(sa.func.min(AuditEvent.seq))).scalar_one() == 7
+        assert audit.verify_chain(session).is_valid
+
+
+def test_a_row_deleted_outside_the_purge_is_still_reported_when_a_purge_runs_meanwhile(
+    engine: sa.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write(engine, 6, OLD)
+    _write(engine, 4, NOW - timedelta(days=1))
+    # Given a recent row deleted behind the application's back (no checkpoint covers it)
+    with engine.begin() as conn:
+        conn.execute(sa.delete(AuditEvent).where(AuditEvent.seq == 9))
+    # When the purge commits between two batches of the verification
+    result = _verify_with_a_purge_after_row(engine, monkeypatch, 2)
+    # Then the deleted row is still named
+    assert not result.is_valid
+    assert (result.first_broken_seq, result.reason) == (9, "missing row")
 
 
 def test_head_of_a_day_is_its_last_row(engine: sa.Engine) -> None:

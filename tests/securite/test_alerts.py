@@ -3,22 +3,31 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import event
 
 import audit
 from audit import AuditAction, AuditEvent, Outcome
+from portal.accounts.models import Role, User
 from portal.db import db, utcnow
-from portal.securite.alerts import AlertReport, network_of, run_alert_job
+from portal.mail import MailError
+from portal.orgs.models import OrgKind
+from portal.securite import alerts as alerts_module
+from portal.securite.alerts import NOTIFICATION_KEY, AlertReport, network_of, run_alert_job
 from portal.securite.models import AlertJobState, AlertKind, AlertStatus, SecurityAlert
+from portal.securite.services import scope_for, visible_alerts
 from portal.services import services
+from tests.conftest import Factory
 from tests.securite.conftest import Emit, World
 from tests.support.services import SmtpSink, body_of
 
+LoginAs = Callable[..., FlaskClient]
 NOW = utcnow().replace(microsecond=0) - timedelta(hours=2)
 
 
@@ -199,6 +208,79 @@ def test_access_refused_inside_ones_own_departement_or_to_an_unknown_id_raises_n
     assert alerts_of(app) == []
 
 
+def test_a_refusal_on_59_after_one_on_62_opens_its_own_alert_for_the_officers_of_59(
+    app: Flask, world: World, factory: Factory, emit: Emit, smtp: SmtpSink, login_as: LoginAs
+) -> None:
+    # Given an agent of 80 refused a deposit of 62, and the alert raised for 62
+    org80 = factory.org(OrgKind.DEPARTEMENT, "80", name="CD 80")
+    agent80 = factory.user(org80, (Role.AGENT,), email="agent80@example.org")
+    emit(
+        AuditAction.ACCESS_DENIED,
+        agent80,
+        outcome=Outcome.DENIED,
+        target=audit.Target("deposit", "a" * 32, "62"),
+        at=NOW,
+    )
+    run_job(app)
+    [alert62] = alerts_of(app, AlertKind.FOREIGN_ACCESS)
+    assert smtp.to(world.officer59.email) == []
+    # When the same agent is refused a deposit of 59 while that alert is still open
+    emit(
+        AuditAction.ACCESS_DENIED,
+        agent80,
+        outcome=Outcome.DENIED,
+        target=audit.Target("deposit", "b" * 32, "59"),
+        at=NOW + timedelta(minutes=5),
+    )
+    report = run_job(app)
+    # Then a second alert, scoped to 59, is raised and mailed to the officer of 59
+    assert (report.raised, report.updated) == (1, 0)
+    alerts = {a.departement_code: a for a in alerts_of(app, AlertKind.FOREIGN_ACCESS)}
+    assert set(alerts) == {"62", "59"} and alerts["62"].id == alert62.id
+    assert alerts["59"].organisation_id == org80
+    assert len(smtp.to(world.officer59.email)) == 1
+    # And the alert of 62 says nothing of 59, in its details or on its page
+    assert alerts["62"].occurrences == 1
+    assert "59" not in alerts["62"].details
+    c = login_as(world.officer62, on=app.test_client())
+    html = c.get(f"/securite/alertes/{alert62.id}").get_data(as_text=True)
+    assert "<dt>Départements visés</dt><dd>62</dd>" in html
+
+
+def test_an_ip_alert_of_62_does_not_absorb_failures_on_accounts_of_59(
+    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+) -> None:
+    # Given 20 failures from one IP on an account of 62: an IP alert for the organisation of 62
+    failures(emit, world.agent62, 20, start=NOW, every=timedelta(seconds=10), ip="198.51.100.7")
+    run_job(app)
+    [ip62] = alerts_of(app, AlertKind.LOGIN_FAILURES_IP)
+    assert ip62.organisation_id == world.org62
+    smtp.clear()
+    # When, 40 minutes later, the same IP fails 20 times on an account of 59
+    failures(
+        emit,
+        world.agent59,
+        20,
+        start=NOW + timedelta(minutes=40),
+        every=timedelta(seconds=10),
+        ip="198.51.100.7",
+    )
+    run_job(app)
+    # Then the officers of 59 get an IP alert of their own, and its e-mail
+    by_org = {a.organisation_id: a for a in alerts_of(app, AlertKind.LOGIN_FAILURES_IP)}
+    assert set(by_org) == {world.org62, world.org59}
+    assert by_org[world.org62].occurrences == ip62.occurrences
+    assert by_org[world.org62].last_seen_at == ip62.last_seen_at
+    mails59 = [body_of(m) for m in smtp.to(world.officer59.email)]
+    assert any(f"/securite/alertes/{by_org[world.org59].id}" in body for body in mails59)
+    assert smtp.to(world.officer62.email) == []
+    with app.app_context():
+        officer59 = db.session.get(User, world.officer59.id)
+        seen = visible_alerts(db.session, scope_for(db.session, officer59))
+        assert by_org[world.org59].id in {a.id for a in seen}
+        assert ip62.id not in {a.id for a in seen}
+
+
 # --- download surge ----------------------------------------------------------------------
 
 
@@ -265,7 +347,25 @@ def test_log_in_from_a_new_network_raises_an_alert_for_a_privileged_account_only
     [alert] = alerts_of(app, AlertKind.NEW_NETWORK)
     assert alert.subject_id == world.gest62.id
     assert '"192.0.2.0/24"' in alert.details
-    assert alert.departement_code == "62" and alert.organisation_id == world.org62
+    assert alert.departement_code is None and alert.organisation_id == world.org62
+
+
+def test_a_new_network_alert_goes_to_the_organisation_not_to_france_travail_of_its_departement(
+    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+) -> None:
+    # Given an account manager of 62 logging in from a second network (log-in rows carry no
+    # département: only the officers of the organisation and the national ones can read them)
+    emit(AuditAction.LOGIN_SUCCESS, world.gest62, ip="203.0.113.5", at=NOW)
+    emit(AuditAction.LOGIN_SUCCESS, world.gest62, ip="192.0.2.99", at=NOW + timedelta(minutes=1))
+    # When the job runs
+    run_job(app)
+    # Then the alert is scoped to the organisation only
+    [alert] = alerts_of(app, AlertKind.NEW_NETWORK)
+    assert alert.departement_code is None and alert.organisation_id == world.org62
+    # And it is mailed to the officers of 62 and the national ones, not to France Travail's 62
+    assert len(smtp.to(world.officer62.email)) == 1
+    assert len(smtp.to(world.officer_national.email)) == 1
+    assert smtp.to(world.officer_ft62.email) == []
 
 
 def test_ipv6_networks_are_compared_on_their_48_bit_prefix(
@@ -401,6 +501,79 @@ def test_an_unreachable_relay_leaves_the_alert_to_be_mailed_at_the_next_run(
     report = run_job(app)
     assert report.mails_sent >= 1
     assert len(smtp.to(world.officer62.email)) == 1
+
+
+class RefusingMailer:
+    """Delivers to every address but one, whose mailbox refuses every message."""
+
+    def __init__(self, refused: str) -> None:
+        self.refused = refused
+        self.sent: list[str] = []
+        self.attempts = 0
+
+    def send(self, to: str, subject: str, body: str) -> None:
+        if to == self.refused:
+            self.attempts += 1
+            raise MailError("550 mailbox unavailable")
+        self.sent.append(to)
+
+
+def run_with(app: Flask, mailer: RefusingMailer) -> AlertReport:
+    with app.app_context():
+        return run_alert_job(
+            db.session, services().settings, mailer, utcnow(), audit.Context(user_agent="test-job")
+        )
+
+
+def refusal_of_62_on_59(emit: Emit, world: World) -> None:
+    """An alert seen by the officers of 59, of 62 and the national one."""
+    emit(
+        AuditAction.ACCESS_DENIED,
+        world.agent62,
+        outcome=Outcome.DENIED,
+        target=audit.Target("deposit", "d" * 32, "59"),
+    )
+
+
+def test_one_refused_mailbox_does_not_make_the_other_officers_receive_the_alert_again(
+    app: Flask, world: World, emit: Emit, login_as: LoginAs
+) -> None:
+    # Given an alert for the officers of 59, 62 and the national one, and 59's mailbox refusing
+    refusal_of_62_on_59(emit, world)
+    mailer = RefusingMailer(world.officer59.email)
+    # When the job runs three times
+    reports = [run_with(app, mailer) for _ in range(3)]
+    # Then the others received the alert exactly once, and 59's delivery was tried each time
+    assert mailer.sent.count(world.officer62.email) == 1
+    assert mailer.sent.count(world.officer_national.email) == 1
+    assert len(mailer.sent) == 2 and mailer.attempts == 3
+    assert [r.mails_failed for r in reports] == [1, 1, 1]
+    [alert] = alerts_of(app)
+    assert alert.notified_at is None
+    # And the bookkeeping holds ids only, and is not shown as a detail of the detection
+    assert world.officer62.id in alert.details and "@" not in alert.details
+    c = login_as(world.officer62, on=app.test_client())
+    html = c.get(f"/securite/alertes/{alert.id}").get_data(as_text=True)
+    assert "<dt>Départements visés</dt><dd>59</dd>" in html
+    for hidden in (NOTIFICATION_KEY, world.officer62.id, world.officer59.id, "attempts"):
+        assert hidden not in html
+
+
+def test_a_refused_mailbox_is_given_up_after_a_bounded_number_of_attempts(
+    app: Flask, world: World, emit: Emit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given at most 3 attempts per officer, and 59's mailbox refusing every message
+    monkeypatch.setattr(alerts_module, "MAIL_MAX_ATTEMPTS", 3)
+    refusal_of_62_on_59(emit, world)
+    mailer = RefusingMailer(world.officer59.email)
+    # When the job runs five times
+    for _ in range(5):
+        run_with(app, mailer)
+    # Then 59 was tried three times, the others mailed once, and the alert counts as notified
+    assert mailer.attempts == 3
+    assert sorted(mailer.sent) == sorted([world.officer62.email, world.officer_national.email])
+    [alert] = alerts_of(app)
+    assert alert.notified_at is not None
 
 
 def test_the_first_run_looks_back_one_day_only(app: Flask, world: World, emit: Emit) -> None:

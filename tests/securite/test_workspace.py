@@ -243,6 +243,25 @@ def test_filters_narrow_the_search_and_each_search_is_audited(
     assert details["source_ip"] == "198.51.100.1" and details["view"] == "search"
 
 
+@pytest.mark.parametrize(
+    "period", ["au=9999-12-31", "du=0001-01-01", "du=0001-01-01&au=9999-12-31", "du=9999-12-31"]
+)
+def test_a_period_at_the_ends_of_the_calendar_answers_a_page_not_an_error(
+    app: Flask, world: World, emit: Emit, login_as: LoginAs, period: str
+) -> None:
+    # Given a row of 62 today
+    emit(AuditAction.LOGIN_SUCCESS, world.agent62, details={"marker": "m-agent62"})
+    c = as_officer(app, login_as, world.officer62)
+    # When the officer searches and exports a period reaching the calendar's ends
+    html = page(c, f"/securite/journal?{period}")
+    export = c.get(f"/securite/journal/export.csv?{period}")
+    # Then both answer (the day is brought back within the searchable range), no error
+    assert export.status_code == 200
+    csv_text = export.get_data(as_text=True)
+    expected = not period.startswith("du=9999")
+    assert ("m-agent62" in html) is expected and ("m-agent62" in csv_text) is expected
+
+
 def test_an_email_in_the_user_field_becomes_the_account_id_before_any_url(
     app: Flask, world: World, emit: Emit, login_as: LoginAs
 ) -> None:
