@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
-from flask import Flask, abort, send_from_directory
+from flask import Flask, Request, abort, send_from_directory
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
+from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers.response import Response
 
@@ -42,10 +44,32 @@ def _load_user_from_session(_request: object) -> User | None:
     return user
 
 
+class PortalRequest(Request):
+    """A request whose multipart file parts are refused, never spooled to a temporary file.
+
+    The portal takes files only as a raw request body, encrypted as it arrives. Werkzeug would
+    otherwise write any multipart file part above 500 KB to a temporary file, in plaintext,
+    as soon as anything reads `request.form` (CSRFProtect does, on every POST).
+    """
+
+    def _get_file_stream(
+        self,
+        total_content_length: int | None,
+        content_type: str | None,
+        filename: str | None = None,
+        content_length: int | None = None,
+    ) -> IO[bytes]:
+        raise UnsupportedMediaType(
+            "Envoyez le fichier comme corps de la requête (application/octet-stream), "
+            "pas dans un formulaire multipart."
+        )
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the portal for *settings* (default: `Settings.from_env()`)."""
     settings = settings or Settings.from_env()
     app = Flask(__name__)
+    app.request_class = PortalRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,
         FILR_SETTINGS=settings,

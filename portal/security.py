@@ -5,7 +5,17 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import Flask, Response, g, redirect, render_template, request, session, url_for
+from flask import (
+    Flask,
+    Response,
+    abort,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
@@ -67,7 +77,19 @@ def install(app: Flask) -> None:
     # CSRFProtect is initialised before this module, so its hook would run first: a request it
     # rejects would get no request id, and a session found expired by a form post (the usual
     # case after a long idle time) would go unaudited. Both hooks therefore run first.
-    app.before_request_funcs.setdefault(None, [])[:0] = [_request_id, _session_expiry_audit]
+    def _refuse_nul() -> None:
+        # A NUL character is never part of a valid path or parameter, and PostgreSQL refuses it
+        # in text: refused here, it can reach neither a query nor (in an error) the log.
+        if "\x00" in request.path:
+            abort(404)
+        if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
+            abort(400)
+
+    app.before_request_funcs.setdefault(None, [])[:0] = [
+        _request_id,
+        _refuse_nul,
+        _session_expiry_audit,
+    ]
 
     @app.before_request
     def _deny_by_default() -> BaseResponse | None:

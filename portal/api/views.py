@@ -442,7 +442,11 @@ def _new_deposit(body: object) -> deposits.NewDeposit:
 def deposit_create() -> tuple[Response, int, dict[str, str]]:
     """Create a draft deposit; files are then uploaded one by one, and the draft published."""
     user = the_user()
-    wanted = _new_deposit(request.get_json(silent=True))
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # nested deeper than the parser goes: not a deposit either
+        body = None
+    wanted = _new_deposit(body)
     try:
         deposit = deposits.create_deposit(db.session, user, wanted, audit_context())
     except deposits.DepositError as e:

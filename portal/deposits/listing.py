@@ -106,9 +106,14 @@ def decode_cursor(cursor: str) -> list[Any] | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         values = json.loads(raw)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, RecursionError):
         return None
-    return values if isinstance(values, list) and len(values) == 2 else None
+    if not isinstance(values, list) or len(values) != 2:
+        return None
+    # Both values go into SQL comparisons: strings only, and no NUL (PostgreSQL refuses it).
+    if not all(isinstance(v, str) and "\x00" not in v for v in values):
+        return None
+    return values
 
 
 def list_deposits(session: Session, user: User, filters: Filters, limit: int = PAGE_SIZE) -> Page:
@@ -130,6 +135,9 @@ def list_deposits(session: Session, user: User, filters: Filters, limit: int = P
                 ),
             ),
             Deposit.status != DepositStatus.DRAFT,
+            # Never published (a draft withdrawn, purged or refused): no recipient sees it (see
+            # can_see_deposit), so it must not take a place on the page either.
+            Deposit.published_at.is_not(None),
         )
     elif filters.box == "envoyes":
         stmt = stmt.where(mine)
@@ -195,6 +203,8 @@ def list_deposits(session: Session, user: User, filters: Filters, limit: int = P
                 at = datetime.fromisoformat(str(cursor[0]))
             except ValueError:
                 at = None
+            if at is not None and at.tzinfo is None:
+                at = None  # ours always carry their offset; a naive one cannot be compared
             if at is not None:
                 # Expanded row comparison: portable (SQLite has no tuple comparison on dates
                 # stored as text with time zones) and still served by the composite index.
@@ -214,7 +224,7 @@ def list_deposits(session: Session, user: User, filters: Filters, limit: int = P
                     )
     stmt = stmt.order_by(*order).limit(limit + 1)
     if received:
-        # What is received (not a draft, addressed to the user or its organisation, in one of
+        # What is received (published, addressed to the user or its organisation, in one of
         # its spaces and categories) is always visible, so the page is chosen without the
         # visibility rule, and the rule then filters that page: it can only ever remove rows.
         # In one query, PostgreSQL evaluates the rule's EXISTS (behind an OR) by hashing every

@@ -27,7 +27,12 @@ from portal.deposits import services as deposits
 from portal.deposits.forms import NewDepositForm
 from portal.deposits.listing import PAGE_SIZE, Filters, list_deposits
 from portal.deposits.models import CATEGORY_LABELS, Category, Deposit
-from portal.deposits.permissions import can_download, can_withdraw, categories_of
+from portal.deposits.permissions import (
+    can_download,
+    can_withdraw,
+    categories_of,
+    is_sender_side,
+)
 from portal.deposits.sniff import content_disposition
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.permissions import spaces_of
@@ -209,7 +214,10 @@ def show(deposit_id: str) -> str | BaseResponse:
         flow = flow_of_deposit(db.session, deposit.id)
         if flow is not None:  # the flow's page: validation, sanity, flag, and the same files
             return redirect(url_for("flows.show", flow_id=flow.id))
-    receipts = deposits.receipts_of(db.session, deposit)
+    # The acknowledgement of receipt is the sending side's, as in the API: a recipient does not
+    # learn who, in another recipient organisation (a provider, France Travail), downloaded what.
+    sender_side = is_sender_side(user, deposit)
+    receipts = deposits.receipts_of(db.session, deposit) if sender_side else []
     sender = db.session.get(User, deposit.sender_id)
     taken_by = db.session.get(User, deposit.taken_by_id) if deposit.taken_by_id else None
     return render_template(
@@ -218,6 +226,7 @@ def show(deposit_id: str) -> str | BaseResponse:
         sender=sender,
         taken_by=taken_by,
         receipts=receipts,
+        show_receipts=sender_side,
         can_download=can_download(user, deposit),
         can_withdraw=can_withdraw(user, deposit),
         can_take=deposit.status == "available"
