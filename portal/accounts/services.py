@@ -13,6 +13,7 @@ import audit
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, RecoveryCode, Role, TokenPurpose, User, UserRole
 from portal.accounts.permissions import roles_allowed_for
+from portal.api import services as api_tokens
 from portal.auth import services as auth
 from portal.auth.sessions import revoke_user_sessions
 from portal.db import utcnow
@@ -183,8 +184,21 @@ def revoke(session: Session, user: User, actor: audit.Actor, ctx: audit.Context)
     user.password_hash = None
 
 
-def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Context) -> str:
-    """Remove the user's authenticator and recovery codes; return an enrolment token (72 h)."""
+@dataclass(frozen=True)
+class MfaReset:
+    """An MFA reset: the enrolment token (to be e-mailed) and how many API tokens were revoked."""
+
+    enrolment_token: str
+    api_tokens_revoked: int
+
+
+def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Context) -> MfaReset:
+    """Remove the user's authenticator, recovery codes, sessions and API tokens; return an
+    enrolment token (72 h).
+
+    An MFA reset is a recovery step after a lost or compromised factor: an API token created
+    meanwhile would keep the account open to its holder, so it is revoked with the sessions.
+    """
     if user.status != AccountStatus.ACTIVE:
         raise AccountError("Seul un compte actif peut être réinitialisé.")
     user.totp_secret = None
@@ -200,4 +214,5 @@ def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Conte
         context=ctx,
         target=audit.Target("user", user.id),
     )
-    return token
+    revoked = api_tokens.revoke_all_tokens(session, user, actor=actor, ctx=ctx, reason="mfa_reset")
+    return MfaReset(token, revoked)

@@ -18,8 +18,8 @@ from portal.accounts.forms import (
 )
 from portal.accounts.models import ROLE_LABELS, Role, User
 from portal.accounts.permissions import can_manage_account, can_manage_accounts, roles_allowed_for
+from portal.auth import notices, totp
 from portal.auth import services as auth
-from portal.auth import totp
 from portal.auth.models import ServerSession
 from portal.auth.sessions import revoke_user_sessions
 from portal.db import db
@@ -287,17 +287,25 @@ def manage_action(user_id: str, action: str) -> Response:
             verb(db.session, target, who, ctx)
             db.session.commit()
         elif action == "reinitialiser-mfa":
-            token = accounts.reset_mfa(db.session, target, who, ctx)
+            reset = accounts.reset_mfa(db.session, target, who, ctx)
             db.session.commit()
-            link = svc.settings.base_url + url_for("auth.mfa_enrol", token=token)
+            link = svc.settings.base_url + url_for("auth.mfa_enrol", token=reset.enrolment_token)
+            body = render_template("mails/mfa_reset.txt", link=link, manager=actor.full_name)
             svc.mailer.send(
                 target.email,
                 "Fil'R : votre double authentification a été réinitialisée",
-                render_template("mails/mfa_reset.txt", link=link, manager=actor.full_name),
+                notices.with_paragraphs(
+                    body, notices.api_tokens_revoked_for_owner(reset.api_tokens_revoked)
+                ),
             )
-            message = (
-                "La double authentification a été réinitialisée ; la personne a reçu un "
-                "e-mail pour configurer sa nouvelle application."
+            message = " ".join(
+                m
+                for m in (
+                    "La double authentification a été réinitialisée ; la personne a reçu un "
+                    "e-mail pour configurer sa nouvelle application.",
+                    notices.api_tokens_revoked_for_manager(reset.api_tokens_revoked),
+                )
+                if m
             )
         elif action == "renvoyer-activation":
             # The new token (which voids the old one) commits with its row, before the mail: if

@@ -137,16 +137,53 @@ def revoke_token(session: Session, user: User, token_id: str, ctx: audit.Context
     if token is None or token.user_id != user.id:
         return False
     if token.revoked_at is None:
-        token.revoked_at = utcnow()
-        audit.record(
-            session,
-            AuditAction.TOKEN_REVOKED,
-            actor=user.audit_actor,
-            context=ctx,
-            target=_target(token),
-            details={"name": token.name},
-        )
+        _revoke(session, token, user.audit_actor, ctx, {"name": token.name})
     return True
+
+
+def revoke_all_tokens(
+    session: Session, user: User, *, actor: audit.Actor, ctx: audit.Context, reason: str
+) -> int:
+    """Revoke every usable token of *user* after an account-recovery step; returns how many.
+
+    A password reset or an MFA reset follows a suspected compromise: a token created by whoever
+    held the account would otherwise outlive the recovery, as a session would (OWASP ASVS 4.0.3,
+    V3.3.3). One audit row per token, with *reason*, as for a revocation by its owner (the
+    caller commits).
+    """
+    now = utcnow()
+    usable = list(
+        session.execute(
+            sa.select(ApiToken)
+            .where(
+                ApiToken.user_id == user.id,
+                ApiToken.revoked_at.is_(None),
+                ApiToken.expires_at > now,
+            )
+            .order_by(ApiToken.created_at, ApiToken.id)
+        ).scalars()
+    )
+    for token in usable:
+        _revoke(session, token, actor, ctx, {"name": token.name, "reason": reason})
+    return len(usable)
+
+
+def _revoke(
+    session: Session,
+    token: ApiToken,
+    actor: audit.Actor,
+    ctx: audit.Context,
+    details: dict[str, str],
+) -> None:
+    token.revoked_at = utcnow()
+    audit.record(
+        session,
+        AuditAction.TOKEN_REVOKED,
+        actor=actor,
+        context=ctx,
+        target=_target(token),
+        details=details,
+    )
 
 
 def authenticate(session: Session, secret: str, ctx: audit.Context) -> Grant | None:

@@ -20,8 +20,10 @@ from portal.accounts.models import (
     User,
     UserToken,
 )
+from portal.api import services as api_tokens
 from portal.auth import totp
 from portal.auth.passwords import MIN_LENGTH, MIN_LENGTH_PRIVILEGED, password_problems
+from portal.auth.sessions import revoke_user_sessions
 from portal.auth.throttle import account_key, ip_key
 from portal.db import utcnow
 from portal.services import Services
@@ -194,16 +196,22 @@ def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def issue_token(session: Session, user: User, purpose: TokenPurpose) -> str:
-    """Create a single-use token for *user*, invalidating earlier ones of the same purpose."""
-    now = utcnow()
-    session.execute(
+def void_tokens(session: Session, user: User, purpose: TokenPurpose) -> int:
+    """Mark every unused token of *purpose* of *user* as used; returns how many were voided."""
+    result = session.execute(
         sa.update(UserToken)
         .where(
             UserToken.user_id == user.id, UserToken.purpose == purpose, UserToken.used_at.is_(None)
         )
-        .values(used_at=now)
+        .values(used_at=utcnow())
     )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def issue_token(session: Session, user: User, purpose: TokenPurpose) -> str:
+    """Create a single-use token for *user*, invalidating earlier ones of the same purpose."""
+    void_tokens(session, user, purpose)
+    now = utcnow()
     raw = secrets.token_urlsafe(32)
     session.add(
         UserToken(
@@ -263,9 +271,53 @@ def check_new_password(user: User, password: str, confirmation: str) -> list[str
 
 
 def set_password(session: Session, svc: Services, user: User, password: str) -> None:
-    """Store the argon2id hash of *password* (already checked against the policy)."""
+    """Store the argon2id hash of *password* (already checked against the policy).
+
+    Every reset link still unused stops working: it was asked for before this password was
+    chosen, so whoever reads the mailbox (or an old mail) must not override the new choice.
+    The MFA enrolment link of a manager's reset is left alone here: a password change from
+    "Mon compte" was made by someone who proved the password, the second factor and the
+    password again, so the link's pair (mailbox + password) is not weakened by it. A reset by
+    e-mail does weaken it, and `complete_password_reset` voids that link too.
+    """
     user.password_hash = svc.argon2.hash(password)
     user.password_changed_at = utcnow()
+    void_tokens(session, user, TokenPurpose.PASSWORD_RESET)
+
+
+@dataclass(frozen=True)
+class PasswordReset:
+    """What a password reset by e-mail swept away besides the old password."""
+
+    api_tokens_revoked: int
+    mfa_enrolment_voided: bool
+
+
+def complete_password_reset(
+    session: Session, svc: Services, user: User, password: str, ctx: audit.Context
+) -> PasswordReset:
+    """Set the password chosen from a reset link and sweep what a compromise may have left.
+
+    A reset is the recovery step after a compromise, so it ends every session, revokes every
+    API token and voids the MFA enrolment link of a pending manager's reset: that link asks for
+    the password as a second proof besides the mailbox, and a reset by e-mail has just handed
+    the password to whoever reads the mailbox. The person then asks the manager for a new MFA
+    reset. The caller has consumed the reset token and commits.
+    """
+    set_password(session, svc, user, password)
+    revoke_user_sessions(session, user.id)
+    voided = void_tokens(session, user, TokenPurpose.MFA_ENROLMENT)
+    audit.record(
+        session,
+        AuditAction.PASSWORD_RESET,
+        actor=user.audit_actor,
+        context=ctx,
+        details={"mfa_enrolment_link_voided": True} if voided else None,
+    )
+    revoked = api_tokens.revoke_all_tokens(
+        session, user, actor=user.audit_actor, ctx=ctx, reason="password_reset"
+    )
+    return PasswordReset(api_tokens_revoked=revoked, mfa_enrolment_voided=bool(voided))
 
 
 def replace_recovery_codes(session: Session, user: User) -> list[str]:

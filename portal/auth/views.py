@@ -8,10 +8,10 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from werkzeug.wrappers.response import Response
 
 import audit
-from audit import AuditAction
+from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, TokenPurpose, User, UserToken
+from portal.auth import notices, totp
 from portal.auth import services as auth
-from portal.auth import totp
 from portal.auth.forms import (
     ForgotPasswordForm,
     LoginForm,
@@ -21,6 +21,7 @@ from portal.auth.forms import (
 )
 from portal.auth.sessions import revoke_user_sessions
 from portal.db import db, utcnow
+from portal.mail import deliver
 from portal.services import services
 from portal.web import actor_of, audit_context, portal_session, safe_next, the_user
 
@@ -87,11 +88,26 @@ def forgot_password() -> str | Response:
             )
             db.session.commit()
             link = svc.settings.base_url + url_for("auth.reset_password", token=raw)
-            svc.mailer.send(
+            # A mail outage must not answer differently from an unknown address (a 500 would
+            # tell that the account exists): the failure is logged by id and audited, and the
+            # person sees the usual answer.
+            if not deliver(
+                svc.mailer,
                 user.email,
                 "Fil'R : réinitialisation de votre mot de passe",
                 render_template("mails/password_reset.txt", link=link),
-            )
+                what="password reset mail",
+                about=f"user {user.id}",
+            ):
+                audit.record(
+                    db.session,
+                    AuditAction.PASSWORD_RESET_REQUESTED,
+                    actor=actor_of(user),
+                    context=audit_context(),
+                    outcome=Outcome.FAILURE,
+                    details={"error": "mail"},
+                )
+                db.session.commit()
         flash(
             "Si un compte actif correspond à cette adresse, un lien de réinitialisation valable "
             "30 minutes vient d'y être envoyé.",
@@ -113,7 +129,8 @@ def _token_or_404(raw: str, purpose: TokenPurpose) -> tuple[Any, User]:
 
 @bp.route("/mot-de-passe/reinitialiser/<token>", methods=["GET", "POST"])
 def reset_password(token: str) -> str | Response:
-    """Choose a new password from an e-mailed link; MFA stays as it was."""
+    """Choose a new password from an e-mailed link; MFA stays, the rest is swept (see
+    `complete_password_reset`) and the page and mail say what was."""
     row, user = _token_or_404(token, TokenPurpose.PASSWORD_RESET)
     if user.status != AccountStatus.ACTIVE:
         abort(404)
@@ -122,21 +139,22 @@ def reset_password(token: str) -> str | Response:
     if form.validate_on_submit():
         problems = auth.check_new_password(user, form.password.data, form.confirmation.data)
         if not problems and auth.consume_token(db.session, row):
-            auth.set_password(db.session, services(), user, form.password.data)
-            revoke_user_sessions(db.session, user.id)
-            audit.record(
-                db.session,
-                AuditAction.PASSWORD_RESET,
-                actor=actor_of(user),
-                context=audit_context(),
+            done = auth.complete_password_reset(
+                db.session, services(), user, form.password.data, audit_context()
             )
             db.session.commit()
+            swept = (
+                notices.api_tokens_revoked_for_owner(done.api_tokens_revoked),
+                notices.MFA_ENROLMENT_LINK_VOIDED if done.mfa_enrolment_voided else "",
+            )
             services().mailer.send(
                 user.email,
                 "Fil'R : votre mot de passe a été modifié",
-                render_template("mails/password_changed.txt"),
+                notices.with_paragraphs(render_template("mails/password_changed.txt"), *swept),
             )
-            flash("Votre mot de passe a été modifié. Connectez-vous avec votre code.", "success")
+            next_step = "" if done.mfa_enrolment_voided else "Connectez-vous avec votre code."
+            message = ["Votre mot de passe a été modifié.", next_step, *swept]
+            flash(" ".join(m for m in message if m), "success")
             return redirect(url_for("auth.login"))
     return render_template(
         "auth/new_password.html",
@@ -174,7 +192,7 @@ def activate(token: str) -> str | Response:
 
 
 @bp.route("/mfa/enrolement/<token>", methods=["GET", "POST"])
-def mfa_enrol(token: str) -> str | Response:
+def mfa_enrol(token: str) -> str | Response | tuple[str, int]:
     """After an MFA reset: prove the password, then enrol a new authenticator."""
     row, user = _token_or_404(token, TokenPurpose.MFA_ENROLMENT)
     if user.status != AccountStatus.ACTIVE:
@@ -182,13 +200,25 @@ def mfa_enrol(token: str) -> str | Response:
     form = PasswordThenTotpForm()
     error = None
     if form.validate_on_submit():
-        if services().argon2.verify(user.password_hash, form.password.data):
+        # Whoever holds the link must not get an unthrottled password oracle: the check counts
+        # against the account's re-authentication key and every failure is audited.
+        result = auth.reauthenticate(
+            db.session, services(), user, form.password.data, audit_context(), "mfa_enrolment_link"
+        )
+        db.session.commit()  # failures and their audit rows outlive this page
+        if result.ok:
             portal_session()["enrol"] = {
                 "user_id": user.id,
                 "token_id": row.id,
                 "secret": totp.new_secret(),
             }
             return redirect(url_for("auth.activate_totp"))
+        if result.retry_after is not None:
+            error = (
+                "Trop de tentatives avec un mot de passe incorrect. "
+                f"Réessayez dans {result.retry_after} secondes."
+            )
+            return render_template("auth/mfa_enrol.html", form=form, error=error), 429
         error = "Mot de passe incorrect."
     return render_template("auth/mfa_enrol.html", form=form, error=error)
 
