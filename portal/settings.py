@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 ENV_PREFIX = "FILR_"
 AUDIT_RETENTION_MIN, AUDIT_RETENTION_MAX = 6, 36
+MFA_FAILURES_MIN, MFA_FAILURES_MAX = 3, 100
 
 
 class SettingsError(ValueError):
@@ -95,6 +96,9 @@ class Settings:
     throttle_ip_per_minute: int = 20
     api_requests_per_minute: int = 300
     throttle_max_delay_seconds: int = 900
+    # Second-factor failures after which the account's log-ins are refused until a password
+    # reset by e-mail or an MFA reset (portal.auth.services.mfa_failures_capped).
+    mfa_failures_max: int = 10
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     max_upload_bytes: int = 2 * 1024**3
@@ -170,6 +174,7 @@ class Settings:
             throttle_account_per_minute=_int("THROTTLE_ACCOUNT_PER_MINUTE", 5, minimum=1),
             throttle_ip_per_minute=_int("THROTTLE_IP_PER_MINUTE", 20, minimum=1),
             api_requests_per_minute=_int("API_REQUESTS_PER_MINUTE", 300, minimum=1),
+            mfa_failures_max=_int("MFA_FAILURES_MAX", 10),
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1),
             s3_endpoint_url=_env("S3_ENDPOINT_URL") or None,
             s3_region=_env("S3_REGION") or None,
@@ -197,6 +202,11 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}AUDIT_RETENTION_MONTHS must be between {AUDIT_RETENTION_MIN} "
                 f"and {AUDIT_RETENTION_MAX} (months), not {self.audit_retention_months}"
+            )
+        if not MFA_FAILURES_MIN <= self.mfa_failures_max <= MFA_FAILURES_MAX:
+            raise SettingsError(
+                f"{ENV_PREFIX}MFA_FAILURES_MAX must be between {MFA_FAILURES_MIN} "
+                f"and {MFA_FAILURES_MAX}, not {self.mfa_failures_max}"
             )
 
     @property

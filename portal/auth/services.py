@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import audit
-from audit import AuditAction, Outcome
+from audit import AuditAction, AuditEvent, Outcome
 from portal.accounts.models import (
     PRIVILEGED_ROLES,
     AccountStatus,
@@ -74,10 +75,12 @@ def reauthenticate(
     """Check the current password before a sensitive change, throttled like the log-in.
 
     A stolen session must not become a password-guessing oracle: failures count against the
-    account's own re-authentication key and are audited (the caller commits).
+    account's own re-authentication key and are audited (the caller commits the audit row; the
+    attempt itself is in the shared store before the password is checked).
     """
     key = "reauth:" + user.id
-    verdict = svc.throttle.check(key, svc.settings.throttle_account_per_minute)
+    # Counted before the (slow) verification, so parallel requests cannot all slip through.
+    verdict = svc.throttle.attempt(key, svc.settings.throttle_account_per_minute)
     if not verdict.allowed:
         audit.record(
             session,
@@ -91,7 +94,6 @@ def reauthenticate(
     if svc.argon2.verify(user.password_hash, password):
         svc.throttle.reset(key)
         return Reauthentication(True)
-    svc.throttle.fail(key)
     audit.record(
         session,
         AuditAction.REAUTH_FAILURE,
@@ -103,6 +105,52 @@ def reauthenticate(
     return Reauthentication(False)
 
 
+# Second-factor failures count until the account proves itself again: a log-in, a password
+# reset by e-mail (the mailbox) or a new authenticator. The manager's MFA_RESET is recorded
+# under the manager; until the user's MFA_ENROLLED follows it no log-in can succeed anyway (no
+# authenticator). The audit trail is the counter, so no new state is needed.
+MFA_FAILURE_ACTIONS = (AuditAction.MFA_FAILURE, AuditAction.MFA_REPLAY)
+MFA_FAILURES_RESET_BY = (
+    AuditAction.LOGIN_SUCCESS,
+    AuditAction.PASSWORD_RESET,
+    AuditAction.MFA_ENROLLED,
+)
+
+
+def mfa_failures_capped(session: Session, user: User, maximum: int) -> bool:
+    """Has *user* had *maximum* second-factor failures since last proving the account?
+
+    The per-minute throttle leaves a guesser who holds the password and tries one code every
+    16 s about 1.6 % a day against a 6-digit code (three codes valid at a time); this cap stops
+    that for good until the mailbox (password reset) or the manager (MFA reset) steps in. Two
+    probes of the (actor_id, seq) index: the newest resetting event, then at most *maximum*
+    failures after it. Called only once the password is verified: unknown accounts and wrong
+    passwords cost no more than before, and the cap confirms no account.
+    """
+    since = session.execute(
+        sa.select(AuditEvent.seq)
+        .where(
+            AuditEvent.actor_id == user.id,
+            AuditEvent.action.in_([str(a) for a in MFA_FAILURES_RESET_BY]),
+            AuditEvent.outcome == Outcome.SUCCESS,
+        )
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    failures = (
+        sa.select(AuditEvent.id)
+        .where(
+            AuditEvent.actor_id == user.id,
+            AuditEvent.seq > (since or 0),
+            AuditEvent.action.in_([str(a) for a in MFA_FAILURE_ACTIONS]),
+        )
+        .limit(maximum)
+        .subquery()
+    )
+    count = session.execute(sa.select(sa.func.count()).select_from(failures)).scalar_one()
+    return int(count) >= maximum
+
+
 def attempt_login(
     session: Session, svc: Services, email: str, password: str, code: str, ctx: audit.Context
 ) -> LoginOutcome:
@@ -111,12 +159,19 @@ def attempt_login(
     settings = svc.settings
     user = find_user_by_email(session, email) if len(email) <= 254 else None
     actor = audit.Actor(user.id, user.organisation_id) if user else audit.SYSTEM
+    # The attempt is counted under both keys before the (slow) verification, so a burst of
+    # parallel requests gets at most the limit evaluated (see Throttle.attempt). An evaluated
+    # attempt that fails stays as the failure; a refused one is taken back under every key.
+    now = time.time()
+    counted: list[str] = []
     for key, limit in (
         (akey, settings.throttle_account_per_minute),
         (ikey, settings.throttle_ip_per_minute),
     ):
-        verdict = svc.throttle.check(key, limit)
+        verdict = svc.throttle.attempt(key, limit, now)
         if not verdict.allowed:
+            for earlier in counted:
+                svc.throttle.withdraw(earlier, now)
             audit.record(
                 session,
                 AuditAction.LOGIN_THROTTLED,
@@ -127,10 +182,9 @@ def attempt_login(
             )
             session.commit()
             return LoginOutcome(retry_after=verdict.retry_after)
+        counted.append(key)
 
     def fail(action: AuditAction, reason: str) -> LoginOutcome:
-        svc.throttle.fail(akey)
-        svc.throttle.fail(ikey)
         audit.record(
             session,
             action,
@@ -150,6 +204,18 @@ def attempt_login(
         return fail(AuditAction.LOGIN_FAILURE, "bad_password")
     if user.status != AccountStatus.ACTIVE:
         return fail(AuditAction.LOGIN_FAILURE, f"account_{user.status}")
+    if mfa_failures_capped(session, user, settings.mfa_failures_max):
+        # Same answer as a wrong code (the password must not be confirmed to a guesser).
+        audit.record(
+            session,
+            AuditAction.LOGIN_THROTTLED,
+            actor=actor,
+            context=ctx,
+            outcome=Outcome.DENIED,
+            details={"scope": "mfa_failures"},
+        )
+        session.commit()
+        return LoginOutcome()
     if user.totp_secret is None:
         return fail(AuditAction.MFA_FAILURE, "mfa_not_enrolled")
 
@@ -184,6 +250,8 @@ def attempt_login(
             return fail(AuditAction.MFA_REPLAY, "code_already_used")
         audit.record(session, AuditAction.MFA_SUCCESS, actor=actor, context=ctx)
     svc.throttle.reset(akey)
+    # A success is no failure of the address (colleagues behind one office NAT log in).
+    svc.throttle.withdraw(ikey, now)
     user.last_login_at = utcnow()
     if user.password_hash and svc.argon2.needs_rehash(user.password_hash):
         user.password_hash = svc.argon2.hash(password)

@@ -205,13 +205,19 @@ def test_throttle_delay_grows_with_each_further_failure() -> None:
         def clear(self, key: str) -> None:
             self.times.clear()
 
+        def add_shared(self, key: str, at: float) -> None:
+            self.add(key, at)
+
+        def remove(self, key: str, at: float) -> None:
+            self.times.remove(at)
+
     throttle = Throttle(Store(), max_delay=900)
     now = 1_000_000.0
     for i in range(5):
-        throttle.fail("k", now + i)
-    first = throttle.check("k", 5, now + 5)
+        assert throttle.attempt("k", 5, now + i).allowed  # evaluated, and failed
+    first = throttle.attempt("k", 5, now + 5)
     assert not first.allowed and 50 <= first.retry_after <= 60
-    throttle.fail("k", now + 70)
-    second = throttle.check("k", 5, now + 71)
+    assert throttle.attempt("k", 5, now + 70).allowed  # the wait is over: a sixth failure
+    second = throttle.attempt("k", 5, now + 71)
     assert not second.allowed and second.retry_after > 100
-    assert throttle.check("k", 5, now + 70 + 901).allowed
+    assert throttle.attempt("k", 5, now + 70 + 901).allowed
