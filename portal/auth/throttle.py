@@ -223,12 +223,20 @@ class RateLimit:
         self.store = store
 
     def hit(self, key: str, limit: int, now: float | None = None) -> Verdict:
-        """Count one request of *key*; refused (with the wait) beyond *limit* in a minute."""
+        """Count one request of *key*; refused (with the wait) beyond *limit* in a minute.
+
+        Counted before it is judged, as `Throttle.attempt` does: of a burst of parallel
+        requests, at most *limit* see fewer than *limit* others and are served.
+        """
         now = time.time() if now is None else now
-        recent = sorted(self.store.recent(key, now - WINDOW_SECONDS))
-        if len(recent) >= limit:
+        self.store.add_shared(key, now)
+        others = self.store.recent(key, now - WINDOW_SECONDS)
+        if others:
+            others.remove(min(others, key=lambda at: abs(at - now)))  # our own entry
+        if len(others) >= limit:
             # Refused requests are not counted: a client that waits is served again.
-            wait = recent[len(recent) - limit] + WINDOW_SECONDS - now
+            self.store.remove(key, now)
+            others.sort()
+            wait = others[len(others) - limit] + WINDOW_SECONDS - now
             return Verdict(False, max(1, math.ceil(wait)))
-        self.store.add(key, now)
         return Verdict(True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -25,11 +26,43 @@ class _Store:
     def add(self, key: str, at: float) -> None:
         self.rows.setdefault(key, []).append(at)
 
+    add_shared = add
+
     def recent(self, key: str, since: float) -> list[float]:
         return [t for t in self.rows.get(key, []) if t >= since]
 
+    def remove(self, key: str, at: float) -> None:
+        self.rows[key].remove(at)
+
     def clear(self, key: str) -> None:
         self.rows.pop(key, None)
+
+
+class _Simultaneous(_Store):
+    """No request goes on before every request has read the counters: the worst interleaving
+    of parallel requests on several servers (all read before any of them counts itself, if
+    it counts itself after reading)."""
+
+    def __init__(self, requests: int) -> None:
+        super().__init__()
+        self.lock = threading.Lock()
+        self.barrier = threading.Barrier(requests, timeout=10)
+
+    def add(self, key: str, at: float) -> None:
+        with self.lock:
+            super().add(key, at)
+
+    add_shared = add
+
+    def recent(self, key: str, since: float) -> list[float]:
+        with self.lock:
+            seen = super().recent(key, since)
+        self.barrier.wait()
+        return seen
+
+    def remove(self, key: str, at: float) -> None:
+        with self.lock:
+            super().remove(key, at)
 
 
 def test_the_limit_is_a_sliding_minute_and_refusals_do_not_count() -> None:
@@ -40,6 +73,23 @@ def test_the_limit_is_a_sliding_minute_and_refusals_do_not_count() -> None:
     assert limiter.hit("k", 2, now=59.0).allowed is False
     assert limiter.hit("k", 2, now=60.5).allowed is True  # the request of t=0 left the window
     assert limiter.hit("other", 2, now=20.0).allowed is True
+
+
+def test_a_burst_of_parallel_requests_never_gets_more_than_the_limit() -> None:
+    # Given 12 requests of one token arriving at once, against a limit of 3
+    limiter = RateLimit(_Simultaneous(12))
+    verdicts: list[bool] = []
+
+    def request(at: float) -> None:
+        verdicts.append(limiter.hit("token", LIMIT, now=at).allowed)
+
+    threads = [threading.Thread(target=request, args=(100.0 + i / 1000,)) for i in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # Then at most 3 are served: each request is counted before the counters are read
+    assert len(verdicts) == 12 and sum(verdicts) <= LIMIT
 
 
 @pytest.mark.parametrize("store", ["database", "redis"])
