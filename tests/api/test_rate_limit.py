@@ -13,32 +13,12 @@ from tests.api.conftest import Api, assert_problem, bare_client, make_token
 from tests.conftest import Factory
 from tests.deposits.conftest import World
 from tests.support.services import REDIS_URL, port_open, unavailable
+from tests.support.throttle import MemoryFailureStore
 
 LIMIT = 3
 
 
-class _Store:
-    """An in-memory failure store (the limiter's arithmetic, without a server)."""
-
-    def __init__(self) -> None:
-        self.rows: dict[str, list[float]] = {}
-
-    def add(self, key: str, at: float) -> None:
-        self.rows.setdefault(key, []).append(at)
-
-    add_shared = add
-
-    def recent(self, key: str, since: float) -> list[float]:
-        return [t for t in self.rows.get(key, []) if t >= since]
-
-    def remove(self, key: str, at: float) -> None:
-        self.rows[key].remove(at)
-
-    def clear(self, key: str) -> None:
-        self.rows.pop(key, None)
-
-
-class _Simultaneous(_Store):
+class _Simultaneous(MemoryFailureStore):
     """No request goes on before every request has read the counters: the worst interleaving
     of parallel requests on several servers (all read before any of them counts itself, if
     it counts itself after reading)."""
@@ -66,7 +46,7 @@ class _Simultaneous(_Store):
 
 
 def test_the_limit_is_a_sliding_minute_and_refusals_do_not_count() -> None:
-    limiter = RateLimit(_Store())
+    limiter = RateLimit(MemoryFailureStore())
     assert [limiter.hit("k", 2, now=t).allowed for t in (0.0, 10.0)] == [True, True]
     refused = limiter.hit("k", 2, now=20.0)
     assert not refused.allowed and refused.retry_after == 40

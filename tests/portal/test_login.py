@@ -13,6 +13,7 @@ from flask.testing import FlaskClient
 from audit import AuditAction
 from portal.accounts.models import AccountStatus
 from tests.conftest import Account, Factory, audit_rows, csrf_of, login, reset_totp_step
+from tests.support.throttle import MemoryFailureStore
 
 GENERIC = "Adresse électronique, mot de passe ou code incorrect."
 
@@ -192,26 +193,7 @@ def test_many_failures_from_one_address_throttle_that_address_only(
 def test_throttle_delay_grows_with_each_further_failure() -> None:
     from portal.auth.throttle import Throttle
 
-    class Store:
-        def __init__(self) -> None:
-            self.times: list[float] = []
-
-        def add(self, key: str, at: float) -> None:
-            self.times.append(at)
-
-        def recent(self, key: str, since: float) -> list[float]:
-            return [t for t in self.times if t >= since]
-
-        def clear(self, key: str) -> None:
-            self.times.clear()
-
-        def add_shared(self, key: str, at: float) -> None:
-            self.add(key, at)
-
-        def remove(self, key: str, at: float) -> None:
-            self.times.remove(at)
-
-    throttle = Throttle(Store(), max_delay=900)
+    throttle = Throttle(MemoryFailureStore(), max_delay=900)
     now = 1_000_000.0
     for i in range(5):
         assert throttle.attempt("k", 5, now + i).allowed  # evaluated, and failed

@@ -34,33 +34,12 @@ from tests.conftest import (
     reset_totp_step,
 )
 from tests.support.services import REDIS_URL, body_of, port_open, unavailable
+from tests.support.throttle import MemoryFailureStore
 
 GENERIC = "Adresse électronique, mot de passe ou code incorrect."
 LIMIT = 5
 BURST = 4 * LIMIT
 LINK = re.compile(r"https://filr\.test(/\S+)")
-
-
-class _MemoryStore:
-    """An in-memory store: the throttle's arithmetic without a server."""
-
-    def __init__(self) -> None:
-        self.times: list[float] = []
-
-    def add(self, key: str, at: float) -> None:
-        self.times.append(at)
-
-    def recent(self, key: str, since: float) -> list[float]:
-        return [t for t in self.times if t >= since]
-
-    def clear(self, key: str) -> None:
-        self.times.clear()
-
-    def add_shared(self, key: str, at: float) -> None:
-        self.add(key, at)
-
-    def remove(self, key: str, at: float) -> None:
-        self.times.remove(at)
 
 
 def _ip() -> str:
@@ -112,7 +91,7 @@ def _burst(clients: list[FlaskClient], path: str, forms: list[dict[str, str]]) -
 def test_a_burst_evaluates_at_most_the_limit_and_later_entries_count_too() -> None:
     # Given attempts still running (counted, not yet answered), one of them stamped later
     # than the next by another server's clock
-    throttle = Throttle(_MemoryStore())
+    throttle = Throttle(MemoryFailureStore())
     now = 1_000_000.0
     verdicts = [
         throttle.attempt("k", LIMIT, now + (0.5 if i == 0 else i * 0.001)) for i in range(9)
