@@ -290,12 +290,14 @@ def manage_action(user_id: str, action: str) -> Response:
             reset = accounts.reset_mfa(db.session, target, who, ctx)
             db.session.commit()
             link = svc.settings.base_url + url_for("auth.mfa_enrol", token=reset.enrolment_token)
-            body = render_template("mails/mfa_reset.txt", link=link, manager=actor.full_name)
             svc.mailer.send(
                 target.email,
                 "Fil'R : votre double authentification a été réinitialisée",
-                notices.with_paragraphs(
-                    body, notices.api_tokens_revoked_for_owner(reset.api_tokens_revoked)
+                render_template(
+                    "mails/mfa_reset.txt",
+                    link=link,
+                    manager=actor.full_name,
+                    notices=[notices.api_tokens_revoked_for_owner(reset.api_tokens_revoked)],
                 ),
             )
             message = " ".join(

@@ -161,6 +161,20 @@ class Verdict:
     retry_after: int = 0
 
 
+def _count_then_read_others(store: FailureStore, key: str, now: float, since: float) -> list[float]:
+    """Add an entry of *key* at *now* that every server sees, then read the others since *since*.
+
+    Counting before reading is what keeps a burst of parallel requests within a limit: each
+    sees at least the entries of those that read before it.
+    """
+    store.add_shared(key, now)
+    entries = store.recent(key, since)
+    if entries:
+        # Our own entry (the store may round its time to the microsecond).
+        entries.remove(min(entries, key=lambda at: abs(at - now)))
+    return entries
+
+
 class Throttle:
     """Applies the growing-delay rule to any key."""
 
@@ -178,11 +192,7 @@ class Throttle:
         stays as the failure it is unless the caller calls `reset` or `withdraw` on success.
         """
         now = time.time() if now is None else now
-        self.store.add_shared(key, now)
-        entries = self.store.recent(key, now - MEMORY_SECONDS)
-        if entries:
-            # Our own entry (the store may round its time to the microsecond).
-            entries.remove(min(entries, key=lambda at: abs(at - now)))
+        entries = _count_then_read_others(self.store, key, now, now - MEMORY_SECONDS)
         verdict = self._verdict(sorted(entries), limit, now)
         if not verdict.allowed:
             self.store.remove(key, now)
@@ -229,10 +239,7 @@ class RateLimit:
         requests, at most *limit* see fewer than *limit* others and are served.
         """
         now = time.time() if now is None else now
-        self.store.add_shared(key, now)
-        others = self.store.recent(key, now - WINDOW_SECONDS)
-        if others:
-            others.remove(min(others, key=lambda at: abs(at - now)))  # our own entry
+        others = _count_then_read_others(self.store, key, now, now - WINDOW_SECONDS)
         if len(others) >= limit:
             # Refused requests are not counted: a client that waits is served again.
             self.store.remove(key, now)

@@ -150,7 +150,7 @@ def reset_password(token: str) -> str | Response:
             services().mailer.send(
                 user.email,
                 "Fil'R : votre mot de passe a été modifié",
-                notices.with_paragraphs(render_template("mails/password_changed.txt"), *swept),
+                render_template("mails/password_changed.txt", notices=swept),
             )
             next_step = "" if done.mfa_enrolment_voided else "Connectez-vous avec votre code."
             message = ["Votre mot de passe a été modifié.", next_step, *swept]

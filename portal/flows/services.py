@@ -361,14 +361,6 @@ def deposit_flow(
     period = period_of(flow_type or FlowType.CGPEM, report.date_reference or today)
     deposit = session.get(Deposit, deposit_id, populate_existing=True)
     assert deposit is not None  # noqa: S101 - created above, never deleted
-    # What is delivered is exactly the object just validated (the generic routes cannot touch
-    # a flow's draft, see deposits._only_through_flows; this holds even if one did).
-    if [f.object_key for f in deposit.files] != [object_key]:
-        session.rollback()
-        _discard(session, svc, user, deposit_id, ctx)
-        raise FlowError(
-            "Le dépôt a été modifié pendant sa vérification : déposez le fichier à nouveau."
-        )
     flow = FlowDeposit(
         deposit_id=deposit_id,
         departement_code=departement,
