@@ -49,6 +49,7 @@ class AuditAction(StrEnum):
     DEPOSIT_EXPIRED = "deposit:expired"
     DEPOSIT_DESTROYED = "deposit:destroyed"
     ORPHAN_DESTROYED = "storage:orphan-destroyed"
+    STORAGE_INTEGRITY_FAILED = "storage:integrity-failed"
     TOKEN_CREATED = "api-token:created"  # noqa: S105 - an event name
     TOKEN_REVOKED = "api-token:revoked"  # noqa: S105 - an event name
     JOB_RUN = "job:run"

@@ -17,6 +17,16 @@ CSV_COLUMNS: tuple[str, ...] = EVENT_COLUMNS
 # "CSV Injection"): such cells are prefixed with a quote, which is shown, never evaluated.
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 
+# Bidirectional controls reorder what a spreadsheet or a terminal shows ("Trojan Source",
+# CVE-2021-42574): a user agent ending in U+202E would reverse the cells after it. They are
+# written as visible escapes, as the security workspace shows them.
+_BIDI_CONTROLS = str.maketrans(
+    {
+        code: f"\\u{code:04x}"
+        for code in (0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A))
+    }
+)
+
 
 def event_as_dict(event: AuditEvent) -> dict[str, Any]:
     """The event as plain JSON-ready values, ``details`` parsed back into an object."""
@@ -38,6 +48,7 @@ def _csv_cell(value: Any) -> str:
         text = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     else:
         text = str(value)
+    text = text.translate(_BIDI_CONTROLS)
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 

@@ -49,6 +49,10 @@ def grant_app_role(conn: sa.Connection, role: str) -> None:
         conn.execute(sa.text("SELECT current_schema()")).scalar_one()
     )
     statements = [
+        # Exactly these privileges: whatever was granted by hand before is taken back first
+        # (in the same transaction, so the servers never see the role without its grants).
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {quoted}",
+        f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {quoted}",
         f"GRANT USAGE ON SCHEMA {schema} TO {quoted}",
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {quoted}",
         f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {quoted}",
@@ -72,6 +76,151 @@ def grant_app_role(conn: sa.Connection, role: str) -> None:
             ]
     for statement in statements:
         conn.exec_driver_sql(statement)
+
+
+# Role attributes the application's role must not hold (columns of pg_roles).
+_FORBIDDEN_ATTRIBUTES = {
+    "rolsuper": "SUPERUSER",
+    "rolcreaterole": "CREATEROLE",
+    "rolcreatedb": "CREATEDB",
+    "rolreplication": "REPLICATION",
+    "rolbypassrls": "BYPASSRLS",
+}
+_TABLE_PRIVILEGES = ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER")
+_SEQUENCE_PRIVILEGES = ("USAGE", "SELECT", "UPDATE")
+_B64 = "[A-Za-z0-9+/=]+"
+_SCRAM_VERIFIER = re.compile(rf"^SCRAM-SHA-256\$[0-9]+:{_B64}\${_B64}:{_B64}$")
+APP_PASSWORD_MIN_LENGTH = 16
+
+
+def create_app_role(conn: sa.Connection, role: str, password: str) -> None:
+    """Create *role*: LOGIN with *password*, and no other power (run by the owner, CREATEROLE).
+
+    The server receives a SCRAM-SHA-256 verifier computed here, never the password itself, so
+    the password cannot end up in PostgreSQL's statement log.
+    """
+    if conn.dialect.name != "postgresql":
+        raise PrivilegeError("les rôles ne concernent que PostgreSQL")
+    quoted = _quoted_role(conn, role)
+    if len(password) < APP_PASSWORD_MIN_LENGTH:
+        raise PrivilegeError(
+            f"le mot de passe du rôle de l'application doit compter au moins "
+            f"{APP_PASSWORD_MIN_LENGTH} caractères"
+        )
+    pgconn = conn.connection.driver_connection.pgconn  # type: ignore[union-attr]
+    verifier = pgconn.encrypt_password(
+        password.encode("utf-8"), role.encode("ascii"), b"scram-sha-256"
+    ).decode("ascii")
+    if not _SCRAM_VERIFIER.match(verifier):  # cannot hold a quote: safe inside '…' below
+        raise PrivilegeError("empreinte de mot de passe inattendue (libpq)")
+    try:
+        conn.exec_driver_sql(
+            f"CREATE ROLE {quoted} LOGIN PASSWORD '{verifier}' "
+            "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS"
+        )
+    except sa.exc.ProgrammingError as e:
+        if getattr(e.orig, "sqlstate", None) == "42501":  # insufficient_privilege
+            raise PrivilegeError(
+                "le rôle des migrations ne peut pas créer de rôle : donnez-lui CREATEROLE le "
+                f"temps de l'installation, ou créez {role} à la main"
+            ) from None
+        raise
+
+
+def app_role_problems(conn: sa.Connection, role: str) -> list[str]:
+    """What *role* may do beyond the application's needs (empty: nothing); PostgreSQL only.
+
+    Read from the catalogue as PostgreSQL decides it (memberships and PUBLIC included), after
+    `grant_app_role`: powers a grant cannot take back (role attributes, memberships, ownership)
+    and privileges granted outside this module.
+    """
+    found = conn.execute(
+        sa.text(
+            "SELECT oid, rolcanlogin, rolsuper, rolcreaterole, rolcreatedb, rolreplication, "
+            "rolbypassrls FROM pg_roles WHERE rolname = :r"
+        ),
+        {"r": role},
+    ).first()
+    if found is None:
+        return [f"le rôle {role} n'existe pas"]
+    oid = found.oid
+    problems: list[str] = []
+    if role == conn.execute(sa.text("SELECT current_user")).scalar_one():
+        problems.append("c'est le rôle propriétaire des tables, celui des migrations")
+    problems += [
+        f"il a l'attribut {name}"
+        for column, name in _FORBIDDEN_ATTRIBUTES.items()
+        if getattr(found, column)
+    ]
+    if not found.rolcanlogin:
+        problems.append("il ne peut pas se connecter (NOLOGIN)")
+    problems += [
+        f"il est membre du rôle {name}"
+        for (name,) in conn.execute(
+            sa.text(
+                "SELECT r.rolname FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid "
+                "WHERE m.member = :oid ORDER BY r.rolname"
+            ),
+            {"oid": oid},
+        )
+    ]
+    owned = conn.execute(
+        sa.text(
+            "SELECT (SELECT count(*) FROM pg_database "
+            "        WHERE datdba = :oid AND datname = current_database()), "
+            "(SELECT count(*) FROM pg_namespace WHERE nspowner = :oid), "
+            "(SELECT count(*) FROM pg_class WHERE relowner = :oid), "
+            "(SELECT count(*) FROM pg_proc WHERE proowner = :oid)"
+        ),
+        {"oid": oid},
+    ).one()
+    kinds = ("la base de données", "schéma(s)", "table(s)", "fonction(s)")
+    for count, what in zip(owned, kinds, strict=True):
+        if count:
+            problems.append(f"il possède {what} ({count})")
+    if conn.execute(
+        sa.text("SELECT has_database_privilege(:r, current_database(), 'CREATE')"), {"r": role}
+    ).scalar_one():
+        problems.append("il peut créer des schémas dans la base")
+    if conn.execute(
+        sa.text("SELECT has_schema_privilege(:r, current_schema(), 'CREATE')"), {"r": role}
+    ).scalar_one():
+        problems.append("il peut créer des tables dans le schéma")
+    allowed_on: dict[str, set[str]] = {t: {"SELECT", "INSERT"} for t in APPEND_ONLY}
+    allowed_on.update({t: {"SELECT"} for t in READ_ONLY})
+    rows = conn.execute(
+        sa.text(
+            "SELECT c.relname, c.relkind, p.privilege FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "CROSS JOIN unnest(CAST(:privileges AS text[])) AS p(privilege) "
+            "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S') "
+            "AND CASE WHEN c.relkind = 'S' "
+            "    THEN p.privilege = ANY(CAST(:sequence_privileges AS text[])) "
+            "         AND has_sequence_privilege(:r, c.oid, p.privilege) "
+            "    ELSE p.privilege = ANY(CAST(:table_privileges AS text[])) "
+            "         AND has_table_privilege(:r, c.oid, p.privilege) END "
+            "ORDER BY c.relname, p.privilege"
+        ),
+        {
+            "r": role,
+            "privileges": sorted({*_TABLE_PRIVILEGES, *_SEQUENCE_PRIVILEGES}),
+            "table_privileges": list(_TABLE_PRIVILEGES),
+            "sequence_privileges": list(_SEQUENCE_PRIVILEGES),
+        },
+    )
+    excess: dict[str, list[str]] = {}
+    for table, kind, privilege in rows:
+        allowed = (
+            {"USAGE", "SELECT"}
+            if kind == "S"
+            else allowed_on.get(table, {"SELECT", "INSERT", "UPDATE", "DELETE"})
+        )
+        if privilege not in allowed:
+            excess.setdefault(privilege, []).append(table)
+    for privilege, tables in sorted(excess.items()):
+        shown = ", ".join(tables[:5]) + (f"… ({len(tables)} en tout)" if len(tables) > 5 else "")
+        problems.append(f"il a {privilege} sur {shown}")
+    return problems
 
 
 def revoke_app_role(conn: sa.Connection, role: str) -> None:

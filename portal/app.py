@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import IO
 
 from flask import Flask, Request, abort, send_from_directory
+from flask import Response as FlaskResponse
 from flask_login import LoginManager
 from flask_wtf.csrf import CSRFProtect
 from werkzeug.exceptions import UnsupportedMediaType
@@ -16,7 +17,7 @@ from werkzeug.wrappers.response import Response
 from portal import security
 from portal.accounts.models import User
 from portal.auth.sessions import PortalSession, ServerSessionInterface
-from portal.db import db
+from portal.db import db, is_database_unavailable, refuse_superuser
 from portal.services import build_services
 from portal.settings import Settings
 
@@ -65,10 +66,22 @@ class PortalRequest(Request):
         )
 
 
+class PortalFlask(Flask):
+    """Flask, answering a database outage met outside a view as one met inside it."""
+
+    def handle_exception(self, e: Exception) -> FlaskResponse:
+        # Loading or saving the server-side session happens outside the view's error handling:
+        # Flask would answer a generic 500 with a traceback per request (and re-raise under
+        # TESTING). A database out of reach gets its 503 handler instead, wherever it was met.
+        if is_database_unavailable(e):
+            return self.finalize_request(self.handle_user_exception(e), from_error_handler=True)
+        return super().handle_exception(e)
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the portal for *settings* (default: `Settings.from_env()`)."""
     settings = settings or Settings.from_env()
-    app = Flask(__name__)
+    app = PortalFlask(__name__)
     app.request_class = PortalRequest
     app.config.update(
         SECRET_KEY=settings.secret_key,
@@ -92,6 +105,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         )
 
     db.init_app(app, settings.database_url)
+    if not settings.testing:  # the test suite's throw-away databases belong to a superuser
+        refuse_superuser(db.bound(app).engine, allowed=settings.allow_superuser)
     app.extensions["filr"] = build_services(settings, db, db.bound(app).engine)
     app.session_interface = ServerSessionInterface(
         idle=timedelta(minutes=settings.session_idle_minutes),

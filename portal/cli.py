@@ -69,15 +69,20 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     from portal.app import create_app
     from portal.migrate import upgrade
 
-    settings = Settings.from_env()
-    upgrade(settings.migration_database_url)  # the owner migrates; the app role serves
+    settings = _settings_or_exit()
+    name = _migration_url_name(settings)
+    _engine_or_exit(name, settings.migration_database_url).dispose()
+    with _database_errors(name):
+        upgrade(settings.migration_database_url)  # the owner migrates; the app role serves
+    _check_serving_database(settings)
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             self.cfg.set("bind", f"{host}:{port}")
             self.cfg.set("workers", workers)
             self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
+            # gthread, whose own error pages (malformed requests) carry the security headers.
+            self.cfg.set("worker_class", "portal.serving.PortalWorker")
             self.cfg.set("accesslog", None)  # tokens sit in some paths: no access log here
             self.cfg.set("timeout", 120)
             # gunicorn's control socket sits in one per-user path shared by every instance on
@@ -90,6 +95,63 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 
     click.echo(f"Fil'R écoute sur http://{host}:{port}/ (Ctrl+C pour arrêter)")
     _Gunicorn().run()
+
+
+def _settings_or_exit() -> Settings:
+    from portal.settings import SettingsError
+
+    try:
+        return Settings.from_env()
+    except SettingsError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def _migration_url_name(settings: Settings) -> str:
+    return "FILR_DATABASE_OWNER_URL" if settings.database_owner_url else "FILR_DATABASE_URL"
+
+
+@contextmanager
+def _database_errors(name: str) -> Iterator[None]:
+    """A wrong database URL or a database out of reach: one line and exit 1, no traceback."""
+    from portal.db import database_error_summary, is_database_unavailable
+
+    try:
+        yield
+    except sa.exc.SQLAlchemyError as e:
+        if not is_database_unavailable(e):
+            raise
+        raise click.ClickException(
+            f"base de données injoignable ({name}) : {database_error_summary(e)}"
+        ) from None
+
+
+def _engine_or_exit(name: str, url: str) -> sa.Engine:
+    from portal.db import make_engine
+
+    try:
+        return make_engine(url)
+    except (sa.exc.ArgumentError, ImportError):  # ImportError: postgresql:// wants psycopg2
+        # Never the URL itself in the message: it may hold a password.
+        raise click.ClickException(
+            f"{name} n'est pas une adresse de base de données utilisable "
+            "(attendu : postgresql+psycopg://… ou sqlite:///…)"
+        ) from None
+
+
+def _check_serving_database(settings: Settings) -> None:
+    """Connect once as the servers will: reachable, and not a superuser unless allowed."""
+    from portal.db import SuperuserRefused, refuse_superuser
+
+    engine = _engine_or_exit("FILR_DATABASE_URL", settings.database_url)
+    with _database_errors("FILR_DATABASE_URL"):
+        refuse_superuser(engine, allowed=settings.allow_superuser)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except SuperuserRefused as e:
+            raise click.ClickException(str(e)) from None
+        finally:
+            engine.dispose()
 
 
 # --- database ------------------------------------------------------------------------
@@ -105,12 +167,51 @@ main.add_command(db_group, name="db")
 
 @db_group.command("upgrade")
 @click.option("--revision", default="head", show_default=True)
-def db_upgrade(revision: str) -> None:
-    """Apply the migrations."""
-    from portal.migrate import upgrade
+@click.option(
+    "--app-role",
+    default=None,
+    metavar="NAME",
+    help="PostgreSQL: create this application role if missing (password from "
+    "FILR_DATABASE_APP_PASSWORD_FILE), grant it exactly what the portal needs, check it has "
+    "no more.",
+)
+def db_upgrade(revision: str, app_role: str | None) -> None:
+    """Apply the migrations (as the tables' owner)."""
+    from audit.privileges import PrivilegeError
+    from portal.migrate import set_up_app_role, upgrade
 
-    upgrade(Settings.from_env().migration_database_url, revision)
+    settings = _settings_or_exit()
+    name = _migration_url_name(settings)
+    _engine_or_exit(name, settings.migration_database_url).dispose()
+    if app_role is None:
+        with _database_errors(name):
+            upgrade(settings.migration_database_url, revision)
+        click.echo("Base de données à jour.")
+        return
+    if settings.database_app_role and settings.database_app_role != app_role:
+        raise click.ClickException(
+            f"--app-role {app_role} ne correspond pas à FILR_DATABASE_APP_ROLE "
+            f"({settings.database_app_role})"
+        )
+    try:
+        with _database_errors(name):
+            report = set_up_app_role(
+                settings.migration_database_url, app_role, settings.database_app_password, revision
+            )
+    except PrivilegeError as e:
+        raise click.ClickException(str(e)) from None
     click.echo("Base de données à jour.")
+    if report.created:
+        click.echo(f"Rôle {app_role} créé : connexion par mot de passe, aucun autre attribut.")
+    if report.problems:
+        raise click.ClickException(
+            f"le rôle {app_role} peut plus que ce dont le portail a besoin : "
+            + " ; ".join(report.problems)
+        )
+    click.echo(
+        f"Rôle {app_role} vérifié : les droits du portail, rien de plus (lecture et ajout "
+        "seuls sur le journal d'audit)."
+    )
 
 
 @db_group.command("downgrade")
@@ -671,8 +772,9 @@ def job_lock(name: str) -> Iterator[bool]:
 @click.option("--dry-run", is_flag=True, help="Report what would be destroyed; change nothing.")
 @click.option("--batch-size", default=100, show_default=True, type=int)
 def jobs_purge(dry_run: bool, batch_size: int) -> None:
-    """Destroy expired, withdrawn and abandoned deposits, then orphan objects."""
+    """Destroy expired, withdrawn and abandoned deposits, then orphan objects and uploads."""
     from portal.deposits.services import (
+        abort_stale_uploads,
         cleanup_orphans,
         finish_destructions,
         purge_expired_deposits,
@@ -690,22 +792,34 @@ def jobs_purge(dry_run: bool, batch_size: int) -> None:
             db.session, store, batch_size=batch_size, dry_run=dry_run, ctx=ctx
         )
         orphans = cleanup_orphans(db.session, store, dry_run=dry_run, ctx=ctx)
-        # Multipart uploads interrupted by a crash hold storage until aborted (S3 only).
-        abort_incomplete = getattr(store.inner, "abort_incomplete_uploads", None)
-        aborted = int(abort_incomplete()) if abort_incomplete and not dry_run else 0
+        # Multipart uploads interrupted by a crash hold storage until aborted (S3 only); after
+        # the purge, so that the uploads of the drafts it destroyed go too.
+        aborted = abort_stale_uploads(db.session, store, dry_run=dry_run)
         if not dry_run:
             audit.record(db.session, AuditAction.JOB_RUN, context=ctx, details={
                 "job": "purge", "expired": report.expired, "withdrawn": report.withdrawn,
                 "abandoned_drafts": report.abandoned_drafts,
                 "files_destroyed": report.files_destroyed, "orphans": orphans,
-                "aborted_uploads": aborted, "late_shreds": late,
+                "aborted_uploads": aborted, "late_shreds": late.shredded,
+                "late_removals": late.removed,
+                "removals_pending": late.pending + report.removal_pending,
             })  # fmt: skip
             db.session.commit()
+        pending = late.pending + report.removal_pending
         click.echo(
             f"{'[essai] ' if dry_run else ''}{report.expired} dépôts expirés, "
             f"{report.withdrawn} retirés, {report.abandoned_drafts} brouillons abandonnés, "
-            f"{report.files_destroyed} fichiers détruits, {orphans} objets orphelins."
+            f"{report.files_destroyed} fichiers détruits, {orphans} objets orphelins, "
+            f"{aborted} envois interrompus annulés, {late.removed} contenus de dépôts déjà "
+            f"détruits supprimés du stockage ({late.shredded} clés effacées en retard)"
+            + (
+                f" ; {pending} contenus en attente de suppression (stockage indisponible)."
+                if pending
+                else "."
+            )
         )
+        if pending:
+            sys.exit(1)  # the monitoring should see a store that refuses removals
 
 
 @jobs.command("reminders")

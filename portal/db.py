@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -48,6 +49,106 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+log = logging.getLogger("portal")
+
+CONNECT_TIMEOUT_SECONDS = 10
+# Set on `g` once a request met the database out of reach: nothing else tries it (the session
+# is not saved) before the 503 goes out.
+DATABASE_UNAVAILABLE_FLAG = "filr_database_unavailable"
+# What a client is told to wait before trying again while the database is down (RFC 9110
+# §10.2.3): long enough for a restart or a fail-over, short enough for a script's retry loop.
+DATABASE_RETRY_AFTER_SECONDS = 30
+
+# Errors that say the database cannot be reached or cannot answer now (refused or lost
+# connection, a server shutting down, a full pool, a lock or statement timeout), as opposed to
+# a query the database refused: the former is a 503 worth retrying, the latter a bug.
+_UNAVAILABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+
+
+def is_database_unavailable(error: BaseException | None) -> bool:
+    """True when *error*, or an error it was raised from, says the database is out of reach.
+
+    The chain is followed as a traceback shows it, so that a storage error raised from a lost
+    database connection (the keyring lives in the database) is told from a storage outage.
+    """
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, _UNAVAILABLE):
+            return True
+        if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
+            return True
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    return False
+
+
+def database_error_summary(error: BaseException) -> str:
+    """One line naming the database error, without SQL or parameters (they may hold data)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa.exc.DBAPIError):
+            orig = current.orig
+            text = str(orig).strip().splitlines()
+            return f"{type(orig).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
+        if isinstance(current, sa.exc.SQLAlchemyError):
+            return type(current).__name__
+        current = current.__cause__ or current.__context__
+    return type(error).__name__
+
+
+class SuperuserRefused(RuntimeError):
+    """The portal was given a PostgreSQL superuser connection without FILR_ALLOW_SUPERUSER."""
+
+
+SUPERUSER_REFUSED = (
+    "FILR_DATABASE_URL se connecte avec un superutilisateur PostgreSQL ({role}), qui peut "
+    "réécrire le journal d'audit : utilisez le rôle de l'application (filr db upgrade "
+    "--app-role), ou FILR_ALLOW_SUPERUSER=1 pour passer outre."
+)
+
+_SUPERUSER_SQL = (
+    "SELECT coalesce(bool_or(rolsuper), false), current_user FROM pg_roles "
+    "WHERE rolname IN (current_user, session_user)"
+)
+
+
+def refuse_superuser(engine: Engine, *, allowed: bool) -> None:
+    """Check every new PostgreSQL connection of *engine*: a superuser is refused unless *allowed*.
+
+    Checked on each new connection of the pool (one query, pooled connections are reused)
+    rather than once at start: a worker that boots while the database is down must not skip
+    the check, nor stop booting.
+    """
+    if engine.dialect.name != "postgresql":
+        return  # the embedded SQLite default has no roles
+    warned: list[bool] = []
+
+    @event.listens_for(engine, "connect")
+    def _check_role(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            # The session user too: a superuser that SET ROLE to a plain role can RESET it.
+            cur.execute(_SUPERUSER_SQL)
+            is_superuser, role = cur.fetchone()
+        finally:
+            cur.close()
+            dbapi_conn.rollback()
+        if not is_superuser:
+            return
+        if not allowed:
+            dbapi_conn.close()
+            raise SuperuserRefused(SUPERUSER_REFUSED.format(role=role))
+        if not warned:
+            warned.append(True)
+            log.warning(
+                "connected to PostgreSQL as the superuser %s (FILR_ALLOW_SUPERUSER is set): "
+                "it can rewrite the audit trail",
+                role,
+            )
+
+
 def utcnow() -> datetime:
     """Current time, timezone-aware UTC."""
     return datetime.now(UTC)
@@ -65,6 +166,10 @@ def make_engine(url: str) -> Engine:
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
+        if "connect_timeout" not in sa.engine.make_url(url).query:
+            # libpq waits for ever on a host that drops packets: a request would hold its
+            # worker until gunicorn kills it, instead of answering 503 at once.
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_SECONDS}
     engine = sa.create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 

@@ -2,30 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 
+import sqlalchemy as sa
 from flask import (
     Flask,
     Response,
     abort,
+    current_app,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
     session,
     url_for,
 )
+from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers.response import Response as BaseResponse
 
 import audit
+import storage
 from audit import AuditAction
 from portal.api.problems import problem
-from portal.auth.sessions import PortalSession
-from portal.db import db
+from portal.auth.sessions import SESSION_DATABASE_ERROR, PortalSession
+from portal.db import (
+    DATABASE_RETRY_AFTER_SECONDS,
+    DATABASE_UNAVAILABLE_FLAG,
+    database_error_summary,
+    db,
+    is_database_unavailable,
+)
 from portal.web import audit_context
 
 log = logging.getLogger("portal")
@@ -50,6 +62,15 @@ CSP = (
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors 'none'"
 )
+HSTS = "max-age=63072000; includeSubDomains"
+# Sent with every answer: the portal's own, and the server's error pages (portal.serving).
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
 
 
 def _wants_json() -> bool:
@@ -85,8 +106,14 @@ def install(app: Flask) -> None:
         if any("\x00" in k or "\x00" in v for k, v in request.args.items(multi=True)):
             abort(400)
 
+    def _session_database_error() -> None:
+        error = g.pop(SESSION_DATABASE_ERROR, None)
+        if error is not None:
+            raise error  # met while loading the session (ServerSessionInterface.open_session)
+
     app.before_request_funcs.setdefault(None, [])[:0] = [
         _request_id,
+        _session_database_error,
         _refuse_nul,
         _session_expiry_audit,
     ]
@@ -107,13 +134,10 @@ def install(app: Flask) -> None:
     def _headers(response: Response) -> Response:
         h = response.headers
         h.setdefault("Content-Security-Policy", CSP)
-        h["X-Content-Type-Options"] = "nosniff"
-        h["X-Frame-Options"] = "DENY"
-        h["Referrer-Policy"] = "no-referrer"
-        h["Cross-Origin-Opener-Policy"] = "same-origin"
-        h["Permissions-Policy"] = "camera=(), microphone=(), geolocation=(), interest-cohort=()"
+        for name, value in SECURITY_HEADERS.items():
+            h[name] = value
         if app.config["SESSION_COOKIE_SECURE"]:
-            h["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
+            h["Strict-Transport-Security"] = HSTS
         if request.endpoint not in ("static", "dsfr"):
             h["Cache-Control"] = "no-store"
             h["Pragma"] = "no-cache"
@@ -176,3 +200,45 @@ def install(app: Flask) -> None:
             "Une erreur inattendue est survenue. Si elle persiste, contactez l'assistance en "
             "indiquant l'identifiant de requête ci-dessous.",
         )
+
+    @app.errorhandler(sa.exc.SQLAlchemyError)
+    @app.errorhandler(storage.StorageUnavailable)
+    def _database(e: Exception) -> ResponseReturnValue:
+        # Only a database out of reach is a 503; any other database error is a bug (500).
+        if not is_database_unavailable(e):
+            return _unexpected(e)
+        return _database_unavailable(e)
+
+    def _database_unavailable(e: Exception) -> ResponseReturnValue:
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            db.session.rollback()
+        # Nothing more may touch the database in this request: the session is not saved, and
+        # the page is rendered for an anonymous visitor (knowing who is logged in needs it).
+        g.setdefault(DATABASE_UNAVAILABLE_FLAG, True)
+        g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+        # One line, no traceback: during an outage every request lands here.
+        log.warning(
+            "database unavailable (request %s): %s", g.get("request_id"), database_error_summary(e)
+        )
+        headers = {"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)}
+        detail = (
+            "La base de données du portail est momentanément indisponible : réessayez plus tard."
+        )
+        if _wants_json():
+            return problem(503, detail, code="database_unavailable", headers=headers)
+        if request.mimetype == "application/octet-stream":
+            # The pages' uploaders (upload.js, flows.js) send a file as the raw request body
+            # and show the `error` of a JSON answer next to it.
+            return jsonify(error=detail, code="database_unavailable"), 503, headers
+        page = render_template(
+            "errors/error.html",
+            status=503,
+            title="Service momentanément indisponible",
+            message=(
+                "Le portail ne peut pas joindre sa base de données pour le moment. Réessayez "
+                "dans quelques instants ; si le problème persiste, contactez l'assistance en "
+                "indiquant l'identifiant de requête ci-dessous."
+            ),
+            request_id=g.get("request_id"),
+        )
+        return page, 503, headers

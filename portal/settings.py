@@ -119,11 +119,19 @@ class Settings:
     alert_downloads_max: int = 50
     alert_downloads_window_minutes: int = 60
     alert_chain_verify_minutes: int = 60
+    # Requests for ids that exist nowhere (deposits, flows) by one account: an enumeration.
+    alert_unknown_ids: int = 20
+    alert_unknown_ids_window_minutes: int = 10
     # Audit trail (docs/audit.md): retention in months (the CNIL's logging recommendation
     # allows 6 to 36), the owner's URL for migrations and the purge, the app's PostgreSQL role.
     audit_retention_months: int = 12
     database_owner_url: str | None = None
     database_app_role: str | None = None
+    # Only read by `filr db upgrade --app-role` when it creates the role (docs/operations.md).
+    database_app_password: str | None = field(default=None, repr=False)
+    # A PostgreSQL superuser may rewrite the audit trail: the portal refuses to connect as one
+    # unless this is set (logged as a warning). SQLite, the embedded default, has no roles.
+    allow_superuser: bool = False
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -191,9 +199,15 @@ class Settings:
             alert_downloads_max=_int("ALERT_DOWNLOADS_MAX", 50, minimum=1),
             alert_downloads_window_minutes=_int("ALERT_DOWNLOADS_WINDOW_MINUTES", 60, minimum=1),
             alert_chain_verify_minutes=_int("ALERT_CHAIN_VERIFY_MINUTES", 60),
+            alert_unknown_ids=_int("ALERT_UNKNOWN_IDS", 20, minimum=1),
+            alert_unknown_ids_window_minutes=_int(
+                "ALERT_UNKNOWN_IDS_WINDOW_MINUTES", 10, minimum=1
+            ),
             audit_retention_months=_int("AUDIT_RETENTION_MONTHS", 12),
             database_owner_url=_env("DATABASE_OWNER_URL") or None,
             database_app_role=_env("DATABASE_APP_ROLE") or None,
+            database_app_password=_env("DATABASE_APP_PASSWORD") or None,
+            allow_superuser=_bool("ALLOW_SUPERUSER", False),
         )
         return replace(settings, **overrides) if overrides else settings
 

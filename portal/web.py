@@ -10,13 +10,14 @@ from flask_login import current_user
 import audit
 from portal.accounts.models import User
 from portal.auth.sessions import PortalSession
+from portal.text import header_text
 
 
 def audit_context() -> audit.Context:
     """Source IP (after ProxyFix, i.e. from the trusted proxy only), user agent, request id."""
     return audit.Context(
         source_ip=request.remote_addr,
-        user_agent=request.user_agent.string or None,
+        user_agent=header_text(request.user_agent.string) or None,
         request_id=g.get("request_id"),
     )
 

@@ -121,7 +121,8 @@ class EncryptedStore:
         """Return the plaintext as a stream, having authenticated the first segment already.
 
         Raises ObjectNotFound (or ObjectShredded) at once; IntegrityError at once or while
-        streaming, and never after yielding bytes that failed authentication.
+        streaming (ObjectCorrupted, naming the object and the segment, when the content is
+        damaged), and never after yielding bytes that failed authentication.
         """
         record = self._record(object_key)
         data_key = self.keyring.unwrap_data_key(record)

@@ -35,6 +35,21 @@ class IntegrityError(StorageError):
     """Stored data failed authentication: tampered, truncated, misplaced or corrupt."""
 
 
+class ObjectCorrupted(IntegrityError):
+    """A stored object failed authentication while being read: which one, and where.
+
+    `segment` is the index (from 0) of the first segment that failed; None when the header or
+    the recorded digest did. The message names only these ids, never any content.
+    """
+
+    def __init__(self, reason: str, *, object_key: str, segment: int | None) -> None:
+        where = "header" if segment is None else f"segment {segment}"
+        super().__init__(f"{reason} (object {object_key}, {where})")
+        self.reason = reason
+        self.object_key = object_key
+        self.segment = segment
+
+
 class KeyringError(StorageError):
     """Keyring misuse: unknown département, wrong master key, bad département code."""
 

@@ -6,7 +6,8 @@ import contextlib
 import io
 import re
 from collections import deque
-from collections.abc import Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
@@ -55,6 +56,13 @@ _UNAVAILABLE_CODES = frozenset(
         "500",
     }
 )
+
+
+def _code(error: Exception) -> str:
+    """The S3 error code of a boto3 error ("" for anything but a service's answer)."""
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", ""))
+    return ""
 
 
 def _translate(error: Exception) -> StorageError:
@@ -332,28 +340,46 @@ class S3Store:
         except _BACKEND_ERRORS as e:
             raise _translate(e) from e
 
-    def abort_incomplete_uploads(self, older_than: timedelta = timedelta(days=1)) -> int:
-        """Abort multipart uploads started more than `older_than` ago; return how many.
+    def abort_incomplete_uploads(
+        self,
+        older_than: timedelta = timedelta(days=1),
+        *,
+        in_progress: Callable[[Sequence[str]], AbstractSet[str]] | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Abort multipart uploads that can no longer complete; return how many (or would).
 
-        A job for uploads whose abort could not reach the service (it was down). Uploads younger
-        than `older_than` may still be in progress on another server and are left alone.
+        A job for uploads whose abort could not reach the service (it was down, or the process
+        died mid-way): their parts take space until aborted. Uploads started more than
+        `older_than` ago are aborted. Younger ones may still be in progress on another server
+        and are left alone, unless `in_progress` is given: it receives their object keys and
+        returns those still being written, and the others are aborted too.
         """
         limit = datetime.now(UTC) - older_than
+        uploads = list(self.incomplete_uploads())
+        young = [key for key, _, started in uploads if started > limit]
+        alive = in_progress(young) if in_progress is not None and young else set(young)
         stale = [
             (key, upload_id)
-            for key, upload_id, started in self.incomplete_uploads()
-            if started <= limit
+            for key, upload_id, started in uploads
+            if started <= limit or key not in alive
         ]
+        if dry_run:
+            return len(stale)
+        aborted = 0
         for key, upload_id in stale:
             try:
                 self.client.abort_multipart_upload(
                     Bucket=self.bucket, Key=self.prefix + key, UploadId=upload_id
                 )
             except _BACKEND_ERRORS as e:
+                if _code(e) == "NoSuchUpload":
+                    continue  # aborted meanwhile, by another server's job
                 error = _translate(e)
                 if not isinstance(error, ObjectNotFound):
                     raise error from e
-        return len(stale)
+            aborted += 1
+        return aborted
 
 
 class _Filler:

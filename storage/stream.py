@@ -40,7 +40,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from storage.base import Chunk, ReadableStream
-from storage.errors import IntegrityError
+from storage.errors import IntegrityError, ObjectCorrupted
 from storage.pipeline import BackgroundDigest, Prefetcher, SegmentHasher
 
 MAGIC = b"FILR/ENC"
@@ -308,8 +308,10 @@ def _segments(
     """Yield each segment's plaintext once its tag is verified; the first may be empty.
 
     Owns `chunks`: closes it when it ends, fails or is closed, so the backend's file or HTTP
-    body is released now, not whenever the collector runs.
+    body is released now, not whenever the collector runs. Every failure is an ObjectCorrupted
+    naming the object and the segment, so that the caller can say what is damaged.
     """
+    segment: int | None = None  # None while the header is read, then the segment being read
     try:
         try:
             digest = bytes.fromhex(sha256)
@@ -328,6 +330,7 @@ def _segments(
         prefix = header.nonce_prefix
         counter = 0
         while True:
+            segment = counter
             frame = reader.read(frame_size)
             last = len(frame) < frame_size
             if last and len(frame) < TAG_SIZE:
@@ -347,6 +350,8 @@ def _segments(
             if last:
                 return
             counter += 1
+    except IntegrityError as e:
+        raise ObjectCorrupted(str(e), object_key=associated[0], segment=segment) from None
     finally:
         try:
             if rehash is not None:

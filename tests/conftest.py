@@ -60,6 +60,13 @@ def _leak_watch(request: pytest.FixtureRequest) -> Iterator[None]:
     LEAKS.end_test()
 
 
+@pytest.fixture(autouse=True)
+def _superuser_allowed_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The suite's PostgreSQL role is a superuser: commands run by the CLI tests (settings from
+    the environment) may use it. The refusal's tests clear it (portal/test_database_roles.py)."""
+    monkeypatch.setenv("FILR_ALLOW_SUPERUSER", "1")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Tests parametrised on the PostgreSQL backend carry the `postgres` marker."""
     for item in items:

@@ -131,10 +131,9 @@ def reenrol_totp() -> str | Response:
     """Move the second factor to a new authenticator app."""
     user, svc = the_user(), services()
     sess = portal_session()
-    secret = sess.get("reenrol_secret")
-    if not isinstance(secret, str):
-        secret = totp.new_secret()
-        sess["reenrol_secret"] = secret
+    secret = auth.open_pending_totp_secret(svc, sess.get("reenrol_secret"), user.id)
+    if secret is None:
+        secret, sess["reenrol_secret"] = auth.new_pending_totp_secret(svc, user.id)
     form = ReenrolTotpForm()
     error = None
     if form.validate_on_submit():

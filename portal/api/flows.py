@@ -16,7 +16,7 @@ import storage
 from portal.api.models import ApiScope
 from portal.api.problems import ApiProblem
 from portal.api.views import bp, requires
-from portal.db import db
+from portal.db import db, is_database_unavailable
 from portal.deposits import services as deposits
 from portal.deposits.views import UPLOAD_CHUNK
 from portal.flows import services as flows
@@ -112,7 +112,9 @@ def flow_deposit() -> tuple[Response, int, dict[str, str]]:
         raise ApiProblem(413, str(e), code=e.code) from None
     except deposits.DepositError as e:
         raise ApiProblem(422, str(e), code=e.code) from None
-    except storage.StorageUnavailable:
+    except storage.StorageUnavailable as e:
+        if is_database_unavailable(e):
+            raise  # the keyring's database, not the store: answered 503 by the app
         raise ApiProblem(
             503,
             "Le stockage est momentanément indisponible : réessayez plus tard.",

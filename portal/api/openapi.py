@@ -157,6 +157,14 @@ SCHEMAS: dict[str, Schema] = {
                         "items": _ref("Receipt"),
                         "description": "Accusés de réception ; null hors du côté expéditeur.",
                     },
+                    "content_removal_pending": {
+                        "type": "boolean",
+                        "description": (
+                            "Dépôt détruit (clés effacées : illisible) dont le contenu chiffré "
+                            "n'a pas encore pu être supprimé du stockage, indisponible ; la "
+                            "purge le supprime à son retour."
+                        ),
+                    },
                 }
             ),
         ]
@@ -318,6 +326,11 @@ RESPONSES: dict[str, Any] = {
     "TooLarge": _problem("Fichier trop volumineux."),
     "Invalid": _problem("Requête invalide ; le détail est en français, `errors` par champ."),
     "Unavailable": _problem("Stockage momentanément indisponible."),
+    "Corrupted": _problem(
+        "Fichier endommagé dans le stockage (code file_corrupted) : contrôle d'intégrité en "
+        "échec, l'équipe sécurité est alertée. Si l'échec survient en cours de transfert, la "
+        "connexion est coupée avant Content-Length octets."
+    ),
 }
 
 
@@ -524,7 +537,8 @@ def _paths() -> dict[str, Any]:
         "/deposits/{deposit_id}/withdraw": {
             "post": _operation(
                 "withdrawDeposit",
-                "Retirer le dépôt avant son expiration : son contenu est détruit aussitôt.",
+                "Retirer le dépôt avant son expiration : son contenu est détruit aussitôt. "
+                "Déjà retiré ou détruit : 422, code already_withdrawn ou already_destroyed.",
                 ApiScope.DEPOSIT,
                 {"200": deposit_ok, "404": _error("NotFound"), "422": _error("Invalid")},
                 parameters=[DEPOSIT_ID],
@@ -547,6 +561,8 @@ def _paths() -> dict[str, Any]:
                     },
                     "404": _error("NotFound"),
                     "410": _error("Gone"),
+                    # The stored file failed its integrity check (code `file_corrupted`).
+                    "502": _error("Corrupted"),
                 },
                 parameters=[DEPOSIT_ID, FILE_ID],
             )

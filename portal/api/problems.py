@@ -21,6 +21,7 @@ TITLES = {
     422: "Requête invalide",
     429: "Trop de requêtes",
     500: "Erreur inattendue",
+    502: "Contenu stocké invalide",
     503: "Service momentanément indisponible",
 }
 

@@ -26,7 +26,7 @@ from portal.api.models import ApiScope, ApiToken
 from portal.api.openapi import openapi_document
 from portal.api.problems import ApiProblem, problem
 from portal.auth.throttle import RateLimit
-from portal.db import db
+from portal.db import db, is_database_unavailable
 from portal.deposits import notifications
 from portal.deposits import services as deposits
 from portal.deposits.listing import PAGE_SIZE, Filters, decode_cursor, list_deposits
@@ -234,6 +234,7 @@ def _deposit_full(user: User, deposit: Deposit) -> dict[str, Any]:
             for f in deposit.files
         ],
         "receipts": receipts,
+        "content_removal_pending": deposit.is_removal_pending,
     }
 
 
@@ -491,7 +492,9 @@ def file_upload(deposit_id: str) -> tuple[Response, int, dict[str, str]]:
         raise ApiProblem(413, str(e), code=e.code) from None
     except deposits.DepositError as e:
         raise ApiProblem(422, str(e), code=e.code) from None
-    except storage.StorageUnavailable:
+    except storage.StorageUnavailable as e:
+        if is_database_unavailable(e):
+            raise  # the keyring's database, not the store: answered 503 by the app
         raise ApiProblem(
             503,
             "Le stockage est momentanément indisponible : réessayez plus tard.",
@@ -539,11 +542,11 @@ def file_content(deposit_id: str, file_id: str) -> Response:
     svc, ctx = services(), audit_context()
     try:
         link = deposits.issue_link(db.session, svc.settings.secret_key, user, deposit, file, ctx)
-        download = deposits.redeem_link(
-            db.session, svc.store, svc.settings.secret_key, user, link, ctx
-        )
+        download = deposits.redeem_link(db.session, svc, user, link, ctx)
     except deposits.LinkRefused as e:
         raise ApiProblem(410, str(e), code=e.code) from None
+    except deposits.FileCorrupted as e:
+        raise ApiProblem(502, str(e), code=e.code) from None
     return streamed(download)
 
 
@@ -554,6 +557,8 @@ def deposit_withdraw(deposit_id: str) -> Response:
     user = the_user()
     deposit = _deposit_or_404(user, deposit_id)
     try:
+        # A store that cannot remove the content now is not an error: the deposit is destroyed
+        # (keys shredded) and its answer says `content_removal_pending`.
         deposits.withdraw(db.session, services().store, user, deposit, audit_context())
     except deposits.DepositError as e:
         raise ApiProblem(422, str(e), code=e.code) from None

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlalchemy as sa
+from cryptography.exceptions import InvalidTag
 from sqlalchemy.orm import Session
 
 import audit
@@ -157,8 +158,19 @@ def attempt_login(
     """Check password then TOTP (or a recovery code); throttle and audit every outcome."""
     akey, ikey = account_key(email), ip_key(ctx.source_ip)
     settings = svc.settings
-    user = find_user_by_email(session, email) if len(email) <= 254 else None
-    actor = audit.Actor(user.id, user.organisation_id) if user else audit.SYSTEM
+    # Until the password is verified, a known and an unknown address take the same statements:
+    # only the columns of one row, never the whole User (whose eager loads of roles and
+    # territory were two extra round trips that told, under load, that the account exists).
+    found = (
+        session.execute(
+            sa.select(User.id, User.organisation_id, User.password_hash).where(
+                User.email == normalise_email(email)
+            )
+        ).one_or_none()
+        if len(email) <= 254
+        else None
+    )
+    actor = audit.Actor(found.id, found.organisation_id) if found else audit.SYSTEM
     # The attempt is counted under both keys before the (slow) verification, so a burst of
     # parallel requests gets at most the limit evaluated (see Throttle.attempt). An evaluated
     # attempt that fails stays as the failure; a refused one is taken back under every key.
@@ -197,11 +209,15 @@ def attempt_login(
         return LoginOutcome()
 
     # Always one argon2 verification, so an unknown account costs the same time as a known one.
-    password_ok = svc.argon2.verify(user.password_hash if user else None, password)
-    if user is None:
+    password_ok = svc.argon2.verify(found.password_hash if found else None, password)
+    if found is None:
         return fail(AuditAction.LOGIN_FAILURE, "unknown_account")
     if not password_ok:
         return fail(AuditAction.LOGIN_FAILURE, "bad_password")
+    # The password is right: whoever sent it may learn that the account exists.
+    user = session.get(User, found.id)
+    if user is None:  # deleted between the two statements
+        return fail(AuditAction.LOGIN_FAILURE, "unknown_account")
     if user.status != AccountStatus.ACTIVE:
         return fail(AuditAction.LOGIN_FAILURE, f"account_{user.status}")
     if mfa_failures_capped(session, user, settings.mfa_failures_max):
@@ -395,6 +411,33 @@ def replace_recovery_codes(session: Session, user: User) -> list[str]:
     for code in codes:
         session.add(RecoveryCode(user_id=user.id, code_digest=totp.recovery_code_digest(code)))
     return codes
+
+
+# A secret shown on the QR code page waits for its first code in the server-side session, a
+# database row that outlives an abandoned page (and, on SQLite, whose old versions linger in
+# the file and its WAL): it is sealed there like an enrolled one, bound to the account and to
+# this use, so that nothing but the page itself ever holds it in clear.
+_PENDING_TOTP_CONTEXT = "pending-totp:"
+
+
+def new_pending_totp_secret(svc: Services, user_id: str) -> tuple[str, str]:
+    """A new TOTP secret for *user_id* and its sealed form, the only one the session may keep."""
+    secret = totp.new_secret()
+    return secret, svc.secret_box.seal(secret, _PENDING_TOTP_CONTEXT + user_id)
+
+
+def open_pending_totp_secret(svc: Services, sealed: object, user_id: str) -> str | None:
+    """The secret sealed by `new_pending_totp_secret` for *user_id*, or None.
+
+    None too for a value sealed otherwise, or kept in clear by an earlier version: the caller
+    then starts a new enrolment rather than trust it.
+    """
+    if not isinstance(sealed, str):
+        return None
+    try:
+        return svc.secret_box.open(sealed, _PENDING_TOTP_CONTEXT + user_id)
+    except (ValueError, InvalidTag):
+        return None
 
 
 def enrol_totp(session: Session, svc: Services, user: User, secret: str, code: str) -> bool:

@@ -15,8 +15,11 @@ from sqlalchemy.orm import Session
 from werkzeug.datastructures import CallbackDict
 
 from portal.auth.models import ServerSession
-from portal.db import db, utcnow
+from portal.db import DATABASE_UNAVAILABLE_FLAG, db, is_database_unavailable, utcnow
+from portal.text import header_text
 
+# Set on `g` when the session could not be read because the database is out of reach.
+SESSION_DATABASE_ERROR = "filr_session_database_error"
 # How often an unchanged session refreshes last_seen_at (the idle clock) in the database.
 _TOUCH_EVERY = timedelta(seconds=30)
 
@@ -75,6 +78,17 @@ class ServerSessionInterface(SessionInterface):
         self.absolute = absolute
 
     def open_session(self, app: Flask, request: Request) -> PortalSession:
+        try:
+            return self._load(app, request)
+        except sa.exc.SQLAlchemyError as e:
+            if not is_database_unavailable(e):
+                raise
+            # The session is loaded before the error handlers can answer: the first request
+            # hook (portal.security) raises this again, and the database's 503 handler answers.
+            g.setdefault(SESSION_DATABASE_ERROR, e)
+            return PortalSession()
+
+    def _load(self, app: Flask, request: Request) -> PortalSession:
         token = request.cookies.get(self.get_cookie_name(app))
         if not token or len(token) > 128:
             return PortalSession()
@@ -105,6 +119,8 @@ class ServerSessionInterface(SessionInterface):
 
     def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
         assert isinstance(session, PortalSession)  # noqa: S101 - installed by create_app only
+        if g.get(DATABASE_UNAVAILABLE_FLAG):
+            return  # the 503 of a database outage: nothing can be stored, no cookie is set
         name = self.get_cookie_name(app)
         domain = self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
@@ -140,7 +156,7 @@ class ServerSessionInterface(SessionInterface):
                 created_at=now,
                 last_seen_at=now,
                 source_ip=request.remote_addr,
-                user_agent=(request.user_agent.string or "")[:512],
+                user_agent=(header_text(request.user_agent.string) or "")[:512],
                 data=json.dumps(dict(session)),
             )
             dbs.add(row)

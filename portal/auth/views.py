@@ -178,8 +178,11 @@ def activate(token: str) -> str | Response:
         if not problems:
             auth.set_password(db.session, services(), user, form.password.data)
             db.session.commit()
-            sess = portal_session()
-            sess["enrol"] = {"user_id": user.id, "token_id": row.id, "secret": totp.new_secret()}
+            portal_session()["enrol"] = {
+                "user_id": user.id,
+                "token_id": row.id,
+                "secret": auth.new_pending_totp_secret(services(), user.id)[1],
+            }
             return redirect(url_for("auth.activate_totp"))
     return render_template(
         "auth/new_password.html",
@@ -210,7 +213,7 @@ def mfa_enrol(token: str) -> str | Response | tuple[str, int]:
             portal_session()["enrol"] = {
                 "user_id": user.id,
                 "token_id": row.id,
-                "secret": totp.new_secret(),
+                "secret": auth.new_pending_totp_secret(services(), user.id)[1],
             }
             return redirect(url_for("auth.activate_totp"))
         if result.retry_after is not None:
@@ -232,11 +235,17 @@ def activate_totp() -> str | Response:
         abort(404)
     user = db.session.get(User, state.get("user_id"))
     token = db.session.get(UserToken, state.get("token_id"))
-    if user is None or token is None or token.used_at is not None or token.expires_at <= utcnow():
+    svc = services()
+    secret = auth.open_pending_totp_secret(svc, state.get("secret"), user.id) if user else None
+    if (
+        user is None
+        or secret is None
+        or token is None
+        or token.used_at is not None
+        or token.expires_at <= utcnow()
+    ):
         sess.pop("enrol", None)
         abort(404)
-    svc = services()
-    secret = str(state["secret"])
     uri = totp.provisioning_uri(secret, user.email)
     form = TotpConfirmForm()
     error = None

@@ -64,6 +64,26 @@ class Deposit(Base):
         sa.Index("ix_deposit_space_created", "departement_code", "created_at", "id"),
         # The inbox sorted by title: keyset pages read in index order instead of sorting the space.
         sa.Index("ix_deposit_space_title", "departement_code", "title_sort", "id"),
+        # The same two orders across spaces: a user of several départements (a France Travail
+        # territory, a national structure) reads a page in index order, skipping the rows of
+        # other spaces, instead of sorting all of its spaces (benchmarks/http_throughput.py).
+        sa.Index("ix_deposit_created", "created_at", "id"),
+        sa.Index("ix_deposit_title", "title_sort", "id"),
+        *(
+            # Substring search (PostgreSQL, pg_trgm): one trigram index per category, so that a
+            # search reads only the matches of the categories its user may see (an agent
+            # searching "cgpem" does not read every flow). Created by migration 0008 where the
+            # extension can be; without them (SQLite, no pg_trgm) the search stays correct.
+            sa.Index(
+                f"ix_deposit_title_trgm_{category}",
+                "title_sort",
+                postgresql_using="gin",
+                postgresql_ops={"title_sort": "gin_trgm_ops"},
+                postgresql_where=sa.text(f"category = '{category}'"),
+                info={"requires_extension": "pg_trgm"},
+            ).ddl_if(dialect="postgresql")
+            for category in Category
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -120,11 +140,21 @@ class Deposit(Base):
             return "Expiré"
         return STATUS_LABELS[DepositStatus(self.status)]
 
+    @property
+    def is_removal_pending(self) -> bool:
+        """True while a destroyed file's ciphertext is not yet known to be out of the store."""
+        return any(f.destroyed_at is not None and f.removed_at is None for f in self.files)
+
 
 class DepositFile(Base):
     """One encrypted file of a deposit; the object key is ours, the name only shown."""
 
     __tablename__ = "deposit_file"
+    __table_args__ = (
+        # The purge's "ciphertexts still to remove" (removed_at IS NULL, destroyed_at IS NOT
+        # NULL) is a range of this index, not a scan of every file ever deposited.
+        sa.Index("ix_deposit_file_removal", "removed_at", "destroyed_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     deposit_id: Mapped[str] = mapped_column(
@@ -137,6 +167,9 @@ class DepositFile(Base):
     sha256: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     destroyed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the object store confirmed the ciphertext gone; NULL on a destroyed file while the
+    # store could not be reached (the purge's `finish_destructions` retries it).
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     deposit: Mapped[Deposit] = relationship(back_populates="files")
 

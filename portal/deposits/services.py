@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -37,10 +38,15 @@ from portal.deposits.permissions import (
     can_withdraw,
     categories_of,
     is_sender_side,
+    visible_deposits,
 )
 from portal.deposits.sniff import TypeSniffer, safe_filename
+from portal.flows.models import FlowDeposit
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import may_exchange, spaces_of
+from portal.securite.alerts import Hit, alert_at_once
+from portal.securite.models import AlertKind
+from portal.services import Services
 from portal.text import fold
 from storage.sql import storage_data_key
 
@@ -74,6 +80,12 @@ class LinkRefused(DepositError):
     code = "link_refused"
 
 
+class FileCorrupted(DepositError):
+    """The stored file failed its integrity check: it cannot be sent (audited and alerted)."""
+
+    code = "file_corrupted"
+
+
 def _target(deposit: Deposit, kind: str = "deposit", target_id: str | None = None) -> audit.Target:
     return audit.Target(kind, target_id or deposit.id, deposit.departement_code)
 
@@ -81,26 +93,57 @@ def _target(deposit: Deposit, kind: str = "deposit", target_id: str | None = Non
 # --- reading -------------------------------------------------------------------------------
 
 
+_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def is_well_formed_id(value: str) -> bool:
+    """True for what `portal.db.new_id` could have made (32 lowercase hex digits)."""
+    return _ID_RE.fullmatch(value) is not None
+
+
 def find_deposit(
     session: Session, user: User, deposit_id: str, ctx: audit.Context
 ) -> Deposit | None:
-    """The deposit if *user* may see it; None (the caller answers 404) otherwise, audited."""
-    deposit = session.get(Deposit, deposit_id) if len(deposit_id) == 32 else None
+    """The deposit if *user* may see it; None (the caller answers 404) otherwise, audited.
+
+    A deposit of another space and an id that does not exist cost the same statements, so that
+    the time of the 404 does not tell which ids exist: the deposit (and its files and recipients)
+    is read only when the isolation rule's SQL twin lets it through; otherwise the same
+    one-column lookup of its département runs for the trail, whether the id exists or not.
+    """
+    if not is_well_formed_id(deposit_id):
+        refuse_unseen(session, user, ctx, audit.Target("deposit"))
+        return None
+    deposit = session.execute(
+        sa.select(Deposit).where(Deposit.id == deposit_id, visible_deposits(user))
+    ).scalar_one_or_none()
+    # The predicate keeps the last word: should the twin ever disagree, the deposit is refused.
     if deposit is not None and can_see_deposit(user, deposit):
         return deposit
+    departement = session.execute(
+        sa.select(Deposit.departement_code).where(Deposit.id == deposit_id)
+    ).scalar_one_or_none()
+    refuse_unseen(session, user, ctx, audit.Target("deposit", deposit_id, departement))
+    return None
+
+
+def refuse_unseen(session: Session, user: User, ctx: audit.Context, target: audit.Target) -> None:
+    """Audit a refused look at *target* and commit: the caller answers 404.
+
+    A target with a département exists in a space *user* may not see ("not_visible", the
+    foreign-access alert); one without is an id that exists nowhere, or not even the shape of
+    one (then no id is kept: it is whatever was typed), "unknown": the probing alert.
+    """
     audit.record(
         session,
         AuditAction.ACCESS_DENIED,
         actor=user.audit_actor,
         context=ctx,
         outcome=Outcome.DENIED,
-        target=audit.Target(
-            "deposit", deposit_id[:64], deposit.departement_code if deposit else None
-        ),
-        details={"reason": "not_visible" if deposit else "unknown"},
+        target=target,
+        details={"reason": "not_visible" if target.departement else "unknown"},
     )
     session.commit()
-    return None
 
 
 def recipient_choices(session: Session, sender: User, departement: str) -> list[Organisation]:
@@ -463,7 +506,7 @@ def _refuse_link(
 
 @dataclass(frozen=True)
 class Download:
-    """A file ready to stream, the check and the receipt done."""
+    """A file ready to stream, every check done; the receipt follows its last byte."""
 
     file: DepositFile
     deposit: Deposit
@@ -487,14 +530,18 @@ def _expired_link_target(
 
 def redeem_link(
     session: Session,
-    store: storage.EncryptedStore,
-    secret_key: str,
+    svc: Services,
     user: User,
     token: str,
     ctx: audit.Context,
 ) -> Download:
-    """Check a link again at use (signature, age, user, rights, expiry, counter); open the file."""
-    serializer = _serializer(secret_key)
+    """Check a link again at use (signature, age, user, rights, expiry, counter); open the file.
+
+    Raises LinkRefused, or FileCorrupted when the stored file fails its integrity check before
+    its first byte. The receipt and the `deposit:downloaded` row are written only once the
+    stream has handed over its last byte (see `_delivered`).
+    """
+    serializer = _serializer(svc.settings.secret_key)
     try:
         payload = serializer.loads(token, max_age=LINK_MAX_AGE)
     except SignatureExpired as e:
@@ -520,31 +567,170 @@ def redeem_link(
     if not deposit.is_downloadable() or file.destroyed_at is not None:
         raise _refuse_link(session, user, "expired_deposit", ctx, target)
     object_key = file.object_key
+    sending = _Sending(
+        session, svc, user_id=user.id, actor=user.audit_actor, ctx=ctx, target=target,
+        deposit_id=deposit.id, file_id=file.id, object_key=file.object_key, size=file.size,
+    )  # fmt: skip
     # No transaction is held while the store is asked (see `destroy_content`).
     session.commit()
     try:
-        chunks = store.open(object_key)
+        chunks = svc.store.open(object_key)
+    except storage.IntegrityError as e:
+        sending.report_corruption(e, sent=0)
+        raise FileCorrupted(
+            "Ce fichier est endommagé dans l'espace de stockage : il ne peut pas être "
+            "téléchargé. L'équipe sécurité a été alertée ; demandez à l'expéditeur de le "
+            "déposer à nouveau."
+        ) from e
     except storage.StorageError as e:
         raise _refuse_link(session, user, "unavailable", ctx, target) from e
     limited = deposit.max_downloads is not None and not is_sender_side(user, deposit)
     if limited and not _take_download_slot(session, deposit, user):
         _close(chunks)
         raise _refuse_link(session, user, "max_downloads", ctx, target)
-    session.add(
-        DownloadReceipt(
-            deposit_id=deposit.id, file_id=file.id, user_id=user.id, downloaded_at=utcnow()
+    session.commit()  # the counted download; nothing is held while the file streams
+    return Download(file, deposit, _delivered(chunks, sending))
+
+
+@dataclass(frozen=True)
+class _Sending:
+    """What the trail needs about a download while, and after, its file streams.
+
+    Plain values only: the request's session is closed at teardown, before the body is sent,
+    so the stream reuses the session object on its own and never touches the request's rows.
+    """
+
+    session: Session
+    svc: Services
+    user_id: str
+    actor: audit.Actor
+    ctx: audit.Context
+    target: audit.Target
+    deposit_id: str
+    file_id: str
+    object_key: str
+    size: int
+
+    def record_receipt(self) -> None:
+        """The acknowledgement of receipt and the `deposit:downloaded` row, once all was sent."""
+        self.session.add(
+            DownloadReceipt(
+                deposit_id=self.deposit_id,
+                file_id=self.file_id,
+                user_id=self.user_id,
+                downloaded_at=utcnow(),
+            )
         )
-    )
-    audit.record(
-        session,
-        AuditAction.FILE_DOWNLOADED,
-        actor=user.audit_actor,
-        context=ctx,
-        target=target,
-        details={"deposit_id": deposit.id, "size": file.size},
-    )
-    session.commit()
-    return Download(file, deposit, chunks)
+        audit.record(
+            self.session,
+            AuditAction.FILE_DOWNLOADED,
+            actor=self.actor,
+            context=self.ctx,
+            target=self.target,
+            details={"deposit_id": self.deposit_id, "size": self.size},
+        )
+        self.session.commit()
+
+    def record_failure(self, reason: str, sent: int) -> None:
+        """A download that stopped before its end: no receipt, a failed `deposit:downloaded`."""
+        audit.record(
+            self.session,
+            AuditAction.FILE_DOWNLOADED,
+            actor=self.actor,
+            context=self.ctx,
+            outcome=Outcome.FAILURE,
+            target=self.target,
+            details={"deposit_id": self.deposit_id, "reason": reason, "bytes_sent": sent},
+        )
+        self.session.commit()
+
+    def report_corruption(self, error: storage.IntegrityError, sent: int) -> None:
+        """Audit a failed integrity check and open (and e-mail) its security alert at once.
+
+        Stored data that fails authentication means tampering with, or corruption of, the
+        store: the security officers must hear of it now, not when the file is next asked for.
+        """
+        segment = error.segment if isinstance(error, storage.ObjectCorrupted) else None
+        reason = error.reason if isinstance(error, storage.ObjectCorrupted) else str(error)
+        event = audit.record(
+            self.session,
+            AuditAction.STORAGE_INTEGRITY_FAILED,
+            actor=self.actor,
+            context=self.ctx,
+            outcome=Outcome.FAILURE,
+            target=self.target,
+            details={
+                "deposit_id": self.deposit_id,
+                "object_key": self.object_key,
+                "segment": segment,
+                "reason": reason,
+                "bytes_sent": sent,
+            },
+        )
+        log.error(
+            "integrity check failed: object %s, segment %s (%s)",
+            self.object_key,
+            "header" if segment is None else segment,
+            reason,
+        )
+        alert_details: dict[str, object] = {
+            "deposit_id": self.deposit_id,
+            "object_key": self.object_key,
+            "reason": reason,
+        }
+        if segment is not None:
+            alert_details["segment"] = segment
+        alert_at_once(
+            self.session,
+            self.svc.mailer,
+            self.svc.settings.base_url,
+            Hit(
+                kind=AlertKind.STORAGE_INTEGRITY,
+                subject_type="file",
+                subject_id=self.file_id,
+                first_at=event.occurred_at,
+                last_at=event.occurred_at,
+                first_seq=event.seq,
+                last_seq=event.seq,
+                departement=self.target.departement,
+                details=alert_details,
+            ),
+            self.ctx,
+        )
+
+
+def _delivered(chunks: Iterator[bytes], sending: _Sending) -> Iterator[bytes]:
+    """Yield the file's plaintext; write the receipt only once the last byte was handed over.
+
+    The server asks for the next chunk only after writing the previous one, so the code after
+    the loop runs once every byte was sent. An integrity failure is audited and alerted, then
+    raised again: the server then drops the connection, and the client, which was promised
+    `Content-Length` bytes, sees an incomplete transfer rather than a clean short file.
+    """
+    sent = 0  # bytes handed to the server (the last one may be in flight when it gives up)
+    try:
+        try:
+            for chunk in chunks:
+                sent += len(chunk)
+                yield chunk
+        except storage.IntegrityError as e:
+            sending.report_corruption(e, sent)
+            raise
+        except storage.StorageError:
+            sending.record_failure("storage_unavailable", sent)
+            raise
+        except GeneratorExit:
+            # The client went away (or the server gave up on it): part of the file left. The
+            # server is closing the response: a failing database must not fail that too.
+            try:
+                sending.record_failure("interrupted", sent)
+            except Exception:
+                log.exception("interrupted download not audited (deposit %s)", sending.deposit_id)
+            raise
+        sending.record_receipt()
+    finally:
+        _close(chunks)
+        sending.session.close()
 
 
 def _close(chunks: Iterator[bytes]) -> None:
@@ -596,6 +782,99 @@ def take_in_charge(session: Session, user: User, deposit: Deposit, ctx: audit.Co
     )
 
 
+# What a destruction leaves in place of what people typed: the row stays for the trail, the
+# receipts and the follow-up, with nothing personal in it (titles often name the beneficiary).
+DESTROYED_TITLE = "Dépôt détruit"
+DESTROYED_FILENAME = "Fichier détruit"
+ERASED_REASON = "Motif effacé à la destruction du flux."
+
+# Longest an upload may take: a multipart upload older than this is taken for dead (its server
+# was restarted or killed mid-way) and the purge aborts it, whoever owns it. The default upload
+# limit (2 GiB) in two hours is 2.4 Mbit/s.
+UPLOAD_TIMEOUT = timedelta(hours=2)
+
+
+class AlreadyWithdrawn(DepositError):
+    """The deposit was withdrawn already (by someone else, or a moment ago)."""
+
+    code = "already_withdrawn"
+
+
+class AlreadyDestroyed(DepositError):
+    """The deposit's content was destroyed already (expired, refused or abandoned)."""
+
+    code = "already_destroyed"
+
+
+def _ended(deposit: Deposit) -> DepositError:
+    """The error telling a withdrawal that came too late what state the deposit is in now."""
+    if deposit.withdrawn_at is not None:
+        if deposit.status == DepositStatus.DESTROYED:
+            return AlreadyWithdrawn("Ce dépôt a déjà été retiré : son contenu a été détruit.")
+        return AlreadyWithdrawn(
+            "Ce dépôt a déjà été retiré : la destruction de son contenu est en cours."
+        )
+    return AlreadyDestroyed("Ce dépôt a déjà été détruit : il ne peut plus être retiré.")
+
+
+@dataclass(frozen=True)
+class Destruction:
+    """What `destroy_content` did: files destroyed, and ciphertexts left for the purge."""
+
+    files: int
+    removal_pending: int = 0
+
+
+@dataclass
+class _Removal:
+    shredded: int = 0
+    removed: int = 0
+    pending: int = 0
+
+
+def _shred_and_remove(
+    session: Session,
+    store: storage.EncryptedStore,
+    files: Sequence[tuple[str, str]],
+    *,
+    try_store: bool = True,
+) -> _Removal:
+    """Shred the data key and remove the ciphertext of each (file id, object key); mark removed.
+
+    Each key is shredded (in the database: the content is unreadable from then on) before its
+    ciphertext is removed. After the object store's first failure only keys are shredded: a
+    store that is down would make each file wait for its own time-outs. What is not removed
+    stays pending for `finish_destructions`.
+    """
+    outcome = _Removal()
+    removed: list[str] = []
+    for file_id, object_key in files:
+        outcome.shredded += store.shred(object_key)
+        if not try_store:
+            continue
+        try:
+            store.inner.delete(object_key)
+        except storage.StorageError:
+            try_store = False
+        else:
+            removed.append(file_id)
+    outcome.pending = len(files) - len(removed)
+    if outcome.pending:
+        log.warning(
+            "object store unavailable: %d ciphertext(s) of destroyed deposits left for the purge",
+            outcome.pending,
+        )
+    if removed:
+        marked = session.execute(
+            sa.update(DepositFile)
+            .where(DepositFile.id.in_(removed), DepositFile.removed_at.is_(None))
+            .values(removed_at=utcnow())
+        )
+        outcome.removed = int(marked.rowcount)  # type: ignore[attr-defined]
+        session.commit()
+    return outcome
+
+
 def destroy_content(
     session: Session,
     store: storage.EncryptedStore,
@@ -604,83 +883,166 @@ def destroy_content(
     reason: str,
     actor: audit.Actor,
     ctx: audit.Context,
-) -> int | None:
-    """Shred and delete every file of a deposit; exactly one destruction entry in the trail.
+    expected_status: DepositStatus | None = None,
+    try_store: bool = True,
+) -> Destruction | None:
+    """Destroy a deposit: erase its personal data, shred and remove its files; one trail entry.
 
-    Fail closed: the deposit is marked destroyed and the destruction recorded in one committed
-    transaction *before* any key is shredded, so a destruction whose row cannot be written does
-    not happen. The store is called after the commit (the key store writes through its own
-    connection, which on SQLite would otherwise wait for the lock this session holds); if it
-    fails half-way, the deposit is already out of reach and `finish_destructions` shreds what is
-    left at the purge's next run. Returns the number of files, or None if another run (or
-    server) destroyed the deposit first.
+    Fail closed: the deposit is marked destroyed, its titles, message, file names and flow
+    report erased, and the destruction recorded (with the expiry, for reason "expired") in one
+    committed transaction *before* any key is shredded, so a destruction whose row cannot be
+    written does not happen. The winner is the one conditional UPDATE that finds the deposit
+    still in *expected_status* (any status but destroyed by default): of two servers, exactly
+    one records it. The store is called after the commit (the key store writes through its own
+    connection); ciphertexts it cannot remove now are counted in `removal_pending` and removed
+    by `finish_destructions` at the purge's next run. Returns None if another run (or server)
+    destroyed the deposit first, or its status changed meanwhile.
     """
     now = utcnow()
+    still = (
+        Deposit.status == expected_status
+        if expected_status is not None
+        else Deposit.status != DepositStatus.DESTROYED
+    )
+    # Titles of flows are written by the portal (type, space, period), never typed by a
+    # person: they stay, for the follow-up and the sender's list.
+    typed_by_a_person = Deposit.category != Category.FLUX_XML
     won = session.execute(
         sa.update(Deposit)
-        .where(Deposit.id == deposit_id, Deposit.status != DepositStatus.DESTROYED)
-        .values(status=DepositStatus.DESTROYED, destroyed_at=now)
+        .where(Deposit.id == deposit_id, still)
+        .values(
+            status=DepositStatus.DESTROYED,
+            destroyed_at=now,
+            title=sa.case((typed_by_a_person, DESTROYED_TITLE), else_=Deposit.title),
+            title_sort=sa.case(
+                (typed_by_a_person, fold(DESTROYED_TITLE)), else_=Deposit.title_sort
+            ),
+            message=None,
+        )
     )
     if won.rowcount != 1:  # type: ignore[attr-defined]
         session.rollback()
         return None
-    keys = list(
-        session.execute(
-            sa.select(DepositFile.object_key).where(
-                DepositFile.deposit_id == deposit_id, DepositFile.destroyed_at.is_(None)
-            )
-        ).scalars()
-    )
+    files = [
+        (file_id, object_key)
+        for file_id, object_key in session.execute(
+            sa.select(DepositFile.id, DepositFile.object_key)
+            .where(DepositFile.deposit_id == deposit_id, DepositFile.removed_at.is_(None))
+            .order_by(DepositFile.id)
+        )
+    ]
     session.execute(
         sa.update(DepositFile)
-        .where(DepositFile.deposit_id == deposit_id, DepositFile.destroyed_at.is_(None))
-        .values(destroyed_at=now)
+        .where(DepositFile.deposit_id == deposit_id)
+        .values(
+            destroyed_at=sa.func.coalesce(DepositFile.destroyed_at, now),
+            filename=DESTROYED_FILENAME,
+        )
+    )
+    # A delivered flow's report may quote values of the file, and the receiving side's reason
+    # for flagging it is free text: both go with the content. (A refused flow's report is
+    # written after its destruction, for its sender, and ages out in `forget_old_reports`.)
+    session.execute(
+        sa.update(FlowDeposit)
+        .where(FlowDeposit.deposit_id == deposit_id)
+        .values(
+            report_sealed=None,
+            unusable_reason=sa.case(
+                (FlowDeposit.unusable_reason.is_(None), None), else_=ERASED_REASON
+            ),
+        )
     )
     departement = session.execute(
         sa.select(Deposit.departement_code).where(Deposit.id == deposit_id)
     ).scalar_one()
+    target = audit.Target("deposit", deposit_id, departement)
+    if reason == "expired":
+        # Recorded by the run that wins the destruction, in its transaction: two purges at
+        # once never both record the expiry.
+        audit.record(session, AuditAction.DEPOSIT_EXPIRED, context=ctx, target=target)
     audit.record(
         session,
         AuditAction.DEPOSIT_DESTROYED,
         actor=actor,
         context=ctx,
-        target=audit.Target("deposit", deposit_id, departement),
-        details={"reason": reason, "files": len(keys)},
+        target=target,
+        details={"reason": reason, "files": len(files)},
     )
     session.commit()
-    for key in keys:
-        store.delete(key)  # shreds the data key first, then removes the ciphertext
-    return len(keys)
+    removal = _shred_and_remove(session, store, files, try_store=try_store)
+    return Destruction(files=len(files), removal_pending=removal.pending)
+
+
+@dataclass
+class FinishReport:
+    """What `finish_destructions` did (or would do, with --dry-run)."""
+
+    shredded: int = 0
+    removed: int = 0
+    pending: int = 0
+    dry_run: bool = False
 
 
 def finish_destructions(
-    session: Session, store: storage.EncryptedStore, *, dry_run: bool = False
-) -> int:
-    """Shred the files of destroyed deposits whose data key is still live; return how many.
+    session: Session,
+    store: storage.EncryptedStore,
+    *,
+    batch_size: int = 500,
+    dry_run: bool = False,
+) -> FinishReport:
+    """Finish destructions the store could not: shred live keys, remove left ciphertexts.
 
     They are left by a destruction whose store call failed after it was recorded (see
-    `destroy_content`); the application never serves them (their deposit is destroyed).
-    Only live data keys are scanned, and each is matched to a destroyed file by its key.
+    `destroy_content`, e.g. a withdrawal during an object store outage); the application
+    never serves them (their deposit is destroyed). Only files not yet known removed are read,
+    in batches; removing twice is not an error, so two runs at once are harmless. `pending`
+    counts what the store still refused at the end.
     """
-    keys = list(
-        session.execute(
-            sa.select(DepositFile.object_key)
-            .join(
-                storage_data_key,
-                storage_data_key.c.object_key == DepositFile.object_key,
+    report = FinishReport(dry_run=dry_run)
+    left = sa.and_(DepositFile.removed_at.is_(None), DepositFile.destroyed_at.is_not(None))
+    if dry_run:
+        report.removed = session.execute(
+            sa.select(sa.func.count()).select_from(DepositFile).where(left)
+        ).scalar_one()
+        report.shredded = session.execute(
+            sa.select(sa.func.count())
+            .select_from(DepositFile)
+            .join(storage_data_key, storage_data_key.c.object_key == DepositFile.object_key)
+            .where(left, storage_data_key.c.shredded_at.is_(None))
+        ).scalar_one()
+        session.commit()
+        return report
+    after = ""
+    while True:
+        files = [
+            (file_id, object_key)
+            for file_id, object_key in session.execute(
+                sa.select(DepositFile.id, DepositFile.object_key)
+                .where(left, DepositFile.id > after)
+                .order_by(DepositFile.id)
+                .limit(batch_size)
             )
-            .where(
-                DepositFile.destroyed_at.is_not(None),
-                storage_data_key.c.shredded_at.is_(None),
-            )
-        ).scalars()
-    )
-    session.commit()  # no transaction held while the key store is asked
-    if keys and not dry_run:
-        for key in keys:
-            store.delete(key)
-        log.warning("%d file(s) of destroyed deposits shredded late", len(keys))
-    return len(keys)
+        ]
+        session.commit()  # no transaction held while the store is asked
+        if not files:
+            break
+        after = files[-1][0]
+        removal = _shred_and_remove(session, store, files)
+        report.shredded += removal.shredded
+        report.removed += removal.removed
+        if removal.pending:
+            report.pending = session.execute(
+                sa.select(sa.func.count()).select_from(DepositFile).where(left)
+            ).scalar_one()
+            session.commit()
+            break
+    if report.shredded or report.removed:
+        log.warning(
+            "destructions finished late: %d key(s) shredded, %d ciphertext(s) removed",
+            report.shredded,
+            report.removed,
+        )
+    return report
 
 
 def withdraw(
@@ -689,16 +1051,32 @@ def withdraw(
     user: User,
     deposit: Deposit,
     ctx: audit.Context,
-) -> None:
+) -> bool:
     """Withdraw a deposit before its expiry: its content is destroyed at once.
 
-    The withdrawal is committed first, so that if destruction fails half-way the deposit is
-    already out of reach and the purge job finishes the destruction.
+    One conditional UPDATE decides: of two withdrawals at once (two servers, a double click),
+    exactly one is recorded and destroys; the other gets AlreadyWithdrawn with the state it
+    finds. The withdrawal is committed first, so that if destruction fails half-way the
+    deposit is already out of reach and the purge job finishes the destruction. Returns True
+    when the object store could not remove the content yet (its keys are shredded: nobody can
+    read it; the purge removes it once the store answers).
     """
+    if deposit.status in (DepositStatus.WITHDRAWN, DepositStatus.DESTROYED):
+        raise _ended(deposit)
     if not can_withdraw(user, deposit):
         raise DepositError("Vous ne pouvez pas retirer ce dépôt.")
-    deposit.status = DepositStatus.WITHDRAWN
-    deposit.withdrawn_at = utcnow()
+    won = session.execute(
+        sa.update(Deposit)
+        .where(
+            Deposit.id == deposit.id,
+            Deposit.status.in_([DepositStatus.AVAILABLE, DepositStatus.DRAFT]),
+        )
+        .values(status=DepositStatus.WITHDRAWN, withdrawn_at=utcnow())
+    )
+    if won.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        session.refresh(deposit)
+        raise _ended(deposit)
     audit.record(
         session,
         AuditAction.DEPOSIT_WITHDRAWN,
@@ -707,7 +1085,23 @@ def withdraw(
         target=_target(deposit),
     )
     session.commit()
-    destroy_content(session, store, deposit.id, reason="withdrawn", actor=user.audit_actor, ctx=ctx)
+    destroy_content(
+        session,
+        store,
+        deposit.id,
+        reason="withdrawn",
+        actor=user.audit_actor,
+        ctx=ctx,
+        expected_status=DepositStatus.WITHDRAWN,
+    )
+    # Read back rather than trusted from this call: a purge may have won the destruction.
+    pending = session.execute(
+        sa.select(sa.func.count())
+        .select_from(DepositFile)
+        .where(DepositFile.deposit_id == deposit.id, DepositFile.removed_at.is_(None))
+    ).scalar_one()
+    session.commit()
+    return bool(pending)
 
 
 @dataclass
@@ -718,6 +1112,7 @@ class PurgeReport:
     withdrawn: int = 0
     abandoned_drafts: int = 0
     files_destroyed: int = 0
+    removal_pending: int = 0
     dry_run: bool = False
     deposit_ids: list[str] = field(default_factory=list)
 
@@ -734,6 +1129,13 @@ def _due(now: datetime) -> sa.ColumnElement[bool]:
     )
 
 
+_PURGE_REASONS = {
+    DepositStatus.AVAILABLE: "expired",
+    DepositStatus.WITHDRAWN: "withdrawn",
+    DepositStatus.DRAFT: "abandoned_draft",
+}
+
+
 def purge_expired_deposits(
     session: Session,
     store: storage.EncryptedStore,
@@ -745,12 +1147,15 @@ def purge_expired_deposits(
 ) -> PurgeReport:
     """Destroy expired, withdrawn and abandoned deposits in batches.
 
-    Idempotent and safe on two servers at once: the final conditional UPDATE of each deposit
-    lets only one run record its destruction (the CLI also takes an advisory lock).
+    Idempotent and safe on two servers at once, with or without the CLI's advisory lock: each
+    deposit is destroyed by one conditional UPDATE that expects the status it was picked in,
+    so only one run records its expiry and its destruction (and a draft published, or a
+    deposit withdrawn, since it was picked is left to its new state).
     """
     now = now or utcnow()
     report = PurgeReport(dry_run=dry_run)
     seen: set[str] = set()
+    store_answers = True
     while True:
         rows = session.execute(
             sa.select(Deposit.id, Deposit.status)
@@ -763,28 +1168,21 @@ def purge_expired_deposits(
             break
         for deposit_id, status in rows:
             seen.add(deposit_id)
-            reason = {"withdrawn": "withdrawn", "draft": "abandoned_draft"}.get(status, "expired")
+            reason = _PURGE_REASONS[DepositStatus(status)]
             if dry_run:
-                destroyed: int | None = 0
+                destroyed: Destruction | None = Destruction(files=0)
             else:
-                if reason == "expired":
-                    departement = session.execute(
-                        sa.select(Deposit.departement_code).where(Deposit.id == deposit_id)
-                    ).scalar_one()
-                    audit.record(
-                        session,
-                        AuditAction.DEPOSIT_EXPIRED,
-                        context=ctx,
-                        target=audit.Target("deposit", deposit_id, departement),
-                    )
-                    session.commit()
                 destroyed = destroy_content(
-                    session, store, deposit_id, reason=reason, actor=audit.SYSTEM, ctx=ctx
-                )
+                    session, store, deposit_id, reason=reason, actor=audit.SYSTEM, ctx=ctx,
+                    expected_status=DepositStatus(status), try_store=store_answers,
+                )  # fmt: skip
             if destroyed is None:
-                continue  # another run destroyed it first
+                continue  # another run destroyed it first, or its status changed meanwhile
+            if destroyed.removal_pending:
+                store_answers = False  # the rest only shreds; the next run removes
             report.deposit_ids.append(deposit_id)
-            report.files_destroyed += destroyed
+            report.files_destroyed += destroyed.files
+            report.removal_pending += destroyed.removal_pending
             if reason == "withdrawn":
                 report.withdrawn += 1
             elif reason == "abandoned_draft":
@@ -792,6 +1190,53 @@ def purge_expired_deposits(
             else:
                 report.expired += 1
     return report
+
+
+def _owner_of_upload(object_key: str) -> str | None:
+    """The deposit an upload's object key belongs to (`deposits/<deposit>/<file>`), if any."""
+    parts = object_key.split("/")
+    if len(parts) == 3 and parts[0] == "deposits" and is_well_formed_id(parts[1]):
+        return parts[1]
+    return None
+
+
+def abort_stale_uploads(
+    session: Session,
+    store: storage.EncryptedStore,
+    *,
+    timeout: timedelta = UPLOAD_TIMEOUT,
+    dry_run: bool = False,
+) -> int:
+    """Abort the store's unfinished multipart uploads that no live upload can still complete.
+
+    An upload is kept only while its draft is a draft and it is younger than *timeout*: one
+    whose server was killed mid-way holds its parts (hundreds of MB) until aborted, and one
+    whose deposit was sent, withdrawn or purged can never complete. Returns how many were
+    (or would be) aborted; 0 on a store without multipart uploads.
+    """
+    abort = getattr(store.inner, "abort_incomplete_uploads", None)
+    if abort is None:
+        return 0
+
+    def in_progress(keys: Sequence[str]) -> set[str]:
+        owners = {key: _owner_of_upload(key) for key in keys}
+        wanted = sorted({owner for owner in owners.values() if owner is not None})
+        drafts: set[str] = set()
+        # Listed before this query: an upload's draft is committed before the upload starts,
+        # so a draft missing here is gone, not yet to come.
+        for start in range(0, len(wanted), 500):
+            drafts.update(
+                session.execute(
+                    sa.select(Deposit.id).where(
+                        Deposit.id.in_(wanted[start : start + 500]),
+                        Deposit.status == DepositStatus.DRAFT,
+                    )
+                ).scalars()
+            )
+        session.commit()
+        return {key for key, owner in owners.items() if owner in drafts}
+
+    return int(abort(timeout, in_progress=in_progress, dry_run=dry_run))
 
 
 def cleanup_orphans(

@@ -5,19 +5,26 @@ reread the file: `TypeSniffer` sees every chunk once and keeps only a bounded he
 bytes), a bounded tail (the ZIP central directory lives at the end of the archive) and a few
 flags found by scanning. Memory stays bounded whatever the size of the file.
 
+The members of a plain ZIP archive are checked on their content too, by the same sniffer as a
+top-level file: the archive is walked as it streams by, each member is inflated in chunks and
+fed to a `TypeSniffer` of its own, and what the walk saw must agree with the central directory
+read at the end (so the bytes checked are the bytes every extractor will write).
+
 Framework-free: the portal and the API pass the declared file name and the chunks in, and turn
 a refused `SniffResult` into a French error for people or a problem detail for scripts.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 import unicodedata
 import urllib.parse
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 from itertools import pairwise
 from typing import Final, TypeAlias
 
@@ -25,6 +32,7 @@ __all__ = [
     "ACCEPTED_EXTENSIONS",
     "HEAD_SIZE",
     "MAX_ZIP_MEMBERS",
+    "MAX_ZIP_RATIO",
     "MAX_ZIP_UNCOMPRESSED",
     "TAIL_SIZE",
     "FileKind",
@@ -46,7 +54,20 @@ MAX_ZIP_MEMBERS: Final = 10_000
 """Beyond this many members an archive is refused as too complex to check."""
 
 MAX_ZIP_UNCOMPRESSED: Final = 16 * 1024**3
-"""Beyond this declared uncompressed total an archive is refused (zip bombs fill disks)."""
+"""Beyond this declared uncompressed total an archive is refused (zip bombs fill disks).
+
+It also caps the bytes actually inflated while the members of a plain archive are checked."""
+
+MAX_ZIP_RATIO: Final = 100
+"""Beyond this many bytes inflated per byte of archive read, a plain archive is refused.
+
+Checking members costs work in proportion to what they inflate to (about 100 MiB/s, most of it
+inflating), and Deflate reaches 1000:1 on repeated bytes: this keeps the work a bounded
+multiple of the upload. 100:1 is Apache POI's `ZipSecureFile` default; real exports (CSV, XML)
+compress 3 to 20:1, and the ratio is taken over the whole archive read so far."""
+
+# Inflated bytes allowed before the ratio applies: small archives of blank forms compress well.
+_ZIP_RATIO_ALLOWANCE: Final = 16 * 1024**2
 
 MAX_FILENAME_CHARS: Final = 150
 # 255 bytes is the limit of a file name on ext4, XFS and APFS.
@@ -193,6 +214,7 @@ class Refusal(StrEnum):
     ZIP_ENCRYPTED = "zip_encrypted"
     ZIP_TOO_COMPLEX = "zip_too_complex"
     ZIP_PATH_TRAVERSAL = "zip_path_traversal"
+    ZIP_METHOD_UNSUPPORTED = "zip_method_unsupported"
 
     @property
     def message_fr(self) -> str:
@@ -247,6 +269,11 @@ _MESSAGES_FR: Final[dict[Refusal, str]] = {
         "Archive ZIP refusée : elle contient des chemins de fichiers dangereux (chemin absolu, "
         "« .. » ou lien symbolique)."
     ),
+    Refusal.ZIP_METHOD_UNSUPPORTED: (
+        "Archive ZIP refusée : un fichier y est compressé d'une manière que le portail ne sait "
+        "pas vérifier. Recréez l'archive avec la compression habituelle (Deflate) ou déposez "
+        "les fichiers séparément."
+    ),
 }
 
 
@@ -256,6 +283,8 @@ class SniffResult:
 
     `extension` is the declared one (lower case, no dot, possibly empty): it comes from the
     user's file name, so it is never put in messages. `message_fr` is empty when `ok`.
+    An archive refused for one of its members says which one by its position among the files
+    of the archive (1 for the first), never by its name, and why (`member_reason`).
     """
 
     kind: FileKind | None
@@ -264,10 +293,14 @@ class SniffResult:
     ok: bool
     reason: Refusal | None
     message_fr: str
+    member_position: int | None = None
+    member_reason: Refusal | None = None
 
     def __post_init__(self) -> None:
         if self.ok != (self.reason is None) or (self.ok and self.kind is None):
             raise ValueError("an accepted result has a kind and no reason, a refused one a reason")
+        if (self.member_position is None) != (self.member_reason is None):
+            raise ValueError("a refused member has a position and a reason")
 
     @classmethod
     def accepted(cls, kind: FileKind, extension: str) -> SniffResult:
@@ -284,6 +317,26 @@ class SniffResult:
                 "son nom : renommez-le avec la bonne extension ou déposez le fichier d'origine."
             )
         return cls(kind, None, extension, False, reason, message)
+
+    @classmethod
+    def member_refused(cls, position: int, member: SniffResult, extension: str) -> SniffResult:
+        """Build the result of an archive refused because its member at `position` is."""
+        if member.reason is None:
+            raise ValueError("only a refused member refuses its archive")
+        message = (
+            f"Archive ZIP refusée : le fichier n° {position} qu'elle contient est refusé. "
+            f"{member.message_fr}"
+        )
+        return cls(
+            FileKind.ZIP,
+            None,
+            extension,
+            False,
+            Refusal.ZIP_MEMBER_REFUSED,
+            message,
+            member_position=position,
+            member_reason=member.reason,
+        )
 
 
 # --- file names ------------------------------------------------------------------------
@@ -539,7 +592,10 @@ _FLAG_ENCRYPTED: Final = 0x0001
 _FLAG_DATA_DESCRIPTOR: Final = 0x0008
 _FLAG_STRONG_ENCRYPTION: Final = 0x0040
 _FLAG_UTF8: Final = 0x0800
+# APPNOTE 4.4.4 bit 13: the local headers are masked, the central directory encrypted.
+_FLAG_MASKED_HEADERS: Final = 0x2000
 _METHOD_STORED: Final = 0
+_METHOD_DEFLATED: Final = 8
 _METHOD_AES: Final = 99
 _S_IFMT: Final = 0o170000
 _S_IFLNK: Final = 0o120000
@@ -574,6 +630,7 @@ class _ZipMember:
     offset: int
     disk: int
     is_symlink: bool
+    crc: int
 
     @property
     def name(self) -> str:
@@ -709,7 +766,7 @@ def _read_members(ring: _TailRing, directory: _CentralDirectory) -> list[_ZipMem
         if at + _CENTRAL.size > directory.end:
             raise _ZipRefused(Refusal.ZIP_INVALID)
         fields = _CENTRAL.unpack(ring.read(at, at + _CENTRAL.size))
-        signature, _, _, flags, method, _, _, _, compressed, uncompressed = fields[:10]
+        signature, _, _, flags, method, _, _, crc, compressed, uncompressed = fields[:10]
         name_length, extra_length, comment_length, disk, _, external, offset = fields[10:]
         name_at = at + _CENTRAL.size
         extra_at = name_at + name_length
@@ -745,6 +802,7 @@ def _read_members(ring: _TailRing, directory: _CentralDirectory) -> list[_ZipMem
                 # Unix mode bits, in the high half of the external attributes: whatever host
                 # system the entry claims, an extractor that honours them makes a link.
                 is_symlink=(external >> 16) & _S_IFMT == _S_IFLNK,
+                crc=crc,
             )
         )
         at = end
@@ -839,6 +897,7 @@ def _zip_verdict(
     *,
     max_members: int,
     max_uncompressed: int,
+    walk: _MemberWalk | None,
 ) -> SniffResult:
     try:
         directory = _locate_central_directory(ring, max_members)
@@ -874,11 +933,24 @@ def _zip_verdict(
         for member in members:
             if refusal := _member_refusal(member):
                 return SniffResult.refused(refusal, extension, kind)
+        if walk is not None and (refusal := walk.disagreement(members, directory.offset)):
+            return SniffResult.refused(refusal, extension, kind)
     return SniffResult.accepted(kind, extension)
 
 
 def _member_refusal(member: _ZipMember) -> Refusal | None:
-    for name in member.names:
+    for basename in _file_basenames(member.names):
+        extension = _extension_of(basename)
+        if extension in _ARCHIVE_EXTENSIONS:
+            return Refusal.ZIP_NESTED
+        if extension not in _ZIP_MEMBER_EXTENSIONS:
+            return Refusal.ZIP_MEMBER_REFUSED
+    return None
+
+
+def _file_basenames(names: Iterable[str]) -> Iterator[str]:
+    """The last component of each name that an extractor writes as a file worth checking."""
+    for name in names:
         path = name.replace("\\", "/")
         if path.endswith("/"):
             continue  # a folder
@@ -887,11 +959,484 @@ def _member_refusal(member: _ZipMember) -> Refusal | None:
             continue
         if path.startswith("__MACOSX/") and basename.startswith("._"):
             continue  # macOS resource forks (AppleDouble), written by the Finder's "Compress"
-        extension = _extension_of(basename)
-        if extension in _ARCHIVE_EXTENSIONS:
-            return Refusal.ZIP_NESTED
-        if extension not in _ZIP_MEMBER_EXTENSIONS:
-            return Refusal.ZIP_MEMBER_REFUSED
+        yield basename
+
+
+def _content_extensions(names: Iterable[str]) -> frozenset[str]:
+    """The extensions a member's content is checked under (those refused by name are not)."""
+    extensions = (_extension_of(basename) for basename in _file_basenames(names))
+    return frozenset(extension for extension in extensions if extension in _ZIP_MEMBER_EXTENSIONS)
+
+
+# --- the members of a plain archive, checked on their content as the stream goes by ----
+
+_CENTRAL_MAGIC: Final = b"PK\x01\x02"
+_ZIP64_EOCD_MAGIC: Final = b"PK\x06\x06"
+_DESCRIPTOR_MAGIC: Final = b"PK\x07\x08"
+_DESCRIPTOR_NARROW = struct.Struct("<III")
+_DESCRIPTOR_WIDE = struct.Struct("<IQQ")
+# A data descriptor is known by what follows it: up to 24 bytes, then the next signature.
+_DESCRIPTOR_LOOKAHEAD: Final = len(_DESCRIPTOR_MAGIC) + _DESCRIPTOR_WIDE.size + 4
+_SENTINEL_32: Final = 0xFFFFFFFF
+# Inflated bytes handed to a member's sniffer at a time, and compressed bytes given to the
+# inflater at a time (what it cannot take yet it copies, at every call).
+_INFLATE_CHUNK: Final = 256 * 1024
+_INFLATE_INPUT: Final = 64 * 1024
+
+
+class _MemberRefused(Exception):
+    def __init__(self, result: SniffResult) -> None:
+        super().__init__(result.reason)
+        self.result = result
+
+
+class _WalkState(Enum):
+    HEADER = "header"
+    DATA = "data"
+    DESCRIPTOR = "descriptor"
+    DONE = "done"  # the central directory is reached
+    STOPPED = "stopped"  # a refusal is known
+
+
+@dataclass(frozen=True, slots=True)
+class _WalkedMember:
+    """What the walk saw of one member, compared at the end with its central directory entry."""
+
+    offset: int
+    name_digest: bytes
+    method: int
+    compressed_size: int
+    uncompressed_size: int
+    crc: int
+    extensions: frozenset[str]
+
+
+def _name_digest(name: str) -> bytes:
+    # A digest rather than the name: local names are not bounded by the tail buffer.
+    return hashlib.blake2b(name.encode("utf-8"), digest_size=16).digest()
+
+
+class _Inflow:
+    """The member being read: where its data ends, what it inflated to, who checks it."""
+
+    __slots__ = (
+        "crc",
+        "data_at",
+        "decoder",
+        "extensions",
+        "method",
+        "name_digest",
+        "offset",
+        "position",
+        "produced",
+        "read",
+        "remaining",
+        "running_crc",
+        "sniffers",
+        "uncompressed_size",
+    )
+
+    def __init__(
+        self,
+        *,
+        offset: int,
+        data_at: int,
+        name_digest: bytes,
+        method: int,
+        sizes: tuple[int, int, int] | None,
+        extensions: frozenset[str],
+        sniffers: tuple[TypeSniffer, ...],
+        position: int,
+    ) -> None:
+        self.offset = offset
+        self.data_at = data_at
+        self.name_digest = name_digest
+        self.method = method
+        self.extensions = extensions
+        self.sniffers = sniffers
+        self.position = position
+        # CRC-32 and sizes from the local header, or None when a data descriptor follows.
+        self.crc: int | None = None
+        self.remaining: int | None = None
+        self.uncompressed_size: int | None = None
+        if sizes is not None:
+            self.crc, self.remaining, self.uncompressed_size = sizes
+        self.decoder = zlib.decompressobj(-zlib.MAX_WBITS) if method == _METHOD_DEFLATED else None
+        self.read = 0  # compressed bytes consumed
+        self.produced = 0  # bytes inflated
+        self.running_crc = 0
+
+
+class _MemberWalk:
+    """Walks the local headers of a plain ZIP stream and checks each member on its content.
+
+    Each member's bytes are inflated in chunks of `_INFLATE_CHUNK` and fed to a `TypeSniffer`
+    made for its declared extension, which checks no archive inside (a member named as an
+    archive is refused by name, one disguised as another type by its content): one level deep.
+    A refused member is in `refusal` at once, and a walk that cannot go on (damaged,
+    encrypted, unsupported compression, over a limit) leaves its reason in `failure`: either
+    refuses the archive before the rest is sent. Nothing is written anywhere: the inflated
+    bytes live as long as one chunk.
+    """
+
+    def __init__(
+        self,
+        *,
+        head_size: int,
+        tail_size: int,
+        max_members: int,
+        max_uncompressed: int,
+        max_ratio: int,
+    ) -> None:
+        self._head_size = head_size
+        self._tail_size = tail_size
+        self._max_members = max_members
+        self._max_uncompressed = max_uncompressed
+        self._max_ratio = max_ratio
+        self._state = _WalkState.HEADER
+        # Bytes at stream offset `_at` held until they can be parsed: a local header, a data
+        # descriptor, or the last bytes of a stored member that may begin its descriptor.
+        self._pending = bytearray()
+        self._at = 0
+        self._member: _Inflow | None = None
+        self._files = 0
+        self._declared = 0
+        self._inflated = 0
+        self.members: list[_WalkedMember] = []
+        self.directory_at: int | None = None
+        self.failure: Refusal | None = None
+        self.refusal: SniffResult | None = None
+
+    @property
+    def held(self) -> int:
+        """Bytes held in buffers, the member's sniffers included."""
+        sniffers = () if self._member is None else self._member.sniffers
+        return len(self._pending) + sum(sniffer.buffered_bytes for sniffer in sniffers)
+
+    def feed(self, data: memoryview) -> None:
+        """Walk the next chunk of the archive."""
+        try:
+            while data and self._state in (
+                _WalkState.HEADER,
+                _WalkState.DATA,
+                _WalkState.DESCRIPTOR,
+            ):
+                if self._state is _WalkState.HEADER:
+                    data = self._header(data)
+                elif self._state is _WalkState.DATA:
+                    data = self._data(data)
+                else:
+                    data = self._descriptor(data)
+        except _ZipRefused as refused:
+            self._stop()
+            self.failure = refused.reason
+        except _MemberRefused as refused:
+            self._stop()
+            self.refusal = refused.result
+        except zlib.error:
+            self._stop()
+            self.failure = Refusal.ZIP_INVALID
+
+    def disagreement(self, members: list[_ZipMember], directory_offset: int) -> Refusal | None:
+        """Why the walk refuses an archive whose central directory is sound, if it does."""
+        if self.failure is not None:
+            return self.failure
+        if self._state is not _WalkState.DONE:
+            return Refusal.ZIP_INVALID  # the stream ended inside a member
+        if self.directory_at != directory_offset or len(self.members) != len(members):
+            return Refusal.ZIP_INVALID
+        # Extractors trust the central directory, streaming ones the local headers: both must
+        # describe the members that were checked, in the same places.
+        listed = sorted(members, key=lambda member: member.offset)
+        for walked, member in zip(self.members, listed, strict=True):
+            expected = _WalkedMember(
+                offset=member.offset,
+                name_digest=_name_digest(member.name),
+                method=member.method,
+                compressed_size=member.compressed_size,
+                uncompressed_size=member.uncompressed_size,
+                crc=member.crc,
+                extensions=_content_extensions(member.names),
+            )
+            if walked != expected:
+                return Refusal.ZIP_INVALID
+        return None
+
+    def _current(self) -> _Inflow:
+        if self._member is None:
+            raise RuntimeError("no member is being read")
+        return self._member
+
+    def _stop(self) -> None:
+        self._state = _WalkState.STOPPED
+        self._member = None
+        self._pending = bytearray()
+
+    def _fill(self, data: memoryview, size: int) -> memoryview:
+        take = max(0, size - len(self._pending))
+        self._pending += data[:take]
+        return data[take:]
+
+    # -- local headers -------------------------------------------------------------------
+
+    def _header(self, data: memoryview) -> memoryview:
+        data = self._fill(data, len(_ZIP_LOCAL_MAGIC))
+        if len(self._pending) < len(_ZIP_LOCAL_MAGIC):
+            return data
+        magic = bytes(self._pending[:4])
+        if magic != _ZIP_LOCAL_MAGIC:
+            if magic not in (_CENTRAL_MAGIC, _ZIP64_EOCD_MAGIC, _EOCD_MAGIC):
+                raise _ZipRefused(Refusal.ZIP_INVALID)  # bytes between members
+            self.directory_at = self._at
+            self._state = _WalkState.DONE
+            self._pending = bytearray()
+            return data[:0]
+        data = self._fill(data, _LOCAL.size)
+        if len(self._pending) < _LOCAL.size:
+            return data
+        name_length, extra_length = _LOCAL.unpack_from(self._pending)[9:]
+        size = _LOCAL.size + name_length + extra_length
+        data = self._fill(data, size)
+        if len(self._pending) < size:
+            return data
+        header = bytes(self._pending)
+        self._pending = bytearray()
+        self._begin(header, self._at, name_length)
+        self._at += size
+        return data
+
+    def _begin(self, header: bytes, offset: int, name_length: int) -> None:
+        fields = _LOCAL.unpack_from(header)
+        flags, method, _, _, crc, compressed, uncompressed = fields[2:9]
+        if flags & (_FLAG_ENCRYPTED | _FLAG_STRONG_ENCRYPTION | _FLAG_MASKED_HEADERS) or (
+            method == _METHOD_AES
+        ):
+            raise _ZipRefused(Refusal.ZIP_ENCRYPTED)
+        if method not in (_METHOD_STORED, _METHOD_DEFLATED):
+            raise _ZipRefused(Refusal.ZIP_METHOD_UNSUPPORTED)
+        if len(self.members) >= self._max_members:
+            raise _ZipRefused(Refusal.ZIP_TOO_COMPLEX)
+        name_end = _LOCAL.size + name_length
+        names = [_decode_member_name(header[_LOCAL.size : name_end], utf8=bool(flags & _FLAG_UTF8))]
+        zip64: tuple[int, ...] = ()
+        for header_id, body in _extra_fields(header[name_end:]):
+            if header_id == _ZIP64_EXTRA_ID:
+                zip64 = struct.unpack_from(f"<{len(body) // 8}Q", body)
+            elif header_id == _UNICODE_PATH_EXTRA_ID and len(body) > 5:
+                names.append(_decode_member_name(body[5:], utf8=True))
+
+        sizes: tuple[int, int, int] | None = None
+        if not flags & _FLAG_DATA_DESCRIPTOR:
+            sizes = (crc, *_local_sizes(compressed, uncompressed, zip64))
+            if method == _METHOD_STORED and sizes[1] != sizes[2]:
+                raise _ZipRefused(Refusal.ZIP_INVALID)
+            self._declared += sizes[2]
+            if self._declared > self._max_uncompressed:
+                raise _ZipRefused(Refusal.ZIP_TOO_COMPLEX)
+
+        extensions = _content_extensions(names)
+        if extensions or not names[0].replace("\\", "/").endswith("/"):
+            self._files += 1  # the position people count: folders are not files
+        sniffers = tuple(
+            TypeSniffer(
+                f"{FALLBACK_FILENAME}.{extension}",
+                head_size=self._head_size,
+                tail_size=self._tail_size,
+                max_zip_members=self._max_members,
+                max_zip_uncompressed=self._max_uncompressed,
+                max_zip_ratio=self._max_ratio,
+                check_zip_members=False,
+            )
+            for extension in sorted(extensions)
+        )
+        self._member = _Inflow(
+            offset=offset,
+            data_at=offset + len(header),
+            name_digest=_name_digest(names[0]),
+            method=method,
+            sizes=sizes,
+            extensions=extensions,
+            sniffers=sniffers,
+            position=self._files,
+        )
+        self._state = _WalkState.DATA
+        if sizes is not None and sizes[1] == 0:
+            self._end_member(self._member)
+
+    # -- member data ---------------------------------------------------------------------
+
+    def _data(self, data: memoryview) -> memoryview:
+        member = self._current()
+        if member.remaining is not None:
+            part = data[: member.remaining]
+            used = self._consume(member, part)
+            member.remaining -= used
+            ended = member.decoder.eof if member.decoder is not None else member.remaining == 0
+            if used < len(part) or ended != (member.remaining == 0):
+                raise _ZipRefused(Refusal.ZIP_INVALID)  # Deflate data shorter or longer
+            if member.remaining == 0:
+                self._end_member(member)
+            return data[used:]
+        if member.decoder is not None:
+            used = self._consume(member, data)
+            if member.decoder.eof:
+                self._state = _WalkState.DESCRIPTOR
+            return data[used:]
+        return self._scan_stored(member, data)
+
+    def _consume(self, member: _Inflow, data: memoryview) -> int:
+        """Inflate what `data` holds of the member and check it; return the bytes used."""
+        decoder = member.decoder
+        if decoder is None:
+            self._release(member, data)
+            return len(data)
+        used = 0
+        while not decoder.eof and used < len(data):
+            used += self._inflate(member, decoder, data[used : used + _INFLATE_INPUT])
+        return used
+
+    def _inflate(self, member: _Inflow, decoder: zlib._Decompress, data: memoryview) -> int:
+        start = member.read
+        pending: bytes | memoryview = data
+        while True:
+            out = decoder.decompress(pending, _INFLATE_CHUNK)
+            left = decoder.unused_data if decoder.eof else decoder.unconsumed_tail
+            used = len(data) - len(left)
+            member.read = start + used
+            self._at = member.data_at + member.read
+            self._check(member, out)
+            if decoder.eof:
+                return used
+            pending = decoder.unconsumed_tail
+            # A full output chunk may leave more output inside the decoder with no input left.
+            if not pending and len(out) < _INFLATE_CHUNK:
+                return used
+
+    def _release(self, member: _Inflow, data: bytes | memoryview) -> None:
+        member.read += len(data)
+        self._at += len(data)
+        self._check(member, data)
+
+    def _check(self, member: _Inflow, out: bytes | memoryview) -> None:
+        if not out:
+            return
+        member.produced += len(out)
+        member.running_crc = zlib.crc32(out, member.running_crc)
+        self._inflated += len(out)
+        if member.uncompressed_size is not None and member.produced > member.uncompressed_size:
+            raise _ZipRefused(Refusal.ZIP_INVALID)
+        if self._inflated > self._max_uncompressed or (
+            self._inflated - _ZIP_RATIO_ALLOWANCE > self._max_ratio * self._at
+        ):
+            raise _ZipRefused(Refusal.ZIP_TOO_COMPLEX)
+        for sniffer in member.sniffers:
+            sniffer.feed(out)
+            if (verdict := sniffer.early_verdict()) is not None:
+                raise _MemberRefused(SniffResult.member_refused(member.position, verdict, "zip"))
+
+    def _end_member(self, member: _Inflow) -> None:
+        if member.uncompressed_size is not None and (
+            member.produced != member.uncompressed_size or member.running_crc != member.crc
+        ):
+            raise _ZipRefused(Refusal.ZIP_INVALID)
+        for sniffer in member.sniffers:
+            verdict = sniffer.finish()
+            # An empty member is left alone: there is nothing in it to render or run.
+            if not verdict.ok and member.produced > 0:
+                raise _MemberRefused(SniffResult.member_refused(member.position, verdict, "zip"))
+        self.members.append(
+            _WalkedMember(
+                offset=member.offset,
+                name_digest=member.name_digest,
+                method=member.method,
+                compressed_size=member.read,
+                uncompressed_size=member.produced,
+                crc=member.running_crc,
+                extensions=member.extensions,
+            )
+        )
+        self._member = None
+        self._state = _WalkState.HEADER
+
+    # -- data descriptors (APPNOTE 4.3.9) ------------------------------------------------
+
+    def _descriptor(self, data: memoryview) -> memoryview:
+        member = self._current()
+        data = self._fill(data, _DESCRIPTOR_LOOKAHEAD)
+        if len(self._pending) < _DESCRIPTOR_LOOKAHEAD:
+            return data
+        length = _descriptor_length(bytes(self._pending), member, signed_only=False)
+        if length is None:
+            raise _ZipRefused(Refusal.ZIP_INVALID)
+        self._at += length
+        del self._pending[:length]  # the start of the next header
+        self._end_member(member)
+        return data
+
+    def _scan_stored(self, member: _Inflow, data: memoryview) -> memoryview:
+        # A stored member followed by a descriptor has no length anywhere before its end: it
+        # ends at the first signed descriptor that matches the bytes before it, and is
+        # followed by a signature. Data forging one ends early, and disagrees with the
+        # central directory at the end.
+        raw = bytes(self._pending) + data
+        window = memoryview(raw)
+        self._pending = bytearray()
+        released = 0
+        at = raw.find(_DESCRIPTOR_MAGIC)
+        while at >= 0 and len(raw) - at >= _DESCRIPTOR_LOOKAHEAD:
+            self._release(member, window[released:at])
+            released = at
+            candidate = raw[at : at + _DESCRIPTOR_LOOKAHEAD]
+            if (length := _descriptor_length(candidate, member, signed_only=True)) is not None:
+                self._at += length
+                self._end_member(member)
+                return window[at + length :]
+            at = raw.find(_DESCRIPTOR_MAGIC, at + 1)
+        keep = max(released, len(raw) - (_DESCRIPTOR_LOOKAHEAD - 1))
+        self._release(member, window[released:keep])
+        self._pending = bytearray(window[keep:])
+        return window[:0]
+
+
+def _local_sizes(compressed: int, uncompressed: int, zip64: tuple[int, ...]) -> tuple[int, int]:
+    """The compressed and uncompressed sizes a local header gives, ZIP64 fields applied."""
+    if _SENTINEL_32 not in (compressed, uncompressed):
+        return compressed, uncompressed
+    # APPNOTE 4.5.3: in a local header the field holds both sizes, uncompressed first; some
+    # writers put only the ones whose 32-bit field is the sentinel, as in the directory.
+    if len(zip64) >= 2:
+        return (
+            zip64[1] if compressed == _SENTINEL_32 else compressed,
+            zip64[0] if uncompressed == _SENTINEL_32 else uncompressed,
+        )
+    if len(zip64) == 1 and (compressed, uncompressed).count(_SENTINEL_32) == 1:
+        if uncompressed == _SENTINEL_32:
+            return compressed, zip64[0]
+        return zip64[0], uncompressed
+    raise _ZipRefused(Refusal.ZIP_INVALID)
+
+
+def _descriptor_length(data: bytes, member: _Inflow, *, signed_only: bool) -> int | None:
+    """The length of the data descriptor at the start of `data` that matches the member."""
+    actual = (member.running_crc, member.read, member.produced)
+    for signed, layout in (
+        (True, _DESCRIPTOR_NARROW),
+        (True, _DESCRIPTOR_WIDE),
+        (False, _DESCRIPTOR_NARROW),
+        (False, _DESCRIPTOR_WIDE),
+    ):
+        if signed_only and not signed:
+            break
+        start = len(_DESCRIPTOR_MAGIC) if signed else 0
+        if signed and not data.startswith(_DESCRIPTOR_MAGIC):
+            continue
+        end = start + layout.size
+        # 32 or 64-bit sizes, with or without a signature: which one is told by what follows.
+        if layout.unpack_from(data, start) == actual and data[end : end + 4] in (
+            _ZIP_LOCAL_MAGIC,
+            _CENTRAL_MAGIC,
+        ):
+            return end
     return None
 
 
@@ -903,7 +1448,11 @@ class TypeSniffer:
 
     Call `feed` for every chunk, `early_verdict` whenever convenient to stop a refused upload
     before it is all sent, then `finish` for the verdict. Memory held is at most `head_size`
-    plus, for ZIP archives only, `tail_size`, plus one chunk while it is scanned.
+    plus, for ZIP archives only, `tail_size`, plus one chunk while it is scanned. A plain
+    archive (`.zip`) adds the sniffer of the member being read (the same bounds again, since
+    an office document in it is a ZIP of its own), a local header (at most 128 KiB) and the
+    inflater's window and output chunk; `check_zip_members=False` is how those members'
+    sniffers are made, so that nesting stops there.
     """
 
     def __init__(
@@ -914,6 +1463,8 @@ class TypeSniffer:
         tail_size: int = TAIL_SIZE,
         max_zip_members: int = MAX_ZIP_MEMBERS,
         max_zip_uncompressed: int = MAX_ZIP_UNCOMPRESSED,
+        max_zip_ratio: int = MAX_ZIP_RATIO,
+        check_zip_members: bool = True,
     ) -> None:
         if head_size < _PDF_WINDOW:
             raise ValueError(f"head_size must be at least {_PDF_WINDOW} bytes")
@@ -924,6 +1475,9 @@ class TypeSniffer:
         self._tail_size = tail_size
         self._max_zip_members = max_zip_members
         self._max_zip_uncompressed = max_zip_uncompressed
+        self._max_zip_ratio = max_zip_ratio
+        self._check_zip_members = check_zip_members
+        self._walk: _MemberWalk | None = None
         self._head = bytearray()
         self._size = 0
         self._is_zip: bool | None = None
@@ -943,7 +1497,8 @@ class TypeSniffer:
     @property
     def buffered_bytes(self) -> int:
         """Bytes held in the head and tail buffers (for tests and metrics)."""
-        return len(self._head) + (0 if self._tail is None else self._tail.held)
+        tail = 0 if self._tail is None else self._tail.held
+        return len(self._head) + tail + (0 if self._walk is None else self._walk.held)
 
     def feed(self, chunk: Chunk) -> None:
         """Take the next chunk of the stream, of any size."""
@@ -962,13 +1517,27 @@ class TypeSniffer:
             self._head += view[:taken]
         if self._tail is not None:
             self._tail.write(view)
+            self._walk_more(view)
         elif self._is_zip is None and len(self._head) >= 4:
             self._is_zip = bytes(self._head[:4]) in (_ZIP_LOCAL_MAGIC, _EOCD_MAGIC)
             if self._is_zip:
                 self._tail = _TailRing(self._tail_size)
                 # Everything before this chunk is in the head: fewer than 4 bytes.
-                self._tail.write(memoryview(bytes(self._head[:offset])))
+                before = memoryview(bytes(self._head[:offset]))
+                self._tail.write(before)
                 self._tail.write(view)
+                if self._extension == "zip" and self._check_zip_members:
+                    self._walk = _MemberWalk(
+                        head_size=self._head_size,
+                        tail_size=self._tail_size,
+                        max_members=self._max_zip_members,
+                        max_uncompressed=self._max_zip_uncompressed,
+                        max_ratio=self._max_zip_ratio,
+                    )
+                    self._walk_more(before)
+                    self._walk_more(view)
+        if self._verdict is not None:
+            return  # a member of the archive is refused
         if not self._head_checked:
             if len(self._head) >= self._head_size:
                 self._check_head(complete=False)
@@ -995,6 +1564,7 @@ class TypeSniffer:
         self._result = result
         self._head = bytearray()
         self._tail = None
+        self._walk = None
         self._scan = None
         return result
 
@@ -1011,6 +1581,18 @@ class TypeSniffer:
     def _refuse(self, reason: Refusal, kind: FileKind | None = None) -> None:
         self._verdict = SniffResult.refused(reason, self._extension, kind)
         self._tail = None  # nothing more to learn: free the tail now, not at finish()
+        self._walk = None
+
+    def _walk_more(self, data: memoryview) -> None:
+        if self._walk is None:
+            return
+        self._walk.feed(data)
+        if self._walk.refusal is not None:
+            self._verdict = self._walk.refusal
+            self._tail = None
+            self._walk = None
+        elif self._walk.failure is not None:
+            self._refuse(self._walk.failure, FileKind.ZIP)
 
     def _by_magic(self, kind: FileKind) -> None:
         if self._extension in kind.extensions:
@@ -1090,6 +1672,7 @@ class TypeSniffer:
                 self._extension,
                 max_members=self._max_zip_members,
                 max_uncompressed=self._max_zip_uncompressed,
+                walk=self._walk,
             )
         if isinstance(self._scan, _Ole2Scan):
             return self._ole2_verdict(self._scan.found)
@@ -1121,6 +1704,7 @@ def sniff(
     tail_size: int = TAIL_SIZE,
     max_zip_members: int = MAX_ZIP_MEMBERS,
     max_zip_uncompressed: int = MAX_ZIP_UNCOMPRESSED,
+    max_zip_ratio: int = MAX_ZIP_RATIO,
 ) -> SniffResult:
     """Check a whole stream, stopping at the first certain refusal."""
     sniffer = TypeSniffer(
@@ -1129,6 +1713,7 @@ def sniff(
         tail_size=tail_size,
         max_zip_members=max_zip_members,
         max_zip_uncompressed=max_zip_uncompressed,
+        max_zip_ratio=max_zip_ratio,
     )
     for chunk in chunks:
         sniffer.feed(chunk)

@@ -11,6 +11,7 @@ from flask import (
     Response,
     abort,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -21,7 +22,7 @@ from werkzeug.wrappers.response import Response as BaseResponse
 
 import storage
 from portal.accounts.models import User
-from portal.db import db
+from portal.db import db, is_database_unavailable
 from portal.deposits import notifications
 from portal.deposits import services as deposits
 from portal.deposits.forms import NewDepositForm
@@ -181,7 +182,9 @@ def upload(deposit_id: str) -> tuple[Response, int]:
         return jsonify(error=str(e)), 413
     except deposits.DepositError as e:
         return jsonify(error=str(e)), 422
-    except storage.StorageUnavailable:
+    except storage.StorageUnavailable as e:
+        if is_database_unavailable(e):
+            raise  # the keyring's database, not the store: answered 503 by the app
         return jsonify(
             error="Le stockage est momentanément indisponible : réessayez plus tard."
         ), 503
@@ -270,14 +273,28 @@ def streamed(download: deposits.Download) -> Response:
 def download(token: str) -> Response | BaseResponse:
     """Check the link again, then stream the decrypted file."""
     user = the_user()
-    svc = services()
     try:
-        result = deposits.redeem_link(
-            db.session, svc.store, svc.settings.secret_key, user, token[:1024], audit_context()
-        )
+        result = deposits.redeem_link(db.session, services(), user, token[:1024], audit_context())
     except deposits.LinkRefused:
         abort(404)
+    except deposits.FileCorrupted as e:
+        # 502: the store gave back data that is not the file deposited (RFC 9110 §15.6.3).
+        page = render_template(
+            "errors/error.html",
+            status=502,
+            title="Fichier endommagé",
+            message=str(e),
+            request_id=g.get("request_id"),
+        )
+        return Response(page, status=502)
     return streamed(result)
+
+
+REMOVAL_PENDING = (
+    "Le dépôt a été retiré et détruit : son contenu ne peut plus être lu par personne. "
+    "Le stockage étant momentanément indisponible, la suppression du contenu chiffré est en "
+    "attente : elle sera faite automatiquement dès son retour."
+)
 
 
 @bp.route("/depots/<deposit_id>/retirer", methods=["POST"])
@@ -285,12 +302,20 @@ def withdraw(deposit_id: str) -> BaseResponse:
     """Withdraw the deposit: its content is destroyed at once."""
     user, deposit = _deposit_or_404(deposit_id)
     try:
-        deposits.withdraw(db.session, services().store, user, deposit, audit_context())
+        removal_pending = deposits.withdraw(
+            db.session, services().store, user, deposit, audit_context()
+        )
+    except (deposits.AlreadyWithdrawn, deposits.AlreadyDestroyed) as e:
+        db.session.rollback()
+        flash(str(e), "info")
     except deposits.DepositError as e:
         db.session.rollback()
         flash(str(e), "error")
     else:
-        flash("Le dépôt a été retiré : son contenu a été détruit.", "success")
+        if removal_pending:
+            flash(REMOVAL_PENDING, "warning")
+        else:
+            flash("Le dépôt a été retiré : son contenu a été détruit.", "success")
     return redirect(url_for("deposits.show", deposit_id=deposit_id))
 
 

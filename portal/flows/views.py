@@ -21,7 +21,7 @@ from werkzeug.wrappers.response import Response as BaseResponse
 
 import storage
 from portal.accounts.models import User
-from portal.db import db
+from portal.db import db, is_database_unavailable
 from portal.deposits import services as deposits
 from portal.deposits.permissions import can_download, can_withdraw, is_sender_side
 from portal.deposits.views import UPLOAD_CHUNK
@@ -167,7 +167,9 @@ def upload() -> tuple[Response, int]:
         return jsonify(error=str(e)), 413
     except deposits.DepositError as e:
         return jsonify(error=str(e)), 422
-    except storage.StorageUnavailable:
+    except storage.StorageUnavailable as e:
+        if is_database_unavailable(e):
+            raise  # the keyring's database, not the store: answered 503 by the app
         return jsonify(
             error="Le stockage est momentanément indisponible : réessayez plus tard."
         ), 503

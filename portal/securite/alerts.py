@@ -51,6 +51,10 @@ SCANNED_ACTIONS = (
     str(AuditAction.AUDIT_VERIFIED),
 )
 CHAIN_SUBJECT = ("chain", "audit")
+# A refused id of a deposit or a flow that exists nowhere carries no département (a real one
+# always has one): many from one account is someone walking the id space, the first step of an
+# enumeration. Real ids of another département are the foreign-access alert's.
+UNKNOWN_ID_TARGETS = ("deposit", "flow")
 FIRST_RUN_LOOKBACK = timedelta(hours=24)
 
 
@@ -150,8 +154,9 @@ def _history(
     keys: set[str],
     since: datetime,
     until_seq: int,
+    where: sa.ColumnElement[bool] | None = None,
 ) -> dict[str, list[_Past]]:
-    """Rows of *actions* since *since*, by value of *key* (one query for the whole batch)."""
+    """Rows of *actions* (and *where*) since *since*, by value of *key* (one query per batch)."""
     column = getattr(AuditEvent, key)
     rows = session.execute(
         sa.select(
@@ -161,6 +166,7 @@ def _history(
             AuditEvent.occurred_at > since,
             AuditEvent.seq <= until_seq,
             column.is_not(None),
+            sa.true() if where is None else where,
         )
     )
     by_key: dict[str, list[_Past]] = defaultdict(list)
@@ -180,7 +186,10 @@ def _threshold_hits(
     window: timedelta,
     threshold: int,
     until_seq: int,
+    where: sa.ColumnElement[bool] | None = None,
 ) -> list[Hit]:
+    """Threshold alerts on *actions* by *key*; *where*, when given, narrows the counted rows
+    in SQL and the caller passes only the *events* it matches."""
     groups: dict[str, list[AuditEvent]] = defaultdict(list)
     for event in events:
         value = getattr(event, key)
@@ -189,7 +198,7 @@ def _threshold_hits(
     if not groups:
         return []
     since = min(e.occurred_at for group in groups.values() for e in group) - window
-    past = _history(session, actions, key, set(groups), since, until_seq)
+    past = _history(session, actions, key, set(groups), since, until_seq, where)
     hits = []
     for value, group in groups.items():
         history = past[value]
@@ -268,6 +277,20 @@ def _foreign_accesses(session: Session, events: Sequence[AuditEvent]) -> list[Hi
             )
         )
     return hits
+
+
+def _is_unknown_id(event: AuditEvent) -> bool:
+    """A refusal of a deposit or flow id that exists nowhere (the SQL twin is just below)."""
+    return (
+        event.action == AuditAction.ACCESS_DENIED
+        and event.target_type in UNKNOWN_ID_TARGETS
+        and event.target_departement is None
+    )
+
+
+_UNKNOWN_ID_ROWS = sa.and_(
+    AuditEvent.target_type.in_(UNKNOWN_ID_TARGETS), AuditEvent.target_departement.is_(None)
+)
 
 
 def _watched_among(session: Session, user_ids: set[str]) -> set[str]:
@@ -390,6 +413,17 @@ def detect(session: Session, settings: Settings, events: Sequence[AuditEvent]) -
         ),
         *_mfa_replays(events),
         *_foreign_accesses(session, events),
+        *_threshold_hits(
+            session,
+            [e for e in events if _is_unknown_id(e)],
+            kind=AlertKind.UNKNOWN_IDS,
+            actions=(str(AuditAction.ACCESS_DENIED),),
+            key="actor_id",
+            window=timedelta(minutes=settings.alert_unknown_ids_window_minutes),
+            threshold=settings.alert_unknown_ids,
+            until_seq=until,
+            where=_UNKNOWN_ID_ROWS,
+        ),
         *_threshold_hits(
             session,
             events,
@@ -680,9 +714,16 @@ class _Notification:
 
 
 def notify_new_alerts(
-    session: Session, mailer: Mailer, base_url: str, now: datetime, report: AlertReport
+    session: Session,
+    mailer: Mailer,
+    base_url: str,
+    now: datetime,
+    report: AlertReport,
+    *,
+    only: str | None = None,
 ) -> None:
-    """E-mail every alert not yet notified to the security officers whose scope covers it.
+    """E-mail every alert not yet notified (or only the alert *only*) to the security officers
+    whose scope covers it.
 
     Each officer is mailed once per alert: those already mailed are remembered in the alert's
     details, so a failed delivery is retried for its recipient only, at most
@@ -691,13 +732,12 @@ def notify_new_alerts(
     from portal.securite.permissions import can_see_alert
     from portal.securite.services import scope_for
 
-    pending = list(
-        session.execute(
-            sa.select(SecurityAlert)
-            .where(SecurityAlert.notified_at.is_(None), SecurityAlert.status == AlertStatus.NEW)
-            .order_by(SecurityAlert.created_at)
-        ).scalars()
+    query = sa.select(SecurityAlert).where(
+        SecurityAlert.notified_at.is_(None), SecurityAlert.status == AlertStatus.NEW
     )
+    if only is not None:
+        query = query.where(SecurityAlert.id == only)
+    pending = list(session.execute(query.order_by(SecurityAlert.created_at)).scalars())
     if not pending:
         return
     officers = [(o.id, o.email, scope_for(session, o)) for o in security_officers(session)]
@@ -734,6 +774,22 @@ def notify_new_alerts(
         ):
             alert.notified_at = now
         session.commit()
+
+
+def alert_at_once(
+    session: Session, mailer: Mailer, base_url: str, hit: Hit, ctx: audit.Context
+) -> SecurityAlert:
+    """Raise *hit* now, outside the job, commit it, and e-mail it to its officers at once.
+
+    For what cannot wait a minute for the job (damaged stored data: tampering or a failing
+    store). The alert is committed before any e-mail is tried: a relay that is down leaves it
+    pending, and the job's next run retries the e-mail.
+    """
+    alert, _is_new = raise_alert(session, hit, ctx)
+    alert_id = alert.id
+    session.commit()
+    notify_new_alerts(session, mailer, base_url, hit.last_at, AlertReport(), only=alert_id)
+    return alert
 
 
 def run_alert_job(

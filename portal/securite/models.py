@@ -19,9 +19,11 @@ class AlertKind(StrEnum):
     LOGIN_FAILURES_IP = "login_failures_ip"
     MFA_REPLAY = "mfa_replay"
     FOREIGN_ACCESS = "foreign_access"
+    UNKNOWN_IDS = "unknown_ids"
     DOWNLOAD_SURGE = "download_surge"
     NEW_NETWORK = "new_network"
     CHAIN_BROKEN = "chain_broken"
+    STORAGE_INTEGRITY = "storage_integrity"
 
 
 ALERT_KIND_LABELS = {
@@ -29,9 +31,11 @@ ALERT_KIND_LABELS = {
     AlertKind.LOGIN_FAILURES_IP: "Échecs de connexion répétés depuis une adresse IP",
     AlertKind.MFA_REPLAY: "Rejeu d'un code de double authentification",
     AlertKind.FOREIGN_ACCESS: "Accès refusé aux dépôts d'un autre département",
+    AlertKind.UNKNOWN_IDS: "Demandes répétées de dépôts ou de flux inexistants",
     AlertKind.DOWNLOAD_SURGE: "Téléchargements anormalement nombreux",
     AlertKind.NEW_NETWORK: "Connexion d'un compte à privilèges depuis un nouveau réseau",
     AlertKind.CHAIN_BROKEN: "Chaîne du journal d'audit rompue",
+    AlertKind.STORAGE_INTEGRITY: "Fichier stocké altéré ou endommagé (contrôle d'intégrité)",
 }
 
 

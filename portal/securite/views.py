@@ -62,6 +62,9 @@ DETAIL_LABELS = {
     "networks": "Nouveaux réseaux",
     "first_broken_seq": "Première entrée rompue",
     "reason": "Cause",
+    "deposit_id": "Dépôt",
+    "object_key": "Objet stocké",
+    "segment": "Premier segment en échec (numéroté à partir de 0)",
 }
 NO_MATCH = "0" * 32  # an actor id no account has: an unknown e-mail finds nothing
 

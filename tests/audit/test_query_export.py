@@ -151,6 +151,39 @@ def test_csv_export_is_spreadsheet_safe_and_keeps_values_literal(engine: sa.Engi
     assert row["action"] == "auth:login:failure" and row["seq"] == "1"
 
 
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_csv_export_writes_bidi_controls_as_visible_escapes_in_every_cell(
+    engine: sa.Engine,
+) -> None:
+    # Given an event whose user agent, IP and details carry every bidi control (U+202E first:
+    # a spreadsheet would show the rest of the row reversed)
+    with Session(engine) as session:
+        audit.record(
+            session,
+            AuditAction.LOGIN_FAILURE,
+            outcome=Outcome.FAILURE,
+            context=audit.Context(user_agent="\u202e=1+1 " + BIDI, source_ip="\u202e1.2.3.4"),
+            details={"note": "fin" + BIDI},
+            at=T0,
+        )
+        session.commit()
+        events = list(audit.iter_matching(session, AuditFilter(), Scope(None)))
+    # When it is exported to CSV
+    text = "".join(audit.iter_csv(events))
+    # Then no cell carries a raw bidi control: each is written as its visible escape
+    assert not set(text) & set(BIDI)
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    row = dict(zip(audit.CSV_COLUMNS, rows[1], strict=True))
+    escaped = "".join(f"\\u{ord(c):04x}" for c in BIDI)
+    assert row["user_agent"] == "\\u202e=1+1 " + escaped
+    assert row["source_ip"] == "\\u202e1.2.3.4"
+    # And the details cell stays JSON that means the same value (the escapes are JSON's own)
+    assert f'"fin{escaped}"' in row["details"]
+    assert json.loads(row["details"]) == {"note": "fin" + BIDI}
+
+
 def test_jsonl_and_json_array_exports_parse_back_to_the_same_events(engine: sa.Engine) -> None:
     events = _nasty_events(engine)
     lines = list(audit.iter_jsonl(events))

@@ -242,8 +242,9 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
         details={"deposit_id": deposit_id},
     )
 
-    # 5. The download
-    assert a.get(link.headers["Location"]).status_code == 200
+    # 5. The download (the receipt and its row follow the last byte: the body is read)
+    response = a.get(link.headers["Location"])
+    assert response.status_code == 200 and response.get_data()
     (row,) = trail.new()
     check(
         row,

@@ -180,11 +180,16 @@ def file_ids(app: Flask, deposit_id: str) -> list[str]:
 
 
 def download(client: FlaskClient, deposit_id: str, file_id: str) -> Any:
-    """Ask for a link, follow it; returns the final response."""
+    """Ask for a link, follow it and read the body, as a browser does; returns the response.
+
+    The receipt is written only once the last byte was sent: the body is read here.
+    """
     token = csrf_of(client, f"/depots/{deposit_id}")
     link = client.post(f"/depots/{deposit_id}/fichiers/{file_id}/lien", data={"csrf_token": token})
     assert link.status_code == 302, link.status_code
-    return client.get(link.headers["Location"])
+    response = client.get(link.headers["Location"])
+    response.get_data()
+    return response
 
 
 def sha256(data: bytes) -> str:

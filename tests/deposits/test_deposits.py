@@ -335,7 +335,9 @@ def test_maximum_downloads_counter_is_atomic(app: Flask, world: World, client_fo
         c = app.test_client()
         c.environ_base.update(recipient.environ_base)
         c._cookies = recipient._cookies  # type: ignore[attr-defined]
-        codes.append(c.get(path).status_code)
+        response = c.get(path)
+        response.get_data()  # the receipt is written once the whole file was sent
+        codes.append(response.status_code)
 
     threads = [threading.Thread(target=go, args=(p,)) for p in links]
     for t in threads:

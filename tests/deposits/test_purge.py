@@ -153,7 +153,7 @@ def test_destruction_does_not_happen_when_its_audit_row_cannot_be_written(
 def test_a_destruction_the_store_could_not_finish_is_finished_by_the_next_purge(
     app: Flask, world: World, client_for: Clients, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a deposit with two files, and a store that fails on the second deletion
+    # Given a deposit with two files, and an object store that fails on the second removal
     sender = client_for(world.agent62)
     deposit_id = sent_deposit(sender, [world.ft62], files={"a.pdf": PDF, "b.pdf": PDF + b"x"})
     _expire(app, deposit_id)
@@ -161,7 +161,7 @@ def test_a_destruction_the_store_could_not_finish_is_finished_by_the_next_purge(
         store = services().store
         keys = [db.session.get(DepositFile, f).object_key for f in file_ids(app, deposit_id)]  # type: ignore[union-attr]
         db.session.commit()
-        real_delete = store.delete
+        real_delete = store.inner.delete
         calls: list[str] = []
 
         def failing_delete(key: str) -> None:
@@ -170,19 +170,20 @@ def test_a_destruction_the_store_could_not_finish_is_finished_by_the_next_purge(
                 raise storage.StorageUnavailable("store down (test)")
             real_delete(key)
 
-        monkeypatch.setattr(store, "delete", failing_delete)
+        monkeypatch.setattr(store.inner, "delete", failing_delete)
         # When the purge destroys it
-        with pytest.raises(storage.StorageUnavailable):
-            purge_expired_deposits(db.session, store)
-        db.session.rollback()
-        # Then the destruction is recorded and the deposit out of reach, one key still live
+        report = purge_expired_deposits(db.session, store)
+        # Then the destruction is recorded, every key shredded, one ciphertext left and counted
+        assert report.expired == 1 and report.files_destroyed == 2
+        assert report.removal_pending == 1
         assert db.session.get(Deposit, deposit_id).status == "destroyed"  # type: ignore[union-attr]
         db.session.commit()
-        assert [store.exists(k) for k in keys].count(True) == 1
-        # And the next run, with the store back, shreds what is left without a second record
-        monkeypatch.setattr(store, "delete", real_delete)
-        assert finish_destructions(db.session, store, dry_run=True) == 1
-        assert finish_destructions(db.session, store) == 1
         assert not any(store.exists(k) for k in keys)
-        assert finish_destructions(db.session, store) == 0
+        assert len(set(store.inner.list("deposits/")) & set(keys)) == 1
+        # And the next run, with the store back, removes what is left without a second record
+        monkeypatch.setattr(store.inner, "delete", real_delete)
+        assert finish_destructions(db.session, store, dry_run=True).removed == 1
+        assert finish_destructions(db.session, store).removed == 1
+        assert not set(store.inner.list("deposits/")) & set(keys)
+        assert finish_destructions(db.session, store).removed == 0
     assert len(audit_rows(app, AuditAction.DEPOSIT_DESTROYED)) == 1

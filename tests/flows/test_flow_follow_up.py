@@ -55,7 +55,8 @@ def test_each_flow_gets_its_status_from_the_calendar_and_the_deposits(
         file_id = db.session.get(Deposit, deposit_id).files[0].id  # type: ignore[union-attr]
     token = csrf_of(tech_ft, cgpem.get_json()["url"])
     link = tech_ft.post(f"/depots/{deposit_id}/fichiers/{file_id}/lien", data={"csrf_token": token})
-    assert tech_ft.get(link.headers["Location"]).status_code == 200
+    response = tech_ft.get(link.headers["Location"])
+    assert response.status_code == 200 and response.get_data()  # read: the receipt follows
     # PECDH of the week of the 9th refused; of the week of the 16th deposited on the 17th;
     # of the week of the 2nd deposited late, on the 10th, and since expired
     bad, _ = sample(FlowType.PECDH, 2, errors=["fin.nb_dossier"], date_reference=date(2026, 11, 10))

@@ -284,6 +284,105 @@ def test_an_ip_alert_of_62_does_not_absorb_failures_on_accounts_of_59(
         assert ip62.id not in {a.id for a in seen}
 
 
+# --- probing of unknown ids --------------------------------------------------------------
+
+
+def unknown_ids(emit: Emit, who: object, n: int, start: datetime, kind: str = "deposit") -> None:
+    for i in range(n):
+        emit(
+            AuditAction.ACCESS_DENIED,
+            who,
+            outcome=Outcome.DENIED,
+            target=audit.Target(kind, f"{i:032x}", None),
+            details={"reason": "unknown"},
+            at=start + timedelta(seconds=20 * i),
+        )
+
+
+def test_twenty_unknown_ids_in_ten_minutes_raise_a_probing_alert_and_nineteen_do_not(
+    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+) -> None:
+    # Given an agent of 62 refused 19 ids that exist nowhere (deposits and flows) in 6 minutes,
+    # and refusals that are not probes: a real deposit of 59, a revoked API token
+    unknown_ids(emit, world.agent62, 10, NOW)
+    unknown_ids(emit, world.agent62, 9, NOW + timedelta(minutes=3), kind="flow")
+    emit(
+        AuditAction.ACCESS_DENIED,
+        world.agent62,
+        outcome=Outcome.DENIED,
+        target=audit.Target("deposit", "d" * 32, "59"),
+        details={"reason": "not_visible"},
+        at=NOW + timedelta(minutes=6),
+    )
+    emit(
+        AuditAction.ACCESS_DENIED,
+        world.agent62,
+        outcome=Outcome.DENIED,
+        target=audit.Target("api_token", "t" * 32, None),
+        details={"reason": "token_revoked"},
+        at=NOW + timedelta(minutes=6),
+    )
+    run_job(app)
+    assert alerts_of(app, AlertKind.UNKNOWN_IDS) == []
+    # When a 20th unknown id is asked for within the ten minutes
+    unknown_ids(emit, world.agent62, 1, NOW + timedelta(minutes=7))
+    run_job(app)
+    # Then one probing alert on that account, for the officers of its organisation
+    [alert] = alerts_of(app, AlertKind.UNKNOWN_IDS)
+    assert (alert.subject_type, alert.subject_id) == ("user", world.agent62.id)
+    assert alert.organisation_id == world.org62 and alert.departement_code is None
+    assert json.loads(alert.details)["count_in_window"] == 20
+    label = "Demandes répétées de dépôts ou de flux inexistants"
+    assert [label in body_of(m) for m in smtp.to(world.officer62.email)].count(True) == 1
+    # (59's officers hear of the refusal on 59, which is the foreign-access alert, not of this)
+    assert not any(label in body_of(m) for m in smtp.to(world.officer59.email))
+
+
+def test_unknown_ids_spread_over_more_than_the_window_raise_nothing(
+    app: Flask, world: World, emit: Emit
+) -> None:
+    # Given 20 unknown ids, one every minute: never 20 within ten minutes
+    for i in range(20):
+        unknown_ids(emit, world.agent62, 1, NOW + timedelta(minutes=i))
+    run_job(app)
+    assert alerts_of(app, AlertKind.UNKNOWN_IDS) == []
+
+
+def test_the_probing_threshold_and_window_are_settings(
+    make_app: Callable[..., Flask], world: World, emit: Emit, app: Flask
+) -> None:
+    # Given a threshold of 3 unknown ids in one minute
+    strict = make_app(alert_unknown_ids=3, alert_unknown_ids_window_minutes=1)
+    unknown_ids(emit, world.agent62, 3, NOW)  # 3 in 40 seconds
+    # When the job runs with it, Then 3 are too many
+    run_job(strict)
+    assert len(alerts_of(app, AlertKind.UNKNOWN_IDS)) == 1
+
+
+def test_an_agent_probing_random_deposit_ids_on_the_portal_is_reported_to_its_officers(
+    app: Flask, world: World, smtp: SmtpSink, login_as: LoginAs
+) -> None:
+    # Given an agent of 62 who asks the portal for 20 random deposit and flow ids
+    from portal.db import new_id
+
+    c = login_as(world.agent62, on=app.test_client())
+    for i in range(20):
+        path = f"/depots/{new_id()}" if i % 2 else f"/flux/depots/{new_id()}"
+        assert c.get(path).status_code == 404
+    # When the alert job runs
+    run_job(app)
+    # Then its officers are told, and see the alert, labelled in French, in their workspace
+    [alert] = alerts_of(app, AlertKind.UNKNOWN_IDS)
+    assert alert.subject_id == world.agent62.id
+    assert len(smtp.to(world.officer62.email)) == 1
+    officer = login_as(world.officer62, on=app.test_client())
+    html = officer.get(f"/securite/alertes/{alert.id}").get_data(as_text=True)
+    assert "Demandes répétées de dépôts ou de flux inexistants" in html
+    assert "Demandes répétées de dépôts ou de flux inexistants" in officer.get(
+        "/securite/alertes"
+    ).get_data(as_text=True)
+
+
 # --- download surge ----------------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from storage import (
     LocalStore,
     MemoryKeyStore,
     MemoryStore,
+    ObjectCorrupted,
     ObjectExists,
     ObjectNotFound,
     ObjectShredded,
@@ -274,6 +275,42 @@ def test_tampering_is_detected(encrypted: EncryptedStore, tampering: str) -> Non
     assert len(received) % SEGMENT == 0
     assert received == data[: len(received)]
     assert len(received) < len(data)
+
+
+# Where each damage is first noticed: the segment (None: the header), as ObjectCorrupted says.
+FIRST_BAD_SEGMENT: dict[str, int | None] = {
+    "bit flip in the magic": None,
+    "truncated in the header": None,
+    "bit flip in the first segment": 0,
+    "bit flip in a middle segment": 2,
+    "truncated inside a middle segment": 2,
+    "last segment removed": 4,
+    "segments reordered": 1,
+    "segment dropped": 1,
+}
+
+
+@pytest.mark.parametrize("tampering", list(FIRST_BAD_SEGMENT), ids=list(FIRST_BAD_SEGMENT))
+def test_a_damaged_object_is_named_with_its_first_bad_segment(
+    encrypted: EncryptedStore, tampering: str
+) -> None:
+    # Given an object of four full segments and a short last one, damaged in the object store
+    data = random_bytes(4 * SEGMENT + 1000)
+    key = put(encrypted, data)
+    overwrite(encrypted, key, TAMPERINGS[tampering](raw(encrypted, key)))
+
+    # When it is read
+    try:
+        _received, error = read_until_error(encrypted.open(key))
+    except ObjectCorrupted as e:
+        error = e
+
+    # Then the error is ObjectCorrupted (an IntegrityError), naming the object and the segment
+    # where reading stopped, and nothing of the content
+    assert isinstance(error, ObjectCorrupted) and isinstance(error, IntegrityError)
+    assert error.object_key == key
+    assert error.segment == FIRST_BAD_SEGMENT[tampering]
+    assert key in str(error) and data[:16].hex() not in str(error)
 
 
 def test_bytes_of_a_tampered_segment_are_never_returned(encrypted: EncryptedStore) -> None:

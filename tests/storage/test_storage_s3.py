@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -199,6 +199,30 @@ def test_abort_job_leaves_young_uploads_alone(s3: S3Store) -> None:
     assert s3.abort_incomplete_uploads(older_than=timedelta(0)) == 1
     assert list(s3.incomplete_uploads()) == []
     assert upload["UploadId"]
+
+
+def test_abort_job_aborts_young_uploads_that_nothing_claims_and_counts_in_a_dry_run(
+    s3: S3Store,
+) -> None:
+    for key in ("claimed", "orphaned"):
+        s3.client.create_multipart_upload(Bucket=s3.bucket, Key=s3.prefix + key)
+    asked: list[list[str]] = []
+
+    def in_progress(keys: Any) -> set[str]:
+        asked.append(sorted(keys))
+        return {"claimed"}
+
+    hour = timedelta(hours=1)
+    assert s3.abort_incomplete_uploads(hour, in_progress=in_progress, dry_run=True) == 1
+    assert len(list(s3.incomplete_uploads())) == 2
+    assert s3.abort_incomplete_uploads(hour, in_progress=in_progress) == 1
+    assert [key for key, _, _ in s3.incomplete_uploads()] == ["claimed"]
+    assert asked == [["claimed", "orphaned"]] * 2
+    # An upload listed but gone when aborted (another server's job was first): the service
+    # answers NoSuchUpload, which is neither an error nor counted twice
+    listed = [("gone", "no-such-upload", datetime(2026, 1, 1, tzinfo=UTC))]
+    s3.incomplete_uploads = lambda: iter(listed)  # type: ignore[method-assign]
+    assert s3.abort_incomplete_uploads(timedelta(0)) == 0
 
 
 def test_wrong_credentials_are_a_storage_error_not_unavailable(seaweedfs: S3Endpoint) -> None:
