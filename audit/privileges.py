@@ -107,7 +107,7 @@ def create_app_role(conn: sa.Connection, role: str, password: str) -> None:
             f"le mot de passe du rôle de l'application doit compter au moins "
             f"{APP_PASSWORD_MIN_LENGTH} caractères"
         )
-    pgconn = conn.connection.driver_connection.pgconn  # type: ignore[union-attr]
+    pgconn = conn.connection.driver_connection.pgconn  # type: ignore[union-attr] # psycopg 3 here
     verifier = pgconn.encrypt_password(
         password.encode("utf-8"), role.encode("ascii"), b"scram-sha-256"
     ).decode("ascii")
@@ -235,7 +235,7 @@ def revoke_app_role(conn: sa.Connection, role: str) -> None:
         f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} "
         f"REVOKE SELECT, INSERT, UPDATE, DELETE ON TABLES FROM {quoted}",
         # Role and schema are validated, quoted identifiers (they cannot be bound parameters).
-        f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE USAGE, SELECT ON SEQUENCES "  # noqa: S608
+        f"ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} REVOKE USAGE, SELECT ON SEQUENCES "  # noqa: S608 - see above
         f"FROM {quoted}",
         f"REVOKE ALL ON ALL TABLES IN SCHEMA {schema} FROM {quoted}",
         f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA {schema} FROM {quoted}",

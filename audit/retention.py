@@ -105,7 +105,7 @@ def purge_expired_events(
         result = session.execute(
             sa.delete(AuditEvent).where(AuditEvent.seq > low, AuditEvent.seq <= high)
         )
-        n = int(result.rowcount)  # type: ignore[attr-defined]
+        n = int(result.rowcount)  # type: ignore[attr-defined] # DML returns a CursorResult
         session.add(
             AuditCheckpoint(seq=high, hash=last_hash, rows_deleted=n, created_at=datetime.now(UTC))
         )

@@ -125,7 +125,7 @@ def _lock_head(session: Session) -> AuditChainHead:
     result = session.execute(
         sa.update(AuditChainHead).where(AuditChainHead.id == 1).values(seq=AuditChainHead.seq)
     )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
+    if result.rowcount == 0:  # type: ignore[attr-defined] # DML returns a CursorResult
         session.add(AuditChainHead(id=1, seq=0, hash=GENESIS_HASH))
         session.flush()
     head = session.execute(

@@ -83,7 +83,7 @@ class Run:
     growth_kib: int = 0
 
 
-def _wait(process: subprocess.Popen[bytes], started: float) -> tuple[int, float, float, int]:
+def wait_child(process: subprocess.Popen[bytes], started: float) -> tuple[int, float, float, int]:
     """Exit status, wall time, CPU time and peak RSS of one child (os.wait4: its own rusage)."""
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
@@ -101,7 +101,7 @@ def run_validator(path: Path, today: date) -> Run:
     )
     assert process.stdout is not None
     output = process.stdout.read()
-    status, _, _, maxrss = _wait(process, started)
+    status, _, _, maxrss = wait_child(process, started)
     if status != 0:
         return Run(0, 0, maxrss, False, f"exit {status}")
     result = json.loads(output)
@@ -124,7 +124,7 @@ def run_xmllint(xmllint: str, schema: Path, path: Path) -> Run:
     )
     assert process.stderr is not None
     message = process.stderr.read().decode(errors="replace").strip().splitlines()
-    status, wall, cpu, maxrss = _wait(process, started)
+    status, wall, cpu, maxrss = wait_child(process, started)
     return Run(wall, cpu, maxrss, status == 0, message[-1] if message else f"exit {status}")
 
 

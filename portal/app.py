@@ -25,7 +25,7 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 
 
-@login_manager.request_loader  # type: ignore[untyped-decorator]
+@login_manager.request_loader  # type: ignore[untyped-decorator] # flask_login has no type hints
 def _load_user_from_session(_request: object) -> User | None:
     # Only a session that passed password AND TOTP carries a user: a password-only or
     # half-enrolled session never loads one (deny by default).
@@ -100,7 +100,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         WTF_CSRF_SSL_STRICT=settings.secure_cookies,
     )
     if settings.trusted_proxy_count:
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign] # Flask's documented way
             app.wsgi_app, x_for=settings.trusted_proxy_count, x_proto=settings.trusted_proxy_count
         )
 

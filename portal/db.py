@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -157,6 +160,26 @@ def utcnow() -> datetime:
 def new_id() -> str:
     """A random, non-sequential identifier (UUID4 as 32 hex characters)."""
     return uuid.uuid4().hex
+
+
+@contextmanager
+def job_lock(engine: Engine, name: str) -> Iterator[bool]:
+    """Hold a database-wide lock named *name* (PostgreSQL advisory lock); False if taken."""
+    if engine.dialect.name != "postgresql":
+        # SQLite is the single-server embedded default; its write lock serialises the work.
+        yield True
+        return
+    key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+    with engine.connect() as conn:
+        acquired = bool(
+            conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+        )
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                conn.execute(sa.text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                conn.commit()
 
 
 def make_engine(url: str) -> Engine:

@@ -215,7 +215,7 @@ def install(app: Flask) -> None:
         # Nothing more may touch the database in this request: the session is not saved, and
         # the page is rendered for an anonymous visitor (knowing who is logged in needs it).
         g.setdefault(DATABASE_UNAVAILABLE_FLAG, True)
-        g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined]
+        g._login_user = current_app.login_manager.anonymous_user()  # type: ignore[attr-defined] # set by flask_login
         # One line, no traceback: during an outage every request lands here.
         log.warning(
             "database unavailable (request %s): %s", g.get("request_id"), database_error_summary(e)

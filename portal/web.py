@@ -51,7 +51,7 @@ def safe_next(target: str | None, default: str = "/") -> str:
 
 def portal_session() -> PortalSession:
     """The server-side session of the current request."""
-    sess = session._get_current_object()  # type: ignore[attr-defined]
+    sess = session._get_current_object()  # type: ignore[attr-defined] # a werkzeug LocalProxy
     assert isinstance(sess, PortalSession)  # noqa: S101 - installed by create_app
     return sess
 

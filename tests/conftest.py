@@ -6,32 +6,25 @@ import logging
 import re
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pyotp
 import pytest
 import sqlalchemy as sa
 from flask import Flask, request_finished
 from flask.testing import FlaskClient
 
 from portal import Settings, create_app
-from portal.accounts.models import AccountStatus, Role, User
-from portal.db import db, new_id, utcnow
+from portal.accounts.models import User
+from portal.db import db
 from portal.migrate import upgrade
-from portal.orgs.models import FtTerritory, Organisation, OrgKind
-from tests.support.leaks import LeakScanner
+from tests.factories import Account, Factory
+from tests.support.leaks import LEAKS
 from tests.support.services import SmtpSink, postgres_database, smtp_server
 
-STRONG_PASSWORD = "correct horse battery staple 42"  # 31 chars: fine for every role
+T = TypeVar("T")
 
 # --- no secret and no NIR in logs or audit rows, over the whole session (tests/support/leaks.py)
-LEAKS = LeakScanner()
-LEAKS.remember("factory password", STRONG_PASSWORD, lasting=True)
-
-
-T = TypeVar("T")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -63,7 +56,7 @@ def _leak_watch(request: pytest.FixtureRequest) -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _superuser_allowed_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The suite's PostgreSQL role is a superuser: commands run by the CLI tests (settings from
-    the environment) may use it. The refusal's tests clear it (portal/test_database_roles.py)."""
+    the environment) may use it. The refusal's tests clear it (db/test_database_roles.py)."""
     monkeypatch.setenv("FILR_ALLOW_SUPERUSER", "1")
 
 
@@ -227,86 +220,6 @@ def _https_clients(request: pytest.FixtureRequest) -> None:
 
 
 # --- factories -------------------------------------------------------------------------
-
-
-@dataclass
-class Account:
-    """A test account with its secrets."""
-
-    id: str
-    email: str
-    password: str
-    totp_secret: str
-    org_id: str
-
-    def code(self, offset_steps: int = 0) -> str:
-        import time
-
-        return pyotp.TOTP(self.totp_secret).at(time.time() + 30 * offset_steps)
-
-
-class Factory:
-    """Builds organisations and accounts directly in the database of *app*."""
-
-    def __init__(self, app: Flask) -> None:
-        self.app = app
-        self._n = 0
-
-    def org(
-        self,
-        kind: OrgKind = OrgKind.DEPARTEMENT,
-        departement: str | None = "62",
-        territory: tuple[str, ...] = (),
-        name: str | None = None,
-    ) -> str:
-        self._n += 1
-        with self.app.app_context():
-            org = Organisation(
-                kind=kind,
-                name=name or f"Organisation {self._n} {kind}",
-                departement_code=departement
-                if kind in (OrgKind.DEPARTEMENT, OrgKind.PRESTATAIRE)
-                else None,
-            )
-            org.territory = [FtTerritory(departement_code=c) for c in territory]
-            db.session.add(org)
-            db.session.commit()
-            return org.id
-
-    def user(
-        self,
-        org_id: str,
-        roles: tuple[Role, ...] = (Role.AGENT,),
-        email: str | None = None,
-        name: str = "Alex Test",
-        status: AccountStatus = AccountStatus.ACTIVE,
-        password: str = STRONG_PASSWORD,
-    ) -> Account:
-        from portal.accounts.models import UserRole
-        from portal.services import services
-
-        self._n += 1
-        email = email or f"user{self._n}@example.org"
-        secret = pyotp.random_base32()
-        LEAKS.remember("TOTP secret", secret)
-        LEAKS.remember("factory password", password, lasting=True)
-        with self.app.app_context():
-            svc = services()
-            user_id = new_id()
-            user = User(
-                id=user_id,
-                organisation_id=org_id,
-                email=email,
-                full_name=name,
-                status=status,
-                password_hash=svc.argon2.hash(password),
-                totp_secret=svc.secret_box.seal(secret, user_id),
-                activated_at=utcnow() if status != AccountStatus.PENDING else None,
-            )
-            user.role_rows = [UserRole(role=str(r)) for r in roles]
-            db.session.add(user)
-            db.session.commit()
-            return Account(user.id, email, password, secret, org_id)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from wtforms.widgets import CheckboxInput, ListWidget
 MAX_PW = 1024
 
 
-class ChangePasswordForm(FlaskForm):  # type: ignore[misc]
+class ChangePasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Change one's password (the current one proves who asks)."""
 
     current = PasswordField("Mot de passe actuel", validators=[DataRequired(), Length(max=MAX_PW)])
@@ -22,13 +22,13 @@ class ChangePasswordForm(FlaskForm):  # type: ignore[misc]
     )
 
 
-class ConfirmPasswordForm(FlaskForm):  # type: ignore[misc]
+class ConfirmPasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """A sensitive change confirmed with the current password."""
 
     current = PasswordField("Mot de passe actuel", validators=[DataRequired(), Length(max=MAX_PW)])
 
 
-class ReenrolTotpForm(FlaskForm):  # type: ignore[misc]
+class ReenrolTotpForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Move to a new authenticator: password, then a code from the new app."""
 
     current = PasswordField("Mot de passe actuel", validators=[DataRequired(), Length(max=MAX_PW)])
@@ -38,11 +38,11 @@ class ReenrolTotpForm(FlaskForm):  # type: ignore[misc]
     )
 
 
-class EmptyForm(FlaskForm):  # type: ignore[misc]
+class EmptyForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Buttons that only need the CSRF token."""
 
 
-class CreateAccountForm(FlaskForm):  # type: ignore[misc]
+class CreateAccountForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """The account manager creates an account of its own organisation."""
 
     full_name = StringField("Prénom et nom", validators=[DataRequired(), Length(min=2, max=120)])

@@ -15,6 +15,7 @@ from portal.accounts.models import AccountStatus, RecoveryCode, Role, TokenPurpo
 from portal.accounts.permissions import roles_allowed_for
 from portal.api import services as api_tokens
 from portal.auth import services as auth
+from portal.auth import totp
 from portal.auth.sessions import revoke_user_sessions
 from portal.db import utcnow
 from portal.mail import MailError
@@ -139,6 +140,67 @@ def resend_activation(
     if user.status != AccountStatus.PENDING:
         raise AccountError("Ce compte est déjà activé.")
     return NewAccount(user, auth.issue_token(session, user, TokenPurpose.ACTIVATION))
+
+
+@dataclass(frozen=True)
+class ProvisionedAccount:
+    """A provisioned account: active with its new secrets, or pending with its link e-mailed."""
+
+    user: User
+    totp_secret: str | None = None  # None: pending, the activation e-mail was sent
+    recovery_codes: tuple[str, ...] = ()
+
+
+def provision_user(
+    session: Session,
+    svc: Services,
+    *,
+    organisation: Organisation,
+    email: str,
+    full_name: str,
+    roles: Iterable[Role],
+    password: str | None,
+    ctx: audit.Context,
+) -> ProvisionedAccount:
+    """Create an account and e-mail its activation link or, given *password*, activate it at
+    once with a fresh TOTP secret (scripted provisioning); commits."""
+    new = create_account(
+        session,
+        organisation=organisation,
+        email=email,
+        full_name=full_name,
+        roles=roles,
+        actor=audit.SYSTEM,
+        ctx=ctx,
+    )
+    user = new.user
+    if password is None:
+        session.commit()
+        send_activation(session, svc, new, ctx, audit.SYSTEM)
+        session.commit()
+        return ProvisionedAccount(user)
+    problems = auth.check_new_password(user, password, password)
+    if problems:
+        session.rollback()
+        raise AccountError(" ".join(problems))
+    auth.set_password(session, svc, user, password)
+    secret = totp.new_secret()
+    user.totp_secret = svc.secret_box.seal(secret, user.id)
+    user.status = AccountStatus.ACTIVE
+    user.activated_at = utcnow()
+    codes = auth.replace_recovery_codes(session, user)
+    token = auth.find_token(session, new.activation_token, TokenPurpose.ACTIVATION)
+    if token is not None:
+        auth.consume_token(session, token)
+    actor = audit.Actor(user.id, organisation.id)
+    audit.record(
+        session, AuditAction.MFA_ENROLLED, actor=actor, context=ctx, details={"via": "cli"}
+    )
+    audit.record(
+        session, AuditAction.ACCOUNT_ACTIVATED, actor=actor, context=ctx, details={"via": "cli"}
+    )
+    session.commit()
+    return ProvisionedAccount(user, secret, tuple(codes))
 
 
 def _set_status(

@@ -12,7 +12,7 @@ from portal.api.models import MAX_TOKEN_LIFETIME, SCOPE_LABELS
 from portal.api.services import DEFAULT_LIFETIME_DAYS
 
 
-class CreateTokenForm(FlaskForm):  # type: ignore[misc]
+class CreateTokenForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Name, scopes and lifetime of a new token, confirmed with the current password."""
 
     name = StringField("Nom du jeton", validators=[DataRequired(), Length(max=100)])

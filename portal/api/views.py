@@ -577,4 +577,4 @@ def openapi() -> Response:
 
 
 # The flows' endpoints live in their own module, on this blueprint.
-from portal.api import flows as _flows  # noqa: E402,F401
+from portal.api import flows as _flows  # noqa: E402,F401 - registers its routes, after the blueprint

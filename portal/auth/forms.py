@@ -9,7 +9,7 @@ from wtforms.validators import DataRequired, Length
 MAX_PW = 1024
 
 
-class LoginForm(FlaskForm):  # type: ignore[misc]
+class LoginForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """E-mail, password and the second factor, checked together."""
 
     email = EmailField("Adresse électronique", validators=[DataRequired(), Length(max=254)])
@@ -20,7 +20,7 @@ class LoginForm(FlaskForm):  # type: ignore[misc]
     )
 
 
-class NewPasswordForm(FlaskForm):  # type: ignore[misc]
+class NewPasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Choose a password (the policy is checked by the service, with the user's data)."""
 
     password = PasswordField(
@@ -31,19 +31,19 @@ class NewPasswordForm(FlaskForm):  # type: ignore[misc]
     )
 
 
-class TotpConfirmForm(FlaskForm):  # type: ignore[misc]
+class TotpConfirmForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Prove the authenticator app holds the new secret."""
 
     code = StringField("Code à 6 chiffres", validators=[DataRequired(), Length(min=6, max=8)])
 
 
-class PasswordThenTotpForm(FlaskForm):  # type: ignore[misc]
+class PasswordThenTotpForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Re-enrolment after an MFA reset: the password first proves who is enrolling."""
 
     password = PasswordField("Mot de passe", validators=[DataRequired(), Length(max=MAX_PW)])
 
 
-class ForgotPasswordForm(FlaskForm):  # type: ignore[misc]
+class ForgotPasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Ask for a reset link."""
 
     email = EmailField("Adresse électronique", validators=[DataRequired(), Length(max=254)])

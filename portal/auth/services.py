@@ -245,7 +245,7 @@ def attempt_login(
             )
             .values(used_at=utcnow())
         )
-        if used.rowcount != 1:  # type: ignore[attr-defined]
+        if used.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
             return fail(AuditAction.MFA_FAILURE, "bad_recovery_code")
         audit.record(session, AuditAction.MFA_RECOVERY_CODE_USED, actor=actor, context=ctx)
     else:
@@ -262,7 +262,7 @@ def attempt_login(
             )
             .values(totp_last_step=step)
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        if claimed.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
             return fail(AuditAction.MFA_REPLAY, "code_already_used")
         audit.record(session, AuditAction.MFA_SUCCESS, actor=actor, context=ctx)
     svc.throttle.reset(akey)
@@ -289,7 +289,7 @@ def void_tokens(session: Session, user: User, purpose: TokenPurpose) -> int:
         )
         .values(used_at=utcnow())
     )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined] # DML returns a CursorResult
 
 
 def issue_token(session: Session, user: User, purpose: TokenPurpose) -> str:
@@ -331,7 +331,7 @@ def consume_token(session: Session, token: UserToken) -> bool:
         .where(UserToken.id == token.id, UserToken.used_at.is_(None))
         .values(used_at=utcnow())
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined] # DML returns a CursorResult
 
 
 def min_password_length(user: User) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -14,7 +15,8 @@ from flask.sessions import SessionInterface, SessionMixin
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import CallbackDict
 
-from portal.auth.models import ServerSession
+from portal.auth.models import ServerSession, ThrottleEvent
+from portal.auth.throttle import MEMORY_SECONDS
 from portal.db import DATABASE_UNAVAILABLE_FLAG, db, is_database_unavailable, utcnow
 from portal.text import header_text
 
@@ -197,4 +199,39 @@ def revoke_user_sessions(session: Session, user_id: str, *, keep_row_id: str | N
     if keep_row_id:
         stmt = stmt.where(ServerSession.id != keep_row_id)
     result = session.execute(stmt)
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined] # DML returns a CursorResult
+
+
+@dataclass(frozen=True)
+class SessionCleanup:
+    """What `delete_expired_sessions` found (and, unless a dry run, deleted)."""
+
+    sessions: int
+    throttle_events: int
+
+
+def delete_expired_sessions(
+    session: Session,
+    now: datetime,
+    *,
+    idle: timedelta,
+    absolute: timedelta,
+    dry_run: bool = False,
+) -> SessionCleanup:
+    """Delete sessions idle for *idle* or older than *absolute*, and throttle events the
+    throttle no longer counts; commits unless *dry_run*."""
+    expired = sa.or_(
+        ServerSession.last_seen_at < now - idle, ServerSession.created_at < now - absolute
+    )
+    stale = ThrottleEvent.at < now - timedelta(seconds=MEMORY_SECONDS)
+    sessions = session.execute(
+        sa.select(sa.func.count()).select_from(ServerSession).where(expired)
+    ).scalar_one()
+    events = session.execute(
+        sa.select(sa.func.count()).select_from(ThrottleEvent).where(stale)
+    ).scalar_one()
+    if not dry_run:
+        session.execute(sa.delete(ServerSession).where(expired))
+        session.execute(sa.delete(ThrottleEvent).where(stale))
+        session.commit()
+    return SessionCleanup(sessions, events)

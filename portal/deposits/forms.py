@@ -8,7 +8,7 @@ from wtforms.validators import DataRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 
-class NewDepositForm(FlaskForm):  # type: ignore[misc]
+class NewDepositForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Space, category, title, short message, recipients, expiry and download limit."""
 
     departement = SelectField("Espace départemental", choices=[], validators=[DataRequired()])

@@ -27,7 +27,7 @@ HINTS = {
 }
 
 
-class NotificationPreferenceForm(FlaskForm):  # type: ignore[misc]
+class NotificationPreferenceForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """One e-mail per deposit, or a daily digest."""
 
     mode = RadioField(

@@ -108,7 +108,7 @@ def _claim(session: Session, window: _Window, deposit_id: str, now: datetime) ->
         .values({window.column.key: now})
     )
     session.commit()
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined] # DML returns a CursorResult
 
 
 def _release(session: Session, window: _Window, deposit_id: str, now: datetime) -> None:
@@ -303,7 +303,7 @@ def _claim_digest(session: Session, user_id: str, previous: datetime | None, now
         sa.update(User).where(User.id == user_id, same).values(last_digest_at=now)
     )
     session.commit()
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined] # DML returns a CursorResult
 
 
 def send_daily_digests(

@@ -40,11 +40,12 @@ from portal.deposits.permissions import (
     is_sender_side,
     visible_deposits,
 )
-from portal.deposits.sniff import TypeSniffer, safe_filename
+from portal.filecheck import TypeSniffer, safe_filename
 from portal.flows.models import FlowDeposit
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import may_exchange, spaces_of
-from portal.securite.alerts import Hit, alert_at_once
+from portal.securite.alerts import alert_at_once
+from portal.securite.detectors import Hit
 from portal.securite.models import AlertKind
 from portal.services import Services
 from portal.text import fold
@@ -759,7 +760,7 @@ def _take_download_slot(session: Session, deposit: Deposit, user: User) -> bool:
         )
         .values(count=DownloadCounter.count + 1)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined] # DML returns a CursorResult
 
 
 # --- taking in charge, withdrawing, purging ---------------------------------------------------
@@ -870,7 +871,7 @@ def _shred_and_remove(
             .where(DepositFile.id.in_(removed), DepositFile.removed_at.is_(None))
             .values(removed_at=utcnow())
         )
-        outcome.removed = int(marked.rowcount)  # type: ignore[attr-defined]
+        outcome.removed = int(marked.rowcount)  # type: ignore[attr-defined] # DML returns a CursorResult
         session.commit()
     return outcome
 
@@ -920,7 +921,7 @@ def destroy_content(
             message=None,
         )
     )
-    if won.rowcount != 1:  # type: ignore[attr-defined]
+    if won.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
         session.rollback()
         return None
     files = [
@@ -1073,7 +1074,7 @@ def withdraw(
         )
         .values(status=DepositStatus.WITHDRAWN, withdrawn_at=utcnow())
     )
-    if won.rowcount != 1:  # type: ignore[attr-defined]
+    if won.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
         session.rollback()
         session.refresh(deposit)
         raise _ended(deposit)

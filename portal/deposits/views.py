@@ -34,7 +34,7 @@ from portal.deposits.permissions import (
     categories_of,
     is_sender_side,
 )
-from portal.deposits.sniff import content_disposition
+from portal.filecheck import content_disposition
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.permissions import spaces_of
 from portal.services import services

@@ -161,7 +161,7 @@ def write_sample(
         raise ValueError("record-level errors need at least one record")
     spec = latest_spec(flow_type)
     reference = _reference_date(flow_type, date_reference or paris_today())
-    context = _Context(flow_type, departement, reference, random.Random(seed))  # noqa: S311
+    context = _Context(flow_type, departement, reference, random.Random(seed))  # noqa: S311 - fake data
     generator = _Generator(spec, departement, context)
     targets: dict[int, list[Rule]] = {}
     for index, rule in enumerate(record_rules):

@@ -347,7 +347,7 @@ def deposit_flow(
     try:
         with _StoredReader(svc.store.open(object_key)) as reader:
             report = validate(
-                reader,  # type: ignore[arg-type]
+                reader,  # type: ignore[arg-type] # a RawIOBase is a binary file, not a BinaryIO
                 expected_type=expected_type,
                 departement=departement,
                 today=today,
@@ -479,7 +479,7 @@ def forget_old_reports(session: Session, now: datetime, *, dry_run: bool = False
         return int(count)
     result = session.execute(sa.update(FlowDeposit).where(old).values(report_sealed=None))
     session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
+    return int(result.rowcount)  # type: ignore[attr-defined] # DML returns a CursorResult
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -570,7 +570,7 @@ def flag_unusable(
         .where(FlowDeposit.id == flow.id, FlowDeposit.unusable_at.is_(None))
         .values(unusable_at=utcnow(), unusable_by_id=user.id, unusable_reason=reason)
     )
-    if won.rowcount != 1:  # type: ignore[attr-defined]
+    if won.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
         session.rollback()
         raise FlowError("Ce flux a déjà été signalé comme inexploitable.")
     audit.record(

@@ -122,8 +122,8 @@ def _identity_choice(group: GroupSpec, indent: int, clean: _Clean, path: str) ->
         raise ValueError(f"identity fields of {group.name} are not where the fast path expects")
     nir, code, identifier = group.children[0], group.children[-2], group.children[-1]
     assert isinstance(nir, FieldSpec)  # noqa: S101 - names match fields of the spec
-    assert isinstance(code, FieldSpec)  # noqa: S101
-    assert isinstance(identifier, FieldSpec)  # noqa: S101
+    assert isinstance(code, FieldSpec)  # noqa: S101 - as above
+    assert isinstance(identifier, FieldSpec)  # noqa: S101 - as above
     middle = list(group.children[1:-2])
     pad = " " * indent
 

@@ -11,14 +11,14 @@ from alembic import context
 import audit
 
 # Import the models so that their tables are on the metadata.
-from portal.accounts import models as _accounts  # noqa: F401
-from portal.api import models as _api  # noqa: F401
-from portal.auth import models as _auth  # noqa: F401
+from portal.accounts import models as _accounts  # noqa: F401 - tables on the metadata
+from portal.api import models as _api  # noqa: F401 - as above
+from portal.auth import models as _auth  # noqa: F401 - as above
 from portal.db import Base, make_engine
-from portal.deposits import models as _deposits  # noqa: F401
-from portal.flows import models as _flows  # noqa: F401
-from portal.orgs import models as _orgs  # noqa: F401
-from portal.securite import models as _securite  # noqa: F401
+from portal.deposits import models as _deposits  # noqa: F401 - as above
+from portal.flows import models as _flows  # noqa: F401 - as above
+from portal.orgs import models as _orgs  # noqa: F401 - as above
+from portal.securite import models as _securite  # noqa: F401 - as above
 
 target_metadata = [Base.metadata, audit.metadata]
 try:
@@ -67,7 +67,7 @@ def _run(connection: object) -> None:
         return required is None or required in installed()
 
     context.configure(
-        connection=connection,  # type: ignore[arg-type]
+        connection=connection,  # type: ignore[arg-type] # a Connection, given by portal.migrate
         target_metadata=target_metadata,
         render_as_batch=True,
         compare_type=True,

@@ -160,5 +160,5 @@ class SearchArgs:
         return not self.args()
 
 
-class EmptyForm(FlaskForm):  # type: ignore[misc]
+class EmptyForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """A form with only the CSRF token (acknowledge)."""

@@ -222,7 +222,7 @@ def acknowledge(
             acknowledged_by_id=officer.id,
         )
     )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
+    if done.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
         raise AlertError("Cette alerte a déjà été acquittée.")
     audit.record(
         session,

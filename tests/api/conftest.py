@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
 
 import pytest
 from flask import Flask
@@ -16,41 +14,16 @@ import audit
 from portal.accounts.models import User
 from portal.api import services as tokens
 from portal.db import db
-from tests.conftest import Account
 from tests.deposits.conftest import (  # noqa: F401 - fixtures re-exported for this package
     PDF,
-    World,
     client_for,
     deposits_seaweedfs,
     settings,
     world,
 )
+from tests.factories import Account, Api
 
 BOTH = ("read", "deposit")
-
-
-@dataclass
-class Api:
-    """A script: a bare client (no cookie ever) that sends a bearer token."""
-
-    client: FlaskClient
-    token: str
-
-    def _headers(self, headers: dict[str, str] | None) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", **(headers or {})}
-
-    def get(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> TestResponse:
-        return self.client.get(path, headers=self._headers(headers), **kw)
-
-    def post(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> TestResponse:
-        return self.client.post(path, headers=self._headers(headers), **kw)
-
-    def upload(self, deposit_id: str, name: str, content: bytes) -> TestResponse:
-        return self.post(
-            f"/api/v1/deposits/{deposit_id}/files",
-            data=content,
-            headers={"X-Filename": quote(name), "Content-Type": "application/octet-stream"},
-        )
 
 
 def bare_client(app: Flask) -> FlaskClient:

@@ -15,7 +15,6 @@ from portal.deposits.models import Deposit, DepositFile, DownloadReceipt
 from portal.services import services
 from tests.api.conftest import (
     PDF,
-    Api,
     assert_problem,
     bare_client,
     make_token,
@@ -23,7 +22,8 @@ from tests.api.conftest import (
     sent_deposit,
 )
 from tests.conftest import audit_rows
-from tests.deposits.conftest import World, sha256
+from tests.deposits.conftest import sha256
+from tests.factories import Api, World
 from tests.support.services import SmtpSink, body_of
 
 Apis = Callable[..., Api]

@@ -11,8 +11,8 @@ from flask import Flask
 from werkzeug.test import TestResponse
 
 from portal.api.views import REQUIRED_SCOPES
-from tests.api.conftest import PDF, Api, assert_problem, bare_client
-from tests.deposits.conftest import World
+from tests.api.conftest import PDF, assert_problem, bare_client
+from tests.factories import Api, World
 
 Apis = Callable[..., Api]
 PREFIX = "/api/v1"

@@ -9,9 +9,8 @@ import pytest
 from flask import Flask
 
 from portal.auth.throttle import RateLimit
-from tests.api.conftest import Api, assert_problem, bare_client, make_token
-from tests.conftest import Factory
-from tests.deposits.conftest import World
+from tests.api.conftest import assert_problem, bare_client, make_token
+from tests.factories import Api, Factory, World
 from tests.support.services import REDIS_URL, port_open, unavailable
 from tests.support.throttle import MemoryFailureStore
 

@@ -15,7 +15,8 @@ from portal.accounts.models import User
 from tests.api.conftest import new_deposit
 from tests.api.conftest import sent_deposit as api_sent
 from tests.conftest import csrf_of, reread
-from tests.deposits.conftest import PDF, World, create_deposit, download, file_ids, sent_deposit
+from tests.deposits.conftest import PDF, create_deposit, download, file_ids, sent_deposit
+from tests.factories import World
 
 
 def _cursor(values: list[Any]) -> str:

@@ -20,9 +20,9 @@ from portal.accounts.models import AccountStatus, User
 from portal.api import services as tokens
 from portal.api.models import ApiToken
 from portal.db import db, new_id, utcnow
-from tests.api.conftest import Api, assert_problem, bare_client, make_token
-from tests.conftest import Account, audit_rows, csrf_of
-from tests.deposits.conftest import World
+from tests.api.conftest import assert_problem, bare_client, make_token
+from tests.conftest import audit_rows, csrf_of
+from tests.factories import Account, Api, World
 from tests.support.services import SmtpSink, body_of
 
 Clients = Callable[[Account], FlaskClient]

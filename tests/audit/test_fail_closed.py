@@ -17,8 +17,9 @@ from portal.accounts.models import AccountStatus, Role, User
 from portal.db import db
 from portal.deposits.models import Deposit, DepositStatus
 from portal.orgs.models import OrgKind
-from tests.conftest import Factory, csrf_of, https, login, reset_totp_step
+from tests.conftest import csrf_of, https, login, reset_totp_step
 from tests.deposits.conftest import PDF, download, file_ids, sent_deposit
+from tests.factories import Factory
 from tests.support.services import SmtpSink
 
 DOWN = "audit store down (test)"

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 import audit
 from audit import AuditAction
 from portal.db import db, make_engine
-from tests.conftest import LEAKS, Factory
-from tests.support.leaks import NIR, LeakScanner
+from tests.factories import Factory
+from tests.support.leaks import LEAKS, NIR, LeakScanner
 
 
 @pytest.fixture

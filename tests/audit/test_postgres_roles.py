@@ -19,7 +19,8 @@ from portal import Settings, create_app
 from portal.cli import main
 from portal.db import db, make_engine
 from portal.migrate import upgrade
-from tests.conftest import Factory, login
+from tests.conftest import login
+from tests.factories import Factory
 from tests.support.services import PG_ADMIN_URL, SmtpSink, port_open, postgres_database, unavailable
 
 pytestmark = pytest.mark.postgres

@@ -22,10 +22,11 @@ from audit import AuditAction, AuditCheckpoint, AuditEvent, Outcome, trail
 from audit.retention import RetentionRefused, head_of_day, months_before, purge_expired_events
 from portal.accounts.models import Role
 from portal.cli import main
-from portal.db import db, make_engine
-from portal.orgs.models import Organisation, OrgKind
+from portal.db import make_engine
+from portal.orgs.models import OrgKind
 from portal.settings import Settings, SettingsError
-from tests.conftest import Factory, audit_rows
+from tests.conftest import audit_rows
+from tests.factories import Factory
 from tests.support.services import SmtpSink
 
 NOW = datetime.now(UTC)
@@ -277,12 +278,7 @@ def test_daily_head_is_mailed_to_national_and_platform_officers_only(
     cli_env: None, app: Flask, factory: Factory, smtp: SmtpSink, engine: sa.Engine
 ) -> None:
     # Given officers of the national FT structure, of the platform and of the 62
-    national = factory.org(OrgKind.FRANCE_TRAVAIL, territory=("62",))
-    with app.app_context():
-        db.session.execute(
-            sa.update(Organisation).where(Organisation.id == national).values(is_national=True)
-        )
-        db.session.commit()
+    national = factory.org(OrgKind.FRANCE_TRAVAIL, territory=("62",), national=True)
     regional = factory.org(OrgKind.FRANCE_TRAVAIL, territory=("59",))
     platform = factory.org(OrgKind.PLATEFORME, departement=None)
     cd62 = factory.org()

@@ -27,8 +27,9 @@ from portal.db import db, utcnow
 from portal.deposits.models import Deposit
 from portal.orgs.models import OrgKind
 from portal.settings import Settings
-from tests.conftest import Account, Factory, csrf_of, login, reset_totp_step
+from tests.conftest import csrf_of, login, reset_totp_step
 from tests.deposits.conftest import file_ids, sent_deposit
+from tests.factories import Account, Factory
 
 pytestmark = pytest.mark.postgres
 

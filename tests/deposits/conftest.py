@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,10 +13,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from portal.accounts.models import Role
-from portal.orgs.models import OrgKind
 from portal.settings import Settings
-from tests.conftest import Account, Factory, csrf_of
+from tests.conftest import csrf_of
+from tests.factories import Account, Factory, World
 from tests.support.seaweedfs import S3Endpoint, find_weed, running_seaweedfs
 from tests.support.services import SmtpSink, unavailable
 
@@ -66,42 +64,10 @@ def settings(
     )
 
 
-@dataclass
-class World:
-    """Départements 62 and 59 with their SLAI, France Travail and a provider of 62."""
-
-    cd62: str
-    cd59: str
-    ft62: str
-    provider62: str
-    agent62: Account
-    agent62b: Account
-    manager62: Account
-    agent59: Account
-    adviser_ft: Account
-    technicien_ft: Account
-    referent62: Account
-
-
 @pytest.fixture
 def world(factory: Factory) -> World:
-    cd62 = factory.org(OrgKind.DEPARTEMENT, "62", name="CD 62")
-    cd59 = factory.org(OrgKind.DEPARTEMENT, "59", name="CD 59")
-    ft62 = factory.org(OrgKind.FRANCE_TRAVAIL, None, ("62",), name="FT 62")
-    provider62 = factory.org(OrgKind.PRESTATAIRE, "62", name="Asso 62")
-    return World(
-        cd62=cd62,
-        cd59=cd59,
-        ft62=ft62,
-        provider62=provider62,
-        agent62=factory.user(cd62, (Role.AGENT,), name="Agnès Soixantedeux"),
-        agent62b=factory.user(cd62, (Role.AGENT,), name="Bruno Collegue"),
-        manager62=factory.user(cd62, (Role.GESTIONNAIRE,), name="Gina Gestion"),
-        agent59=factory.user(cd59, (Role.AGENT, Role.TECHNICIEN), name="Nina Cinquanteneuf"),
-        adviser_ft=factory.user(ft62, (Role.AGENT,), name="Conseil Ler"),
-        technicien_ft=factory.user(ft62, (Role.TECHNICIEN,), name="Tech Ft"),
-        referent62=factory.user(provider62, (Role.AGENT,), name="Ref Erent"),
-    )
+    """Départements 62 and 59 with their SLAI, France Travail and a provider of 62."""
+    return World.build(factory)
 
 
 @pytest.fixture

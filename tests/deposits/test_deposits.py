@@ -16,10 +16,9 @@ from audit import AuditAction
 from portal.db import db
 from portal.deposits.models import Deposit, DepositFile, DownloadReceipt
 from portal.services import services
-from tests.conftest import Account, audit_rows, csrf_of
+from tests.conftest import audit_rows, csrf_of
 from tests.deposits.conftest import (
     PDF,
-    World,
     create_deposit,
     download,
     file_ids,
@@ -28,6 +27,7 @@ from tests.deposits.conftest import (
     sha256,
     upload,
 )
+from tests.factories import Account, World
 from tests.support.services import SmtpSink, body_of
 
 Clients = Callable[[Account], FlaskClient]

@@ -16,8 +16,9 @@ from portal.deposits import services as deposits
 from portal.deposits.models import Deposit, DepositFile
 from portal.services import services
 from portal.web import audit_context
-from tests.conftest import Account, https
-from tests.deposits.conftest import PDF, World, create_deposit, publish, upload
+from tests.conftest import https
+from tests.deposits.conftest import PDF, create_deposit, publish, upload
+from tests.factories import Account, World
 from tests.support.seaweedfs import S3Endpoint, find_weed, running_seaweedfs
 from tests.support.services import unavailable
 

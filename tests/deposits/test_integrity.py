@@ -39,8 +39,9 @@ from portal.services import services
 from portal.settings import Settings
 from storage.stream import HEADER_SIZE, TAG_SIZE
 from tests.api.conftest import bare_client, make_token
-from tests.conftest import Account, Factory, audit_rows, csrf_of
-from tests.deposits.conftest import World, file_ids, sent_deposit
+from tests.conftest import audit_rows, csrf_of
+from tests.deposits.conftest import file_ids, sent_deposit
+from tests.factories import Account, Factory, World
 from tests.support.services import SmtpSink, body_of
 
 Clients = Callable[[Account], FlaskClient]

@@ -30,16 +30,10 @@ from portal.deposits.services import (
 from portal.services import services
 from portal.settings import Settings
 from storage.s3 import S3Store
-from tests.api.conftest import Api, make_token
-from tests.conftest import Account, audit_rows, csrf_of, https
-from tests.deposits.conftest import (
-    PDF,
-    World,
-    create_deposit,
-    download,
-    file_ids,
-    sent_deposit,
-)
+from tests.api.conftest import make_token
+from tests.conftest import audit_rows, csrf_of, https
+from tests.deposits.conftest import PDF, create_deposit, download, file_ids, sent_deposit
+from tests.factories import Account, Api, World
 from tests.support.seaweedfs import S3Endpoint, find_weed, start_seaweedfs
 from tests.support.services import unavailable
 

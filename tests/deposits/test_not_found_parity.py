@@ -15,9 +15,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.db import db, new_id
-from tests.api.conftest import Api, bare_client, make_token
-from tests.conftest import Account, audit_rows, csrf_of
-from tests.deposits.conftest import PDF, World, file_ids, sent_deposit
+from tests.api.conftest import bare_client, make_token
+from tests.conftest import audit_rows, csrf_of
+from tests.deposits.conftest import PDF, file_ids, sent_deposit
+from tests.factories import Account, Api, World
 from tests.support.statements import recorded_statements, without_session_upkeep
 
 Request = Callable[[str], Any]

@@ -21,8 +21,9 @@ from portal.deposits.services import (
     purge_expired_deposits,
 )
 from portal.services import services
-from tests.conftest import Account, audit_rows
-from tests.deposits.conftest import PDF, World, create_deposit, file_ids, sent_deposit, upload
+from tests.conftest import audit_rows
+from tests.deposits.conftest import PDF, create_deposit, file_ids, sent_deposit, upload
+from tests.factories import Account, World
 
 Clients = Callable[[Account], FlaskClient]
 

@@ -31,10 +31,9 @@ from portal.mail import Mailer, MailError
 from portal.orgs.models import OrgKind
 from portal.services import services
 from portal.settings import Settings
-from tests.conftest import Account, Factory, audit_rows, csrf_of, reread
+from tests.conftest import audit_rows, csrf_of, reread
 from tests.deposits.conftest import (
     PDF,
-    World,
     create_deposit,
     download,
     file_ids,
@@ -42,6 +41,7 @@ from tests.deposits.conftest import (
     sent_deposit,
     upload,
 )
+from tests.factories import Account, Factory, World
 from tests.support.services import SmtpSink, body_of
 
 Clients = Callable[[Account], FlaskClient]

@@ -18,10 +18,11 @@ from audit import AuditAction
 from portal.db import db
 from portal.deposits.models import Deposit, DepositFile
 from portal.services import services
-from tests.api.conftest import Api, assert_problem, bare_client, make_token, new_deposit
-from tests.conftest import Account, audit_rows
-from tests.deposits.conftest import World, create_deposit, upload
-from tests.deposits.test_sniff import (
+from tests.api.conftest import assert_problem, bare_client, make_token, new_deposit
+from tests.conftest import audit_rows
+from tests.deposits.conftest import create_deposit, upload
+from tests.factories import Account, Api, World
+from tests.filecheck.samples import (
     CSV_UTF8,
     HTML_SCRIPT,
     MZ_PE,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -14,17 +13,16 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from portal.accounts.models import Role
 from portal.flows import FlowType, ValidationReport, validate
 from portal.flows.sample import SampleResult, write_sample
-from portal.orgs.models import OrgKind
 from tests.api.conftest import api_for  # noqa: F401 - fixture re-exported for this package
-from tests.conftest import Account, Factory, csrf_of
+from tests.conftest import csrf_of
 from tests.deposits.conftest import (  # noqa: F401 - fixtures re-exported for this package
     client_for,
     deposits_seaweedfs,
     settings,
 )
+from tests.factories import Account, Factory, FlowWorld
 
 CORPUS = Path(__file__).parent / "corpus"
 TODAY = date(2026, 11, 20)
@@ -81,49 +79,10 @@ def located(report: ValidationReport) -> list[tuple[str, int | None, int | None,
 # --- functional tests of flows in the portal (both stacks, as the deposit tests) -------------
 
 
-@dataclass
-class FlowWorld:
-    """Départements 62 and 59, France Travail for both, a national structure, technicians."""
-
-    cd62: str
-    cd59: str
-    ft: str
-    national: str
-    tech62: Account
-    tech62b: Account
-    agent62: Account
-    tech59: Account
-    tech_ft: Account
-    tech_national: Account
-
-
 @pytest.fixture
 def fw(factory: Factory) -> FlowWorld:
     """The organisations and technicians of the flow tests."""
-    from portal.db import db
-    from portal.orgs.models import Organisation
-
-    cd62 = factory.org(OrgKind.DEPARTEMENT, "62", name="CD 62")
-    cd59 = factory.org(OrgKind.DEPARTEMENT, "59", name="CD 59")
-    ft = factory.org(OrgKind.FRANCE_TRAVAIL, None, ("59", "62"), name="FT Hauts-de-France")
-    national = factory.org(OrgKind.FRANCE_TRAVAIL, None, (), name="FT DSI nationale")
-    with factory.app.app_context():
-        org = db.session.get(Organisation, national)
-        assert org is not None
-        org.is_national = True
-        db.session.commit()
-    return FlowWorld(
-        cd62=cd62,
-        cd59=cd59,
-        ft=ft,
-        national=national,
-        tech62=factory.user(cd62, (Role.TECHNICIEN,), email="tech62@cd62.example.org"),
-        tech62b=factory.user(cd62, (Role.TECHNICIEN,), email="tech62b@cd62.example.org"),
-        agent62=factory.user(cd62, (Role.AGENT,), email="agent62@cd62.example.org"),
-        tech59=factory.user(cd59, (Role.TECHNICIEN,), email="tech59@cd59.example.org"),
-        tech_ft=factory.user(ft, (Role.TECHNICIEN,), email="tech@ft.example.org"),
-        tech_national=factory.user(national, (Role.TECHNICIEN,), email="tech@national.example.org"),
-    )
+    return FlowWorld.build(factory)
 
 
 def deposit_file(

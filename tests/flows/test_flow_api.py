@@ -9,9 +9,10 @@ from flask import Flask
 
 from portal.flows import FlowType
 from portal.flows.validator import paris_today
-from tests.api.conftest import Api, assert_problem
+from tests.api.conftest import assert_problem
 from tests.api.test_openapi import assert_documented
-from tests.flows.conftest import FlowWorld, Sample, stored_keys
+from tests.factories import Api, FlowWorld
+from tests.flows.conftest import Sample, stored_keys
 from tests.support.services import SmtpSink
 
 Apis = Callable[..., Api]

@@ -19,7 +19,8 @@ from portal.flows import FlowType
 from portal.flows.models import FlowDeposit
 from portal.flows.validator import paris_today
 from tests.conftest import audit_rows, csrf_of, reread
-from tests.flows.conftest import ClientFor, FlowWorld, Sample, deposit_file, stored_keys
+from tests.factories import FlowWorld
+from tests.flows.conftest import ClientFor, Sample, deposit_file, stored_keys
 from tests.support.services import SmtpSink, body_of
 
 THIS_MONTH = paris_today().replace(day=1)

@@ -15,7 +15,8 @@ from portal.flows import FlowType
 from portal.flows.follow_up import FollowUpStatus, follow_up
 from portal.flows.models import FlowDeposit
 from tests.conftest import csrf_of
-from tests.flows.conftest import ClientFor, FlowWorld, Sample, deposit_file
+from tests.factories import FlowWorld
+from tests.flows.conftest import ClientFor, Sample, deposit_file
 
 PARIS = ZoneInfo("Europe/Paris")
 NOVEMBER = date(2026, 11, 1)

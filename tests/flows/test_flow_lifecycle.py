@@ -12,7 +12,8 @@ from portal.flows.models import FlowDeposit
 from portal.flows.validator import paris_today
 from tests.conftest import csrf_of, reread
 from tests.deposits.test_lifecycle import NIR, PERSONAL, _every_value
-from tests.flows.conftest import ClientFor, FlowWorld, Sample, deposit_file
+from tests.factories import FlowWorld
+from tests.flows.conftest import ClientFor, Sample, deposit_file
 
 THIS_MONTH = paris_today().replace(day=1)
 FILE_NAME = f"CGPEM_LEFEBVRE_Helene_{NIR}.xml"

@@ -18,7 +18,8 @@ from portal.flows.reminders import FlowReminderReport, send_flow_reminders
 from portal.services import services
 from tests.conftest import audit_rows
 from tests.deposits.test_reminders import cli_env  # noqa: F401 - fixture
-from tests.flows.conftest import ClientFor, FlowWorld, Sample, deposit_file
+from tests.factories import FlowWorld
+from tests.flows.conftest import ClientFor, Sample, deposit_file
 from tests.support.services import SmtpSink, body_of
 
 PARIS = ZoneInfo("Europe/Paris")

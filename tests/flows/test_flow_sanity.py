@@ -10,7 +10,8 @@ from flask import Flask
 from portal.flows import FlowType
 from portal.flows.validator import paris_today
 from tests.conftest import audit_rows, csrf_of
-from tests.flows.conftest import ClientFor, FlowWorld, Sample, deposit_file
+from tests.factories import FlowWorld
+from tests.flows.conftest import ClientFor, Sample, deposit_file
 from tests.support.services import SmtpSink, body_of
 
 THIS_MONTH = paris_today().replace(day=1)

@@ -11,9 +11,9 @@ from flask import Flask
 from portal.db import db, new_id
 from portal.flows import FlowType
 from portal.flows.validator import paris_today
-from tests.api.conftest import Api
-from tests.conftest import Account, audit_rows, csrf_of
-from tests.flows.conftest import ClientFor, FlowWorld, Sample, deposit_file
+from tests.conftest import audit_rows, csrf_of
+from tests.factories import Account, Api, FlowWorld
+from tests.flows.conftest import ClientFor, Sample, deposit_file
 from tests.support.statements import recorded_statements, without_session_upkeep
 
 Request = Callable[[str], Any]

@@ -20,12 +20,13 @@ from portal.db import db, utcnow
 from portal.mail import MailError
 from portal.orgs.models import OrgKind
 from portal.securite import alerts as alerts_module
-from portal.securite.alerts import NOTIFICATION_KEY, AlertReport, network_of, run_alert_job
+from portal.securite.alerts import NOTIFICATION_KEY, AlertReport, run_alert_job
+from portal.securite.detectors import network_of
 from portal.securite.models import AlertJobState, AlertKind, AlertStatus, SecurityAlert
 from portal.securite.services import scope_for, visible_alerts
 from portal.services import services
-from tests.conftest import Factory
-from tests.securite.conftest import Emit, World
+from tests.factories import Factory, OfficerWorld
+from tests.securite.conftest import Emit
 from tests.support.services import SmtpSink, body_of
 
 LoginAs = Callable[..., FlaskClient]
@@ -74,7 +75,7 @@ def failures(
 
 
 def test_five_failures_in_fifteen_minutes_on_an_account_raise_one_alert_mailed_to_its_officers(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     # Given five failed log-ins on the account of an agent of 62 within 4 minutes
     failures(emit, world.agent62, 5, start=NOW, every=timedelta(minutes=1), ip="203.0.113.10")
@@ -97,7 +98,7 @@ def test_five_failures_in_fifteen_minutes_on_an_account_raise_one_alert_mailed_t
 
 
 def test_four_failures_or_five_spread_over_twenty_minutes_raise_nothing(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     # Given four failures in a row on one account, and five spread over 20 minutes on another
     failures(emit, world.agent62, 4, start=NOW, every=timedelta(minutes=1), ip="203.0.113.10")
@@ -110,7 +111,7 @@ def test_four_failures_or_five_spread_over_twenty_minutes_raise_nothing(
 
 
 def test_failures_counted_across_two_runs_still_raise_the_alert(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given three failures scanned by a first run, then two more within the window
     failures(emit, world.agent62, 3, start=NOW, every=timedelta(minutes=1), ip="203.0.113.10")
@@ -130,7 +131,7 @@ def test_failures_counted_across_two_runs_still_raise_the_alert(
 
 
 def test_twenty_failures_from_one_ip_raise_an_ip_alert_and_nineteen_do_not(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given 19 failures from one IP on unknown accounts (no actor)
     failures(emit, None, 19, start=NOW, every=timedelta(seconds=20), ip="198.51.100.7")
@@ -149,7 +150,7 @@ def test_twenty_failures_from_one_ip_raise_an_ip_alert_and_nineteen_do_not(
 
 
 def test_an_mfa_replay_raises_an_alert_and_an_mfa_success_does_not(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     emit(AuditAction.MFA_SUCCESS, world.agent59)
     run_job(app)
@@ -168,7 +169,7 @@ def test_an_mfa_replay_raises_an_alert_and_an_mfa_success_does_not(
 
 
 def test_access_refused_to_a_deposit_of_another_departement_raises_an_alert_for_both_sides(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     # Given an agent of 62 refused a deposit of 59
     emit(
@@ -188,7 +189,7 @@ def test_access_refused_to_a_deposit_of_another_departement_raises_an_alert_for_
 
 
 def test_access_refused_inside_ones_own_departement_or_to_an_unknown_id_raises_nothing(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given a provider of 62 refused a deposit of 62, and an agent probing an unknown id
     emit(
@@ -210,7 +211,7 @@ def test_access_refused_inside_ones_own_departement_or_to_an_unknown_id_raises_n
 
 
 def test_a_refusal_on_59_after_one_on_62_opens_its_own_alert_for_the_officers_of_59(
-    app: Flask, world: World, factory: Factory, emit: Emit, smtp: SmtpSink, login_as: LoginAs
+    app: Flask, world: OfficerWorld, factory: Factory, emit: Emit, smtp: SmtpSink, login_as: LoginAs
 ) -> None:
     # Given an agent of 80 refused a deposit of 62, and the alert raised for 62
     org80 = factory.org(OrgKind.DEPARTEMENT, "80", name="CD 80")
@@ -251,7 +252,7 @@ def test_a_refusal_on_59_after_one_on_62_opens_its_own_alert_for_the_officers_of
 
 
 def test_an_ip_alert_of_62_does_not_absorb_failures_on_accounts_of_59(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     # Given 20 failures from one IP on an account of 62: an IP alert for the organisation of 62
     failures(emit, world.agent62, 20, start=NOW, every=timedelta(seconds=10), ip="198.51.100.7")
@@ -300,7 +301,7 @@ def unknown_ids(emit: Emit, who: object, n: int, start: datetime, kind: str = "d
 
 
 def test_twenty_unknown_ids_in_ten_minutes_raise_a_probing_alert_and_nineteen_do_not(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     # Given an agent of 62 refused 19 ids that exist nowhere (deposits and flows) in 6 minutes,
     # and refusals that are not probes: a real deposit of 59, a revoked API token
@@ -339,7 +340,7 @@ def test_twenty_unknown_ids_in_ten_minutes_raise_a_probing_alert_and_nineteen_do
 
 
 def test_unknown_ids_spread_over_more_than_the_window_raise_nothing(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given 20 unknown ids, one every minute: never 20 within ten minutes
     for i in range(20):
@@ -349,7 +350,7 @@ def test_unknown_ids_spread_over_more_than_the_window_raise_nothing(
 
 
 def test_the_probing_threshold_and_window_are_settings(
-    make_app: Callable[..., Flask], world: World, emit: Emit, app: Flask
+    make_app: Callable[..., Flask], world: OfficerWorld, emit: Emit, app: Flask
 ) -> None:
     # Given a threshold of 3 unknown ids in one minute
     strict = make_app(alert_unknown_ids=3, alert_unknown_ids_window_minutes=1)
@@ -360,7 +361,7 @@ def test_the_probing_threshold_and_window_are_settings(
 
 
 def test_an_agent_probing_random_deposit_ids_on_the_portal_is_reported_to_its_officers(
-    app: Flask, world: World, smtp: SmtpSink, login_as: LoginAs
+    app: Flask, world: OfficerWorld, smtp: SmtpSink, login_as: LoginAs
 ) -> None:
     # Given an agent of 62 who asks the portal for 20 random deposit and flow ids
     from portal.db import new_id
@@ -398,7 +399,7 @@ def downloads(emit: Emit, who: object, n: int, start: datetime) -> None:
 
 
 def test_fifty_one_downloads_in_an_hour_raise_an_alert_and_fifty_do_not(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given 50 downloads in 25 minutes: the threshold, not above it
     downloads(emit, world.agent62, 50, NOW)
@@ -413,7 +414,7 @@ def test_fifty_one_downloads_in_an_hour_raise_an_alert_and_fifty_do_not(
 
 
 def test_the_download_threshold_is_a_setting(
-    make_app: object, world: World, emit: Emit, app: Flask
+    make_app: object, world: OfficerWorld, emit: Emit, app: Flask
 ) -> None:
     # Given a threshold of 3 files per hour
     strict = make_app(alert_downloads_max=3)  # type: ignore[operator]
@@ -427,7 +428,7 @@ def test_the_download_threshold_is_a_setting(
 
 
 def test_log_in_from_a_new_network_raises_an_alert_for_a_privileged_account_only(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given a first log-in of an account manager (no history: activation is no anomaly)
     emit(AuditAction.LOGIN_SUCCESS, world.gest62, ip="203.0.113.10")
@@ -453,7 +454,7 @@ def test_log_in_from_a_new_network_raises_an_alert_for_a_privileged_account_only
 
 
 def test_a_new_network_alert_goes_to_the_organisation_not_to_france_travail_of_its_departement(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     # Given an account manager of 62 logging in from a second network (log-in rows carry no
     # département: only the officers of the organisation and the national ones can read them)
@@ -471,7 +472,7 @@ def test_a_new_network_alert_goes_to_the_organisation_not_to_france_travail_of_i
 
 
 def test_ipv6_networks_are_compared_on_their_48_bit_prefix(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     emit(AuditAction.LOGIN_SUCCESS, world.officer59, ip="2001:db8:1:1::5")
     emit(AuditAction.LOGIN_SUCCESS, world.officer59, ip="2001:db8:1:ffff::9")
@@ -494,7 +495,7 @@ def test_network_of_ipv4_ipv6_mapped_and_garbage() -> None:
 
 
 def test_a_row_altered_in_the_database_raises_a_chain_alert_mailed_to_every_officer(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     seq = emit(AuditAction.LOGIN_SUCCESS, world.agent62)
     emit(AuditAction.LOGOUT, world.agent62)
@@ -525,7 +526,7 @@ def test_a_row_altered_in_the_database_raises_a_chain_alert_mailed_to_every_offi
 
 
 def test_a_failed_verify_command_row_raises_a_chain_alert(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     emit(AuditAction.AUDIT_VERIFIED, None, details={"valid": True, "checked": 10})
     run_job(app)
@@ -545,7 +546,7 @@ def test_a_failed_verify_command_row_raises_a_chain_alert(
 
 
 def test_running_the_job_twice_raises_and_mails_once(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     failures(emit, world.agent62, 6, start=NOW, every=timedelta(minutes=1), ip="203.0.113.10")
     emit(AuditAction.MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
@@ -561,7 +562,7 @@ def test_running_the_job_twice_raises_and_mails_once(
 
 
 def test_a_new_occurrence_updates_the_open_alert_without_a_new_mail(
-    app: Flask, world: World, emit: Emit, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     emit(AuditAction.MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
     run_job(app)
@@ -573,7 +574,9 @@ def test_a_new_occurrence_updates_the_open_alert_without_a_new_mail(
     assert len(smtp.to(world.officer62.email)) == 1
 
 
-def test_dry_run_changes_nothing(app: Flask, world: World, emit: Emit, smtp: SmtpSink) -> None:
+def test_dry_run_changes_nothing(
+    app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
+) -> None:
     emit(AuditAction.MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
     report = run_job(app, dry_run=True)
     assert report.kinds == {"mfa_replay": 1}
@@ -590,7 +593,7 @@ def audit_events(app: Flask) -> list[AuditEvent]:
 
 @pytest.mark.parametrize("backend", ["sqlite"])
 def test_an_unreachable_relay_leaves_the_alert_to_be_mailed_at_the_next_run(
-    make_app: object, world: World, emit: Emit, app: Flask, smtp: SmtpSink
+    make_app: object, world: OfficerWorld, emit: Emit, app: Flask, smtp: SmtpSink
 ) -> None:
     # Given a relay that refuses connections
     broken = make_app(smtp_port=1)  # type: ignore[operator]
@@ -627,7 +630,7 @@ def run_with(app: Flask, mailer: RefusingMailer) -> AlertReport:
         )
 
 
-def refusal_of_62_on_59(emit: Emit, world: World) -> None:
+def refusal_of_62_on_59(emit: Emit, world: OfficerWorld) -> None:
     """An alert seen by the officers of 59, of 62 and the national one."""
     emit(
         AuditAction.ACCESS_DENIED,
@@ -638,7 +641,7 @@ def refusal_of_62_on_59(emit: Emit, world: World) -> None:
 
 
 def test_one_refused_mailbox_does_not_make_the_other_officers_receive_the_alert_again(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     # Given an alert for the officers of 59, 62 and the national one, and 59's mailbox refusing
     refusal_of_62_on_59(emit, world)
@@ -662,7 +665,7 @@ def test_one_refused_mailbox_does_not_make_the_other_officers_receive_the_alert_
 
 
 def test_a_refused_mailbox_is_given_up_after_a_bounded_number_of_attempts(
-    app: Flask, world: World, emit: Emit, monkeypatch: pytest.MonkeyPatch
+    app: Flask, world: OfficerWorld, emit: Emit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given at most 3 attempts per officer, and 59's mailbox refusing every message
     monkeypatch.setattr(alerts_module, "MAIL_MAX_ATTEMPTS", 3)
@@ -678,7 +681,7 @@ def test_a_refused_mailbox_is_given_up_after_a_bounded_number_of_attempts(
     assert alert.notified_at is not None
 
 
-def test_the_first_run_looks_back_one_day_only(app: Flask, world: World, emit: Emit) -> None:
+def test_the_first_run_looks_back_one_day_only(app: Flask, world: OfficerWorld, emit: Emit) -> None:
     # Given a replay two days ago and one an hour ago, before the job ever ran
     emit(AuditAction.MFA_REPLAY, world.agent62, at=utcnow() - timedelta(days=2))
     emit(AuditAction.MFA_REPLAY, world.agent59, at=utcnow() - timedelta(hours=1))
@@ -689,7 +692,7 @@ def test_the_first_run_looks_back_one_day_only(app: Flask, world: World, emit: E
 
 
 def test_a_deleted_last_row_is_found_by_the_chain_check(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given the newest row deleted behind the application's back
     emit(AuditAction.LOGIN_SUCCESS, world.agent62)
@@ -706,7 +709,7 @@ def test_a_deleted_last_row_is_found_by_the_chain_check(
 
 @pytest.mark.parametrize("backend", ["postgres"])
 def test_a_row_committed_by_another_server_during_the_check_is_no_broken_chain(
-    app: Flask, world: World, emit: Emit
+    app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given a valid trail, and another server committing a row just before the job reads the
     # chain head (READ COMMITTED: read after the rows, the head would be newer than them)

@@ -9,14 +9,14 @@ from flask.testing import FlaskClient
 
 from portal.securite.models import AlertKind
 from tests.conftest import login
-from tests.securite.conftest import World
+from tests.factories import OfficerWorld
 from tests.securite.test_alerts import alerts_of, run_job
 from tests.securite.test_workspace import make_deposit
 from tests.support.services import SmtpSink, body_of
 
 
 def test_five_wrong_passwords_through_the_log_in_page_alert_the_officer_of_62(
-    app: Flask, world: World, client: FlaskClient, smtp: SmtpSink
+    app: Flask, world: OfficerWorld, client: FlaskClient, smtp: SmtpSink
 ) -> None:
     # Given five log-in attempts with a wrong password on the account of an agent of 62
     for _ in range(5):
@@ -34,7 +34,7 @@ def test_five_wrong_passwords_through_the_log_in_page_alert_the_officer_of_62(
 
 def test_an_agent_of_62_opening_a_deposit_of_59_alerts_both_officers(
     app: Flask,
-    world: World,
+    world: OfficerWorld,
     login_as: Callable[..., FlaskClient],
     smtp: SmtpSink,
 ) -> None:

@@ -17,10 +17,12 @@ import audit
 from audit import AuditAction, Outcome
 from portal.db import db, new_id, utcnow
 from portal.deposits.models import Deposit, DepositFile
-from portal.securite.alerts import Hit, raise_alert
+from portal.securite.alerts import raise_alert
+from portal.securite.detectors import Hit
 from portal.securite.models import AlertKind, SecurityAlert
-from tests.conftest import Account, audit_rows, csrf_of
-from tests.securite.conftest import Emit, World
+from tests.conftest import audit_rows, csrf_of
+from tests.factories import Account, OfficerWorld
+from tests.securite.conftest import Emit
 
 LoginAs = Callable[..., FlaskClient]
 
@@ -63,7 +65,7 @@ def make_deposit(app: Flask, sender: Account, departement: str, title: str) -> t
         return deposit.id, file.id
 
 
-def seed(emit: Emit, world: World) -> None:
+def seed(emit: Emit, world: OfficerWorld) -> None:
     """Rows of 62, of 59, of the provider of 62 and of France Travail, each with a marker."""
     emit(AuditAction.LOGIN_SUCCESS, world.agent62, details={"marker": "m-agent62"})
     emit(AuditAction.LOGIN_SUCCESS, world.provider_agent62, details={"marker": "m-presta62"})
@@ -92,7 +94,7 @@ MARKERS_ELSEWHERE = ("m-agent59", "m-space59", "m-anon")
 
 
 def test_only_security_officers_get_in_and_others_get_404(
-    app: Flask, world: World, login_as: LoginAs, client: FlaskClient
+    app: Flask, world: OfficerWorld, login_as: LoginAs, client: FlaskClient
 ) -> None:
     # Anonymous: the deny-by-default gate sends to the log-in page
     assert client.get("/securite/journal").status_code == 302
@@ -115,7 +117,7 @@ def test_only_security_officers_get_in_and_others_get_404(
 
 
 def test_the_header_links_the_workspace_for_officers(
-    app: Flask, world: World, login_as: LoginAs
+    app: Flask, world: OfficerWorld, login_as: LoginAs
 ) -> None:
     c = as_officer(app, login_as, world.officer62)
     assert 'id="nav-securite"' in page(c, "/")
@@ -126,7 +128,7 @@ def test_the_header_links_the_workspace_for_officers(
 
 
 def test_an_officer_of_62_sees_nothing_of_59_in_search_exports_and_timelines(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     # Given rows of 62, 59 and anonymous rows, a deposit of 59 and an alert of 59
     seed(emit, world)
@@ -189,7 +191,7 @@ def test_an_officer_of_62_sees_nothing_of_59_in_search_exports_and_timelines(
 
 
 def test_the_national_officer_sees_every_row(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     seed(emit, world)
     c = as_officer(app, login_as, world.officer_national)
@@ -200,7 +202,7 @@ def test_the_national_officer_sees_every_row(
 
 
 def test_a_france_travail_officer_sees_its_territory_only(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     seed(emit, world)
     c = as_officer(app, login_as, world.officer_ft62)
@@ -214,7 +216,7 @@ def test_a_france_travail_officer_sees_its_territory_only(
 
 
 def test_filters_narrow_the_search_and_each_search_is_audited(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     seed(emit, world)
     emit(
@@ -247,7 +249,7 @@ def test_filters_narrow_the_search_and_each_search_is_audited(
     "period", ["au=9999-12-31", "du=0001-01-01", "du=0001-01-01&au=9999-12-31", "du=9999-12-31"]
 )
 def test_a_period_at_the_ends_of_the_calendar_answers_a_page_not_an_error(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs, period: str
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs, period: str
 ) -> None:
     # Given a row of 62 today
     emit(AuditAction.LOGIN_SUCCESS, world.agent62, details={"marker": "m-agent62"})
@@ -263,7 +265,7 @@ def test_a_period_at_the_ends_of_the_calendar_answers_a_page_not_an_error(
 
 
 def test_an_email_in_the_user_field_becomes_the_account_id_before_any_url(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     seed(emit, world)
     c = as_officer(app, login_as, world.officer62)
@@ -282,7 +284,7 @@ def test_an_email_in_the_user_field_becomes_the_account_id_before_any_url(
 
 
 def test_keyset_pagination_walks_every_row_once(
-    app: Flask, world: World, login_as: LoginAs
+    app: Flask, world: OfficerWorld, login_as: LoginAs
 ) -> None:
     # Given 120 rows of an agent of 62
     with app.app_context():
@@ -310,7 +312,7 @@ def test_keyset_pagination_walks_every_row_once(
 
 
 def test_injection_characters_are_shown_literally(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     # Given a row whose user agent and details carry markup, CR/LF and a CSV formula
     emit(
@@ -342,7 +344,7 @@ def test_injection_characters_are_shown_literally(
 
 
 def test_the_deposit_timeline_shows_ids_and_metadata_never_title_or_file_name(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     deposit_id, file_id = make_deposit(app, world.agent62, "62", "Fiche de M. DUPONT")
     target = audit.Target("deposit", deposit_id, "62")
@@ -380,7 +382,7 @@ def test_the_deposit_timeline_shows_ids_and_metadata_never_title_or_file_name(
 
 
 def test_a_timeline_keeps_to_the_scope_of_the_officer(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     # Given a France Travail officer of 62 who downloaded in 62 and in 59
     emit(
@@ -403,7 +405,7 @@ def test_a_timeline_keeps_to_the_scope_of_the_officer(
 
 
 def test_the_user_timeline_shows_what_the_account_did(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     seed(emit, world)
     c = as_officer(app, login_as, world.officer62)
@@ -417,7 +419,7 @@ def test_the_user_timeline_shows_what_the_account_did(
 
 
 def test_a_big_export_is_streamed_and_audited_before_the_first_byte(
-    app: Flask, world: World, login_as: LoginAs
+    app: Flask, world: OfficerWorld, login_as: LoginAs
 ) -> None:
     # Given 3,000 rows in the officer's scope
     with app.app_context():
@@ -454,7 +456,9 @@ def test_a_big_export_is_streamed_and_audited_before_the_first_byte(
     assert len(audit_rows(app, AuditAction.AUDIT_EXPORTED)) == 2
 
 
-def test_unknown_export_format_is_not_found(app: Flask, world: World, login_as: LoginAs) -> None:
+def test_unknown_export_format_is_not_found(
+    app: Flask, world: OfficerWorld, login_as: LoginAs
+) -> None:
     c = as_officer(app, login_as, world.officer62)
     page(c, "/securite/journal/export.xml", 404)
     assert audit_rows(app, AuditAction.AUDIT_EXPORTED) == []
@@ -464,7 +468,7 @@ def test_unknown_export_format_is_not_found(app: Flask, world: World, login_as: 
 
 
 def test_an_officer_acknowledges_an_alert_of_its_scope_once_and_it_is_audited(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     with app.app_context():
         alert, _ = raise_alert(
@@ -505,7 +509,7 @@ def test_an_officer_acknowledges_an_alert_of_its_scope_once_and_it_is_audited(
 
 
 def test_the_dashboard_shows_the_chain_status_of_the_last_job(
-    app: Flask, world: World, emit: Emit, login_as: LoginAs
+    app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs
 ) -> None:
     from tests.securite.test_alerts import run_job
 
@@ -527,7 +531,7 @@ def test_the_dashboard_shows_the_chain_status_of_the_last_job(
 
 @pytest.mark.parametrize("path", ["/securite/alertes/x", "/securite/alertes/" + "z" * 32])
 def test_unknown_alerts_are_not_found(
-    app: Flask, world: World, login_as: LoginAs, path: str
+    app: Flask, world: OfficerWorld, login_as: LoginAs, path: str
 ) -> None:
     c = as_officer(app, login_as, world.officer62)
     page(c, path, 404)

@@ -52,3 +52,8 @@ def new_key(prefix: str = "obj") -> str:
 def random_bytes(size: int) -> bytes:
     """Return incompressible test data."""
     return os.urandom(size)
+
+
+def open_descriptors() -> int:
+    """How many file descriptors (files, sockets) this process holds open now (Linux)."""
+    return len(os.listdir("/proc/self/fd"))

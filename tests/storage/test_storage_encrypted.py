@@ -28,8 +28,16 @@ from storage import (
     UnknownDepartement,
 )
 from storage.keystore import DataKeyRecord, Rewrapped
+from storage.s3 import READ_CHUNK_SIZE
 from storage.stream import HEADER_SIZE, TAG_SIZE
-from tests.storage.helpers import SEGMENT, chunked, new_key, random_bytes, read_all
+from tests.storage.helpers import (
+    SEGMENT,
+    chunked,
+    new_key,
+    open_descriptors,
+    random_bytes,
+    read_all,
+)
 from tests.support.seaweedfs import S3Endpoint
 
 FRAME = SEGMENT + TAG_SIZE
@@ -544,12 +552,27 @@ def test_another_master_key_cannot_read(encrypted: EncryptedStore) -> None:
 
 
 def test_abandoned_plaintext_stream_releases_the_backend(encrypted: EncryptedStore) -> None:
-    key = put(encrypted, random_bytes(3 * SEGMENT))
+    # More than one read of the S3 store, so that its HTTP body is left half-read (one read to its
+    # end goes back to the connection pool, open and reusable, which is no leak).
+    data = random_bytes(READ_CHUNK_SIZE + 3 * SEGMENT)
+    key = put(encrypted, data)
+    # A stream of a file or of an HTTP body holds one descriptor; one of the in-memory twin none.
+    held_by_a_stream = 0 if isinstance(encrypted.inner, MemoryStore) else 1
 
+    # Given a plaintext stream read for one segment, When its reader closes it
     stream = encrypted.open(key)
-    next(stream)
+    assert next(stream) == data[:SEGMENT]
+    held = open_descriptors()
     stream.close()  # type: ignore[attr-defined]
-    encrypted.open(key)  # dropped without reading; warnings are errors in this suite
+    # Then it yields nothing more and the backend's file or connection is released now
+    assert list(stream) == []
+    assert open_descriptors() <= held - held_by_a_stream
+
+    # Given a stream never read, When it is dropped, Then the backend is released at once
+    dropped = encrypted.open(key)
+    held = open_descriptors()
+    del dropped
+    assert open_descriptors() <= held - held_by_a_stream
 
 
 # --- large objects, read ahead and re-hashing ------------------------------------------

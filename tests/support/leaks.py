@@ -164,3 +164,8 @@ class LeakScanner:
         """A readable list of the findings (secrets masked)."""
         unique = list(dict.fromkeys(str(f) for f in self.findings))
         return "\n".join(unique)
+
+
+# The session's one scanner: tests/conftest.py installs it; the factories and fixtures tell it
+# the secrets they hand out.
+LEAKS = LeakScanner()

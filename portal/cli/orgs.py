@@ -1,0 +1,83 @@
+"""`filr orgs`: create and list organisations, give France Travail the national scope."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import sqlalchemy as sa
+
+from portal.cli.runtime import app_context, audit_context, find_org
+from portal.db import db
+from portal.orgs.models import Organisation, OrgKind
+from portal.orgs.services import (
+    OrganisationError,
+    create_organisation,
+    organisation_named,
+    set_national,
+)
+
+
+@click.group("orgs")
+def orgs() -> None:
+    """Organisations and their départements."""
+
+
+@orgs.command("create")
+@click.option("--kind", type=click.Choice([k.value for k in OrgKind]), required=True)
+@click.option("--name", required=True)
+@click.option("--departement", help="For a département or a mandated provider.")
+@click.option("--territory", default="", help="France Travail: comma-separated codes.")
+@click.option("--json", "as_json", is_flag=True)
+def orgs_create(
+    kind: str, name: str, departement: str | None, territory: str, as_json: bool
+) -> None:
+    """Create an organisation."""
+    codes = [c.strip() for c in territory.split(",") if c.strip()]
+    with app_context():
+        if organisation_named(db.session, name) is not None:
+            raise click.ClickException(f"une organisation nommée {name!r} existe déjà")
+        try:
+            org = create_organisation(
+                db.session,
+                kind=OrgKind(kind),
+                name=name,
+                departement=departement,
+                territory=codes,
+                ctx=audit_context(),
+            )
+        except OrganisationError as e:
+            raise click.BadParameter(str(e)) from e
+        db.session.commit()
+        if as_json:
+            click.echo(json.dumps({"id": org.id, "kind": org.kind, "name": org.name}))
+        else:
+            click.echo(f"Organisation créée : {org.id} ({org.name})")
+
+
+@orgs.command("list")
+def orgs_list() -> None:
+    """List organisations with their spaces."""
+    from portal.orgs.permissions import spaces_of_organisation
+
+    with app_context():
+        for org in db.session.execute(
+            sa.select(Organisation).order_by(Organisation.name)
+        ).scalars():
+            spaces = ",".join(sorted(spaces_of_organisation(org))) or "-"
+            click.echo(f"{org.id}  {org.kind:<15} {spaces:<12} {org.name}")
+
+
+@orgs.command("national")
+@click.argument("org_ref")
+@click.option("--unset", is_flag=True, help="Withdraw the national scope.")
+def orgs_national(org_ref: str, unset: bool) -> None:
+    """Give a France Travail structure the national scope (its security officers see all)."""
+    with app_context():
+        org = find_org(org_ref)
+        try:
+            set_national(db.session, org, is_national=not unset, ctx=audit_context())
+        except OrganisationError as e:
+            raise click.ClickException(str(e)) from None
+        db.session.commit()
+        click.echo(f"{org.name} : {'périmètre national retiré' if unset else 'périmètre national'}")

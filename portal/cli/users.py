@@ -1,0 +1,132 @@
+"""`filr users`: create (or provision) accounts, change their status, list them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+import audit
+from portal.accounts import services as accounts
+from portal.accounts.models import Role, User
+from portal.auth import services as auth
+from portal.auth import totp
+from portal.cli.runtime import app_context, audit_context, find_org
+from portal.db import db
+from portal.services import services
+
+
+@click.group("users")
+def users() -> None:
+    """User accounts."""
+
+
+def provisioned(account: accounts.ProvisionedAccount) -> dict[str, Any]:
+    """What `users create --json` prints about *account* (its secrets only this once)."""
+    user = account.user
+    result: dict[str, Any] = {"id": user.id, "email": user.email, "status": user.status}
+    if account.totp_secret is None:
+        result["activation"] = "sent"
+        return result
+    result.update(
+        totp_secret=account.totp_secret,
+        recovery_codes=list(account.recovery_codes),
+        otpauth_uri=totp.provisioning_uri(account.totp_secret, user.email),
+    )
+    return result
+
+
+@users.command("create")
+@click.option("--org", "org_ref", required=True, help="Organisation id or exact name.")
+@click.option("--email", required=True)
+@click.option("--name", required=True, help="Full name.")
+@click.option(
+    "--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role])
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--with-totp", is_flag=True, help="Activate now with a new TOTP secret (printed once)."
+)
+@click.option("--json", "as_json", is_flag=True)
+def users_create(
+    org_ref: str,
+    email: str,
+    name: str,
+    roles: tuple[str, ...],
+    password_stdin: bool,
+    with_totp: bool,
+    as_json: bool,
+) -> None:
+    """Create an account (activation e-mail), or provision it with --password-stdin --with-totp."""
+    if password_stdin != with_totp:
+        raise click.UsageError("--password-stdin et --with-totp vont ensemble")
+    password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
+    with app_context():
+        org = find_org(org_ref)
+        try:
+            account = accounts.provision_user(
+                db.session,
+                services(),
+                organisation=org,
+                email=email,
+                full_name=name,
+                roles=[Role(r) for r in roles],
+                password=password,
+                ctx=audit_context(),
+            )
+        except accounts.AccountError as e:
+            raise click.ClickException(str(e)) from e
+        result = provisioned(account)
+    if as_json:
+        click.echo(json.dumps(result))
+    elif "totp_secret" in result:
+        click.echo(
+            f"Compte actif : {result['email']}\nSecret TOTP (affiché une seule fois) : "
+            f"{result['totp_secret']}"
+        )
+    else:
+        click.echo(f"Compte créé : {result['email']} ; e-mail d'activation envoyé.")
+
+
+StatusChange = Callable[[Session, User, audit.Actor, audit.Context], None]
+
+
+def _status_command(verb: str, action: StatusChange) -> click.Command:
+    @click.argument("email")
+    def command(email: str) -> None:
+        with app_context():
+            user = auth.find_user_by_email(db.session, email)
+            if user is None:
+                raise click.ClickException(f"compte inconnu : {email}")
+            try:
+                action(db.session, user, audit.SYSTEM, audit_context())
+            except accounts.AccountError as e:
+                raise click.ClickException(str(e)) from e
+            db.session.commit()
+            click.echo(f"{email} : {user.status_label}")
+
+    command.__doc__ = f"{verb.capitalize()} an account (its sessions end at once)."
+    return click.command(verb)(command)
+
+
+users.add_command(_status_command("suspend", accounts.suspend))
+users.add_command(_status_command("reactivate", accounts.reactivate))
+users.add_command(_status_command("revoke", accounts.revoke))
+
+
+@users.command("list")
+@click.option("--org", "org_ref", default=None)
+def users_list(org_ref: str | None) -> None:
+    """List accounts."""
+    with app_context():
+        stmt = sa.select(User).order_by(User.email)
+        if org_ref:
+            stmt = stmt.where(User.organisation_id == find_org(org_ref).id)
+        for u in db.session.execute(stmt).scalars():
+            roles = ",".join(sorted(u.roles))
+            click.echo(f"{u.email:<40} {u.status:<10} {roles:<30} {u.organisation.name}")
