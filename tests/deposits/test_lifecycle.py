@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -451,27 +451,42 @@ def test_the_migration_erases_what_deposits_destroyed_before_it_kept(database_at
     now = utcnow()
     ids = {name: new_id() for name in ("destroyed", "flow", "live", "org", "user", "file", "fd")}
     engine = sa.create_engine(database_at_0008)
+
+    def at(value: datetime | date) -> object:
+        # Python 3.12 deprecates sqlite3's default date adapters: bind the text SQLAlchemy's
+        # SQLite types store (naive UTC); PostgreSQL takes the values themselves.
+        if engine.dialect.name == "postgresql":
+            return value
+        if isinstance(value, datetime):
+            return value.replace(tzinfo=None).isoformat(" ")
+        return value.isoformat()
+
     with engine.begin() as conn:
         conn.execute(
             sa.text(
                 "INSERT INTO organisation (id, kind, name, created_at) "
                 "VALUES (:id, 'plateforme', 'Plateforme', :now)"
             ),
-            {"id": ids["org"], "now": now},
+            {"id": ids["org"], "now": at(now)},
         )
         conn.execute(
             sa.text(
                 "INSERT INTO user_account (id, organisation_id, email, full_name, status, "
                 "created_at) VALUES (:id, :org, 'a@example.org', 'A', 'pending', :now)"
             ),
-            {"id": ids["user"], "org": ids["org"], "now": now},
+            {"id": ids["user"], "org": ids["org"], "now": at(now)},
         )
         deposit = sa.text(
             "INSERT INTO deposit (id, departement_code, category, title, title_sort, message, "
             "sender_id, sender_org_id, status, created_at, expires_at) VALUES (:id, '62', :cat, "
             ":title, :sort, :message, :user, :org, :status, :now, :later)"
         )
-        common = {"user": ids["user"], "org": ids["org"], "now": now, "later": now + timedelta(1)}
+        common = {
+            "user": ids["user"],
+            "org": ids["org"],
+            "now": at(now),
+            "later": at(now + timedelta(1)),
+        }
         for name, category, status in (
             ("destroyed", "document", "destroyed"),
             ("flow", "flux_xml", "destroyed"),
@@ -487,7 +502,7 @@ def test_the_migration_erases_what_deposits_destroyed_before_it_kept(database_at
                 "'application/pdf', 1, :sha, :now, :now)"
             ),
             {"id": ids["file"], "deposit": ids["destroyed"], "key": f"deposits/{ids['file']}",
-             "name": f"{NIR}.pdf", "sha": "0" * 64, "now": now},
+             "name": f"{NIR}.pdf", "sha": "0" * 64, "now": at(now)},
         )  # fmt: skip
         conn.execute(
             sa.text(
@@ -497,8 +512,8 @@ def test_the_migration_erases_what_deposits_destroyed_before_it_kept(database_at
                 "unusable_reason) VALUES (:id, :deposit, '62', :org, 'CGPEM', :day, 'valid', 1, "
                 "'{}', 0, 0, 'v1:sealed', '[]', :now, :now, :reason)"
             ),
-            {"id": ids["fd"], "deposit": ids["flow"], "org": ids["org"], "day": now.date(),
-             "now": now, "reason": f"Dossier {NIR}"},
+            {"id": ids["fd"], "deposit": ids["flow"], "org": ids["org"], "day": at(now.date()),
+             "now": at(now), "reason": f"Dossier {NIR}"},
         )  # fmt: skip
     # When the lifecycle migration runs
     upgrade(database_at_0008, "0009")
