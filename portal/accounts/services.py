@@ -17,10 +17,10 @@ from portal.api import services as api_tokens
 from portal.auth import services as auth
 from portal.auth import totp
 from portal.auth.sessions import revoke_user_sessions
+from portal.container import Services
 from portal.db import utcnow
 from portal.mail import MailError
 from portal.orgs.models import Organisation, OrgKind
-from portal.services import Services
 
 _EMAIL = re.compile(
     r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"

@@ -22,10 +22,10 @@ from portal.auth import notices, totp
 from portal.auth import services as auth
 from portal.auth.models import ServerSession
 from portal.auth.sessions import revoke_user_sessions
+from portal.container import services
 from portal.db import db
 from portal.orgs.models import OrgKind
 from portal.orgs.permissions import spaces_of
-from portal.services import services
 from portal.web import (
     actor_of,
     audit_context,

@@ -27,8 +27,8 @@ from portal.auth import totp
 from portal.auth.passwords import MIN_LENGTH, MIN_LENGTH_PRIVILEGED, password_problems
 from portal.auth.sessions import revoke_user_sessions
 from portal.auth.throttle import account_key, ip_key
+from portal.container import Services
 from portal.db import utcnow
-from portal.services import Services
 
 TOKEN_LIFETIMES = {
     TokenPurpose.ACTIVATION: timedelta(hours=72),

@@ -20,9 +20,9 @@ from portal.auth.forms import (
     TotpConfirmForm,
 )
 from portal.auth.sessions import revoke_user_sessions
+from portal.container import services
 from portal.db import db, utcnow
 from portal.mail import deliver
-from portal.services import services
 from portal.web import actor_of, audit_context, portal_session, safe_next, the_user
 
 bp = Blueprint("auth", __name__)

@@ -8,11 +8,11 @@ from sqlalchemy.orm import Session
 
 import audit
 from audit import AuditAction, Outcome
+from portal.container import Services
 from portal.deposits.models import Deposit
 from portal.deposits.services import recipient_users
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
-from portal.services import Services
 
 PARIS = ZoneInfo("Europe/Paris")
 

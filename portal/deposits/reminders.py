@@ -21,6 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 import audit
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, User
+from portal.container import Services
 from portal.deposits.models import (
     CATEGORY_LABELS,
     Category,
@@ -34,7 +35,6 @@ from portal.deposits.permissions import visible_deposits
 from portal.deposits.services import recipient_users
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
-from portal.services import Services
 
 DIGEST_DEFAULT_WINDOW = timedelta(hours=24)
 

@@ -20,6 +20,7 @@ import audit
 import storage
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, User
+from portal.container import Services
 from portal.db import new_id, utcnow
 from portal.deposits.models import (
     MAX_LIFETIME,
@@ -47,7 +48,6 @@ from portal.orgs.permissions import may_exchange, spaces_of
 from portal.securite.alerts import alert_at_once
 from portal.securite.detectors import Hit
 from portal.securite.models import AlertKind
-from portal.services import Services
 from portal.text import fold
 from storage.sql import storage_data_key
 

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 import audit
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, Role, User
+from portal.container import Services
 from portal.deposits.models import Deposit
 from portal.flows import calendar
 from portal.flows.follow_up import active_departements, expected_periods
@@ -35,7 +36,6 @@ from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
 from portal.orgs.permissions import spaces_of_organisation
-from portal.services import Services
 
 # A deadline that passed longer ago than this is not announced any more (first run, outage).
 PASSED_WINDOW = timedelta(days=7)

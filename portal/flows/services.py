@@ -30,6 +30,7 @@ import audit
 import storage
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, Role, User
+from portal.container import Services
 from portal.db import utcnow
 from portal.deposits import notifications
 from portal.deposits import services as deposits
@@ -50,7 +51,6 @@ from portal.flows.validator import paris_today, validate
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
-from portal.services import Services
 from portal.text import fold
 
 log = logging.getLogger("portal.flows")

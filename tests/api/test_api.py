@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from flask import Flask
 
 from audit import AuditAction
+from portal.container import services
 from portal.db import db
 from portal.deposits.models import Deposit, DepositFile, DownloadReceipt
-from portal.services import services
 from tests.api.conftest import (
     PDF,
     assert_problem,

@@ -20,9 +20,9 @@ from portal.accounts.models import Role, TokenPurpose, User, UserToken
 from portal.api import services as api_tokens
 from portal.api.models import ApiToken
 from portal.auth import services as auth
+from portal.container import services
 from portal.db import db
 from portal.mail import MailError
-from portal.services import services
 from tests.conftest import audit_rows, csrf_of, login, reset_totp_step
 from tests.factories import Account, Factory
 from tests.support.services import SmtpSink, body_of

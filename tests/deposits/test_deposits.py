@@ -13,9 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from audit import AuditAction
+from portal.container import services
 from portal.db import db
 from portal.deposits.models import Deposit, DepositFile, DownloadReceipt
-from portal.services import services
 from tests.conftest import audit_rows, csrf_of
 from tests.deposits.conftest import (
     PDF,

@@ -31,11 +31,11 @@ import audit
 import storage
 from audit import AuditAction, Outcome
 from portal.accounts.models import Role
+from portal.container import services
 from portal.db import db, utcnow
 from portal.deposits.models import DownloadReceipt
 from portal.securite.alerts import run_alert_job
 from portal.securite.models import AlertKind, SecurityAlert
-from portal.services import services
 from portal.settings import Settings
 from storage.stream import HEADER_SIZE, TAG_SIZE
 from tests.api.conftest import bare_client, make_token

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 import audit
 from audit import AuditAction
 from portal.accounts.models import Role, User
+from portal.container import services
 from portal.db import db, utcnow
 from portal.deposits.models import Deposit
 from portal.deposits.reminders import (
@@ -29,7 +30,6 @@ from portal.deposits.reminders import (
 )
 from portal.mail import Mailer, MailError
 from portal.orgs.models import OrgKind
-from portal.services import services
 from portal.settings import Settings
 from tests.conftest import audit_rows, csrf_of, reread
 from tests.deposits.conftest import (

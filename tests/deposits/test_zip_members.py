@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from audit import AuditAction
+from portal.container import services
 from portal.db import db
 from portal.deposits.models import Deposit, DepositFile
-from portal.services import services
 from tests.api.conftest import assert_problem, bare_client, make_token, new_deposit
 from tests.conftest import audit_rows
 from tests.deposits.conftest import create_deposit, upload

@@ -16,6 +16,7 @@ from sqlalchemy import event
 import audit
 from audit import AuditAction, AuditEvent, Outcome
 from portal.accounts.models import Role, User
+from portal.container import services
 from portal.db import db, utcnow
 from portal.mail import MailError
 from portal.orgs.models import OrgKind
@@ -24,7 +25,6 @@ from portal.securite.alerts import NOTIFICATION_KEY, AlertReport, run_alert_job
 from portal.securite.detectors import network_of
 from portal.securite.models import AlertJobState, AlertKind, AlertStatus, SecurityAlert
 from portal.securite.services import scope_for, visible_alerts
-from portal.services import services
 from tests.factories import Factory, OfficerWorld
 from tests.securite.conftest import Emit
 from tests.support.services import SmtpSink, body_of

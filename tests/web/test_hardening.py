@@ -20,7 +20,7 @@ from audit import AuditAction
 from portal.accounts.models import AccountStatus, RecoveryCode, Role, User, UserToken
 from portal.auth.models import ServerSession
 from portal.db import db, utcnow
-from portal.security import PUBLIC_ENDPOINTS
+from portal.gate import PUBLIC_ENDPOINTS
 from portal.web import safe_next
 from tests.conftest import audit_rows, csrf_of, https, login
 from tests.factories import Account, Factory
