@@ -194,7 +194,7 @@ def provision_user(
         auth.consume_token(session, token)
     actor = audit.Actor(user.id, organisation.id)
     audit.record(
-        session, AuditAction.MFA_ENROLLED, actor=actor, context=ctx, details={"via": "cli"}
+        session, AuditAction.AUTH_MFA_ENROLLED, actor=actor, context=ctx, details={"via": "cli"}
     )
     audit.record(
         session, AuditAction.ACCOUNT_ACTIVATED, actor=actor, context=ctx, details={"via": "cli"}
@@ -271,7 +271,7 @@ def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Conte
     token = auth.issue_token(session, user, TokenPurpose.MFA_ENROLMENT)
     audit.record(
         session,
-        AuditAction.MFA_RESET,
+        AuditAction.AUTH_MFA_RESET,
         actor=actor,
         context=ctx,
         target=audit.Target("user", user.id),

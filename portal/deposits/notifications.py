@@ -74,7 +74,7 @@ def notify_recipients(
             failed += 1
     audit.record(
         session,
-        AuditAction.NOTIFICATION_SENT,
+        AuditAction.DEPOSIT_NOTIFICATION_SENT,
         # Sent on behalf of the sender, whose request published the deposit.
         actor=audit.Actor(deposit.sender_id, deposit.sender_org_id),
         context=ctx,

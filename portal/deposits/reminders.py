@@ -203,7 +203,7 @@ def send_expiry_reminders(
             report.mails_failed += failed
             audit.record(
                 session,
-                AuditAction.REMINDER_SENT,
+                AuditAction.DEPOSIT_REMINDER_SENT,
                 context=ctx,
                 outcome=Outcome.FAILURE if failed else Outcome.SUCCESS,
                 target=audit.Target("deposit", deposit_id, deposit.departement_code),
@@ -356,7 +356,7 @@ def send_daily_digests(
             )
         audit.record(
             session,
-            AuditAction.DIGEST_SENT,
+            AuditAction.DEPOSIT_DIGEST_SENT,
             context=ctx,
             outcome=outcome,
             target=audit.Target("user", user_id),
