@@ -73,7 +73,7 @@ def _transaction(engine: sa.Engine, with_audit: bool, i: int) -> float:
         if with_audit:
             audit.record(
                 session,
-                AuditAction.FILE_DOWNLOADED,
+                AuditAction.DEPOSIT_DOWNLOADED,
                 actor=audit.Actor("a" * 32, "b" * 32),
                 target=audit.Target("file", f"{i:032x}", "62"),
                 context=audit.Context("203.0.113.10", "Mozilla/5.0 (X11; Linux x86_64)", "r" * 16),

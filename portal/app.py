@@ -14,11 +14,11 @@ from werkzeug.exceptions import UnsupportedMediaType
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers.response import Response
 
-from portal import security
+from portal import gate
 from portal.accounts.models import User
 from portal.auth.sessions import PortalSession, ServerSessionInterface
+from portal.container import build_services
 from portal.db import db, is_database_unavailable, refuse_superuser
-from portal.services import build_services
 from portal.settings import Settings
 
 login_manager = LoginManager()
@@ -114,7 +114,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     login_manager.init_app(app)
     csrf.init_app(app)
-    security.install(app)
+    gate.install(app)
 
     from portal.accounts.views import bp as accounts_bp
     from portal.api.tokens import bp as api_tokens_bp

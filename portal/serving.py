@@ -1,7 +1,7 @@
 """The gunicorn worker of `filr serve`: gunicorn's own error answers get the portal's headers.
 
 A request gunicorn cannot parse (a malformed request line, an oversized header) never reaches
-the application, so the headers of `portal.security` were missing from those answers, and
+the application, so the headers of `portal.gate` were missing from those answers, and
 gunicorn's page echoed the request line back. The worker keeps gunicorn's decision (status,
 log line) and sends a short French page with the same headers as every other answer instead.
 Run gunicorn yourself with ``--worker-class portal.serving.PortalWorker`` to get the same.
@@ -16,7 +16,7 @@ from typing import Any
 from gunicorn import util
 from gunicorn.workers.gthread import ThreadWorker
 
-from portal.security import CSP, HSTS, SECURITY_HEADERS
+from portal.gate import CSP, HSTS, SECURITY_HEADERS
 
 # French title and message of each status gunicorn answers by itself; others get the last pair.
 _MESSAGES = {

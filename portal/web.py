@@ -62,8 +62,8 @@ def password_problems_of_reauth(password: str, purpose: str) -> list[str]:
     A failure is audited and committed at once (it must survive the page that shows it).
     """
     from portal.auth.services import reauthenticate
+    from portal.container import services
     from portal.db import db
-    from portal.services import services
 
     result = reauthenticate(db.session, services(), the_user(), password, audit_context(), purpose)
     if result.ok:

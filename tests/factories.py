@@ -82,7 +82,7 @@ class Factory:
         password: str = STRONG_PASSWORD,
     ) -> Account:
         from portal.accounts.models import UserRole
-        from portal.services import services
+        from portal.container import services
 
         self._n += 1
         email = email or f"user{self._n}@example.org"

@@ -17,10 +17,10 @@ from portal.api import services as api_tokens
 from portal.auth import services as auth
 from portal.auth import totp
 from portal.auth.sessions import revoke_user_sessions
+from portal.container import Services
 from portal.db import utcnow
 from portal.mail import MailError
 from portal.orgs.models import Organisation, OrgKind
-from portal.services import Services
 
 _EMAIL = re.compile(
     r"^[^@\s]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9-]{1,63})+$"
@@ -194,7 +194,7 @@ def provision_user(
         auth.consume_token(session, token)
     actor = audit.Actor(user.id, organisation.id)
     audit.record(
-        session, AuditAction.MFA_ENROLLED, actor=actor, context=ctx, details={"via": "cli"}
+        session, AuditAction.AUTH_MFA_ENROLLED, actor=actor, context=ctx, details={"via": "cli"}
     )
     audit.record(
         session, AuditAction.ACCOUNT_ACTIVATED, actor=actor, context=ctx, details={"via": "cli"}
@@ -271,7 +271,7 @@ def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Conte
     token = auth.issue_token(session, user, TokenPurpose.MFA_ENROLMENT)
     audit.record(
         session,
-        AuditAction.MFA_RESET,
+        AuditAction.AUTH_MFA_RESET,
         actor=actor,
         context=ctx,
         target=audit.Target("user", user.id),

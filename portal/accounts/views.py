@@ -22,10 +22,10 @@ from portal.auth import notices, totp
 from portal.auth import services as auth
 from portal.auth.models import ServerSession
 from portal.auth.sessions import revoke_user_sessions
+from portal.container import services
 from portal.db import db
 from portal.orgs.models import OrgKind
 from portal.orgs.permissions import spaces_of
-from portal.services import services
 from portal.web import (
     actor_of,
     audit_context,
@@ -85,7 +85,7 @@ def change_password() -> str | Response:
             revoke_user_sessions(db.session, user.id, keep_row_id=portal_session().row_id)
             audit.record(
                 db.session,
-                AuditAction.PASSWORD_CHANGED,
+                AuditAction.AUTH_PASSWORD_CHANGED,
                 actor=actor_of(user),
                 context=audit_context(),
             )
@@ -117,7 +117,7 @@ def regenerate_recovery_codes() -> str | Response:
         codes = auth.replace_recovery_codes(db.session, user)
         audit.record(
             db.session,
-            AuditAction.RECOVERY_CODES_REGENERATED,
+            AuditAction.AUTH_RECOVERY_CODES_REGENERATED,
             actor=actor_of(user),
             context=audit_context(),
         )
@@ -147,7 +147,7 @@ def reenrol_totp() -> str | Response:
             revoke_user_sessions(db.session, user.id, keep_row_id=sess.row_id)
             audit.record(
                 db.session,
-                AuditAction.MFA_ENROLLED,
+                AuditAction.AUTH_MFA_ENROLLED,
                 actor=actor_of(user),
                 context=audit_context(),
                 details={"reason": "re-enrolment"},
@@ -174,7 +174,7 @@ def close_session(handle: str) -> Response:
     db.session.delete(target)
     audit.record(
         db.session,
-        AuditAction.SESSION_REVOKED,
+        AuditAction.AUTH_SESSION_REVOKED,
         actor=actor_of(user),
         context=audit_context(),
         target=audit.Target("session", handle),

@@ -16,6 +16,7 @@ import storage
 from portal.api.models import ApiScope
 from portal.api.problems import ApiProblem
 from portal.api.views import bp, requires
+from portal.container import services
 from portal.db import db, is_database_unavailable
 from portal.deposits import services as deposits
 from portal.deposits.views import UPLOAD_CHUNK
@@ -23,7 +24,6 @@ from portal.flows import services as flows
 from portal.flows.models import FlowDeposit
 from portal.flows.permissions import can_deposit_flow
 from portal.flows.types import FlowType
-from portal.services import services
 from portal.web import audit_context, the_user
 
 FLOW_NOT_FOUND = "Ce flux n'existe pas ou vous n'y avez pas accès."

@@ -117,7 +117,7 @@ def create_token(
     session.flush()
     audit.record(
         session,
-        AuditAction.TOKEN_CREATED,
+        AuditAction.API_TOKEN_CREATED,
         actor=user.audit_actor,
         context=ctx,
         target=_target(token),
@@ -178,7 +178,7 @@ def _revoke(
     token.revoked_at = utcnow()
     audit.record(
         session,
-        AuditAction.TOKEN_REVOKED,
+        AuditAction.API_TOKEN_REVOKED,
         actor=actor,
         context=ctx,
         target=_target(token),

@@ -11,9 +11,9 @@ from portal.accounts.forms import EmptyForm
 from portal.api import services as tokens
 from portal.api.forms import CreateTokenForm
 from portal.api.models import MAX_TOKEN_LIFETIME, SCOPE_LABELS
+from portal.container import services
 from portal.db import db
 from portal.mail import MailError
-from portal.services import services
 from portal.web import audit_context, password_problems_of_reauth, the_user
 
 bp = Blueprint("api_tokens", __name__)

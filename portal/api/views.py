@@ -26,6 +26,7 @@ from portal.api.models import ApiScope, ApiToken
 from portal.api.openapi import openapi_document
 from portal.api.problems import ApiProblem, problem
 from portal.auth.throttle import RateLimit
+from portal.container import services
 from portal.db import db, is_database_unavailable
 from portal.deposits import notifications
 from portal.deposits import services as deposits
@@ -41,7 +42,6 @@ from portal.deposits.views import UPLOAD_CHUNK, streamed
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import spaces_of
-from portal.services import services
 from portal.web import audit_context, the_user
 
 bp = Blueprint(API_BLUEPRINT, __name__, url_prefix="/api/v1")

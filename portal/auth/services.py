@@ -27,8 +27,8 @@ from portal.auth import totp
 from portal.auth.passwords import MIN_LENGTH, MIN_LENGTH_PRIVILEGED, password_problems
 from portal.auth.sessions import revoke_user_sessions
 from portal.auth.throttle import account_key, ip_key
+from portal.container import Services
 from portal.db import utcnow
-from portal.services import Services
 
 TOKEN_LIFETIMES = {
     TokenPurpose.ACTIVATION: timedelta(hours=72),
@@ -85,7 +85,7 @@ def reauthenticate(
     if not verdict.allowed:
         audit.record(
             session,
-            AuditAction.REAUTH_FAILURE,
+            AuditAction.AUTH_REAUTH_FAILURE,
             actor=user.audit_actor,
             outcome=Outcome.DENIED,
             context=ctx,
@@ -97,7 +97,7 @@ def reauthenticate(
         return Reauthentication(True)
     audit.record(
         session,
-        AuditAction.REAUTH_FAILURE,
+        AuditAction.AUTH_REAUTH_FAILURE,
         actor=user.audit_actor,
         outcome=Outcome.FAILURE,
         context=ctx,
@@ -107,14 +107,14 @@ def reauthenticate(
 
 
 # Second-factor failures count until the account proves itself again: a log-in, a password
-# reset by e-mail (the mailbox) or a new authenticator. The manager's MFA_RESET is recorded
-# under the manager; until the user's MFA_ENROLLED follows it no log-in can succeed anyway (no
-# authenticator). The audit trail is the counter, so no new state is needed.
-MFA_FAILURE_ACTIONS = (AuditAction.MFA_FAILURE, AuditAction.MFA_REPLAY)
+# reset by e-mail (the mailbox) or a new authenticator. The manager's AUTH_MFA_RESET is
+# recorded under the manager; until the user's AUTH_MFA_ENROLLED follows it no log-in can
+# succeed anyway (no authenticator). The audit trail is the counter, so no new state is needed.
+MFA_FAILURE_ACTIONS = (AuditAction.AUTH_MFA_FAILURE, AuditAction.AUTH_MFA_REPLAY)
 MFA_FAILURES_RESET_BY = (
-    AuditAction.LOGIN_SUCCESS,
-    AuditAction.PASSWORD_RESET,
-    AuditAction.MFA_ENROLLED,
+    AuditAction.AUTH_LOGIN_SUCCESS,
+    AuditAction.AUTH_PASSWORD_RESET,
+    AuditAction.AUTH_MFA_ENROLLED,
 )
 
 
@@ -186,7 +186,7 @@ def attempt_login(
                 svc.throttle.withdraw(earlier, now)
             audit.record(
                 session,
-                AuditAction.LOGIN_THROTTLED,
+                AuditAction.AUTH_LOGIN_THROTTLED,
                 actor=actor,
                 context=ctx,
                 outcome=Outcome.DENIED,
@@ -211,20 +211,20 @@ def attempt_login(
     # Always one argon2 verification, so an unknown account costs the same time as a known one.
     password_ok = svc.argon2.verify(found.password_hash if found else None, password)
     if found is None:
-        return fail(AuditAction.LOGIN_FAILURE, "unknown_account")
+        return fail(AuditAction.AUTH_LOGIN_FAILURE, "unknown_account")
     if not password_ok:
-        return fail(AuditAction.LOGIN_FAILURE, "bad_password")
+        return fail(AuditAction.AUTH_LOGIN_FAILURE, "bad_password")
     # The password is right: whoever sent it may learn that the account exists.
     user = session.get(User, found.id)
     if user is None:  # deleted between the two statements
-        return fail(AuditAction.LOGIN_FAILURE, "unknown_account")
+        return fail(AuditAction.AUTH_LOGIN_FAILURE, "unknown_account")
     if user.status != AccountStatus.ACTIVE:
-        return fail(AuditAction.LOGIN_FAILURE, f"account_{user.status}")
+        return fail(AuditAction.AUTH_LOGIN_FAILURE, f"account_{user.status}")
     if mfa_failures_capped(session, user, settings.mfa_failures_max):
         # Same answer as a wrong code (the password must not be confirmed to a guesser).
         audit.record(
             session,
-            AuditAction.LOGIN_THROTTLED,
+            AuditAction.AUTH_LOGIN_THROTTLED,
             actor=actor,
             context=ctx,
             outcome=Outcome.DENIED,
@@ -233,7 +233,7 @@ def attempt_login(
         session.commit()
         return LoginOutcome()
     if user.totp_secret is None:
-        return fail(AuditAction.MFA_FAILURE, "mfa_not_enrolled")
+        return fail(AuditAction.AUTH_MFA_FAILURE, "mfa_not_enrolled")
 
     if totp.looks_like_recovery_code(code):
         used = session.execute(
@@ -246,13 +246,13 @@ def attempt_login(
             .values(used_at=utcnow())
         )
         if used.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
-            return fail(AuditAction.MFA_FAILURE, "bad_recovery_code")
-        audit.record(session, AuditAction.MFA_RECOVERY_CODE_USED, actor=actor, context=ctx)
+            return fail(AuditAction.AUTH_MFA_FAILURE, "bad_recovery_code")
+        audit.record(session, AuditAction.AUTH_MFA_RECOVERY_CODE_USED, actor=actor, context=ctx)
     else:
         secret = svc.secret_box.open(user.totp_secret, user.id)
         step = totp.matching_step(secret, code)
         if step is None:
-            return fail(AuditAction.MFA_FAILURE, "bad_code")
+            return fail(AuditAction.AUTH_MFA_FAILURE, "bad_code")
         # Atomic compare-and-set: of two requests carrying the same code, one wins.
         claimed = session.execute(
             sa.update(User)
@@ -263,15 +263,15 @@ def attempt_login(
             .values(totp_last_step=step)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
-            return fail(AuditAction.MFA_REPLAY, "code_already_used")
-        audit.record(session, AuditAction.MFA_SUCCESS, actor=actor, context=ctx)
+            return fail(AuditAction.AUTH_MFA_REPLAY, "code_already_used")
+        audit.record(session, AuditAction.AUTH_MFA_SUCCESS, actor=actor, context=ctx)
     svc.throttle.reset(akey)
     # A success is no failure of the address (colleagues behind one office NAT log in).
     svc.throttle.withdraw(ikey, now)
     user.last_login_at = utcnow()
     if user.password_hash and svc.argon2.needs_rehash(user.password_hash):
         user.password_hash = svc.argon2.hash(password)
-    audit.record(session, AuditAction.LOGIN_SUCCESS, actor=actor, context=ctx)
+    audit.record(session, AuditAction.AUTH_LOGIN_SUCCESS, actor=actor, context=ctx)
     session.commit()
     return LoginOutcome(user=user)
 
@@ -393,7 +393,7 @@ def complete_password_reset(
     voided = void_tokens(session, user, TokenPurpose.MFA_ENROLMENT)
     audit.record(
         session,
-        AuditAction.PASSWORD_RESET,
+        AuditAction.AUTH_PASSWORD_RESET,
         actor=user.audit_actor,
         context=ctx,
         details={"mfa_enrolment_link_voided": True} if voided else None,

@@ -86,7 +86,7 @@ class ServerSessionInterface(SessionInterface):
             if not is_database_unavailable(e):
                 raise
             # The session is loaded before the error handlers can answer: the first request
-            # hook (portal.security) raises this again, and the database's 503 handler answers.
+            # hook (portal.gate) raises this again, and the database's 503 handler answers.
             g.setdefault(SESSION_DATABASE_ERROR, e)
             return PortalSession()
 

@@ -20,9 +20,9 @@ from portal.auth.forms import (
     TotpConfirmForm,
 )
 from portal.auth.sessions import revoke_user_sessions
+from portal.container import services
 from portal.db import db, utcnow
 from portal.mail import deliver
-from portal.services import services
 from portal.web import actor_of, audit_context, portal_session, safe_next, the_user
 
 bp = Blueprint("auth", __name__)
@@ -64,7 +64,7 @@ def login() -> str | Response | tuple[str, int]:
 def logout() -> Response:
     """End the session server-side; the old cookie is worthless afterwards."""
     user = the_user()
-    audit.record(db.session, AuditAction.LOGOUT, actor=actor_of(user), context=audit_context())
+    audit.record(db.session, AuditAction.AUTH_LOGOUT, actor=actor_of(user), context=audit_context())
     db.session.commit()
     portal_session().destroy()
     flash("Vous êtes déconnecté(e).", "info")
@@ -82,7 +82,7 @@ def forgot_password() -> str | Response:
             raw = auth.issue_token(db.session, user, TokenPurpose.PASSWORD_RESET)
             audit.record(
                 db.session,
-                AuditAction.PASSWORD_RESET_REQUESTED,
+                AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
                 actor=actor_of(user),
                 context=audit_context(),
             )
@@ -101,7 +101,7 @@ def forgot_password() -> str | Response:
             ):
                 audit.record(
                     db.session,
-                    AuditAction.PASSWORD_RESET_REQUESTED,
+                    AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
                     actor=actor_of(user),
                     context=audit_context(),
                     outcome=Outcome.FAILURE,
@@ -260,12 +260,12 @@ def activate_totp() -> str | Response:
             codes = auth.replace_recovery_codes(db.session, user)
             revoke_user_sessions(db.session, user.id)
             ctx, actor = audit_context(), actor_of(user)
-            audit.record(db.session, AuditAction.MFA_ENROLLED, actor=actor, context=ctx)
+            audit.record(db.session, AuditAction.AUTH_MFA_ENROLLED, actor=actor, context=ctx)
             if first_activation:
                 audit.record(db.session, AuditAction.ACCOUNT_ACTIVATED, actor=actor, context=ctx)
             audit.record(
                 db.session,
-                AuditAction.LOGIN_SUCCESS,
+                AuditAction.AUTH_LOGIN_SUCCESS,
                 actor=actor,
                 context=ctx,
                 details={"via": "enrolment"},

@@ -13,10 +13,10 @@ from portal.accounts.models import Role
 from portal.accounts.services import provision_user
 from portal.auth import services as auth
 from portal.cli.runtime import app_context, audit_context, find_org
+from portal.container import services
 from portal.db import db
 from portal.orgs.models import OrgKind
 from portal.orgs.services import create_organisation, organisation_named
-from portal.services import services
 from portal.settings import Settings
 
 DEMO_DOMAIN = "demo.filr.localhost"

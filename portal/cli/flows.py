@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from portal.flows.codes import NATURES_ORIENTATION, is_departement
+from portal.flows.codes import NATURES_ORIENTATION
 from portal.flows.registry import all_specs
 from portal.flows.report import ValidationReport
 from portal.flows.rules import Rule
@@ -17,6 +17,7 @@ from portal.flows.sample import injectable_rules, write_sample
 from portal.flows.types import FlowType, Severity
 from portal.flows.validator import validate
 from portal.flows.xsd import xsd_bytes
+from portal.orgs.departements import is_departement_code
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
@@ -30,7 +31,7 @@ class InputError(click.ClickException):
 def _departement(
     _context: click.Context, _parameter: click.Parameter, value: str | None
 ) -> str | None:
-    if value is not None and not is_departement(value):
+    if value is not None and not is_departement_code(value):
         raise click.BadParameter("code département attendu : 01 à 95 (sauf 20), 2A, 2B, 971 à 976.")
     return value
 

@@ -12,8 +12,8 @@ import click
 
 from portal.cli.job import DRY_RUN_MARK, Job, JobRun, job
 from portal.cli.runtime import app_context
+from portal.container import services
 from portal.db import db, utcnow
-from portal.services import services
 from portal.settings import Settings
 
 

@@ -21,8 +21,8 @@ import click
 import audit
 from audit import AuditAction, Outcome
 from portal.cli.runtime import app_context, audit_context
+from portal.container import services
 from portal.db import db, job_lock
-from portal.services import services
 from storage import (
     InvalidConfiguration,
     Keyring,

@@ -17,8 +17,8 @@ from portal.accounts.models import Role, User
 from portal.auth import services as auth
 from portal.auth import totp
 from portal.cli.runtime import app_context, audit_context, find_org
+from portal.container import services
 from portal.db import db
-from portal.services import services
 
 
 @click.group("users")

@@ -8,11 +8,11 @@ from sqlalchemy.orm import Session
 
 import audit
 from audit import AuditAction, Outcome
+from portal.container import Services
 from portal.deposits.models import Deposit
 from portal.deposits.services import recipient_users
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
-from portal.services import Services
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -74,7 +74,7 @@ def notify_recipients(
             failed += 1
     audit.record(
         session,
-        AuditAction.NOTIFICATION_SENT,
+        AuditAction.DEPOSIT_NOTIFICATION_SENT,
         # Sent on behalf of the sender, whose request published the deposit.
         actor=audit.Actor(deposit.sender_id, deposit.sender_org_id),
         context=ctx,

@@ -21,6 +21,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 import audit
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, User
+from portal.container import Services
 from portal.deposits.models import (
     CATEGORY_LABELS,
     Category,
@@ -34,7 +35,6 @@ from portal.deposits.permissions import visible_deposits
 from portal.deposits.services import recipient_users
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
-from portal.services import Services
 
 DIGEST_DEFAULT_WINDOW = timedelta(hours=24)
 
@@ -203,7 +203,7 @@ def send_expiry_reminders(
             report.mails_failed += failed
             audit.record(
                 session,
-                AuditAction.REMINDER_SENT,
+                AuditAction.DEPOSIT_REMINDER_SENT,
                 context=ctx,
                 outcome=Outcome.FAILURE if failed else Outcome.SUCCESS,
                 target=audit.Target("deposit", deposit_id, deposit.departement_code),
@@ -356,7 +356,7 @@ def send_daily_digests(
             )
         audit.record(
             session,
-            AuditAction.DIGEST_SENT,
+            AuditAction.DEPOSIT_DIGEST_SENT,
             context=ctx,
             outcome=outcome,
             target=audit.Target("user", user_id),

@@ -20,6 +20,7 @@ import audit
 import storage
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, User
+from portal.container import Services
 from portal.db import new_id, utcnow
 from portal.deposits.models import (
     MAX_LIFETIME,
@@ -47,7 +48,6 @@ from portal.orgs.permissions import may_exchange, spaces_of
 from portal.securite.alerts import alert_at_once
 from portal.securite.detectors import Hit
 from portal.securite.models import AlertKind
-from portal.services import Services
 from portal.text import fold
 from storage.sql import storage_data_key
 
@@ -352,7 +352,7 @@ def add_file(
         message = verdict.message_fr if not verdict.ok else "Le fichier est vide."
         audit.record(
             session,
-            AuditAction.FILE_REFUSED,
+            AuditAction.DEPOSIT_FILE_REFUSED,
             actor=uploader.audit_actor,
             context=ctx,
             outcome=Outcome.FAILURE,
@@ -379,7 +379,7 @@ def add_file(
         session.add(record)
         audit.record(
             session,
-            AuditAction.FILE_UPLOADED,
+            AuditAction.DEPOSIT_FILE_UPLOADED,
             actor=uploader.audit_actor,
             context=ctx,
             target=audit.Target("file", file_id, departement),
@@ -475,7 +475,7 @@ def issue_link(
     )
     audit.record(
         session,
-        AuditAction.LINK_ISSUED,
+        AuditAction.DEPOSIT_LINK_ISSUED,
         actor=user.audit_actor,
         context=ctx,
         target=audit.Target("file", file.id, deposit.departement_code),
@@ -494,7 +494,7 @@ def _refuse_link(
 ) -> LinkRefused:
     audit.record(
         session,
-        AuditAction.LINK_REFUSED,
+        AuditAction.DEPOSIT_LINK_REFUSED,
         actor=user.audit_actor,
         context=ctx,
         outcome=Outcome.DENIED,
@@ -624,7 +624,7 @@ class _Sending:
         )
         audit.record(
             self.session,
-            AuditAction.FILE_DOWNLOADED,
+            AuditAction.DEPOSIT_DOWNLOADED,
             actor=self.actor,
             context=self.ctx,
             target=self.target,
@@ -636,7 +636,7 @@ class _Sending:
         """A download that stopped before its end: no receipt, a failed `deposit:downloaded`."""
         audit.record(
             self.session,
-            AuditAction.FILE_DOWNLOADED,
+            AuditAction.DEPOSIT_DOWNLOADED,
             actor=self.actor,
             context=self.ctx,
             outcome=Outcome.FAILURE,
@@ -776,7 +776,7 @@ def take_in_charge(session: Session, user: User, deposit: Deposit, ctx: audit.Co
     deposit.taken_at = utcnow()
     audit.record(
         session,
-        AuditAction.DEPOSIT_TAKEN,
+        AuditAction.DEPOSIT_TAKEN_IN_CHARGE,
         actor=user.audit_actor,
         context=ctx,
         target=_target(deposit),
@@ -1268,7 +1268,7 @@ def cleanup_orphans(
             store.delete(key)
             audit.record(
                 session,
-                AuditAction.ORPHAN_DESTROYED,
+                AuditAction.STORAGE_ORPHAN_DESTROYED,
                 context=ctx,
                 target=audit.Target("object", key[-64:]),
             )

@@ -22,6 +22,7 @@ from werkzeug.wrappers.response import Response as BaseResponse
 
 import storage
 from portal.accounts.models import User
+from portal.container import services
 from portal.db import db, is_database_unavailable
 from portal.deposits import notifications
 from portal.deposits import services as deposits
@@ -37,7 +38,6 @@ from portal.deposits.permissions import (
 from portal.filecheck import content_disposition
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.permissions import spaces_of
-from portal.services import services
 from portal.web import audit_context, the_user
 
 bp = Blueprint("deposits", __name__)

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
-from portal.flows.codes import is_departement
+from portal.orgs.departements import is_departement_code
 
 PARIS: Final = ZoneInfo("Europe/Paris")
 CGPEM_DEADLINE_TIME: Final = time(17, 0)
@@ -43,7 +43,7 @@ def _holidays(departement: str, year: int) -> frozenset[date]:
 
 
 def _check(departement: str) -> None:
-    if not is_departement(departement):
+    if not is_departement_code(departement):
         raise ValueError(f"invalid département code: {departement!r}")
 
 

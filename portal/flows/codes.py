@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Final
 
 #: Nature of the orientation decision (CGPEM `orientation/nature`).
@@ -84,13 +83,3 @@ MOTIFS_CESSATION: Final[tuple[str, ...]] = _expand(
     "95",
     "98",
 )
-
-#: Pattern of a département code: 01…95 except 20, 2A, 2B, 971…976 (XSD and Python regex).
-DEPARTEMENT_PATTERN: Final = "0[1-9]|1[0-9]|2[1-9]|2A|2B|[3-8][0-9]|9[0-5]|97[1-6]"
-
-_DEPARTEMENT = re.compile(DEPARTEMENT_PATTERN)
-
-
-def is_departement(code: str) -> bool:
-    """True when `code` is a département code accepted in the flows."""
-    return _DEPARTEMENT.fullmatch(code) is not None

@@ -5,8 +5,8 @@ from __future__ import annotations
 from portal.accounts.models import Role, User
 from portal.flows.types import FlowType
 from portal.orgs.departements import DEPARTEMENTS
-from portal.orgs.models import Organisation, OrgKind
-from portal.orgs.permissions import spaces_of
+from portal.orgs.models import OrgKind
+from portal.orgs.permissions import is_national, spaces_of
 
 # The convention's directions: CGPEM goes from the département to France Travail, PECGM and
 # PECDH from France Travail to the département.
@@ -22,11 +22,6 @@ SENDER_SIDE: dict[FlowType, OrgKind] = {
 def is_technicien(user: User | None) -> bool:
     """An active account holding the `technicien` role."""
     return user is not None and user.is_active and user.has_role(Role.TECHNICIEN)
-
-
-def is_national(org: Organisation) -> bool:
-    """The national France Travail structure (flag set with `filr orgs national`)."""
-    return org.is_national and OrgKind(org.kind) is OrgKind.FRANCE_TRAVAIL
 
 
 def depositable_flows(user: User | None) -> tuple[FlowType, ...]:

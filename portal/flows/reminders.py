@@ -24,18 +24,18 @@ from sqlalchemy.orm import Session
 import audit
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, Role, User
+from portal.container import Services
 from portal.deposits.models import Deposit
 from portal.flows import calendar
 from portal.flows.follow_up import active_departements, expected_periods
 from portal.flows.models import FlowDeposit, FlowReminder, FlowStatus, ReminderKind
-from portal.flows.permissions import SENDER_SIDE, is_national
+from portal.flows.permissions import SENDER_SIDE
 from portal.flows.services import forget_old_reports, period_label
 from portal.flows.types import FlowType
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
-from portal.orgs.permissions import spaces_of_organisation
-from portal.services import Services
+from portal.orgs.permissions import is_national, spaces_of_organisation
 
 # A deadline that passed longer ago than this is not announced any more (first run, outage).
 PASSED_WINDOW = timedelta(days=7)

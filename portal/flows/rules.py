@@ -14,8 +14,8 @@ from datetime import date
 from enum import StrEnum
 from typing import Final
 
-from portal.flows.codes import is_departement
 from portal.flows.types import Periodicity, Severity
+from portal.orgs.departements import is_departement_code
 
 
 class Rule(StrEnum):
@@ -297,7 +297,7 @@ def entete_rules(values: Mapping[str, str | None], *, departement: str | None) -
     if (
         departement is not None
         and header_departement is not None
-        and is_departement(header_departement)
+        and is_departement_code(header_departement)
         and header_departement != departement
     ):
         hits.append(
@@ -331,7 +331,7 @@ def _well_formed(name: str, value: str | None) -> bool:
     if value is None:
         return False
     if name == "departement":
-        return is_departement(value)
+        return is_departement_code(value)
     return parse_date(value) is not None and value == value.strip()
 
 

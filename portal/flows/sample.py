@@ -22,13 +22,13 @@ from portal.flows.codes import (
     CATEGORIES_INSCRIPTION,
     MOTIFS_CESSATION,
     NIVEAUX_FORMATION,
-    is_departement,
 )
 from portal.flows.registry import latest_spec
 from portal.flows.rules import Rule
 from portal.flows.spec import FieldSpec, FlowSpec, GroupSpec
 from portal.flows.types import FlowType, Periodicity
 from portal.flows.validator import paris_today
+from portal.orgs.departements import is_departement_code
 
 SURNAMES: Final = (
     "MARTIN", "BERNARD", "THOMAS", "PETIT", "ROBERT", "RICHARD", "DURAND", "DUBOIS", "MOREAU",
@@ -151,7 +151,7 @@ def write_sample(
     date_reference: date | None = None,
 ) -> SampleResult:
     """Write a synthetic `flow_type` file of `records` records, injecting the named `errors`."""
-    if not is_departement(departement):
+    if not is_departement_code(departement):
         raise ValueError(f"invalid département code: {departement!r}")
     if records < 0:
         raise ValueError("records must be >= 0")
@@ -384,7 +384,7 @@ def _sync_footer(header: _Draft, footer: _Draft) -> None:
         value = header.values.get(name)
         if name in footer.pinned or not isinstance(value, str):
             continue
-        if (name == "departement" and is_departement(value)) or (
+        if (name == "departement" and is_departement_code(value)) or (
             name == "date-reference" and _is_date(value)
         ):
             footer.values[name] = value

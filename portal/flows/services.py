@@ -30,6 +30,7 @@ import audit
 import storage
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, Role, User
+from portal.container import Services
 from portal.db import utcnow
 from portal.deposits import notifications
 from portal.deposits import services as deposits
@@ -37,11 +38,7 @@ from portal.deposits.models import MAX_LIFETIME, Category, Deposit, DepositStatu
 from portal.deposits.permissions import can_see_deposit, is_sender_side, visible_deposits
 from portal.flows.codes import NATURES_ORIENTATION
 from portal.flows.models import FlowDeposit, FlowStatus
-from portal.flows.permissions import (
-    can_deposit_flow,
-    depositable_flows,
-    is_national,
-)
+from portal.flows.permissions import can_deposit_flow, depositable_flows
 from portal.flows.report import ValidationIssue, ValidationReport
 from portal.flows.rules import Rule
 from portal.flows.sanity import PeriodCounts, SanityFinding, Thresholds, compare_periods
@@ -50,7 +47,7 @@ from portal.flows.validator import paris_today, validate
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
-from portal.services import Services
+from portal.orgs.permissions import is_national
 from portal.text import fold
 
 log = logging.getLogger("portal.flows")

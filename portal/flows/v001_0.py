@@ -5,7 +5,6 @@ from __future__ import annotations
 from portal.flows.codes import (
     AXES_TRAVAIL,
     CATEGORIES_INSCRIPTION,
-    DEPARTEMENT_PATTERN,
     MODALITES_ACCOMPAGNEMENT,
     MOTIFS_CESSATION,
     NATURES_ORIENTATION,
@@ -14,6 +13,7 @@ from portal.flows.codes import (
 from portal.flows.rules import Rule, cgpem_record_rules, inscription_rules
 from portal.flows.spec import CleanProfile, FieldKind, FieldSpec, FlowSpec, GroupSpec, Identity
 from portal.flows.types import FlowType
+from portal.orgs.departements import DEPARTEMENT_PATTERN
 
 VERSION = "001,0"
 

@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from portal.flows.codes import is_departement
 from portal.flows.encoding import EncodingFinding, GuardAbort, GuardedReader
 from portal.flows.registry import get_spec, latest_spec, supported_versions
 from portal.flows.report import (
@@ -49,6 +48,7 @@ from portal.flows.rules import (
 from portal.flows.spec import FieldSpec, FlowSpec, GroupSpec, check_field
 from portal.flows.types import FlowType
 from portal.flows.xsd import clean_record_schema, record_schema
+from portal.orgs.departements import is_departement_code
 
 DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024
 #: No legitimate header, record or footer comes close: a record is about one kilobyte.
@@ -111,7 +111,7 @@ def validate(
     `expected_type` is the flow the depositor announced (read from the header otherwise);
     `departement` is the code of the space the file is deposited in.
     """
-    if departement is not None and not is_departement(departement):
+    if departement is not None and not is_departement_code(departement):
         raise ValueError(f"invalid département code: {departement!r}")
     run = _Run(
         expected_type=expected_type,
@@ -670,7 +670,7 @@ class _Run:
             flow_type=self.flow_type,
             version=self.version,
             departement=departement
-            if departement is not None and is_departement(departement)
+            if departement is not None and is_departement_code(departement)
             else None,
             date_reference=parse_date(header.get("date-reference")),
             date_fabrication=parse_date(header.get("date-fabrication")),

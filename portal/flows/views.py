@@ -21,6 +21,7 @@ from werkzeug.wrappers.response import Response as BaseResponse
 
 import storage
 from portal.accounts.models import User
+from portal.container import services
 from portal.db import db, is_database_unavailable
 from portal.deposits import services as deposits
 from portal.deposits.permissions import can_download, can_withdraw, is_sender_side
@@ -33,7 +34,6 @@ from portal.flows.types import FlowType
 from portal.flows.validator import paris_today
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.permissions import spaces_of
-from portal.services import services
 from portal.web import audit_context, the_user
 
 bp = Blueprint("flows", __name__)

@@ -1,8 +1,13 @@
-"""The official list of French départements (codes and names)."""
+"""The official list of French départements (codes and names).
+
+Standard library only: the offline flows validator imports it (see the contracts in
+`pyproject.toml`).
+"""
 
 from __future__ import annotations
 
 import re
+from typing import Final
 
 DEPARTEMENTS: dict[str, str] = {
     "01": "Ain", "02": "Aisne", "03": "Allier", "04": "Alpes-de-Haute-Provence",
@@ -32,9 +37,13 @@ DEPARTEMENTS: dict[str, str] = {
     "975": "Saint-Pierre-et-Miquelon", "976": "Mayotte",
 }  # fmt: skip
 
-_CODE = re.compile(r"^(0[1-9]|1[0-9]|2[AB1-9]|[3-8][0-9]|9[0-5]|97[1-6])$")
+#: Pattern of a département code: 01…95 except 20, 2A, 2B, 971…976 (XSD and Python regex);
+#: exactly the codes of `DEPARTEMENTS` (a test proves it).
+DEPARTEMENT_PATTERN: Final = "0[1-9]|1[0-9]|2[1-9]|2A|2B|[3-8][0-9]|9[0-5]|97[1-6]"
+
+_CODE: Final = re.compile(DEPARTEMENT_PATTERN)
 
 
 def is_departement_code(code: str) -> bool:
     """True for `01`…`95` (not `20`), `2A`, `2B` and `971`…`976`."""
-    return bool(_CODE.match(code)) and code in DEPARTEMENTS
+    return _CODE.fullmatch(code) is not None

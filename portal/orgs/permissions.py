@@ -10,6 +10,12 @@ if TYPE_CHECKING:
     from portal.accounts.models import User
 
 
+def is_national(org: Organisation) -> bool:
+    """The national France Travail structure (flag set with `filr orgs national`): its
+    officers see the whole audit trail, its technicians the national follow-up of the flows."""
+    return org.is_national and OrgKind(org.kind) is OrgKind.FRANCE_TRAVAIL
+
+
 def spaces_of_organisation(org: Organisation) -> frozenset[str]:
     """Département codes whose space *org* is habilitated for."""
     kind = OrgKind(org.kind)

@@ -30,13 +30,13 @@ from portal.settings import Settings
 # Roles whose log-in from an unseen network is worth a look: they manage accounts, read the
 # trail, operate the platform, or fetch whole XML flows (techniciens).
 WATCHED_ROLES = frozenset({Role.GESTIONNAIRE, Role.SECURITE, Role.ADMIN, Role.TECHNICIEN})
-LOGIN_FAILURES = (str(AuditAction.LOGIN_FAILURE), str(AuditAction.MFA_FAILURE))
+LOGIN_FAILURES = (str(AuditAction.AUTH_LOGIN_FAILURE), str(AuditAction.AUTH_MFA_FAILURE))
 SCANNED_ACTIONS = (
     *LOGIN_FAILURES,
-    str(AuditAction.MFA_REPLAY),
+    str(AuditAction.AUTH_MFA_REPLAY),
     str(AuditAction.ACCESS_DENIED),
-    str(AuditAction.FILE_DOWNLOADED),
-    str(AuditAction.LOGIN_SUCCESS),
+    str(AuditAction.DEPOSIT_DOWNLOADED),
+    str(AuditAction.AUTH_LOGIN_SUCCESS),
     str(AuditAction.AUDIT_VERIFIED),
 )
 CHAIN_SUBJECT = ("chain", "audit")
@@ -197,7 +197,7 @@ def _mfa_replays(events: Sequence[AuditEvent]) -> list[Hit]:
             organisation_id=e.actor_org_id,
         )
         for e in events
-        if e.action == AuditAction.MFA_REPLAY and e.actor_id
+        if e.action == AuditAction.AUTH_MFA_REPLAY and e.actor_id
     ]
 
 
@@ -261,7 +261,7 @@ def _watched_among(session: Session, user_ids: set[str]) -> set[str]:
 
 
 def _new_networks(session: Session, events: Sequence[AuditEvent]) -> list[Hit]:
-    logins = [e for e in events if e.action == AuditAction.LOGIN_SUCCESS and e.actor_id]
+    logins = [e for e in events if e.action == AuditAction.AUTH_LOGIN_SUCCESS and e.actor_id]
     watched = _watched_among(session, {e.actor_id for e in logins if e.actor_id})
     logins = [e for e in logins if e.actor_id in watched]
     if not logins:
@@ -271,7 +271,7 @@ def _new_networks(session: Session, events: Sequence[AuditEvent]) -> list[Hit]:
     for actor_id, ip, first_seq in session.execute(
         sa.select(AuditEvent.actor_id, AuditEvent.source_ip, sa.func.min(AuditEvent.seq))
         .where(
-            AuditEvent.action == AuditAction.LOGIN_SUCCESS,
+            AuditEvent.action == AuditAction.AUTH_LOGIN_SUCCESS,
             AuditEvent.actor_id.in_(watched),
             AuditEvent.seq <= logins[-1].seq,
         )
@@ -383,7 +383,7 @@ def detect(session: Session, settings: Settings, events: Sequence[AuditEvent]) -
             session,
             events,
             kind=AlertKind.DOWNLOAD_SURGE,
-            actions=(str(AuditAction.FILE_DOWNLOADED),),
+            actions=(str(AuditAction.DEPOSIT_DOWNLOADED),),
             key="actor_id",
             window=timedelta(minutes=settings.alert_downloads_window_minutes),
             # "More than N files in the window": the alert starts at N + 1.

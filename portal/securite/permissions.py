@@ -13,13 +13,8 @@ from audit import AuditEvent
 from audit.query import Scope
 from portal.accounts.models import Role, User
 from portal.orgs.models import Organisation, OrgKind
-from portal.orgs.permissions import spaces_of, spaces_of_organisation
+from portal.orgs.permissions import is_national, spaces_of, spaces_of_organisation
 from portal.securite.models import AlertKind, SecurityAlert
-
-
-def is_national_organisation(org: Organisation) -> bool:
-    """True for the France Travail structure whose officers see the whole trail."""
-    return org.is_national and OrgKind(org.kind) is OrgKind.FRANCE_TRAVAIL
 
 
 def is_security_officer(user: User | None) -> bool:
@@ -42,7 +37,7 @@ def audit_scope_of(user: User | None, mandated: frozenset[str] = frozenset()) ->
     """The part of the trail *user* may read; None when it may read none of it."""
     if user is None or not is_security_officer(user):
         return None
-    if is_national_organisation(user.organisation):
+    if is_national(user.organisation):
         return Scope(departements=None)
     return Scope(
         departements=spaces_of(user),

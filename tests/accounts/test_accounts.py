@@ -93,7 +93,7 @@ def test_manager_creates_account_and_newcomer_activates_with_password_and_totp(
     for expected in (
         AuditAction.ACCOUNT_CREATED,
         AuditAction.ACCOUNT_ACTIVATION_SENT,
-        AuditAction.MFA_ENROLLED,
+        AuditAction.AUTH_MFA_ENROLLED,
         AuditAction.ACCOUNT_ACTIVATED,
     ):
         assert expected in actions
@@ -170,7 +170,7 @@ def test_password_reset_by_mail_keeps_mfa_and_works_once(
     changed = Account(account.id, account.email, new_password, account.totp_secret, account.org_id)
     assert login(client, changed, code="").status_code == 200
     assert login(client, changed).status_code == 302
-    assert audit_rows(app, AuditAction.PASSWORD_RESET)
+    assert audit_rows(app, AuditAction.AUTH_PASSWORD_RESET)
 
 
 def test_password_reset_answer_does_not_reveal_whether_the_account_exists(
@@ -245,7 +245,7 @@ def test_mfa_reset_by_manager_notifies_user_and_requires_new_enrolment(
     )
     assert done.status_code == 200
     assert user_client.get("/").status_code == 200
-    assert audit_rows(app, AuditAction.MFA_RESET)[0].target_id == account.id
+    assert audit_rows(app, AuditAction.AUTH_MFA_RESET)[0].target_id == account.id
 
 
 def test_manager_suspends_reactivates_and_revokes_with_audit(
@@ -313,10 +313,10 @@ def test_every_audit_row_of_a_login_carries_time_actor_org_ip_agent_request_and_
     client.post("/deconnexion", data={"csrf_token": csrf_of(client, "/")})
     rows = audit_rows(app)
     assert [r.action for r in rows] == [
-        AuditAction.LOGIN_FAILURE,
-        AuditAction.MFA_SUCCESS,
-        AuditAction.LOGIN_SUCCESS,
-        AuditAction.LOGOUT,
+        AuditAction.AUTH_LOGIN_FAILURE,
+        AuditAction.AUTH_MFA_SUCCESS,
+        AuditAction.AUTH_LOGIN_SUCCESS,
+        AuditAction.AUTH_LOGOUT,
     ]
     for row in rows:
         assert row.occurred_at.tzinfo is not None

@@ -10,9 +10,9 @@ import sqlalchemy as sa
 from flask import Flask
 
 from audit import AuditAction
+from portal.container import services
 from portal.db import db
 from portal.deposits.models import Deposit, DepositFile, DownloadReceipt
-from portal.services import services
 from tests.api.conftest import (
     PDF,
     assert_problem,
@@ -84,8 +84,8 @@ def test_a_deposit_travels_through_the_api_with_receipts(
     assert len(receipts) == 2
     assert {r["user"]["name"] for r in receipts} == {"Agnès Soixantedeux"}
     # And the trail has the same events as a web download: links issued, files downloaded
-    assert len(audit_rows(app, AuditAction.LINK_ISSUED)) == 2
-    assert len(audit_rows(app, AuditAction.FILE_DOWNLOADED)) == 2
+    assert len(audit_rows(app, AuditAction.DEPOSIT_LINK_ISSUED)) == 2
+    assert len(audit_rows(app, AuditAction.DEPOSIT_DOWNLOADED)) == 2
 
 
 def test_the_list_pages_with_a_keyset_cursor_and_filters(world: World, api_for: Apis) -> None:

@@ -117,7 +117,7 @@ def test_creating_a_token_needs_the_current_password(
     assert "Le mot de passe actuel est incorrect." in response.get_data(as_text=True)
     assert not SECRET_RE.search(response.get_data(as_text=True))
     assert token_rows(app) == []
-    assert audit_rows(app, AuditAction.TOKEN_CREATED) == []
+    assert audit_rows(app, AuditAction.API_TOKEN_CREATED) == []
 
 
 def test_creating_a_token_without_the_csrf_token_is_refused(
@@ -191,8 +191,8 @@ def test_a_revoked_token_gets_401_and_creation_and_revocation_are_audited(
     assert_problem(refused, 401, "unauthorized")
     assert refused.headers["WWW-Authenticate"].startswith("Bearer")
     # And the trail has the creation, the revocation and the refused use, without the secret
-    (created,) = audit_rows(app, AuditAction.TOKEN_CREATED)
-    (revocation,) = audit_rows(app, AuditAction.TOKEN_REVOKED)
+    (created,) = audit_rows(app, AuditAction.API_TOKEN_CREATED)
+    (revocation,) = audit_rows(app, AuditAction.API_TOKEN_REVOKED)
     for event in (created, revocation):
         assert event.actor_id == world.agent62.id
         assert (event.target_type, event.target_id) == ("api-token", row.id)
@@ -204,7 +204,7 @@ def test_a_revoked_token_gets_401_and_creation_and_revocation_are_audited(
             assert secret[5:] not in str(value)
     # And revoking again changes nothing
     browser.post(f"/compte/jetons/{row.id}/revoquer", data={"csrf_token": token})
-    assert len(audit_rows(app, AuditAction.TOKEN_REVOKED)) == 1
+    assert len(audit_rows(app, AuditAction.API_TOKEN_REVOKED)) == 1
 
 
 def test_a_token_of_another_user_cannot_be_revoked(
@@ -217,7 +217,7 @@ def test_a_token_of_another_user_cannot_be_revoked(
     response = colleague.post(f"/compte/jetons/{row.id}/revoquer", data={"csrf_token": token})
     assert response.status_code == 404
     assert token_rows(app)[0].revoked_at is None
-    assert audit_rows(app, AuditAction.TOKEN_REVOKED) == []
+    assert audit_rows(app, AuditAction.API_TOKEN_REVOKED) == []
 
 
 def test_an_expired_token_gets_401(app: Flask, world: World) -> None:

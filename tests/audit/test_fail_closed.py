@@ -170,8 +170,8 @@ def test_an_activation_mail_that_fails_is_recorded_as_failed(
     from portal.accounts import services as accounts
     from portal.accounts.models import TokenPurpose
     from portal.auth import services as auth
+    from portal.container import services
     from portal.mail import MailError
-    from portal.services import services
 
     pending = factory.user(factory.org(), status=AccountStatus.PENDING)
     with app.app_context():

@@ -90,10 +90,12 @@ def test_planted_password_in_an_audit_row_is_found(database_url: str) -> None:
     engine = make_engine(database_url)
     try:
         with Session(engine) as session:
-            audit.record(session, AuditAction.LOGIN_FAILURE, details={"reason": "bad_password"})
+            audit.record(
+                session, AuditAction.AUTH_LOGIN_FAILURE, details={"reason": "bad_password"}
+            )
             audit.record(
                 session,
-                AuditAction.LOGIN_FAILURE,
+                AuditAction.AUTH_LOGIN_FAILURE,
                 details={"typed": "correct horse battery staple 42"},
             )
             session.commit()

@@ -73,7 +73,7 @@ def _record(url: str, n: int = 1, *, at: datetime | None = None) -> None:
         for i in range(n):
             audit.record(
                 session,
-                AuditAction.LOGIN_FAILURE,
+                AuditAction.AUTH_LOGIN_FAILURE,
                 outcome=Outcome.FAILURE,
                 details={"i": i},
                 at=at + timedelta(seconds=i) if at else None,
@@ -183,7 +183,7 @@ def test_portal_runs_as_the_application_role_and_logins_are_recorded(
         # Then the log-in is on the trail, and the chain verifies
         with app.app_context():
             actions = db.session.execute(sa.select(AuditEvent.action)).scalars().all()
-            assert AuditAction.LOGIN_SUCCESS in actions
+            assert AuditAction.AUTH_LOGIN_SUCCESS in actions
             assert audit.verify_chain(db.session).is_valid
     finally:
         db.bound(app).engine.dispose()

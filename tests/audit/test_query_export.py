@@ -29,10 +29,10 @@ def engine(database_url: str) -> Iterator[sa.Engine]:
 def _seed(engine: sa.Engine) -> None:
     rows = [
         # (action, outcome, actor, org, departement, ip)
-        (AuditAction.LOGIN_FAILURE, Outcome.FAILURE, None, None, None, "198.51.100.7"),
-        (AuditAction.LOGIN_SUCCESS, Outcome.SUCCESS, "u62", "org62", None, "203.0.113.10"),
+        (AuditAction.AUTH_LOGIN_FAILURE, Outcome.FAILURE, None, None, None, "198.51.100.7"),
+        (AuditAction.AUTH_LOGIN_SUCCESS, Outcome.SUCCESS, "u62", "org62", None, "203.0.113.10"),
         (AuditAction.DEPOSIT_CREATED, Outcome.SUCCESS, "u62", "org62", "62", "203.0.113.10"),
-        (AuditAction.FILE_DOWNLOADED, Outcome.SUCCESS, "uft", "orgft", "62", "203.0.113.11"),
+        (AuditAction.DEPOSIT_DOWNLOADED, Outcome.SUCCESS, "uft", "orgft", "62", "203.0.113.11"),
         (AuditAction.DEPOSIT_CREATED, Outcome.SUCCESS, "u59", "org59", "59", "203.0.113.12"),
         (AuditAction.ACCESS_DENIED, Outcome.DENIED, "u62", "org62", "59", "203.0.113.10"),
         (AuditAction.JOB_RUN, Outcome.SUCCESS, None, None, None, None),
@@ -122,13 +122,13 @@ def _nasty_events(engine: sa.Engine) -> list[audit.AuditEvent]:
     with Session(engine) as session:
         audit.record(
             session,
-            AuditAction.LOGIN_FAILURE,
+            AuditAction.AUTH_LOGIN_FAILURE,
             outcome=Outcome.FAILURE,
             context=audit.Context(user_agent=NASTY, source_ip="-2+3"),
             details={"note": NASTY, "n": 3},
             at=T0,
         )
-        audit.record(session, AuditAction.LOGIN_SUCCESS, at=T0 + timedelta(seconds=1))
+        audit.record(session, AuditAction.AUTH_LOGIN_SUCCESS, at=T0 + timedelta(seconds=1))
         session.commit()
         events = list(audit.iter_matching(session, AuditFilter(), Scope(None)))
     return events
@@ -162,7 +162,7 @@ def test_csv_export_writes_bidi_controls_as_visible_escapes_in_every_cell(
     with Session(engine) as session:
         audit.record(
             session,
-            AuditAction.LOGIN_FAILURE,
+            AuditAction.AUTH_LOGIN_FAILURE,
             outcome=Outcome.FAILURE,
             context=audit.Context(user_agent="\u202e=1+1 " + BIDI, source_ip="\u202e1.2.3.4"),
             details={"note": "fin" + BIDI},
@@ -200,7 +200,7 @@ def test_a_period_far_from_both_ends_is_searched_through_a_seq_range(engine: sa.
     # Given rows two hours apart (seq follows time, as record() guarantees)
     with Session(engine) as session:
         for i in range(10):
-            audit.record(session, AuditAction.LOGIN_SUCCESS, at=T0 + timedelta(hours=2 * i))
+            audit.record(session, AuditAction.AUTH_LOGIN_SUCCESS, at=T0 + timedelta(hours=2 * i))
         session.commit()
     window = AuditFilter(start=T0 + timedelta(hours=4), end=T0 + timedelta(hours=10))
     with Session(engine) as session:

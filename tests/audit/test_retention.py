@@ -45,7 +45,7 @@ def _write(engine: sa.Engine, n: int, at: datetime) -> None:
         for i in range(n):
             audit.record(
                 session,
-                AuditAction.LOGIN_FAILURE,
+                AuditAction.AUTH_LOGIN_FAILURE,
                 outcome=Outcome.FAILURE,
                 details={"i": i},
                 at=at + timedelta(seconds=i),

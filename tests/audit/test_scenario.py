@@ -139,14 +139,14 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     assert login(s, sender, code="000000" if sender.code() != "000000" else "111111").status_code
     rows = trail.new()
     assert [r.action for r in rows] == [
-        AuditAction.LOGIN_FAILURE,
-        AuditAction.LOGIN_FAILURE,
-        AuditAction.MFA_FAILURE,
+        AuditAction.AUTH_LOGIN_FAILURE,
+        AuditAction.AUTH_LOGIN_FAILURE,
+        AuditAction.AUTH_MFA_FAILURE,
     ]
     ip = "203.0.113.21"
     check(
         rows[0],
-        AuditAction.LOGIN_FAILURE,
+        AuditAction.AUTH_LOGIN_FAILURE,
         actor=sender,
         target=None,
         outcome="failure",
@@ -155,7 +155,7 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     )
     check(
         rows[1],
-        AuditAction.LOGIN_FAILURE,
+        AuditAction.AUTH_LOGIN_FAILURE,
         actor=None,
         target=None,
         outcome="failure",
@@ -164,7 +164,7 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     )
     check(
         rows[2],
-        AuditAction.MFA_FAILURE,
+        AuditAction.AUTH_MFA_FAILURE,
         actor=sender,
         target=None,
         outcome="failure",
@@ -179,7 +179,10 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     # 2. Log-in with password and TOTP: the second factor, then the log-in
     log_in(app, s, sender)
     rows = trail.new()
-    assert [r.action for r in rows] == [AuditAction.MFA_SUCCESS, AuditAction.LOGIN_SUCCESS]
+    assert [r.action for r in rows] == [
+        AuditAction.AUTH_MFA_SUCCESS,
+        AuditAction.AUTH_LOGIN_SUCCESS,
+    ]
     for row in rows:
         check(row, AuditAction(row.action), actor=sender, target=None, ip=ip)
 
@@ -189,9 +192,9 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     rows = trail.new()
     assert [r.action for r in rows] == [
         AuditAction.DEPOSIT_CREATED,
-        AuditAction.FILE_UPLOADED,
+        AuditAction.DEPOSIT_FILE_UPLOADED,
         AuditAction.DEPOSIT_PUBLISHED,
-        AuditAction.NOTIFICATION_SENT,
+        AuditAction.DEPOSIT_NOTIFICATION_SENT,
     ]
     check(
         rows[0],
@@ -203,7 +206,7 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     )
     check(
         rows[1],
-        AuditAction.FILE_UPLOADED,
+        AuditAction.DEPOSIT_FILE_UPLOADED,
         actor=sender,
         target=("file", file_id, "62"),
         ip=ip,
@@ -219,7 +222,7 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     )
     check(
         rows[3],
-        AuditAction.NOTIFICATION_SENT,
+        AuditAction.DEPOSIT_NOTIFICATION_SENT,
         actor=sender,
         target=("deposit", deposit_id, "62"),
         ip=ip,
@@ -229,14 +232,17 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     a_ip = "198.51.100.40"
     a = browser(app, a_ip)
     log_in(app, a, adviser)
-    assert [r.action for r in trail.new()] == [AuditAction.MFA_SUCCESS, AuditAction.LOGIN_SUCCESS]
+    assert [r.action for r in trail.new()] == [
+        AuditAction.AUTH_MFA_SUCCESS,
+        AuditAction.AUTH_LOGIN_SUCCESS,
+    ]
     token = csrf_of(a, f"/depots/{deposit_id}")
     link = a.post(f"/depots/{deposit_id}/fichiers/{file_id}/lien", data={"csrf_token": token})
     assert link.status_code == 302
     (row,) = trail.new()
     check(
         row,
-        AuditAction.LINK_ISSUED,
+        AuditAction.DEPOSIT_LINK_ISSUED,
         actor=adviser,
         target=("file", file_id, "62"),
         ip=a_ip,
@@ -249,7 +255,7 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     (row,) = trail.new()
     check(
         row,
-        AuditAction.FILE_DOWNLOADED,
+        AuditAction.DEPOSIT_DOWNLOADED,
         actor=adviser,
         target=("file", file_id, "62"),
         ip=a_ip,
@@ -268,7 +274,7 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
     (row,) = trail.new()
     check(
         row,
-        AuditAction.LINK_REFUSED,
+        AuditAction.DEPOSIT_LINK_REFUSED,
         actor=adviser,
         target=("file", file_id, "62"),
         outcome="denied",

@@ -29,7 +29,7 @@ def _write(engine: sa.Engine, n: int, **kwargs: object) -> None:
         for i in range(n):
             audit.record(
                 session,
-                AuditAction.LOGIN_FAILURE,
+                AuditAction.AUTH_LOGIN_FAILURE,
                 outcome=Outcome.FAILURE,
                 details={"i": i},
                 **kwargs,
@@ -70,7 +70,7 @@ def test_control_characters_and_long_values_are_stored_literally(engine: sa.Engi
     with Session(engine) as session:
         audit.record(
             session,
-            AuditAction.LOGIN_FAILURE,
+            AuditAction.AUTH_LOGIN_FAILURE,
             context=audit.Context(user_agent=nasty),
             details={"note": nasty},
         )
@@ -98,7 +98,7 @@ WRITER = textwrap.dedent(
     for i in range(int(sys.argv[2])):
         with Session(engine) as session:
             details = {"w": sys.argv[3], "i": i}
-            audit.record(session, audit.AuditAction.LOGIN_FAILURE, details=details)
+            audit.record(session, audit.AuditAction.AUTH_LOGIN_FAILURE, details=details)
             session.commit()
     engine.dispose()
     """

@@ -20,9 +20,9 @@ from portal.accounts.models import Role, TokenPurpose, User, UserToken
 from portal.api import services as api_tokens
 from portal.api.models import ApiToken
 from portal.auth import services as auth
+from portal.container import services
 from portal.db import db
 from portal.mail import MailError
-from portal.services import services
 from tests.conftest import audit_rows, csrf_of, login, reset_totp_step
 from tests.factories import Account, Factory
 from tests.support.services import SmtpSink, body_of
@@ -99,7 +99,7 @@ def _mail_to(smtp: SmtpSink, email: str) -> str:
 
 
 def _revocations(app: Flask) -> list[dict[str, str]]:
-    return [json.loads(r.details) for r in audit_rows(app, AuditAction.TOKEN_REVOKED)]
+    return [json.loads(r.details) for r in audit_rows(app, AuditAction.API_TOKEN_REVOKED)]
 
 
 # --- 1. a password set voids the reset links asked for before ------------------------------
@@ -179,7 +179,7 @@ def test_a_password_reset_by_mail_voids_a_pending_mfa_enrolment_link(
     assert stranger.get(enrolment_link).status_code == 404
     assert "plus valable" in page
     assert "plus valable" in body_of(smtp.last_to(agent.email))
-    [row] = audit_rows(app, AuditAction.PASSWORD_RESET)
+    [row] = audit_rows(app, AuditAction.AUTH_PASSWORD_RESET)
     assert json.loads(row.details) == {"mfa_enrolment_link_voided": True}
 
 
@@ -218,7 +218,7 @@ def test_a_password_reset_revokes_every_api_token_and_says_so(
         "Script nuit",
     ]
     assert len(revocations) == 3  # the token revoked before is not revoked twice
-    assert all(r.actor_id == technician.id for r in audit_rows(app, AuditAction.TOKEN_REVOKED))
+    assert all(r.actor_id == technician.id for r in audit_rows(app, AuditAction.API_TOKEN_REVOKED))
     # And the page and the mail (before its signature) say so, in French
     assert "Vos 2 jetons d&#39;accès à l&#39;API ont été révoqués" in page
     mail = _mail_to(smtp, technician.email)
@@ -235,7 +235,7 @@ def test_a_password_reset_without_api_tokens_says_nothing_about_them(
     page = _reset(client, _link(smtp, agent.email))
     assert "Connectez-vous avec votre code." in page
     assert "API" not in page and "API" not in body_of(smtp.last_to(agent.email))
-    assert not audit_rows(app, AuditAction.TOKEN_REVOKED)
+    assert not audit_rows(app, AuditAction.API_TOKEN_REVOKED)
 
 
 def test_an_mfa_reset_by_the_manager_revokes_every_api_token_and_says_so(
@@ -253,7 +253,7 @@ def test_an_mfa_reset_by_the_manager_revokes_every_api_token_and_says_so(
 
     # Then the token is revoked, by the manager, and the manager and the technician are told
     assert _api_status(app, secret) == 401
-    [row] = audit_rows(app, AuditAction.TOKEN_REVOKED)
+    [row] = audit_rows(app, AuditAction.API_TOKEN_REVOKED)
     assert row.actor_id == manager.id
     assert json.loads(row.details) == {"name": "Script CGPEM", "reason": "mfa_reset"}
     assert "Son jeton d&#39;accès à l&#39;API a été révoqué." in page
@@ -274,7 +274,7 @@ def test_a_password_change_from_my_account_keeps_api_tokens(
     form |= {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
     assert client.post("/compte/mot-de-passe", data=form).status_code == 302
     assert _api_status(app, secret) == 200
-    assert not audit_rows(app, AuditAction.TOKEN_REVOKED)
+    assert not audit_rows(app, AuditAction.API_TOKEN_REVOKED)
 
 
 # --- 3. the MFA enrolment link is throttled and audited -----------------------------------
@@ -305,7 +305,7 @@ def test_wrong_passwords_on_an_mfa_enrolment_link_are_throttled_and_audited(
     assert "Trop de tentatives" in response.get_data(as_text=True)
     assert holder.get("/activation/authentification").status_code == 404
     # And every failure is in the trail, against the account, without the guesses
-    rows = audit_rows(app, AuditAction.REAUTH_FAILURE)
+    rows = audit_rows(app, AuditAction.AUTH_REAUTH_FAILURE)
     assert [r.outcome for r in rows] == ["failure"] * limit + ["denied"]
     assert all(r.actor_id == agent.id for r in rows)
     assert all('"purpose":"mfa_enrolment_link"' in r.details for r in rows)
@@ -325,7 +325,7 @@ def test_the_right_password_on_an_mfa_enrolment_link_still_leads_to_enrolment(
     response = holder.post(link, data={"csrf_token": token, "password": agent.password})
     assert response.status_code == 302
     assert holder.get("/activation/authentification").status_code == 200
-    assert not audit_rows(app, AuditAction.REAUTH_FAILURE)
+    assert not audit_rows(app, AuditAction.AUTH_REAUTH_FAILURE)
 
 
 # --- 4. a mail outage on "Mot de passe oublié" reveals nothing ----------------------------
@@ -363,7 +363,7 @@ def test_a_mail_outage_on_forgotten_password_answers_as_for_an_unknown_address(
     logged = [r.getMessage() for r in caplog.records if r.name == "portal.mail"]
     assert any(agent.id in m for m in logged)
     assert all(agent.email not in r.getMessage() for r in caplog.records)
-    requested = audit_rows(app, AuditAction.PASSWORD_RESET_REQUESTED)
+    requested = audit_rows(app, AuditAction.AUTH_PASSWORD_RESET_REQUESTED)
     assert [r.outcome for r in requested] == ["success", "failure"]
     with app.app_context():
         assert db.session.execute(sa.select(sa.func.count()).select_from(UserToken)).scalar() == 1

@@ -150,7 +150,7 @@ def test_a_code_already_used_is_refused_and_audited_as_replay(
     # Then it is refused with the generic message and recorded as a replay
     assert GENERIC in again.get_data(as_text=True)
     assert client.get("/").status_code == 302
-    assert len(audit_rows(app, AuditAction.MFA_REPLAY)) == 1
+    assert len(audit_rows(app, AuditAction.AUTH_MFA_REPLAY)) == 1
 
 
 @pytest.mark.parametrize(("offset", "accepted"), [(-2, False), (-1, True), (1, True), (2, False)])
@@ -176,7 +176,7 @@ def test_suspended_account_with_right_secrets_cannot_log_in(
     account = factory.user(factory.org(), status=AccountStatus.SUSPENDED)
     response = login(client, account)
     assert GENERIC in response.get_data(as_text=True)
-    row = audit_rows(app, AuditAction.LOGIN_FAILURE)[-1]
+    row = audit_rows(app, AuditAction.AUTH_LOGIN_FAILURE)[-1]
     assert row.actor_id == account.id
     assert "account_suspended" in row.details
 
@@ -193,7 +193,7 @@ def test_recovery_code_logs_in_once(app: Flask, client: FlaskClient, factory: Fa
     assert login(client, account, code=codes[0].lower()).status_code == 302
     client.post("/deconnexion", data={"csrf_token": csrf_of(client, "/")})
     assert login(client, account, code=codes[0]).status_code == 200
-    assert len(audit_rows(app, AuditAction.MFA_RECOVERY_CODE_USED)) == 1
+    assert len(audit_rows(app, AuditAction.AUTH_MFA_RECOVERY_CODE_USED)) == 1
 
 
 def test_five_failures_throttle_that_account_but_not_another_one(
@@ -209,7 +209,7 @@ def test_five_failures_throttle_that_account_but_not_another_one(
     assert "Trop de tentatives" in blocked.get_data(as_text=True)
     # And another account, from the same address, is not affected (no global lock)
     assert login(client, other).status_code == 302
-    assert audit_rows(app, AuditAction.LOGIN_THROTTLED)[0].actor_id == victim.id
+    assert audit_rows(app, AuditAction.AUTH_LOGIN_THROTTLED)[0].actor_id == victim.id
 
 
 def test_many_failures_from_one_address_throttle_that_address_only(

@@ -19,8 +19,8 @@ from flask.testing import FlaskClient
 from portal.accounts.models import AccountStatus, TokenPurpose, User
 from portal.auth import services as auth
 from portal.auth.models import ServerSession
+from portal.container import services
 from portal.db import db
-from portal.services import services
 from tests.conftest import csrf_of
 from tests.factories import Account, Factory
 

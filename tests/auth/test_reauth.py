@@ -57,7 +57,7 @@ def test_wrong_current_passwords_are_throttled_audited_and_then_even_the_right_o
     assert "Trop de tentatives" in page
     assert "Réessayez dans" in page
     # And every failure is in the trail, with its purpose and no password
-    rows = audit_rows(app, AuditAction.REAUTH_FAILURE)
+    rows = audit_rows(app, AuditAction.AUTH_REAUTH_FAILURE)
     assert len(rows) == limit + 1
     assert [r.outcome for r in rows] == ["failure"] * limit + ["denied"]
     assert '"purpose":"password_change"' in rows[0].details
@@ -79,7 +79,7 @@ def test_the_right_current_password_passes_and_clears_the_failures(
         assert "incorrect" in _regenerate_codes(client, f"wrong {attempt}")
     page = _regenerate_codes(client, agent.password)
     assert "Trop de tentatives" not in page
-    assert audit_rows(app, AuditAction.RECOVERY_CODES_REGENERATED)
+    assert audit_rows(app, AuditAction.AUTH_RECOVERY_CODES_REGENERATED)
 
     # Then the counter started again: limit - 1 further failures are not throttled
     for attempt in range(limit - 1):

@@ -181,7 +181,7 @@ def test_a_cookie_kept_after_logout_opens_nothing(
         assert anonymous is not None and anonymous.user_id is None
     # And replaying the old cookie leads to the log-in page
     assert_sent_to_login(replay(app, kept).get("/"))
-    assert len(audit_rows(app, AuditAction.LOGOUT)) == 1
+    assert len(audit_rows(app, AuditAction.AUTH_LOGOUT)) == 1
 
 
 # --- timeouts --------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def test_a_session_past_a_timeout_is_ended_and_audited(
     assert_sent_to_login(response)
     assert session_row(app, token) is None
     assert token_of(client) is None
-    expired = audit_rows(app, AuditAction.SESSION_EXPIRED)
+    expired = audit_rows(app, AuditAction.AUTH_SESSION_EXPIRED)
     assert [row.actor_id for row in expired] == [account.id]
 
 
@@ -229,7 +229,7 @@ def test_a_session_just_under_the_limits_still_works(
     assert token is not None
     age_session(app, token, idle=idle, age=age)
     assert client.get("/compte").status_code == 200
-    assert audit_rows(app, AuditAction.SESSION_EXPIRED) == []
+    assert audit_rows(app, AuditAction.AUTH_SESSION_EXPIRED) == []
 
 
 def test_activity_restarts_the_idle_clock_but_not_the_absolute_one(
@@ -273,8 +273,10 @@ def test_an_expired_session_is_audited_even_when_the_next_request_is_a_form_post
     # Then nothing is changed, the session is gone, and its expiry is still audited
     assert response.status_code in (302, 400)
     assert session_row(app, kept) is None
-    assert audit_rows(app, AuditAction.PASSWORD_CHANGED) == []
-    assert [row.actor_id for row in audit_rows(app, AuditAction.SESSION_EXPIRED)] == [account.id]
+    assert audit_rows(app, AuditAction.AUTH_PASSWORD_CHANGED) == []
+    assert [row.actor_id for row in audit_rows(app, AuditAction.AUTH_SESSION_EXPIRED)] == [
+        account.id
+    ]
 
 
 # --- revocation ------------------------------------------------------------------------
@@ -371,7 +373,7 @@ def test_password_change_ends_the_other_sessions_and_renews_the_current_id(
     assert_sent_to_login(forgotten.get("/"))
     # But nobody else is
     assert colleague_client.get("/").status_code == 200
-    assert len(audit_rows(app, AuditAction.PASSWORD_CHANGED)) == 1
+    assert len(audit_rows(app, AuditAction.AUTH_PASSWORD_CHANGED)) == 1
 
 
 # --- closing a session from "mon compte" -----------------------------------------------
@@ -400,7 +402,7 @@ def test_a_user_closes_one_of_their_other_sessions_from_mon_compte(
     assert session_row(app, forgotten_token) is None
     assert_sent_to_login(forgotten.get("/"))
     assert laptop.get("/compte").status_code == 200
-    revoked = audit_rows(app, AuditAction.SESSION_REVOKED)
+    revoked = audit_rows(app, AuditAction.AUTH_SESSION_REVOKED)
     assert [(r.actor_id, r.target_id) for r in revoked] == [
         (account.id, digest(forgotten_token)[:16])
     ]
@@ -425,4 +427,4 @@ def test_the_handle_of_another_users_session_gives_404_and_closes_nothing(
     assert response.status_code == 404
     assert session_row(app, bob_token) is not None
     assert bob_client.get("/").status_code == 200
-    assert audit_rows(app, AuditAction.SESSION_REVOKED) == []
+    assert audit_rows(app, AuditAction.AUTH_SESSION_REVOKED) == []

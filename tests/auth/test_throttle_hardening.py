@@ -111,8 +111,8 @@ def test_parallel_wrong_passwords_on_one_account_evaluate_at_most_the_limit(
     # Then at most LIMIT passwords were checked; the others waited without being evaluated
     assert codes.count(200) <= LIMIT, codes
     assert codes.count(200) + codes.count(429) == BURST
-    assert len(audit_rows(slow_app, AuditAction.LOGIN_FAILURE)) == codes.count(200)
-    assert len(audit_rows(slow_app, AuditAction.LOGIN_THROTTLED)) == codes.count(429)
+    assert len(audit_rows(slow_app, AuditAction.AUTH_LOGIN_FAILURE)) == codes.count(200)
+    assert len(audit_rows(slow_app, AuditAction.AUTH_LOGIN_THROTTLED)) == codes.count(429)
 
 
 def test_parallel_attempts_from_one_address_evaluate_at_most_its_limit(
@@ -130,7 +130,7 @@ def test_parallel_attempts_from_one_address_evaluate_at_most_its_limit(
     codes = _burst(clients, "/connexion", forms)
     # Then the address had at most its limit evaluated
     assert codes.count(200) <= LIMIT, codes
-    assert len(audit_rows(slow_app, AuditAction.LOGIN_FAILURE)) == codes.count(200)
+    assert len(audit_rows(slow_app, AuditAction.AUTH_LOGIN_FAILURE)) == codes.count(200)
 
 
 def test_parallel_wrong_passwords_on_an_mfa_enrolment_link_evaluate_at_most_the_limit(
@@ -152,7 +152,7 @@ def test_parallel_wrong_passwords_on_an_mfa_enrolment_link_evaluate_at_most_the_
     assert codes.count(200) <= LIMIT, codes
     checked = [
         r
-        for r in audit_rows(slow_app, AuditAction.REAUTH_FAILURE)
+        for r in audit_rows(slow_app, AuditAction.AUTH_REAUTH_FAILURE)
         if '"reason":"bad_password"' in (r.details or "")
     ]
     assert len(checked) == codes.count(200)
@@ -220,14 +220,14 @@ def test_after_too_many_wrong_codes_even_the_right_code_is_refused_until_a_passw
     assert lucky.status_code == 200
     assert GENERIC in lucky.get_data(as_text=True)
     assert _normalised(lucky.get_data(as_text=True)) == _normalised(wrong.get_data(as_text=True))
-    refused = audit_rows(app, AuditAction.LOGIN_THROTTLED)
+    refused = audit_rows(app, AuditAction.AUTH_LOGIN_THROTTLED)
     assert refused and all('"scope":"mfa_failures"' in r.details for r in refused)
     assert refused[0].actor_id == account.id
-    assert audit_rows(app, AuditAction.LOGIN_SUCCESS) == []
+    assert audit_rows(app, AuditAction.AUTH_LOGIN_SUCCESS) == []
     # And a wrong password is still just a wrong password (the cap comes after the password)
     clock(16)
     login(_client(app, _ip()), account, password="not the password at all")
-    assert '"reason":"bad_password"' in audit_rows(app, AuditAction.LOGIN_FAILURE)[-1].details
+    assert '"reason":"bad_password"' in audit_rows(app, AuditAction.AUTH_LOGIN_FAILURE)[-1].details
 
     # When the person resets the password by e-mail
     person = https(app.test_client())
@@ -269,7 +269,7 @@ def test_a_successful_log_in_or_enrolment_starts_the_count_again(
         clock(16)
         login(_client(app, _ip()), account, code=_wrong_code(account))
     with app.app_context():
-        audit.record(db.session, AuditAction.MFA_ENROLLED, actor=audit.Actor(account.id, None))
+        audit.record(db.session, AuditAction.AUTH_MFA_ENROLLED, actor=audit.Actor(account.id, None))
         db.session.commit()
     for _ in range(maximum - 1):
         clock(16)
@@ -278,7 +278,7 @@ def test_a_successful_log_in_or_enrolment_starts_the_count_again(
     clock(16)
     reset_totp_step(app, account)
     assert login(_client(app, _ip()), account).status_code == 302
-    assert audit_rows(app, AuditAction.LOGIN_THROTTLED) == []
+    assert audit_rows(app, AuditAction.AUTH_LOGIN_THROTTLED) == []
 
 
 @pytest.mark.parametrize("value", [2, 101])

@@ -26,7 +26,7 @@ def _replayed_code(app: Flask, account: Account) -> None:
     with app.app_context():
         audit.record(
             db.session,
-            AuditAction.MFA_REPLAY,
+            AuditAction.AUTH_MFA_REPLAY,
             actor=audit.Actor(account.id, account.org_id),
             context=audit.Context(source_ip="203.0.113.10", user_agent="pytest"),
             outcome=Outcome.FAILURE,

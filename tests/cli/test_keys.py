@@ -15,8 +15,8 @@ from flask import Flask
 
 from audit import AuditAction
 from portal.cli import main
+from portal.container import services
 from portal.db import job_lock, make_engine
-from portal.services import services
 from portal.settings import Settings
 from storage import (
     IntegrityError,

@@ -35,6 +35,8 @@ FLOWS_CORE = {
     "portal.flows.codes", "portal.flows.encoding", "portal.flows.registry", "portal.flows.report",
     "portal.flows.rules", "portal.flows.sample", "portal.flows.spec", "portal.flows.types",
     "portal.flows.v001_0", "portal.flows.validator", "portal.flows.xsd",
+    # the one list of département codes (standard library only)
+    "portal.orgs", "portal.orgs.departements",
 }  # fmt: skip
 FRAMEWORKS = ("flask", "werkzeug", "flask_login", "flask_wtf", "sqlalchemy", "alembic", "boto3")
 

@@ -58,7 +58,7 @@ def test_scripted_provisioning_prints_the_totp_secret_once_and_the_account_logs_
     # The secret is never written to the audit trail
     assert all(created["totp_secret"] not in (r.details or "") for r in audit_rows(app))
     # and the activation is on the trail as the account's own, done through the CLI
-    for action in (AuditAction.MFA_ENROLLED, AuditAction.ACCOUNT_ACTIVATED):
+    for action in (AuditAction.AUTH_MFA_ENROLLED, AuditAction.ACCOUNT_ACTIVATED):
         [row] = audit_rows(app, action)
         assert (row.actor_id, row.details, row.user_agent) == (
             created["id"],

@@ -143,7 +143,7 @@ def test_db_upgrade_creates_the_application_role_which_cannot_rewrite_the_audit_
     engine = db.bound(app).engine
     try:
         with app.app_context():
-            audit.record(db.session, AuditAction.LOGIN_FAILURE, outcome=audit.Outcome.FAILURE)
+            audit.record(db.session, AuditAction.AUTH_LOGIN_FAILURE, outcome=audit.Outcome.FAILURE)
             db.session.commit()
         for sql in ("UPDATE audit_event SET outcome = 'success'", "DELETE FROM audit_event"):
             with (

@@ -13,9 +13,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from audit import AuditAction
+from portal.container import services
 from portal.db import db
 from portal.deposits.models import Deposit, DepositFile, DownloadReceipt
-from portal.services import services
 from tests.conftest import audit_rows, csrf_of
 from tests.deposits.conftest import (
     PDF,
@@ -161,7 +161,7 @@ def test_a_link_for_someone_else_or_tampered_or_expired_is_refused(
     assert recipient.get(f"/telechargement/{old}").status_code == 404
     # The genuine link still works for its owner
     assert recipient.get(path).status_code == 200
-    reasons = [r.details for r in audit_rows(app, AuditAction.LINK_REFUSED)]
+    reasons = [r.details for r in audit_rows(app, AuditAction.DEPOSIT_LINK_REFUSED)]
     for reason in ("other_user", "invalid", "wrong_purpose", "expired"):
         assert any(reason in d for d in reasons), (reason, reasons)
 

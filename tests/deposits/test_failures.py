@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from portal.container import services
 from portal.db import db
 from portal.deposits import services as deposits
 from portal.deposits.models import Deposit, DepositFile
-from portal.services import services
 from portal.web import audit_context
 from tests.conftest import https
 from tests.deposits.conftest import PDF, create_deposit, publish, upload

@@ -31,11 +31,11 @@ import audit
 import storage
 from audit import AuditAction, Outcome
 from portal.accounts.models import Role
+from portal.container import services
 from portal.db import db, utcnow
 from portal.deposits.models import DownloadReceipt
 from portal.securite.alerts import run_alert_job
 from portal.securite.models import AlertKind, SecurityAlert
-from portal.services import services
 from portal.settings import Settings
 from storage.stream import HEADER_SIZE, TAG_SIZE
 from tests.api.conftest import bare_client, make_token
@@ -129,7 +129,7 @@ def assert_reported_not_received(
     )
     assert details["object_key"].endswith(f"/{file_id}") and details["segment"] == segment
     assert details["bytes_sent"] == segment * SEGMENT  # the sound segments before it, only
-    downloaded = audit_rows(app, AuditAction.FILE_DOWNLOADED)
+    downloaded = audit_rows(app, AuditAction.DEPOSIT_DOWNLOADED)
     assert [r for r in downloaded if r.outcome == Outcome.SUCCESS] == []
     with app.app_context():
         assert db.session.execute(sa.select(DownloadReceipt)).first() is None
@@ -187,7 +187,7 @@ def test_a_damaged_file_is_never_recorded_as_received_on_the_web(
             response.get_data()
     # And the trail, the alert and the absent receipt say so
     assert_reported_not_received(app, file_id, DAMAGES[damage].segment, officer62, smtp)
-    assert audit_rows(app, AuditAction.LINK_REFUSED) == []
+    assert audit_rows(app, AuditAction.DEPOSIT_LINK_REFUSED) == []
     # And the sender is not told the file was received
     assert "Conseil Ler" not in sender.get(f"/depots/{deposit_id}").get_data(as_text=True)
 
@@ -231,13 +231,13 @@ def test_a_sound_download_writes_its_receipt_only_after_the_last_byte(
     body = iter(response.response)
     received = [next(body), next(body)]
     # While bytes are still to come, the sender is not told it was received
-    assert audit_rows(app, AuditAction.FILE_DOWNLOADED) == []
+    assert audit_rows(app, AuditAction.DEPOSIT_DOWNLOADED) == []
     with app.app_context():
         assert db.session.execute(sa.select(DownloadReceipt)).first() is None
     # Once the last byte is sent, it is
     received.extend(body)
     assert b"".join(received) == BIG_PDF
-    [row] = audit_rows(app, AuditAction.FILE_DOWNLOADED)
+    [row] = audit_rows(app, AuditAction.DEPOSIT_DOWNLOADED)
     assert row.outcome == Outcome.SUCCESS
     with app.app_context():
         assert len(db.session.execute(sa.select(DownloadReceipt)).all()) == 1
@@ -254,7 +254,7 @@ def test_a_download_cut_off_by_the_client_is_no_receipt(
     first = next(iter(response.response))
     response.close()
     # Then the trail has a failed download with what was sent, and there is no receipt
-    [row] = audit_rows(app, AuditAction.FILE_DOWNLOADED)
+    [row] = audit_rows(app, AuditAction.DEPOSIT_DOWNLOADED)
     assert row.outcome == Outcome.FAILURE
     assert json.loads(row.details)["reason"] == "interrupted"
     assert json.loads(row.details)["bytes_sent"] == len(first) < len(BIG_PDF)

@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 import audit
 from audit import AuditAction
 from portal.accounts.models import User
+from portal.container import services
 from portal.db import db, new_id, utcnow
 from portal.deposits.models import Deposit, DepositFile, DepositStatus
 from portal.deposits.services import (
@@ -27,7 +28,6 @@ from portal.deposits.services import (
     purge_expired_deposits,
     withdraw,
 )
-from portal.services import services
 from portal.settings import Settings
 from storage.s3 import S3Store
 from tests.api.conftest import make_token

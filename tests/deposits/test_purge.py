@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 import storage
 from audit import NO_CONTEXT, SYSTEM, AuditAction
+from portal.container import services
 from portal.db import db, utcnow
 from portal.deposits.models import Deposit, DepositFile
 from portal.deposits.services import (
@@ -20,7 +21,6 @@ from portal.deposits.services import (
     finish_destructions,
     purge_expired_deposits,
 )
-from portal.services import services
 from tests.conftest import audit_rows
 from tests.deposits.conftest import PDF, create_deposit, file_ids, sent_deposit, upload
 from tests.factories import Account, World

@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 import audit
 from audit import AuditAction
 from portal.accounts.models import Role, User
+from portal.container import services
 from portal.db import db, utcnow
 from portal.deposits.models import Deposit
 from portal.deposits.reminders import (
@@ -29,7 +30,6 @@ from portal.deposits.reminders import (
 )
 from portal.mail import Mailer, MailError
 from portal.orgs.models import OrgKind
-from portal.services import services
 from portal.settings import Settings
 from tests.conftest import audit_rows, csrf_of, reread
 from tests.deposits.conftest import (
@@ -163,7 +163,7 @@ def test_reminders_at_7_and_1_day_go_to_a_shared_inbox_until_one_member_download
     assert last.already_downloaded == 2
     assert smtp.messages == []
     # And the trail holds one reminder row per deposit and window, with counts only
-    rows = audit_rows(app, AuditAction.REMINDER_SENT)
+    rows = audit_rows(app, AuditAction.DEPOSIT_REMINDER_SENT)
     assert [r.target_id for r in rows] == [deposit_id, deposit_id]
     assert '"days":7' in rows[0].details and '"sent":2' in rows[0].details
     assert '"already_downloaded":2' in rows[1].details and '"days":1' in rows[1].details
@@ -261,7 +261,7 @@ def test_no_reminder_for_withdrawn_expired_or_draft_deposits(
     for deposit_id in (withdrawn, expired, draft):
         deposit = reread(app, Deposit, deposit_id)
         assert deposit.reminded_7_at is None and deposit.reminded_1_at is None
-    assert audit_rows(app, AuditAction.REMINDER_SENT) == []
+    assert audit_rows(app, AuditAction.DEPOSIT_REMINDER_SENT) == []
 
 
 def test_dry_run_reports_but_sends_and_marks_nothing(
@@ -274,7 +274,7 @@ def test_dry_run_reports_but_sends_and_marks_nothing(
     assert report.dry_run and report.deposits == {7: 1, 1: 0} and report.mails_sent == 1
     assert smtp.messages == []
     assert reread(app, Deposit, deposit_id).reminded_7_at is None
-    assert audit_rows(app, AuditAction.REMINDER_SENT) == []
+    assert audit_rows(app, AuditAction.DEPOSIT_REMINDER_SENT) == []
     # And the real run afterwards still sends the reminder
     assert _reminders(app).mails_sent == 1
 
@@ -297,7 +297,9 @@ def test_mail_failures_are_counted_and_do_not_stop_the_job(
     # Then the failures are counted and the other deposit's recipients are reminded
     assert report.mails_failed == 2 and report.mails_sent == 2
     assert {m["To"] for m in smtp.messages} == {world.agent62.email, world.agent62b.email}
-    failed = [r for r in audit_rows(app, AuditAction.REMINDER_SENT) if r.target_id == for_ft]
+    failed = [
+        r for r in audit_rows(app, AuditAction.DEPOSIT_REMINDER_SENT) if r.target_id == for_ft
+    ]
     assert failed[0].outcome == "failure" and '"failed":2' in failed[0].details
     # And the deposit whose reminder reached nobody is tried again by the next run
     assert reread(app, Deposit, for_ft).reminded_7_at is None
@@ -347,7 +349,7 @@ def test_two_servers_running_the_jobs_at_once_send_each_mail_once(
         == ["Fil'R : résumé quotidien, 1 nouveau dépôt"]
         + ["Fil'R : un dépôt expire dans 3 jours"] * 4
     )
-    assert len(audit_rows(app, AuditAction.REMINDER_SENT)) == 4
+    assert len(audit_rows(app, AuditAction.DEPOSIT_REMINDER_SENT)) == 4
 
 
 # --- daily digest ----------------------------------------------------------------------
@@ -397,7 +399,7 @@ def test_digest_counts_deposits_by_space_and_category_and_replaces_the_immediate
     # And the immediate-mail agent gets no digest; the mark has moved
     assert len(smtp.to(immediate.email)) == 5
     assert reread(app, User, digest.id).last_digest_at is not None
-    [row] = audit_rows(app, AuditAction.DIGEST_SENT)
+    [row] = audit_rows(app, AuditAction.DEPOSIT_DIGEST_SENT)
     assert row.target_id == digest.id and '"deposits":4' in row.details
 
 
@@ -408,7 +410,7 @@ def test_no_digest_is_sent_when_nothing_arrived(
     report = _digests(app)
     assert (report.users, report.mails_sent) == (0, 0)
     assert smtp.messages == []
-    assert audit_rows(app, AuditAction.DIGEST_SENT) == []
+    assert audit_rows(app, AuditAction.DEPOSIT_DIGEST_SENT) == []
 
 
 def test_digest_dry_run_sends_nothing_and_keeps_the_mark(

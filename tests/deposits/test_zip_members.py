@@ -15,9 +15,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from audit import AuditAction
+from portal.container import services
 from portal.db import db
 from portal.deposits.models import Deposit, DepositFile
-from portal.services import services
 from tests.api.conftest import assert_problem, bare_client, make_token, new_deposit
 from tests.conftest import audit_rows
 from tests.deposits.conftest import create_deposit, upload
@@ -125,7 +125,7 @@ def test_refused_archive_leaves_nothing_whether_refused_midway_or_at_its_end(
 
     # And no row, no object is left, and the trail has the reason without any name
     assert stored_files(app) == ([], [])
-    refused = audit_rows(app, AuditAction.FILE_REFUSED)
+    refused = audit_rows(app, AuditAction.DEPOSIT_FILE_REFUSED)
     assert "zip_invalid" in [json.loads(row.details)["reason"] for row in refused]
     assert not any("page" in row.details for row in refused)
     assert_draft_without_files(app, deposit_id)

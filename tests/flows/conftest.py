@@ -105,7 +105,7 @@ def deposit_file(
 
 def stored_keys(app: Flask) -> list[str]:
     """Every object key of the deposits' store."""
-    from portal.services import services
+    from portal.container import services
 
     with app.app_context():
         return list(services().store.inner.list("deposits/"))

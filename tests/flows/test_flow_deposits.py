@@ -317,9 +317,9 @@ def test_the_generic_routes_cannot_touch_a_flows_draft_while_it_is_validated(
 ) -> None:
     from audit import NO_CONTEXT
     from portal.accounts.models import User
+    from portal.container import services
     from portal.deposits.models import DepositFile
     from portal.flows import services as flows
-    from portal.services import services
 
     # Given a valid CGPEM being uploaded, and an invalid one in the same hands
     good, _ = sample(FlowType.CGPEM, 5, date_reference=THIS_MONTH)
@@ -372,7 +372,7 @@ def test_the_generic_routes_cannot_touch_a_flows_draft_while_it_is_validated(
 def test_a_cgpem_whose_header_says_weekly_lives_as_a_monthly_flow(
     app: Flask, fw: FlowWorld, client_for: ClientFor, sample: Sample
 ) -> None:
-    from portal.services import services
+    from portal.container import services
 
     # Given a CGPEM whose header carries the `H` the convention's table copied from PECDH
     data, _ = sample(FlowType.CGPEM, 3, date_reference=THIS_MONTH)
@@ -394,8 +394,8 @@ def test_a_report_sealed_under_a_former_secret_key_is_unavailable_not_an_error(
 ) -> None:
     from types import SimpleNamespace
 
+    from portal.container import services
     from portal.flows import services as flows
-    from portal.services import services
 
     # Given a refused flow whose report was sealed under a secret key since rotated
     data, _ = sample(FlowType.CGPEM, 3, errors=["fin.nb_dossier"], date_reference=THIS_MONTH)

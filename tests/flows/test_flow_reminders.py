@@ -11,11 +11,11 @@ from click.testing import CliRunner
 from flask import Flask
 
 import audit
+from portal.container import services
 from portal.db import db
 from portal.flows import FlowType
 from portal.flows.models import FlowDeposit, FlowReminder
 from portal.flows.reminders import FlowReminderReport, send_flow_reminders
-from portal.services import services
 from tests.conftest import audit_rows
 from tests.deposits.test_reminders import cli_env  # noqa: F401 - fixture
 from tests.factories import FlowWorld

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from portal.accounts.models import AccountStatus, User, UserRole
 from portal.orgs.models import FtTerritory, Organisation, OrgKind
-from portal.orgs.permissions import can_see_space, may_exchange, spaces_of
+from portal.orgs.permissions import can_see_space, is_national, may_exchange, spaces_of
 
 
 def _org(kind: OrgKind, dep: str | None = None, territory: tuple[str, ...] = ()) -> Organisation:
@@ -48,6 +48,17 @@ def test_provider_of_62_cannot_see_space_of_59() -> None:
     assert not can_see_space(_user(PROVIDER62), "59")
     assert can_see_space(_user(PROVIDER62), "62")
     assert not can_see_space(_user(PROVIDER62), None)
+
+
+def test_only_a_france_travail_structure_flagged_national_is_national() -> None:
+    national = _org(OrgKind.FRANCE_TRAVAIL, territory=("59",))
+    national.is_national = True
+    flagged_departement = _org(OrgKind.DEPARTEMENT, "59")
+    flagged_departement.is_national = True
+
+    assert is_national(national)
+    assert not is_national(flagged_departement)
+    assert not is_national(FT_HDF)
 
 
 def test_conventions_on_who_may_address_whom() -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import event
 import audit
 from audit import AuditAction, AuditEvent, Outcome
 from portal.accounts.models import Role, User
+from portal.container import services
 from portal.db import db, utcnow
 from portal.mail import MailError
 from portal.orgs.models import OrgKind
@@ -24,7 +25,6 @@ from portal.securite.alerts import NOTIFICATION_KEY, AlertReport, run_alert_job
 from portal.securite.detectors import network_of
 from portal.securite.models import AlertJobState, AlertKind, AlertStatus, SecurityAlert
 from portal.securite.services import scope_for, visible_alerts
-from portal.services import services
 from tests.factories import Factory, OfficerWorld
 from tests.securite.conftest import Emit
 from tests.support.services import SmtpSink, body_of
@@ -62,7 +62,7 @@ def failures(
 ) -> None:
     for i in range(n):
         emit(
-            AuditAction.LOGIN_FAILURE,
+            AuditAction.AUTH_LOGIN_FAILURE,
             who,
             ip=ip,
             outcome=Outcome.FAILURE,
@@ -152,11 +152,11 @@ def test_twenty_failures_from_one_ip_raise_an_ip_alert_and_nineteen_do_not(
 def test_an_mfa_replay_raises_an_alert_and_an_mfa_success_does_not(
     app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
-    emit(AuditAction.MFA_SUCCESS, world.agent59)
+    emit(AuditAction.AUTH_MFA_SUCCESS, world.agent59)
     run_job(app)
     assert alerts_of(app) == []
     # Given a replayed TOTP code on the account of an agent of 59
-    emit(AuditAction.MFA_REPLAY, world.agent59, outcome=Outcome.FAILURE)
+    emit(AuditAction.AUTH_MFA_REPLAY, world.agent59, outcome=Outcome.FAILURE)
     # When the job runs, Then an MFA replay alert for 59's officers
     run_job(app)
     [alert] = alerts_of(app, AlertKind.MFA_REPLAY)
@@ -390,7 +390,7 @@ def test_an_agent_probing_random_deposit_ids_on_the_portal_is_reported_to_its_of
 def downloads(emit: Emit, who: object, n: int, start: datetime) -> None:
     for i in range(n):
         emit(
-            AuditAction.FILE_DOWNLOADED,
+            AuditAction.DEPOSIT_DOWNLOADED,
             who,
             target=audit.Target("file", f"{i:032x}", "62"),
             details={"deposit_id": "a" * 32, "size": 10},
@@ -431,20 +431,20 @@ def test_log_in_from_a_new_network_raises_an_alert_for_a_privileged_account_only
     app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given a first log-in of an account manager (no history: activation is no anomaly)
-    emit(AuditAction.LOGIN_SUCCESS, world.gest62, ip="203.0.113.10")
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.gest62, ip="203.0.113.10")
     run_job(app)
     assert alerts_of(app) == []
     # And a later log-in from the same /24
-    emit(AuditAction.LOGIN_SUCCESS, world.gest62, ip="203.0.113.200")
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.gest62, ip="203.0.113.200")
     run_job(app)
     assert alerts_of(app) == []
     # And an agent (not privileged) logging in from two networks
-    emit(AuditAction.LOGIN_SUCCESS, world.agent62, ip="203.0.113.10")
-    emit(AuditAction.LOGIN_SUCCESS, world.agent62, ip="192.0.2.1")
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.agent62, ip="203.0.113.10")
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.agent62, ip="192.0.2.1")
     run_job(app)
     assert alerts_of(app) == []
     # When the account manager logs in from another network
-    emit(AuditAction.LOGIN_SUCCESS, world.gest62, ip="192.0.2.44")
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.gest62, ip="192.0.2.44")
     run_job(app)
     # Then one alert naming the /24 network
     [alert] = alerts_of(app, AlertKind.NEW_NETWORK)
@@ -458,8 +458,10 @@ def test_a_new_network_alert_goes_to_the_organisation_not_to_france_travail_of_i
 ) -> None:
     # Given an account manager of 62 logging in from a second network (log-in rows carry no
     # département: only the officers of the organisation and the national ones can read them)
-    emit(AuditAction.LOGIN_SUCCESS, world.gest62, ip="203.0.113.5", at=NOW)
-    emit(AuditAction.LOGIN_SUCCESS, world.gest62, ip="192.0.2.99", at=NOW + timedelta(minutes=1))
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.gest62, ip="203.0.113.5", at=NOW)
+    emit(
+        AuditAction.AUTH_LOGIN_SUCCESS, world.gest62, ip="192.0.2.99", at=NOW + timedelta(minutes=1)
+    )
     # When the job runs
     run_job(app)
     # Then the alert is scoped to the organisation only
@@ -474,11 +476,11 @@ def test_a_new_network_alert_goes_to_the_organisation_not_to_france_travail_of_i
 def test_ipv6_networks_are_compared_on_their_48_bit_prefix(
     app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
-    emit(AuditAction.LOGIN_SUCCESS, world.officer59, ip="2001:db8:1:1::5")
-    emit(AuditAction.LOGIN_SUCCESS, world.officer59, ip="2001:db8:1:ffff::9")
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.officer59, ip="2001:db8:1:1::5")
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.officer59, ip="2001:db8:1:ffff::9")
     run_job(app)
     assert alerts_of(app) == []
-    emit(AuditAction.LOGIN_SUCCESS, world.officer59, ip="2001:db8:2::1")
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.officer59, ip="2001:db8:2::1")
     run_job(app)
     assert len(alerts_of(app, AlertKind.NEW_NETWORK)) == 1
 
@@ -497,8 +499,8 @@ def test_network_of_ipv4_ipv6_mapped_and_garbage() -> None:
 def test_a_row_altered_in_the_database_raises_a_chain_alert_mailed_to_every_officer(
     app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
-    seq = emit(AuditAction.LOGIN_SUCCESS, world.agent62)
-    emit(AuditAction.LOGOUT, world.agent62)
+    seq = emit(AuditAction.AUTH_LOGIN_SUCCESS, world.agent62)
+    emit(AuditAction.AUTH_LOGOUT, world.agent62)
     # A valid chain raises nothing and records its status
     run_job(app, verify_chain=True)
     assert alerts_of(app) == []
@@ -549,7 +551,7 @@ def test_running_the_job_twice_raises_and_mails_once(
     app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
     failures(emit, world.agent62, 6, start=NOW, every=timedelta(minutes=1), ip="203.0.113.10")
-    emit(AuditAction.MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
+    emit(AuditAction.AUTH_MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
     first = run_job(app)
     second = run_job(app)
     assert (first.raised, second.raised, second.updated) == (2, 0, 0)
@@ -564,9 +566,9 @@ def test_running_the_job_twice_raises_and_mails_once(
 def test_a_new_occurrence_updates_the_open_alert_without_a_new_mail(
     app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
-    emit(AuditAction.MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
+    emit(AuditAction.AUTH_MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
     run_job(app)
-    emit(AuditAction.MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
+    emit(AuditAction.AUTH_MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
     report = run_job(app)
     assert (report.raised, report.updated) == (0, 1)
     [alert] = alerts_of(app)
@@ -577,7 +579,7 @@ def test_a_new_occurrence_updates_the_open_alert_without_a_new_mail(
 def test_dry_run_changes_nothing(
     app: Flask, world: OfficerWorld, emit: Emit, smtp: SmtpSink
 ) -> None:
-    emit(AuditAction.MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
+    emit(AuditAction.AUTH_MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
     report = run_job(app, dry_run=True)
     assert report.kinds == {"mfa_replay": 1}
     assert alerts_of(app) == [] and smtp.messages == []
@@ -597,7 +599,7 @@ def test_an_unreachable_relay_leaves_the_alert_to_be_mailed_at_the_next_run(
 ) -> None:
     # Given a relay that refuses connections
     broken = make_app(smtp_port=1)  # type: ignore[operator]
-    emit(AuditAction.MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
+    emit(AuditAction.AUTH_MFA_REPLAY, world.agent62, outcome=Outcome.FAILURE)
     report = run_job(broken)
     assert report.raised == 1 and report.mails_failed >= 1
     [alert] = alerts_of(app)
@@ -683,8 +685,8 @@ def test_a_refused_mailbox_is_given_up_after_a_bounded_number_of_attempts(
 
 def test_the_first_run_looks_back_one_day_only(app: Flask, world: OfficerWorld, emit: Emit) -> None:
     # Given a replay two days ago and one an hour ago, before the job ever ran
-    emit(AuditAction.MFA_REPLAY, world.agent62, at=utcnow() - timedelta(days=2))
-    emit(AuditAction.MFA_REPLAY, world.agent59, at=utcnow() - timedelta(hours=1))
+    emit(AuditAction.AUTH_MFA_REPLAY, world.agent62, at=utcnow() - timedelta(days=2))
+    emit(AuditAction.AUTH_MFA_REPLAY, world.agent59, at=utcnow() - timedelta(hours=1))
     # When the job runs for the first time, Then only the recent one raises an alert
     run_job(app)
     [alert] = alerts_of(app)
@@ -695,8 +697,8 @@ def test_a_deleted_last_row_is_found_by_the_chain_check(
     app: Flask, world: OfficerWorld, emit: Emit
 ) -> None:
     # Given the newest row deleted behind the application's back
-    emit(AuditAction.LOGIN_SUCCESS, world.agent62)
-    last = emit(AuditAction.LOGOUT, world.agent62)
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.agent62)
+    last = emit(AuditAction.AUTH_LOGOUT, world.agent62)
     with app.app_context():
         db.session.execute(sa.text("DELETE FROM audit_event WHERE seq = :s"), {"s": last})
         db.session.commit()
@@ -714,13 +716,15 @@ def test_a_row_committed_by_another_server_during_the_check_is_no_broken_chain(
     # Given a valid trail, and another server committing a row just before the job reads the
     # chain head (READ COMMITTED: read after the rows, the head would be newer than them)
     for _ in range(3):
-        emit(AuditAction.LOGIN_SUCCESS, world.agent62)
+        emit(AuditAction.AUTH_LOGIN_SUCCESS, world.agent62)
     armed = [True]
 
     def interleave(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
         if armed[0] and "FROM audit_chain_head" in statement:
             armed[0] = False
-            writer = threading.Thread(target=emit, args=(AuditAction.LINK_ISSUED, world.agent62))
+            writer = threading.Thread(
+                target=emit, args=(AuditAction.DEPOSIT_LINK_ISSUED, world.agent62)
+            )
             writer.start()
             writer.join()
 

@@ -67,23 +67,25 @@ def make_deposit(app: Flask, sender: Account, departement: str, title: str) -> t
 
 def seed(emit: Emit, world: OfficerWorld) -> None:
     """Rows of 62, of 59, of the provider of 62 and of France Travail, each with a marker."""
-    emit(AuditAction.LOGIN_SUCCESS, world.agent62, details={"marker": "m-agent62"})
-    emit(AuditAction.LOGIN_SUCCESS, world.provider_agent62, details={"marker": "m-presta62"})
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.agent62, details={"marker": "m-agent62"})
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.provider_agent62, details={"marker": "m-presta62"})
     emit(
-        AuditAction.FILE_DOWNLOADED,
+        AuditAction.DEPOSIT_DOWNLOADED,
         world.officer_ft62,
         target=audit.Target("file", "1" * 32, "62"),
         details={"marker": "m-ft-in-62"},
     )
-    emit(AuditAction.LOGIN_SUCCESS, world.agent59, details={"marker": "m-agent59"})
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.agent59, details={"marker": "m-agent59"})
     emit(
-        AuditAction.FILE_DOWNLOADED,
+        AuditAction.DEPOSIT_DOWNLOADED,
         world.agent59,
         target=audit.Target("file", "2" * 32, "59"),
         details={"marker": "m-space59"},
         ip="192.0.2.59",
     )
-    emit(AuditAction.LOGIN_FAILURE, None, outcome=Outcome.FAILURE, details={"marker": "m-anon"})
+    emit(
+        AuditAction.AUTH_LOGIN_FAILURE, None, outcome=Outcome.FAILURE, details={"marker": "m-anon"}
+    )
 
 
 MARKERS_62 = ("m-agent62", "m-presta62", "m-ft-in-62")
@@ -220,7 +222,7 @@ def test_filters_narrow_the_search_and_each_search_is_audited(
 ) -> None:
     seed(emit, world)
     emit(
-        AuditAction.MFA_FAILURE,
+        AuditAction.AUTH_MFA_FAILURE,
         world.agent62,
         outcome=Outcome.FAILURE,
         ip="198.51.100.1",
@@ -252,7 +254,7 @@ def test_a_period_at_the_ends_of_the_calendar_answers_a_page_not_an_error(
     app: Flask, world: OfficerWorld, emit: Emit, login_as: LoginAs, period: str
 ) -> None:
     # Given a row of 62 today
-    emit(AuditAction.LOGIN_SUCCESS, world.agent62, details={"marker": "m-agent62"})
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.agent62, details={"marker": "m-agent62"})
     c = as_officer(app, login_as, world.officer62)
     # When the officer searches and exports a period reaching the calendar's ends
     html = page(c, f"/securite/journal?{period}")
@@ -291,7 +293,7 @@ def test_keyset_pagination_walks_every_row_once(
         for i in range(120):
             audit.record(
                 db.session,
-                AuditAction.LINK_ISSUED,
+                AuditAction.DEPOSIT_LINK_ISSUED,
                 actor=audit.Actor(world.agent62.id, world.org62),
                 target=audit.Target("file", f"{i:032x}", "62"),
             )
@@ -316,7 +318,7 @@ def test_injection_characters_are_shown_literally(
 ) -> None:
     # Given a row whose user agent and details carry markup, CR/LF and a CSV formula
     emit(
-        AuditAction.LOGIN_FAILURE,
+        AuditAction.AUTH_LOGIN_FAILURE,
         world.agent62,
         outcome=Outcome.FAILURE,
         user_agent='<script>alert("ua")</script>\r\nX-Injected: 1',
@@ -350,9 +352,14 @@ def test_the_deposit_timeline_shows_ids_and_metadata_never_title_or_file_name(
     target = audit.Target("deposit", deposit_id, "62")
     emit(AuditAction.DEPOSIT_CREATED, world.agent62, target=target, details={"marker": "m-created"})
     file_target = audit.Target("file", file_id, "62")
-    emit(AuditAction.FILE_UPLOADED, world.agent62, target=file_target, details={"marker": "m-up"})
     emit(
-        AuditAction.FILE_DOWNLOADED,
+        AuditAction.DEPOSIT_FILE_UPLOADED,
+        world.agent62,
+        target=file_target,
+        details={"marker": "m-up"},
+    )
+    emit(
+        AuditAction.DEPOSIT_DOWNLOADED,
         world.officer_ft62,
         target=file_target,
         details={"deposit_id": deposit_id, "size": 10},
@@ -386,13 +393,13 @@ def test_a_timeline_keeps_to_the_scope_of_the_officer(
 ) -> None:
     # Given a France Travail officer of 62 who downloaded in 62 and in 59
     emit(
-        AuditAction.FILE_DOWNLOADED,
+        AuditAction.DEPOSIT_DOWNLOADED,
         world.officer_ft62,
         target=audit.Target("file", "3" * 32, "62"),
         details={"marker": "m-ft-62"},
     )
     emit(
-        AuditAction.FILE_DOWNLOADED,
+        AuditAction.DEPOSIT_DOWNLOADED,
         world.officer_ft62,
         target=audit.Target("file", "4" * 32, "59"),
         details={"marker": "m-ft-59"},
@@ -426,7 +433,7 @@ def test_a_big_export_is_streamed_and_audited_before_the_first_byte(
         for i in range(3000):
             audit.record(
                 db.session,
-                AuditAction.LINK_ISSUED,
+                AuditAction.DEPOSIT_LINK_ISSUED,
                 actor=audit.Actor(world.agent62.id, world.org62),
                 target=audit.Target("file", f"{i:032x}", "62"),
             )
@@ -515,7 +522,7 @@ def test_the_dashboard_shows_the_chain_status_of_the_last_job(
 
     c = as_officer(app, login_as, world.officer59)
     assert "pas encore été vérifiée" in page(c, "/securite")
-    emit(AuditAction.LOGIN_SUCCESS, world.agent59)
+    emit(AuditAction.AUTH_LOGIN_SUCCESS, world.agent59)
     run_job(app, verify_chain=True)
     assert "Chaîne intègre" in page(c, "/securite")
     with app.app_context():

@@ -20,7 +20,7 @@ from audit import AuditAction
 from portal.accounts.models import AccountStatus, RecoveryCode, Role, User, UserToken
 from portal.auth.models import ServerSession
 from portal.db import db, utcnow
-from portal.security import PUBLIC_ENDPOINTS
+from portal.gate import PUBLIC_ENDPOINTS
 from portal.web import safe_next
 from tests.conftest import audit_rows, csrf_of, https, login
 from tests.factories import Account, Factory
@@ -314,7 +314,7 @@ def test_log_in_without_a_valid_csrf_token_is_refused(
     # Then it is refused, and nobody is logged in
     assert_csrf_refused(response)
     assert_sent_to_login(client.get("/"))
-    assert audit_rows(app, AuditAction.LOGIN_SUCCESS) == []
+    assert audit_rows(app, AuditAction.AUTH_LOGIN_SUCCESS) == []
     user = user_row(app, account.id)
     assert user.last_login_at is None and user.totp_last_step is None
     # (control: the same form with its token logs in)
@@ -335,7 +335,7 @@ def test_log_out_without_a_valid_csrf_token_is_refused(
     assert_csrf_refused(response)
     assert token_of(client) == before
     assert client.get("/").status_code == 200
-    assert audit_rows(app, AuditAction.LOGOUT) == []
+    assert audit_rows(app, AuditAction.AUTH_LOGOUT) == []
     # (control)
     assert client.post("/deconnexion", data={"csrf_token": csrf_of(client, "/")}).status_code == 302
     assert_sent_to_login(client.get("/"))
@@ -358,7 +358,7 @@ def test_password_change_without_a_valid_csrf_token_is_refused(
     assert user_row(app, account.id).password_hash == hash_before
     assert token_of(client) == before
     assert client.get("/compte").status_code == 200
-    assert audit_rows(app, AuditAction.PASSWORD_CHANGED) == []
+    assert audit_rows(app, AuditAction.AUTH_PASSWORD_CHANGED) == []
     assert smtp.to(account.email) == []
     # (control)
     ok = client.post(

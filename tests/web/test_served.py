@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from portal.security import CSP, HSTS, SECURITY_HEADERS
+from portal.gate import CSP, HSTS, SECURITY_HEADERS
 from portal.serving import error_response
 
 # The real `filr serve` of the browser journeys, re-exported: a fixture of this module too.

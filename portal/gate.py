@@ -88,7 +88,7 @@ def install(app: Flask) -> None:
         if isinstance(sess, PortalSession) and sess.expired_user_id:
             audit.record(
                 db.session,
-                AuditAction.SESSION_EXPIRED,
+                AuditAction.AUTH_SESSION_EXPIRED,
                 actor=audit.Actor(sess.expired_user_id),
                 context=audit_context(),
             )
