@@ -59,7 +59,8 @@ def portal_session() -> PortalSession:
 def password_problems_of_reauth(password: str, purpose: str) -> list[str]:
     """Re-authenticate the current user before a sensitive change; French problems if refused.
 
-    A failure is audited and committed at once (it must survive the page that shows it).
+    A failure is audited and committed at once by the service (it must survive the page that
+    shows it).
     """
     from portal.auth.services import reauthenticate
     from portal.container import services
@@ -68,7 +69,6 @@ def password_problems_of_reauth(password: str, purpose: str) -> list[str]:
     result = reauthenticate(db.session, services(), the_user(), password, audit_context(), purpose)
     if result.ok:
         return []
-    db.session.commit()
     if result.retry_after is not None:
         return [
             "Trop de tentatives avec un mot de passe incorrect. "

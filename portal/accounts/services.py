@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -16,6 +16,7 @@ from portal.accounts.permissions import roles_allowed_for
 from portal.api import services as api_tokens
 from portal.auth import services as auth
 from portal.auth import totp
+from portal.auth.models import ServerSession
 from portal.auth.sessions import revoke_user_sessions
 from portal.container import Services
 from portal.db import utcnow
@@ -142,6 +143,59 @@ def resend_activation(
     return NewAccount(user, auth.issue_token(session, user, TokenPurpose.ACTIVATION))
 
 
+def create_account_and_mail_activation(
+    session: Session,
+    svc: Services,
+    *,
+    organisation: Organisation,
+    email: str,
+    full_name: str,
+    roles: Iterable[Role],
+    actor: audit.Actor,
+    ctx: audit.Context,
+) -> NewAccount:
+    """Create a pending account, commit, then e-mail its activation link (`send_activation`).
+
+    A refusal (AccountError) rolls the transaction back and propagates.
+    """
+    try:
+        new = create_account(
+            session,
+            organisation=organisation,
+            email=email,
+            full_name=full_name,
+            roles=roles,
+            actor=actor,
+            ctx=ctx,
+        )
+    except AccountError:
+        session.rollback()
+        raise
+    session.commit()
+    send_activation(session, svc, new, ctx, actor)
+    session.commit()
+    return new
+
+
+def resend_activation_mail(
+    session: Session, svc: Services, user: User, actor: audit.Actor, ctx: audit.Context
+) -> NewAccount:
+    """A new activation link for a pending account, committed with its row, then e-mailed.
+
+    The new token (which voids the old one) commits with its row, before the mail: if the row
+    cannot be written, the old link still works and nothing is sent. A refusal (AccountError)
+    rolls back and propagates.
+    """
+    try:
+        new = resend_activation(session, user, actor, ctx)
+    except AccountError:
+        session.rollback()
+        raise
+    send_activation(session, svc, new, ctx, actor)
+    session.commit()
+    return new
+
+
 @dataclass(frozen=True)
 class ProvisionedAccount:
     """A provisioned account: active with its new secrets, or pending with its link e-mailed."""
@@ -186,19 +240,10 @@ def provision_user(
     auth.set_password(session, svc, user, password)
     secret = totp.new_secret()
     user.totp_secret = svc.secret_box.seal(secret, user.id)
-    user.status = AccountStatus.ACTIVE
-    user.activated_at = utcnow()
-    codes = auth.replace_recovery_codes(session, user)
     token = auth.find_token(session, new.activation_token, TokenPurpose.ACTIVATION)
     if token is not None:
         auth.consume_token(session, token)
-    actor = audit.Actor(user.id, organisation.id)
-    audit.record(
-        session, AuditAction.AUTH_MFA_ENROLLED, actor=actor, context=ctx, details={"via": "cli"}
-    )
-    audit.record(
-        session, AuditAction.ACCOUNT_ACTIVATED, actor=actor, context=ctx, details={"via": "cli"}
-    )
+    codes = auth.activate_with_second_factor(session, user, ctx, details={"via": "cli"})
     session.commit()
     return ProvisionedAccount(user, secret, tuple(codes))
 
@@ -278,3 +323,126 @@ def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Conte
     )
     revoked = api_tokens.revoke_all_tokens(session, user, actor=actor, ctx=ctx, reason="mfa_reset")
     return MfaReset(token, revoked)
+
+
+StatusChange = Callable[[Session, User, audit.Actor, audit.Context], None]
+
+
+def change_status(
+    session: Session, change: StatusChange, user: User, actor: audit.Actor, ctx: audit.Context
+) -> None:
+    """Carry out *change* (`suspend`, `reactivate`, `revoke`) on *user* and commit.
+
+    A refusal (AccountError) rolls back and propagates.
+    """
+    try:
+        change(session, user, actor, ctx)
+    except AccountError:
+        session.rollback()
+        raise
+    session.commit()
+
+
+def reset_mfa_and_mail(
+    session: Session,
+    svc: Services,
+    user: User,
+    actor: audit.Actor,
+    ctx: audit.Context,
+    *,
+    mail_body: Callable[[MfaReset], str],
+) -> MfaReset:
+    """`reset_mfa`, commit, then e-mail the person the body *mail_body* writes for the reset.
+
+    A refusal (AccountError) rolls back and propagates; a mail failure (MailError) propagates
+    once the reset is committed.
+    """
+    try:
+        reset = reset_mfa(session, user, actor, ctx)
+    except AccountError:
+        session.rollback()
+        raise
+    session.commit()
+    subject = "Fil'R : votre double authentification a été réinitialisée"
+    svc.mailer.send(user.email, subject, mail_body(reset))
+    return reset
+
+
+# --- Mon compte: what every user changes on their own account -----------------------------
+
+
+def change_password(
+    session: Session,
+    svc: Services,
+    user: User,
+    password: str,
+    *,
+    keep_session_id: str | None,
+    ctx: audit.Context,
+    mail_body: str,
+    on_committed: Callable[[], object],
+) -> None:
+    """Set *user*'s new password and end every other session, commit, then mail the notice.
+
+    *on_committed* runs between the commit and the mail (the web page gives its own session a
+    new id there), so it has run even when the mail server fails.
+    """
+    auth.set_password(session, svc, user, password)
+    revoke_user_sessions(session, user.id, keep_row_id=keep_session_id)
+    audit.record(session, AuditAction.AUTH_PASSWORD_CHANGED, actor=user.audit_actor, context=ctx)
+    session.commit()
+    on_committed()
+    svc.mailer.send(user.email, "Fil'R : votre mot de passe a été modifié", mail_body)
+
+
+def regenerate_recovery_codes(session: Session, user: User, ctx: audit.Context) -> list[str]:
+    """Ten new recovery codes (shown once) replace the old ones; commits."""
+    codes = auth.replace_recovery_codes(session, user)
+    audit.record(
+        session, AuditAction.AUTH_RECOVERY_CODES_REGENERATED, actor=user.audit_actor, context=ctx
+    )
+    session.commit()
+    return codes
+
+
+def reenrol_totp(
+    session: Session,
+    svc: Services,
+    user: User,
+    secret: str,
+    code: str,
+    *,
+    keep_session_id: str | None,
+    ctx: audit.Context,
+) -> bool:
+    """Move *user*'s second factor to *secret* if *code* proves it; every other session ends.
+
+    Commits and returns True, or changes nothing and returns False for a wrong code.
+    """
+    if not auth.enrol_totp(session, svc, user, secret, code):
+        return False
+    revoke_user_sessions(session, user.id, keep_row_id=keep_session_id)
+    audit.record(
+        session,
+        AuditAction.AUTH_MFA_ENROLLED,
+        actor=user.audit_actor,
+        context=ctx,
+        details={"reason": "re-enrolment"},
+    )
+    session.commit()
+    return True
+
+
+def close_session(
+    session: Session, user: User, server_session: ServerSession, handle: str, ctx: audit.Context
+) -> None:
+    """End one of *user*'s own sessions (named by *handle* in the trail); commits."""
+    session.delete(server_session)
+    audit.record(
+        session,
+        AuditAction.AUTH_SESSION_REVOKED,
+        actor=user.audit_actor,
+        context=ctx,
+        target=audit.Target("session", handle),
+    )
+    session.commit()

@@ -6,8 +6,6 @@ import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers.response import Response
 
-import audit
-from audit import AuditAction
 from portal.accounts import services as accounts
 from portal.accounts.forms import (
     ChangePasswordForm,
@@ -21,7 +19,6 @@ from portal.accounts.permissions import can_manage_account, can_manage_accounts,
 from portal.auth import notices, totp
 from portal.auth import services as auth
 from portal.auth.models import ServerSession
-from portal.auth.sessions import revoke_user_sessions
 from portal.container import services
 from portal.db import db
 from portal.orgs.models import OrgKind
@@ -81,20 +78,15 @@ def change_password() -> str | Response:
         if not problems:
             problems = auth.check_new_password(user, form.password.data, form.confirmation.data)
         if not problems:
-            auth.set_password(db.session, svc, user, form.password.data)
-            revoke_user_sessions(db.session, user.id, keep_row_id=portal_session().row_id)
-            audit.record(
+            accounts.change_password(
                 db.session,
-                AuditAction.AUTH_PASSWORD_CHANGED,
-                actor=actor_of(user),
-                context=audit_context(),
-            )
-            db.session.commit()
-            portal_session().authenticate(user.id)  # new session id as well
-            svc.mailer.send(
-                user.email,
-                "Fil'R : votre mot de passe a été modifié",
-                render_template("mails/password_changed.txt"),
+                svc,
+                user,
+                form.password.data,
+                keep_session_id=portal_session().row_id,
+                ctx=audit_context(),
+                mail_body=render_template("mails/password_changed.txt"),
+                on_committed=lambda: portal_session().authenticate(user.id),  # new session id
             )
             flash(
                 "Votre mot de passe a été modifié. Vos autres sessions ont été fermées.", "success"
@@ -114,14 +106,7 @@ def regenerate_recovery_codes() -> str | Response:
         return _account_page(codes_form=form, problems=["Saisissez votre mot de passe actuel."])
     problems = password_problems_of_reauth(form.current.data, "recovery_codes")
     if not problems:
-        codes = auth.replace_recovery_codes(db.session, user)
-        audit.record(
-            db.session,
-            AuditAction.AUTH_RECOVERY_CODES_REGENERATED,
-            actor=actor_of(user),
-            context=audit_context(),
-        )
-        db.session.commit()
+        codes = accounts.regenerate_recovery_codes(db.session, user, audit_context())
         return render_template("auth/recovery_codes.html", codes=codes, first=False)
     return _account_page(codes_form=form, problems=problems)
 
@@ -140,19 +125,18 @@ def reenrol_totp() -> str | Response:
         problems = password_problems_of_reauth(form.current.data, "mfa_reenrolment")
         if problems:
             error = problems[0]
-        elif not auth.enrol_totp(db.session, svc, user, secret, form.code.data):
+        elif not accounts.reenrol_totp(
+            db.session,
+            svc,
+            user,
+            secret,
+            form.code.data,
+            keep_session_id=sess.row_id,
+            ctx=audit_context(),
+        ):
             error = "Code incorrect : saisissez le code affiché par la nouvelle application."
         else:
             sess.pop("reenrol_secret", None)
-            revoke_user_sessions(db.session, user.id, keep_row_id=sess.row_id)
-            audit.record(
-                db.session,
-                AuditAction.AUTH_MFA_ENROLLED,
-                actor=actor_of(user),
-                context=audit_context(),
-                details={"reason": "re-enrolment"},
-            )
-            db.session.commit()
             flash("Votre nouvelle application d'authentification est enregistrée.", "success")
             return redirect(url_for("accounts.my_account"))
     uri = totp.provisioning_uri(secret, user.email)
@@ -171,15 +155,7 @@ def close_session(handle: str) -> Response:
     target = next((s for s in _my_sessions(user) if s.id[:16] == handle), None)
     if target is None:
         abort(404)
-    db.session.delete(target)
-    audit.record(
-        db.session,
-        AuditAction.AUTH_SESSION_REVOKED,
-        actor=actor_of(user),
-        context=audit_context(),
-        target=audit.Target("session", handle),
-    )
-    db.session.commit()
+    accounts.close_session(db.session, user, target, handle, audit_context())
     if target.id == portal_session().row_id:
         portal_session().destroy()
         return redirect(url_for("auth.login"))
@@ -230,24 +206,20 @@ def manage_create() -> str | Response:
     form.roles.choices = _role_choices(actor)
     error = None
     if form.validate_on_submit():
-        ctx, who = audit_context(), actor_of(actor)
         try:
-            new = accounts.create_account(
+            new = accounts.create_account_and_mail_activation(
                 db.session,
+                services(),
                 organisation=actor.organisation,
                 email=form.email.data,
                 full_name=form.full_name.data,
                 roles=[Role(r) for r in form.roles.data],
-                actor=who,
-                ctx=ctx,
+                actor=actor_of(actor),
+                ctx=audit_context(),
             )
         except accounts.AccountError as e:
-            db.session.rollback()
             error = str(e)
         else:
-            db.session.commit()
-            accounts.send_activation(db.session, services(), new, ctx, who)
-            db.session.commit()
             flash(
                 f"Le compte de {new.user.full_name} a été créé ; un e-mail d'activation lui a "
                 "été envoyé (lien valable 72 heures).",
@@ -283,21 +255,20 @@ def manage_action(user_id: str, action: str) -> Response:
     try:
         if action in _ACTIONS:
             verb, message = _ACTIONS[action]
-            verb(db.session, target, who, ctx)
-            db.session.commit()
+            accounts.change_status(db.session, verb, target, who, ctx)
         elif action == "reinitialiser-mfa":
-            reset = accounts.reset_mfa(db.session, target, who, ctx)
-            db.session.commit()
-            link = svc.settings.base_url + url_for("auth.mfa_enrol", token=reset.enrolment_token)
-            svc.mailer.send(
-                target.email,
-                "Fil'R : votre double authentification a été réinitialisée",
-                render_template(
+
+            def mail_body(reset: accounts.MfaReset) -> str:
+                token = reset.enrolment_token
+                return render_template(
                     "mails/mfa_reset.txt",
-                    link=link,
+                    link=svc.settings.base_url + url_for("auth.mfa_enrol", token=token),
                     manager=actor.full_name,
                     notices=[notices.api_tokens_revoked_for_owner(reset.api_tokens_revoked)],
-                ),
+                )
+
+            reset = accounts.reset_mfa_and_mail(
+                db.session, svc, target, who, ctx, mail_body=mail_body
             )
             message = " ".join(
                 m
@@ -309,16 +280,11 @@ def manage_action(user_id: str, action: str) -> Response:
                 if m
             )
         elif action == "renvoyer-activation":
-            # The new token (which voids the old one) commits with its row, before the mail: if
-            # the row cannot be written, the old link still works and nothing is sent.
-            new = accounts.resend_activation(db.session, target, who, ctx)
-            accounts.send_activation(db.session, svc, new, ctx, who)
-            db.session.commit()
+            accounts.resend_activation_mail(db.session, svc, target, who, ctx)
             message = "Un nouvel e-mail d'activation a été envoyé."
         else:
             abort(404)
     except accounts.AccountError as e:
-        db.session.rollback()
         flash(str(e), "error")
     else:
         flash(message, "success")

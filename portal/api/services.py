@@ -6,9 +6,10 @@ No request and no flash here: callers pass the session and the audit context.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,6 +21,9 @@ from audit import AuditAction, Outcome
 from portal.accounts.models import User
 from portal.api.models import MAX_TOKEN_LIFETIME, ApiScope, ApiToken, ApiTokenScope
 from portal.db import new_id, utcnow
+from portal.mail import Mailer, MailError
+
+log = logging.getLogger("portal.api")
 
 # A recognisable prefix lets secret scanners (and people) spot a leaked token; 32 random bytes
 # in base64url make the 43 characters after it.
@@ -128,6 +132,45 @@ def create_token(
         },
     )
     return token, secret
+
+
+def create_token_and_mail(
+    session: Session,
+    mailer: Mailer,
+    user: User,
+    *,
+    name: str,
+    scopes: Iterable[str],
+    lifetime_days: int,
+    ctx: audit.Context,
+    mail_body: Callable[[ApiToken], str],
+) -> tuple[ApiToken, str]:
+    """`create_token`, commit, then tell the owner by e-mail (a failure is only logged).
+
+    As for a password change: the owner hears of a token it did not create. A refusal
+    (TokenError) rolls back and propagates.
+    """
+    try:
+        token, secret = create_token(
+            session, user, name=name, scopes=scopes, lifetime_days=lifetime_days, ctx=ctx
+        )
+    except TokenError:
+        session.rollback()
+        raise
+    session.commit()
+    try:
+        mailer.send(user.email, "Fil'R : un jeton d'accès à l'API a été créé", mail_body(token))
+    except MailError:
+        log.warning("token creation mail not delivered (user %s)", user.id)
+    return token, secret
+
+
+def revoke_own_token(session: Session, user: User, token_id: str, ctx: audit.Context) -> bool:
+    """`revoke_token` and commit; False (nothing committed) for a token that is not *user*'s."""
+    if not revoke_token(session, user, token_id, ctx):
+        return False
+    session.commit()
+    return True
 
 
 def revoke_token(session: Session, user: User, token_id: str, ctx: audit.Context) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from werkzeug.wrappers.response import Response
 
@@ -13,11 +11,9 @@ from portal.api.forms import CreateTokenForm
 from portal.api.models import MAX_TOKEN_LIFETIME, SCOPE_LABELS
 from portal.container import services
 from portal.db import db
-from portal.mail import MailError
 from portal.web import audit_context, password_problems_of_reauth, the_user
 
 bp = Blueprint("api_tokens", __name__)
-log = logging.getLogger("portal.api")
 
 
 def _page(form: CreateTokenForm, problems: list[str] | None = None) -> str:
@@ -52,27 +48,18 @@ def create() -> str:
     if problems:
         return _page(form, problems)
     try:
-        token, secret = tokens.create_token(
+        token, secret = tokens.create_token_and_mail(
             db.session,
+            svc.mailer,
             user,
             name=form.name.data,
             scopes=form.scopes.data,
             lifetime_days=form.lifetime_days.data,
             ctx=audit_context(),
+            mail_body=lambda token: render_template("api/token_created_mail.txt", token=token),
         )
     except tokens.TokenError as e:
-        db.session.rollback()
         return _page(form, [str(e)])
-    db.session.commit()
-    try:
-        # As for a password change: the owner hears of a token it did not create.
-        svc.mailer.send(
-            user.email,
-            "Fil'R : un jeton d'accès à l'API a été créé",
-            render_template("api/token_created_mail.txt", token=token),
-        )
-    except MailError:
-        log.warning("token creation mail not delivered (user %s)", user.id)
     # Rendered, not redirected: the secret never travels in a URL nor sits in the session.
     return render_template(
         "api/token_created.html", token=token, secret=secret, scope_labels=SCOPE_LABELS
@@ -85,8 +72,7 @@ def revoke(token_id: str) -> Response:
     form = EmptyForm()
     if not form.validate_on_submit():
         abort(400)
-    if not tokens.revoke_token(db.session, the_user(), token_id, audit_context()):
+    if not tokens.revoke_own_token(db.session, the_user(), token_id, audit_context()):
         abort(404)  # another user's token looks exactly like an unknown one
-    db.session.commit()
     flash("Le jeton a été révoqué : il ne permet plus d'accéder à l'API.", "success")
     return redirect(url_for("api_tokens.index"))

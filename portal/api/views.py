@@ -449,10 +449,9 @@ def deposit_create() -> tuple[Response, int, dict[str, str]]:
         body = None
     wanted = _new_deposit(body)
     try:
-        deposit = deposits.create_deposit(db.session, user, wanted, audit_context())
+        deposit = deposits.create_draft(db.session, user, wanted, audit_context())
     except deposits.DepositError as e:
         raise ApiProblem(422, str(e), code=e.code) from None
-    db.session.commit()
     location = url_for("api.deposit_show", deposit_id=deposit.id)
     return jsonify(_deposit_full(user, deposit)), 201, {"Location": location}
 
@@ -522,11 +521,9 @@ def deposit_publish(deposit_id: str) -> Response:
     deposit = _deposit_or_404(user, deposit_id)
     ctx = audit_context()
     try:
-        deposits.publish(db.session, user, deposit, ctx)
+        notifications.publish_and_notify(db.session, services(), user, deposit, ctx)
     except deposits.DepositError as e:
         raise ApiProblem(422, str(e), code=e.code) from None
-    db.session.commit()
-    notifications.notify_recipients(db.session, services(), deposit, ctx)
     return jsonify(_deposit_full(user, deposit))
 
 

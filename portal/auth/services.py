@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -29,6 +30,7 @@ from portal.auth.sessions import revoke_user_sessions
 from portal.auth.throttle import account_key, ip_key
 from portal.container import Services
 from portal.db import utcnow
+from portal.mail import deliver
 
 TOKEN_LIFETIMES = {
     TokenPurpose.ACTIVATION: timedelta(hours=72),
@@ -76,8 +78,9 @@ def reauthenticate(
     """Check the current password before a sensitive change, throttled like the log-in.
 
     A stolen session must not become a password-guessing oracle: failures count against the
-    account's own re-authentication key and are audited (the caller commits the audit row; the
-    attempt itself is in the shared store before the password is checked).
+    account's own re-authentication key and are audited; a failure is committed at once, as
+    it must outlive the page that shows it (the attempt itself is in the shared store before
+    the password is checked).
     """
     key = "reauth:" + user.id
     # Counted before the (slow) verification, so parallel requests cannot all slip through.
@@ -91,6 +94,7 @@ def reauthenticate(
             context=ctx,
             details={"purpose": purpose, "reason": "throttled"},
         )
+        session.commit()
         return Reauthentication(False, verdict.retry_after)
     if svc.argon2.verify(user.password_hash, password):
         svc.throttle.reset(key)
@@ -103,13 +107,14 @@ def reauthenticate(
         context=ctx,
         details={"purpose": purpose, "reason": "bad_password"},
     )
+    session.commit()
     return Reauthentication(False)
 
 
 # Second-factor failures count until the account proves itself again: a log-in, a password
-# reset by e-mail (the mailbox) or a new authenticator. The manager's AUTH_MFA_RESET is
-# recorded under the manager; until the user's AUTH_MFA_ENROLLED follows it no log-in can
-# succeed anyway (no authenticator). The audit trail is the counter, so no new state is needed.
+# reset by e-mail (the mailbox) or a new authenticator. The manager's MFA_RESET is recorded
+# under the manager; until the user's MFA_ENROLLED follows it no log-in can succeed anyway (no
+# authenticator). The audit trail is the counter, so no new state is needed.
 MFA_FAILURE_ACTIONS = (AuditAction.AUTH_MFA_FAILURE, AuditAction.AUTH_MFA_REPLAY)
 MFA_FAILURES_RESET_BY = (
     AuditAction.AUTH_LOGIN_SUCCESS,
@@ -460,3 +465,138 @@ def remaining_recovery_codes(session: Session, user: User) -> int:
             .where(RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))
         ).scalar_one()
     )
+
+
+def reauthenticate_for_enrolment(
+    session: Session, svc: Services, user: User, password: str, ctx: audit.Context
+) -> Reauthentication:
+    """`reauthenticate` before enrolling a new authenticator from an MFA-reset link; commits
+    either way (a failure and its row outlive the page, a success clears the throttle)."""
+    result = reauthenticate(session, svc, user, password, ctx, "mfa_enrolment_link")
+    session.commit()
+    return result
+
+
+def log_out(session: Session, user: User, ctx: audit.Context) -> None:
+    """Record that *user* logs out; commits (the caller then ends the session)."""
+    audit.record(session, AuditAction.AUTH_LOGOUT, actor=user.audit_actor, context=ctx)
+    session.commit()
+
+
+def send_password_reset(
+    session: Session,
+    svc: Services,
+    email: str,
+    ctx: audit.Context,
+    *,
+    mail_body: Callable[[str], str],
+) -> None:
+    """E-mail a reset link (30 min) if *email* is an active account's; silent otherwise.
+
+    The token and its row are committed before the mail, whose body *mail_body* writes for the
+    raw token. A mail outage must not answer differently from an unknown address (a 500 would
+    tell that the account exists): the failure is logged by id and audited, and returns as
+    usual.
+    """
+    user = find_user_by_email(session, email)
+    if user is None or user.status != AccountStatus.ACTIVE:
+        return
+    raw = issue_token(session, user, TokenPurpose.PASSWORD_RESET)
+    audit.record(
+        session, AuditAction.AUTH_PASSWORD_RESET_REQUESTED, actor=user.audit_actor, context=ctx
+    )
+    session.commit()
+    if not deliver(
+        svc.mailer,
+        user.email,
+        "Fil'R : réinitialisation de votre mot de passe",
+        mail_body(raw),
+        what="password reset mail",
+        about=f"user {user.id}",
+    ):
+        audit.record(
+            session,
+            AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
+            actor=user.audit_actor,
+            context=ctx,
+            outcome=Outcome.FAILURE,
+            details={"error": "mail"},
+        )
+        session.commit()
+
+
+def reset_password(
+    session: Session,
+    svc: Services,
+    user: User,
+    token: UserToken,
+    password: str,
+    ctx: audit.Context,
+    *,
+    mail_body: Callable[[PasswordReset], str],
+) -> PasswordReset | None:
+    """Spend the reset *token* and `complete_password_reset`, commit, then mail the notice.
+
+    None (nothing done) when the token was already spent.
+    """
+    if not consume_token(session, token):
+        return None
+    done = complete_password_reset(session, svc, user, password, ctx)
+    session.commit()
+    svc.mailer.send(user.email, "Fil'R : votre mot de passe a été modifié", mail_body(done))
+    return done
+
+
+def set_activation_password(session: Session, svc: Services, user: User, password: str) -> None:
+    """First step of an activation: the pending account's password; commits."""
+    set_password(session, svc, user, password)
+    session.commit()
+
+
+def activate_with_second_factor(
+    session: Session, user: User, ctx: audit.Context, *, details: dict[str, str] | None = None
+) -> list[str]:
+    """A second factor is now in place: activate a pending account, replace the recovery codes
+    (returned, shown once), end the account's sessions and record it; the caller commits.
+
+    The one way an account becomes active, by the web's enrolment and by `filr users create`.
+    """
+    first_activation = user.status == AccountStatus.PENDING
+    if first_activation:
+        user.status = AccountStatus.ACTIVE
+        user.activated_at = utcnow()
+    codes = replace_recovery_codes(session, user)
+    revoke_user_sessions(session, user.id)
+    actor = user.audit_actor
+    audit.record(session, AuditAction.AUTH_MFA_ENROLLED, actor=actor, context=ctx, details=details)
+    if first_activation:
+        audit.record(
+            session, AuditAction.ACCOUNT_ACTIVATED, actor=actor, context=ctx, details=details
+        )
+    return codes
+
+
+def complete_enrolment(
+    session: Session,
+    svc: Services,
+    user: User,
+    secret: str,
+    code: str,
+    token: UserToken,
+    ctx: audit.Context,
+) -> list[str] | None:
+    """Enrol *secret* if *code* proves it and spend the activation or enrolment *token*: the
+    account is active and logged in (`activate_with_second_factor`); commits and returns the
+    new recovery codes. None for a wrong code or a spent token."""
+    if not (enrol_totp(session, svc, user, secret, code) and consume_token(session, token)):
+        return None
+    codes = activate_with_second_factor(session, user, ctx)
+    audit.record(
+        session,
+        AuditAction.AUTH_LOGIN_SUCCESS,
+        actor=user.audit_actor,
+        context=ctx,
+        details={"via": "enrolment"},
+    )
+    session.commit()
+    return codes

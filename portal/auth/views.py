@@ -7,8 +7,6 @@ from typing import Any
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers.response import Response
 
-import audit
-from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, TokenPurpose, User, UserToken
 from portal.auth import notices, totp
 from portal.auth import services as auth
@@ -19,11 +17,9 @@ from portal.auth.forms import (
     PasswordThenTotpForm,
     TotpConfirmForm,
 )
-from portal.auth.sessions import revoke_user_sessions
 from portal.container import services
 from portal.db import db, utcnow
-from portal.mail import deliver
-from portal.web import actor_of, audit_context, portal_session, safe_next, the_user
+from portal.web import audit_context, portal_session, safe_next, the_user
 
 bp = Blueprint("auth", __name__)
 
@@ -63,9 +59,7 @@ def login() -> str | Response | tuple[str, int]:
 @bp.route("/deconnexion", methods=["POST"])
 def logout() -> Response:
     """End the session server-side; the old cookie is worthless afterwards."""
-    user = the_user()
-    audit.record(db.session, AuditAction.AUTH_LOGOUT, actor=actor_of(user), context=audit_context())
-    db.session.commit()
+    auth.log_out(db.session, the_user(), audit_context())
     portal_session().destroy()
     flash("Vous êtes déconnecté(e).", "info")
     return redirect(url_for("auth.login"))
@@ -77,37 +71,15 @@ def forgot_password() -> str | Response:
     form = ForgotPasswordForm()
     if form.validate_on_submit():
         svc = services()
-        user = auth.find_user_by_email(db.session, form.email.data)
-        if user is not None and user.status == AccountStatus.ACTIVE:
-            raw = auth.issue_token(db.session, user, TokenPurpose.PASSWORD_RESET)
-            audit.record(
-                db.session,
-                AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
-                actor=actor_of(user),
-                context=audit_context(),
-            )
-            db.session.commit()
+
+        def mail_body(raw: str) -> str:
             link = svc.settings.base_url + url_for("auth.reset_password", token=raw)
-            # A mail outage must not answer differently from an unknown address (a 500 would
-            # tell that the account exists): the failure is logged by id and audited, and the
-            # person sees the usual answer.
-            if not deliver(
-                svc.mailer,
-                user.email,
-                "Fil'R : réinitialisation de votre mot de passe",
-                render_template("mails/password_reset.txt", link=link),
-                what="password reset mail",
-                about=f"user {user.id}",
-            ):
-                audit.record(
-                    db.session,
-                    AuditAction.AUTH_PASSWORD_RESET_REQUESTED,
-                    actor=actor_of(user),
-                    context=audit_context(),
-                    outcome=Outcome.FAILURE,
-                    details={"error": "mail"},
-                )
-                db.session.commit()
+            return render_template("mails/password_reset.txt", link=link)
+
+        # The same answer whether the account exists or not, even when the mail fails.
+        auth.send_password_reset(
+            db.session, svc, form.email.data, audit_context(), mail_body=mail_body
+        )
         flash(
             "Si un compte actif correspond à cette adresse, un lien de réinitialisation valable "
             "30 minutes vient d'y être envoyé.",
@@ -115,6 +87,14 @@ def forgot_password() -> str | Response:
         )
         return redirect(url_for("auth.login"))
     return render_template("auth/forgot_password.html", form=form)
+
+
+def _swept(done: auth.PasswordReset) -> tuple[str, str]:
+    """What a password reset swept away, told to the person (page and mail)."""
+    return (
+        notices.api_tokens_revoked_for_owner(done.api_tokens_revoked),
+        notices.MFA_ENROLMENT_LINK_VOIDED if done.mfa_enrolment_voided else "",
+    )
 
 
 def _token_or_404(raw: str, purpose: TokenPurpose) -> tuple[Any, User]:
@@ -138,20 +118,21 @@ def reset_password(token: str) -> str | Response:
     problems: list[str] = []
     if form.validate_on_submit():
         problems = auth.check_new_password(user, form.password.data, form.confirmation.data)
-        if not problems and auth.consume_token(db.session, row):
-            done = auth.complete_password_reset(
-                db.session, services(), user, form.password.data, audit_context()
+        done = None
+        if not problems:
+            done = auth.reset_password(
+                db.session,
+                services(),
+                user,
+                row,
+                form.password.data,
+                audit_context(),
+                mail_body=lambda done: render_template(
+                    "mails/password_changed.txt", notices=_swept(done)
+                ),
             )
-            db.session.commit()
-            swept = (
-                notices.api_tokens_revoked_for_owner(done.api_tokens_revoked),
-                notices.MFA_ENROLMENT_LINK_VOIDED if done.mfa_enrolment_voided else "",
-            )
-            services().mailer.send(
-                user.email,
-                "Fil'R : votre mot de passe a été modifié",
-                render_template("mails/password_changed.txt", notices=swept),
-            )
+        if done is not None:
+            swept = _swept(done)
             next_step = "" if done.mfa_enrolment_voided else "Connectez-vous avec votre code."
             message = ["Votre mot de passe a été modifié.", next_step, *swept]
             flash(" ".join(m for m in message if m), "success")
@@ -176,8 +157,7 @@ def activate(token: str) -> str | Response:
     if form.validate_on_submit():
         problems = auth.check_new_password(user, form.password.data, form.confirmation.data)
         if not problems:
-            auth.set_password(db.session, services(), user, form.password.data)
-            db.session.commit()
+            auth.set_activation_password(db.session, services(), user, form.password.data)
             portal_session()["enrol"] = {
                 "user_id": user.id,
                 "token_id": row.id,
@@ -205,10 +185,9 @@ def mfa_enrol(token: str) -> str | Response | tuple[str, int]:
     if form.validate_on_submit():
         # Whoever holds the link must not get an unthrottled password oracle: the check counts
         # against the account's re-authentication key and every failure is audited.
-        result = auth.reauthenticate(
-            db.session, services(), user, form.password.data, audit_context(), "mfa_enrolment_link"
+        result = auth.reauthenticate_for_enrolment(
+            db.session, services(), user, form.password.data, audit_context()
         )
-        db.session.commit()  # failures and their audit rows outlive this page
         if result.ok:
             portal_session()["enrol"] = {
                 "user_id": user.id,
@@ -250,27 +229,10 @@ def activate_totp() -> str | Response:
     form = TotpConfirmForm()
     error = None
     if form.validate_on_submit():
-        if auth.enrol_totp(db.session, svc, user, secret, form.code.data) and auth.consume_token(
-            db.session, token
-        ):
-            first_activation = user.status == AccountStatus.PENDING
-            if first_activation:
-                user.status = AccountStatus.ACTIVE
-                user.activated_at = utcnow()
-            codes = auth.replace_recovery_codes(db.session, user)
-            revoke_user_sessions(db.session, user.id)
-            ctx, actor = audit_context(), actor_of(user)
-            audit.record(db.session, AuditAction.AUTH_MFA_ENROLLED, actor=actor, context=ctx)
-            if first_activation:
-                audit.record(db.session, AuditAction.ACCOUNT_ACTIVATED, actor=actor, context=ctx)
-            audit.record(
-                db.session,
-                AuditAction.AUTH_LOGIN_SUCCESS,
-                actor=actor,
-                context=ctx,
-                details={"via": "enrolment"},
-            )
-            db.session.commit()
+        codes = auth.complete_enrolment(
+            db.session, svc, user, secret, form.code.data, token, audit_context()
+        )
+        if codes is not None:
             sess.authenticate(user.id)
             return render_template("auth/recovery_codes.html", codes=codes, first=True)
         error = "Code incorrect : vérifiez l'heure de votre téléphone et saisissez le code affiché."

@@ -8,9 +8,10 @@ from sqlalchemy.orm import Session
 
 import audit
 from audit import AuditAction, Outcome
+from portal.accounts.models import User
 from portal.container import Services
 from portal.deposits.models import Deposit
-from portal.deposits.services import recipient_users
+from portal.deposits.services import DepositError, publish, recipient_users
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 
@@ -84,3 +85,19 @@ def notify_recipients(
     )
     session.commit()
     return sent
+
+
+def publish_and_notify(
+    session: Session, svc: Services, user: User, deposit: Deposit, ctx: audit.Context
+) -> int:
+    """`publish` the draft, commit, then e-mail its recipients; returns how many were sent.
+
+    A refusal (DepositError) rolls back and propagates.
+    """
+    try:
+        publish(session, user, deposit, ctx)
+    except DepositError:
+        session.rollback()
+        raise
+    session.commit()
+    return notify_recipients(session, svc, deposit, ctx)

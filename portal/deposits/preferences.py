@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from flask import Blueprint, flash, redirect, render_template, url_for
 from flask_wtf import FlaskForm
-from sqlalchemy.orm import Session
 from werkzeug.wrappers.response import Response
 from wtforms import RadioField
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import InputRequired
 
-from portal.accounts.models import User
 from portal.db import db, utcnow
+from portal.deposits import services as deposits
 from portal.web import the_user
 
 bp = Blueprint("preferences", __name__)
@@ -41,22 +38,13 @@ class NotificationPreferenceForm(FlaskForm):  # type: ignore[misc] # flask_wtf h
     )
 
 
-def set_daily_digest(session: Session, user: User, daily: bool, now: datetime) -> None:
-    """Switch *user* between one e-mail per deposit and the daily digest."""
-    if daily and not user.daily_digest:
-        # Deposits received so far were announced one by one: the first digest starts now.
-        user.last_digest_at = now
-    user.daily_digest = daily
-
-
 @bp.route("/compte/notifications", methods=["GET", "POST"])
 def notifications() -> str | Response:
     """Show and save the user's choice of notification."""
     user = the_user()
     form = NotificationPreferenceForm()
     if form.validate_on_submit():
-        set_daily_digest(db.session, user, form.mode.data == DIGEST, utcnow())
-        db.session.commit()
+        deposits.set_daily_digest(db.session, user, form.mode.data == DIGEST, utcnow())
         flash("Vos préférences de notification ont été enregistrées.", "success")
         return redirect(url_for("preferences.notifications"))
     if not form.is_submitted():

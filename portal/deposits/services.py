@@ -399,6 +399,17 @@ def _destroy_quietly(store: storage.EncryptedStore, object_key: str) -> None:
         store.delete(object_key)
 
 
+def create_draft(session: Session, user: User, wanted: NewDeposit, ctx: audit.Context) -> Deposit:
+    """`create_deposit` and commit; a refusal (DepositError) rolls back and propagates."""
+    try:
+        deposit = create_deposit(session, user, wanted, ctx)
+    except DepositError:
+        session.rollback()
+        raise
+    session.commit()
+    return deposit
+
+
 def publish(
     session: Session,
     sender: User,
@@ -766,11 +777,22 @@ def _take_download_slot(session: Session, deposit: Deposit, user: User) -> bool:
 # --- taking in charge, withdrawing, purging ---------------------------------------------------
 
 
+def set_daily_digest(session: Session, user: User, daily: bool, now: datetime) -> None:
+    """Switch *user* between one e-mail per deposit and the daily digest; commits."""
+    if daily and not user.daily_digest:
+        # Deposits received so far were announced one by one: the first digest starts now.
+        user.last_digest_at = now
+    user.daily_digest = daily
+    session.commit()
+
+
 def take_in_charge(session: Session, user: User, deposit: Deposit, ctx: audit.Context) -> None:
-    """Mark a deposit of the organisation's shared inbox as handled by *user*."""
+    """Mark a deposit of the organisation's shared inbox as handled by *user*; commits (a
+    refusal rolls back)."""
     if deposit.status != DepositStatus.AVAILABLE or not any(
         r.organisation_id == user.organisation_id for r in deposit.recipients
     ):
+        session.rollback()
         raise DepositError("Ce dépôt ne peut pas être pris en charge.")
     deposit.taken_by_id = user.id
     deposit.taken_at = utcnow()
@@ -781,6 +803,7 @@ def take_in_charge(session: Session, user: User, deposit: Deposit, ctx: audit.Co
         context=ctx,
         target=_target(deposit),
     )
+    session.commit()
 
 
 # What a destruction leaves in place of what people typed: the row stays for the trail, the
@@ -1063,8 +1086,10 @@ def withdraw(
     read it; the purge removes it once the store answers).
     """
     if deposit.status in (DepositStatus.WITHDRAWN, DepositStatus.DESTROYED):
+        session.rollback()
         raise _ended(deposit)
     if not can_withdraw(user, deposit):
+        session.rollback()
         raise DepositError("Vous ne pouvez pas retirer ce dépôt.")
     won = session.execute(
         sa.update(Deposit)

@@ -114,7 +114,7 @@ def new() -> str | BaseResponse:
         return render_template("deposits/new.html", form=form, error=None)
     if form.validate_on_submit():
         try:
-            deposit = deposits.create_deposit(
+            deposit = deposits.create_draft(
                 db.session,
                 user,
                 deposits.NewDeposit(
@@ -130,10 +130,8 @@ def new() -> str | BaseResponse:
                 audit_context(),
             )
         except deposits.DepositError as e:
-            db.session.rollback()
             error = str(e)
         else:
-            db.session.commit()
             return redirect(url_for("deposits.files", deposit_id=deposit.id))
     elif request.method == "POST":
         error = "Le formulaire contient des erreurs : corrigez les champs signalés."
@@ -196,13 +194,12 @@ def send(deposit_id: str) -> BaseResponse:
     """Publish the draft and notify its recipients."""
     user, deposit = _deposit_or_404(deposit_id)
     try:
-        deposits.publish(db.session, user, deposit, audit_context())
+        sent = notifications.publish_and_notify(
+            db.session, services(), user, deposit, audit_context()
+        )
     except deposits.DepositError as e:
-        db.session.rollback()
         flash(str(e), "error")
         return redirect(url_for("deposits.files", deposit_id=deposit_id))
-    db.session.commit()
-    sent = notifications.notify_recipients(db.session, services(), deposit, audit_context())
     flash(f"Le dépôt a été envoyé ; {sent} destinataire(s) prévenu(s) par e-mail.", "success")
     return redirect(url_for("deposits.show", deposit_id=deposit_id))
 
@@ -306,10 +303,8 @@ def withdraw(deposit_id: str) -> BaseResponse:
             db.session, services().store, user, deposit, audit_context()
         )
     except (deposits.AlreadyWithdrawn, deposits.AlreadyDestroyed) as e:
-        db.session.rollback()
         flash(str(e), "info")
     except deposits.DepositError as e:
-        db.session.rollback()
         flash(str(e), "error")
     else:
         if removal_pending:
@@ -326,9 +321,7 @@ def take(deposit_id: str) -> BaseResponse:
     try:
         deposits.take_in_charge(db.session, user, deposit, audit_context())
     except deposits.DepositError as e:
-        db.session.rollback()
         flash(str(e), "error")
     else:
-        db.session.commit()
         flash("Vous avez pris ce dépôt en charge.", "success")
     return redirect(url_for("deposits.show", deposit_id=deposit_id))

@@ -559,8 +559,10 @@ def flag_unusable(
     """
     reason = " ".join(reason.split())
     if not can_flag_unusable(user, flow):
+        session.rollback()
         raise FlowError("Ce flux ne peut pas être signalé comme inexploitable.")
     if not 5 <= len(reason) <= 500:
+        session.rollback()
         raise FlowError("Indiquez la raison (entre 5 et 500 caractères).")
     won = session.execute(
         sa.update(FlowDeposit)

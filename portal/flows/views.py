@@ -243,7 +243,6 @@ def flag(flow_id: str) -> BaseResponse:
             db.session, services(), user, flow, request.form.get("reason", ""), audit_context()
         )
     except flows.FlowError as e:
-        db.session.rollback()
         flash(str(e), "error")
     else:
         flash(

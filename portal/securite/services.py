@@ -100,6 +100,22 @@ def start_export(
     return iter_matching(session, flt, scope)
 
 
+def stream_export(session: Session, events: Iterator[AuditEvent]) -> Iterator[AuditEvent]:
+    """Yield *events* (from `start_export`) to a streamed response, then close *session*.
+
+    The rows are read after the view has returned and its session was closed at teardown, so
+    this commits and closes that session itself.
+    """
+    try:
+        for event in events:
+            # End each read transaction before the client reads on: on SQLite every
+            # transaction holds the database's write lock, which a slow download must not keep.
+            session.commit()
+            yield event
+    finally:
+        session.close()
+
+
 def deposit_events(
     session: Session,
     officer: User,
@@ -223,6 +239,7 @@ def acknowledge(
         )
     )
     if done.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
+        session.rollback()
         raise AlertError("Cette alerte a déjà été acquittée.")
     audit.record(
         session,

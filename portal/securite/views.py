@@ -172,22 +172,12 @@ def export(fmt: str) -> Response | BaseResponse:
     args = _resolve(SearchArgs.from_args(request.args, scope), scope)
     mimetype, extension, encode = EXPORT_FORMATS[fmt]
     # The rows are read after the view has returned and its session was closed at teardown:
-    # the generator keeps that session object, so it must commit and close it itself.
+    # the generator keeps that session object (see `securite.stream_export`).
     session = db.session
     events = securite.start_export(session, user, scope, args.to_filter(), fmt, audit_context())
 
-    def rows() -> Iterator[AuditEvent]:
-        try:
-            for event in events:
-                # End each read transaction before the client reads on: on SQLite every
-                # transaction holds the database's write lock, which a slow download must not keep.
-                session.commit()
-                yield event
-        finally:
-            session.close()
-
     def body() -> Iterator[str]:
-        yield from encode(rows())
+        yield from encode(securite.stream_export(session, events))
 
     response = Response(stream_with_context(body()), mimetype=mimetype)
     stamp = utcnow().strftime("%Y%m%dT%H%M%SZ")
@@ -308,7 +298,6 @@ def acknowledge(alert_id: str) -> BaseResponse:
     try:
         securite.acknowledge(db.session, officer, item, audit_context())
     except securite.AlertError as e:
-        db.session.rollback()
         flash(str(e), "warning")
     else:
         flash("L'alerte est acquittée.", "success")
