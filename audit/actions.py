@@ -43,6 +43,8 @@ class AuditAction(StrEnum):
     DEPOSIT_DIGEST_SENT = "deposit:digest-sent"
     DEPOSIT_LINK_ISSUED = "deposit:link-issued"
     DEPOSIT_LINK_REFUSED = "deposit:link-refused"
+    # Committed before the first byte leaves (fail closed); `deposit:downloaded` follows the last.
+    DEPOSIT_DOWNLOAD_STARTED = "deposit:download-started"
     DEPOSIT_DOWNLOADED = "deposit:downloaded"
     DEPOSIT_TAKEN_IN_CHARGE = "deposit:taken-in-charge"
     DEPOSIT_WITHDRAWN = "deposit:withdrawn"

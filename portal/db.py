@@ -111,9 +111,12 @@ SUPERUSER_REFUSED = (
     "--app-role), ou FILR_ALLOW_SUPERUSER=1 pour passer outre."
 )
 
+# A member of a superuser role is one `SET ROLE` away from being it: refused as well.
 _SUPERUSER_SQL = (
-    "SELECT coalesce(bool_or(rolsuper), false), current_user FROM pg_roles "
-    "WHERE rolname IN (current_user, session_user)"
+    "SELECT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolsuper AND ("
+    "r.rolname IN (current_user, session_user) "
+    "OR pg_has_role(current_user, r.oid, 'MEMBER') "
+    "OR pg_has_role(session_user, r.oid, 'MEMBER'))), current_user"
 )
 
 

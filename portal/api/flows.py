@@ -110,6 +110,8 @@ def flow_deposit() -> tuple[Response, int, dict[str, str]]:
         )
     except deposits.FileTooLarge as e:
         raise ApiProblem(413, str(e), code=e.code) from None
+    except deposits.FileCorrupted as e:
+        raise ApiProblem(502, str(e), code=e.code) from None
     except deposits.DepositError as e:
         raise ApiProblem(422, str(e), code=e.code) from None
     except storage.StorageUnavailable as e:

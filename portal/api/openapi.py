@@ -586,6 +586,8 @@ def _paths() -> dict[str, Any]:
                         ),
                         "content": {"application/problem+json": {"schema": _ref("FlowProblem")}},
                     },
+                    # Read back for validation, the stored file failed its integrity check.
+                    "502": _error("Corrupted"),
                     "503": _error("Unavailable"),
                 },
                 parameters=[

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import secrets
 from pathlib import Path
 from typing import Any
@@ -142,8 +143,12 @@ def demo(ctx: click.Context) -> None:
                 "recovery_codes": list(account.recovery_codes),
             }
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.write_text(json.dumps(known, indent=2))
-    path.chmod(0o600)
+    # Created owner-only: a write then chmod would leave the passwords readable by all in between.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # The mode of os.open applies only on creation: a file left by an older run is tightened too.
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(known, indent=2))
     click.echo(f"Comptes de démonstration ({len(known)}) — identifiants dans {path} :")
     for email, creds in known.items():
         click.echo(f"  {email:<45} mot de passe : {creds['password']}")

@@ -22,6 +22,7 @@ from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, User
 from portal.container import Services
 from portal.db import new_id, utcnow
+from portal.deposits.integrity import report_integrity_failure
 from portal.deposits.models import (
     MAX_LIFETIME,
     Category,
@@ -45,9 +46,6 @@ from portal.filecheck import TypeSniffer, safe_filename
 from portal.flows.models import FlowDeposit
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import may_exchange, spaces_of
-from portal.securite.alerts import alert_at_once
-from portal.securite.detectors import Hit
-from portal.securite.models import AlertKind
 from portal.text import fold
 from storage.sql import storage_data_key
 
@@ -600,7 +598,21 @@ def redeem_link(
     if limited and not _take_download_slot(session, deposit, user):
         _close(chunks)
         raise _refuse_link(session, user, "max_downloads", ctx, target)
-    session.commit()  # the counted download; nothing is held while the file streams
+    try:
+        # Fail closed: the trail holds the download, with the counted slot, before any byte of
+        # the file leaves; the receipt and `deposit:downloaded` follow its last byte.
+        audit.record(
+            session,
+            AuditAction.DEPOSIT_DOWNLOAD_STARTED,
+            actor=user.audit_actor,
+            context=ctx,
+            target=target,
+            details={"deposit_id": deposit.id, "size": file.size},
+        )
+        session.commit()  # nothing is held while the file streams
+    except BaseException:
+        _close(chunks)
+        raise
     return Download(file, deposit, _delivered(chunks, sending))
 
 
@@ -657,57 +669,18 @@ class _Sending:
         self.session.commit()
 
     def report_corruption(self, error: storage.IntegrityError, sent: int) -> None:
-        """Audit a failed integrity check and open (and e-mail) its security alert at once.
-
-        Stored data that fails authentication means tampering with, or corruption of, the
-        store: the security officers must hear of it now, not when the file is next asked for.
-        """
-        segment = error.segment if isinstance(error, storage.ObjectCorrupted) else None
-        reason = error.reason if isinstance(error, storage.ObjectCorrupted) else str(error)
-        event = audit.record(
+        """Audit a failed integrity check and open (and e-mail) its security alert at once."""
+        report_integrity_failure(
             self.session,
-            AuditAction.STORAGE_INTEGRITY_FAILED,
+            self.svc,
             actor=self.actor,
-            context=self.ctx,
-            outcome=Outcome.FAILURE,
+            ctx=self.ctx,
             target=self.target,
-            details={
-                "deposit_id": self.deposit_id,
-                "object_key": self.object_key,
-                "segment": segment,
-                "reason": reason,
-                "bytes_sent": sent,
-            },
-        )
-        log.error(
-            "integrity check failed: object %s, segment %s (%s)",
-            self.object_key,
-            "header" if segment is None else segment,
-            reason,
-        )
-        alert_details: dict[str, object] = {
-            "deposit_id": self.deposit_id,
-            "object_key": self.object_key,
-            "reason": reason,
-        }
-        if segment is not None:
-            alert_details["segment"] = segment
-        alert_at_once(
-            self.session,
-            self.svc.mailer,
-            self.svc.settings.base_url,
-            Hit(
-                kind=AlertKind.STORAGE_INTEGRITY,
-                subject_type="file",
-                subject_id=self.file_id,
-                first_at=event.occurred_at,
-                last_at=event.occurred_at,
-                first_seq=event.seq,
-                last_seq=event.seq,
-                departement=self.target.departement,
-                details=alert_details,
-            ),
-            self.ctx,
+            deposit_id=self.deposit_id,
+            file_id=self.file_id,
+            object_key=self.object_key,
+            error=error,
+            sent=sent,
         )
 
 
@@ -1237,7 +1210,8 @@ def abort_stale_uploads(
 
     An upload is kept only while its draft is a draft and it is younger than *timeout*: one
     whose server was killed mid-way holds its parts (hundreds of MB) until aborted, and one
-    whose deposit was sent, withdrawn or purged can never complete. Returns how many were
+    whose deposit was sent, withdrawn or purged can never complete. An upload whose key is not
+    a deposit file's (not ours) is aborted only once older than *timeout*. Returns how many were
     (or would be) aborted; 0 on a store without multipart uploads.
     """
     abort = getattr(store.inner, "abort_incomplete_uploads", None)
@@ -1260,7 +1234,9 @@ def abort_stale_uploads(
                 ).scalars()
             )
         session.commit()
-        return {key for key, owner in owners.items() if owner in drafts}
+        # A key that is not one of ours belongs to someone else sharing the bucket or prefix:
+        # it may be in progress, so only its age (the timeout) may condemn it.
+        return {key for key, owner in owners.items() if owner is None or owner in drafts}
 
     return int(abort(timeout, in_progress=in_progress, dry_run=dry_run))
 

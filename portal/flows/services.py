@@ -34,6 +34,7 @@ from portal.container import Services
 from portal.db import utcnow
 from portal.deposits import notifications
 from portal.deposits import services as deposits
+from portal.deposits.integrity import report_integrity_failure
 from portal.deposits.models import MAX_LIFETIME, Category, Deposit, DepositStatus
 from portal.deposits.permissions import can_see_deposit, is_sender_side, visible_deposits
 from portal.flows.codes import NATURES_ORIENTATION
@@ -338,6 +339,7 @@ def deposit_flow(
         _discard(session, svc, user, deposit_id, ctx)
         raise
     object_key, size, sha256 = record.object_key, record.size, record.sha256
+    file_id = record.id
     # add_file committed: nothing is held while the store is read back.
     if len(allowed) == 1 and expected_type is None:
         expected_type = allowed[0]
@@ -349,6 +351,20 @@ def deposit_flow(
                 departement=departement,
                 today=today,
             )
+    except storage.IntegrityError as e:
+        # Read back moments after it was written: the store alters or corrupts what it holds.
+        try:
+            report_integrity_failure(
+                session, svc, actor=user.audit_actor, ctx=ctx,
+                target=audit.Target("file", file_id, departement), deposit_id=deposit_id,
+                file_id=file_id, object_key=object_key, error=e, sent=0,
+            )  # fmt: skip
+        finally:
+            _discard(session, svc, user, deposit_id, ctx)
+        raise deposits.FileCorrupted(
+            "Le fichier a été endommagé dans l'espace de stockage pendant sa vérification : "
+            "rien n'a été transmis. L'équipe sécurité a été alertée ; déposez-le à nouveau."
+        ) from e
     except BaseException:
         _discard(session, svc, user, deposit_id, ctx)
         raise

@@ -165,6 +165,9 @@ def upload() -> tuple[Response, int]:
         )
     except deposits.FileTooLarge as e:
         return jsonify(error=str(e)), 413
+    except deposits.FileCorrupted as e:
+        # 502: the store gave back data that is not the file written (RFC 9110 §15.6.3).
+        return jsonify(error=str(e)), 502
     except deposits.DepositError as e:
         return jsonify(error=str(e)), 422
     except storage.StorageUnavailable as e:

@@ -381,7 +381,8 @@ def detect(session: Session, settings: Settings, events: Sequence[AuditEvent]) -
         ),
         *_threshold_hits(
             session,
-            events,
+            # A download that failed (interrupted, store unavailable) handed over no file.
+            [e for e in events if e.outcome == Outcome.SUCCESS],
             kind=AlertKind.DOWNLOAD_SURGE,
             actions=(str(AuditAction.DEPOSIT_DOWNLOADED),),
             key="actor_id",
@@ -389,6 +390,7 @@ def detect(session: Session, settings: Settings, events: Sequence[AuditEvent]) -
             # "More than N files in the window": the alert starts at N + 1.
             threshold=settings.alert_downloads_max + 1,
             until_seq=until,
+            where=AuditEvent.outcome == str(Outcome.SUCCESS),
         ),
         *_new_networks(session, events),
         *_failed_verifications(events),

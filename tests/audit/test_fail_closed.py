@@ -192,3 +192,34 @@ def test_an_activation_mail_that_fails_is_recorded_as_failed(
             .order_by(AuditEvent.seq)
         ).scalars()
         assert list(rows) == ["success", "failure"]
+
+
+def test_no_byte_of_a_file_leaves_when_its_download_cannot_be_audited(
+    app: Flask, factory: Factory, login_as: Callable[..., FlaskClient]
+) -> None:
+    # Given a deposit of 62 sent to France Travail, and a download link in the recipient's hands
+    cd62 = factory.org(OrgKind.DEPARTEMENT, "62")
+    ft62 = factory.org(OrgKind.FRANCE_TRAVAIL, None, ("62",))
+    sender = login_as(factory.user(cd62), on=https(app.test_client()))
+    recipient = login_as(factory.user(ft62), on=https(app.test_client()))
+    deposit_id = sent_deposit(sender, [ft62])
+    [file_id] = file_ids(app, deposit_id)
+    token = csrf_of(recipient, f"/depots/{deposit_id}")
+    link = recipient.post(
+        f"/depots/{deposit_id}/fichiers/{file_id}/lien", data={"csrf_token": token}
+    ).headers["Location"]
+    # When the trail refuses writes and the link is followed
+    with audit_inserts_fail(app):
+        response = recipient.get(link)
+        body = response.get_data()
+    # Then the answer is an error and not one byte of the file went out
+    assert response.status_code == 500
+    assert PDF[:16] not in body
+    assert _count(app, AuditAction.DEPOSIT_DOWNLOAD_STARTED) == 0
+    # And once the trail is back, the download is recorded before its first byte, received after
+    response = recipient.get(link)
+    stream = iter(response.response)
+    assert _count(app, AuditAction.DEPOSIT_DOWNLOAD_STARTED) == 1
+    assert _count(app, AuditAction.DEPOSIT_DOWNLOADED) == 0
+    assert b"".join(stream) == PDF
+    assert _count(app, AuditAction.DEPOSIT_DOWNLOADED) == 1

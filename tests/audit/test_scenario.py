@@ -249,10 +249,18 @@ def test_scripted_scenario_writes_exactly_one_complete_row_per_event(
         details={"deposit_id": deposit_id},
     )
 
-    # 5. The download (the receipt and its row follow the last byte: the body is read)
+    # 5. The download: one row before the first byte, then (the body read) the receipt's row
     response = a.get(link.headers["Location"])
     assert response.status_code == 200 and response.get_data()
-    (row,) = trail.new()
+    (started, row) = trail.new()
+    check(
+        started,
+        AuditAction.DEPOSIT_DOWNLOAD_STARTED,
+        actor=adviser,
+        target=("file", file_id, "62"),
+        ip=a_ip,
+        details={"deposit_id": deposit_id},
+    )
     check(
         row,
         AuditAction.DEPOSIT_DOWNLOADED,

@@ -231,6 +231,39 @@ def test_portal_refuses_a_superuser_connection_unless_allowed_with_a_warning(
         assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
 
 
+def test_portal_refuses_a_member_of_a_superuser_role(tmp_path: Path) -> None:
+    suffix = uuid.uuid4().hex[:8]
+    boss, member = f"filr_boss_{suffix}", f"filr_member_{suffix}"
+    # Given a login role, not a superuser itself, that may SET ROLE to a superuser role
+    _admin_sql(f"CREATE ROLE {boss} NOLOGIN SUPERUSER")
+    _admin_sql(f"CREATE ROLE {member} LOGIN NOSUPERUSER")
+    try:
+        _admin_sql(f"GRANT {boss} TO {member}")
+        with postgres_database("filr_superuser_member") as admin_url:
+            url = _url(admin_url, member)
+            app = create_app(_settings(url, tmp_path))
+            try:
+                # When the portal connects as that role, Then it refuses
+                with (
+                    pytest.raises(SuperuserRefused, match="superutilisateur"),
+                    db.bound(app).engine.connect(),
+                ):
+                    pass
+            finally:
+                db.bound(app).engine.dispose()
+            # (the role is indeed one step from a superuser, not one itself)
+            plain = sa.create_engine(url)
+            try:
+                with plain.connect() as conn:
+                    conn.exec_driver_sql(f"SET ROLE {boss}")
+                    assert conn.exec_driver_sql("SHOW is_superuser").scalar_one() == "on"
+            finally:
+                plain.dispose()
+    finally:
+        _admin_sql(f"DROP ROLE IF EXISTS {member}")
+        _admin_sql(f"DROP ROLE IF EXISTS {boss}")
+
+
 def _serve_env(tmp_path: Path, url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FILR_")}
     env.update(FILR_DATA_DIR=str(tmp_path / "data"), FILR_DATABASE_URL=url, **extra)

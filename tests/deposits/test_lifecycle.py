@@ -365,6 +365,28 @@ def test_the_purge_aborts_every_upload_no_live_draft_is_writing_and_keeps_one_in
     assert '"aborted_uploads":3' in run.details
 
 
+def test_the_purge_leaves_a_young_upload_it_does_not_own_until_the_upload_timeout(
+    make_app: Callable[..., Flask], deposits_seaweedfs: S3Endpoint, tmp_path: Path
+) -> None:
+    app = make_app(**_s3_settings(deposits_seaweedfs, f"{tmp_path.name}-foreign"))
+    # Given multipart uploads just started under keys that are no deposit file's (another
+    # program sharing the prefix), and one of a deposit that does not exist
+    foreign = ["backups/base.tar", "deposits/not-an-id/x", f"deposits/{new_id()}/a/b"]
+    orphan = f"deposits/{new_id()}/{new_id()}"
+    with app.app_context():
+        store = services().store
+        inner = store.inner
+        assert isinstance(inner, S3Store)
+        for key in [*foreign, orphan]:
+            inner.client.create_multipart_upload(Bucket=inner.bucket, Key=inner.prefix + key)
+        # When the purge's abort runs, Then only the upload it owns is aborted
+        assert abort_stale_uploads(db.session, store) == 1
+        assert sorted(k for k, _, _ in inner.incomplete_uploads()) == sorted(foreign)
+        # And once older than the upload timeout, the others go too
+        assert abort_stale_uploads(db.session, store, timeout=timedelta(0)) == 3
+        assert list(inner.incomplete_uploads()) == []
+
+
 # --- 11. nothing personal outlives the content --------------------------------------------------
 
 NIR = "2850762123456"

@@ -413,6 +413,35 @@ def test_fifty_one_downloads_in_an_hour_raise_an_alert_and_fifty_do_not(
     assert alert.subject_id == world.agent62.id and alert.departement_code == "62"
 
 
+def test_failed_downloads_do_not_count_towards_a_surge(
+    app: Flask, world: OfficerWorld, emit: Emit
+) -> None:
+    # Given 50 downloads in an hour, the threshold, and failed attempts before and after them
+    def failed(n: int, start: datetime, reason: str) -> None:
+        for i in range(n):
+            emit(
+                AuditAction.DEPOSIT_DOWNLOADED,
+                world.agent62,
+                outcome=Outcome.FAILURE,
+                target=audit.Target("file", f"{i:032x}", "62"),
+                details={"deposit_id": "a" * 32, "reason": reason, "bytes_sent": 0},
+                at=start + timedelta(seconds=10 * i),
+            )
+
+    failed(5, NOW - timedelta(minutes=5), "storage_unavailable")
+    downloads(emit, world.agent62, 50, NOW)
+    run_job(app)
+    failed(5, NOW + timedelta(minutes=30), "interrupted")
+    # When the job runs, in the same batch as the downloads and in a later one
+    run_job(app)
+    # Then no file was handed over beyond the threshold: no alert
+    assert alerts_of(app, AlertKind.DOWNLOAD_SURGE) == []
+    # And one more successful download still raises it
+    downloads(emit, world.agent62, 1, NOW + timedelta(minutes=40))
+    run_job(app)
+    assert len(alerts_of(app, AlertKind.DOWNLOAD_SURGE)) == 1
+
+
 def test_the_download_threshold_is_a_setting(
     make_app: object, world: OfficerWorld, emit: Emit, app: Flask
 ) -> None:
