@@ -187,8 +187,8 @@ def jobs_audit_retention(run: Job, batch_size: int) -> JobRun:
 @job("audit-head", busy="Un autre envoi de l'empreinte est en cours : rien à faire.")
 def jobs_audit_head(run: Job, day: str | None) -> JobRun:
     """E-mail yesterday's chain head hash to the national and platform security officers."""
-    from portal.audit_jobs import send_daily_head
     from portal.cli.audit import utc_day
+    from portal.securite.jobs import send_daily_head
 
     when = utc_day(day)
     # The service writes its own `audit:head-sent` row.
