@@ -117,11 +117,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     gate.install(app)
 
     from portal.accounts.views import bp as accounts_bp
-    from portal.api.tokens import bp as api_tokens_bp
+    from portal.api.token_views import bp as api_tokens_bp
     from portal.api.views import bp as api_bp
     from portal.auth.views import bp as auth_bp
-    from portal.deposits.preferences import bp as preferences_bp
     from portal.deposits.views import bp as deposits_bp
+    from portal.deposits.views import preferences_bp
     from portal.flows.views import bp as flows_bp
     from portal.home.views import bp as home_bp
     from portal.securite.views import bp as securite_bp

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import IntegerField, SelectField, SelectMultipleField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms import (
+    IntegerField,
+    RadioField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.fields.choices import SelectChoice
+from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 
@@ -37,4 +45,27 @@ class NewDepositForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type h
     max_downloads = IntegerField(
         "Nombre maximal de téléchargements par destinataire (facultatif)",
         validators=[Optional(), NumberRange(min=1, max=100)],
+    )
+
+
+EACH = "chaque-depot"
+DIGEST = "resume-quotidien"
+HINTS = {
+    EACH: "Un e-mail dès qu'un dépôt vous est adressé.",
+    DIGEST: "Un seul e-mail par jour, qui compte les dépôts reçus par espace et par catégorie ; "
+    "aucun e-mail les jours sans dépôt.",
+}
+
+
+class NotificationPreferenceForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+    """One e-mail per deposit, or a daily digest."""
+
+    mode = RadioField(
+        "Comment voulez-vous être prévenu des nouveaux dépôts ?",
+        choices=[
+            SelectChoice(EACH, "Recevoir un e-mail à chaque dépôt"),
+            SelectChoice(DIGEST, "Un résumé quotidien"),
+        ],
+        validators=[InputRequired(message="Choisissez une option.")],
+        invalid_choice_message="Choisissez une option.",
     )

@@ -23,10 +23,10 @@ from werkzeug.wrappers.response import Response as BaseResponse
 import storage
 from portal.accounts.models import User
 from portal.container import services
-from portal.db import db, is_database_unavailable
+from portal.db import db, is_database_unavailable, utcnow
 from portal.deposits import notifications
 from portal.deposits import services as deposits
-from portal.deposits.forms import NewDepositForm
+from portal.deposits.forms import DIGEST, EACH, HINTS, NewDepositForm, NotificationPreferenceForm
 from portal.deposits.listing import PAGE_SIZE, Filters, list_deposits
 from portal.deposits.models import CATEGORY_LABELS, Category, Deposit
 from portal.deposits.permissions import (
@@ -41,6 +41,9 @@ from portal.orgs.permissions import spaces_of
 from portal.web import audit_context, the_user
 
 bp = Blueprint("deposits", __name__)
+# Mon compte → notifications: how a user hears of new deposits (one e-mail each, or one daily
+# digest); its own blueprint keeps the endpoint `preferences.notifications`.
+preferences_bp = Blueprint("preferences", __name__)
 
 UPLOAD_CHUNK = 1024 * 1024
 
@@ -325,3 +328,17 @@ def take(deposit_id: str) -> BaseResponse:
     else:
         flash("Vous avez pris ce dépôt en charge.", "success")
     return redirect(url_for("deposits.show", deposit_id=deposit_id))
+
+
+@preferences_bp.route("/compte/notifications", methods=["GET", "POST"], endpoint="notifications")
+def notification_preferences() -> str | BaseResponse:
+    """Show and save the user's choice of notification."""
+    user = the_user()
+    form = NotificationPreferenceForm()
+    if form.validate_on_submit():
+        deposits.set_daily_digest(db.session, user, form.mode.data == DIGEST, utcnow())
+        flash("Vos préférences de notification ont été enregistrées.", "success")
+        return redirect(url_for("preferences.notifications"))
+    if not form.is_submitted():
+        form.mode.data = DIGEST if user.daily_digest else EACH
+    return render_template("deposits/preferences.html", form=form, hints=HINTS)

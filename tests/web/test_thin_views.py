@@ -72,8 +72,7 @@ def test_the_walk_finds_every_blueprint_module_and_web_helpers() -> None:
         "flows/views.py",
         "securite/views.py",
         "api/views.py",
-        "api/tokens.py",
-        "deposits/preferences.py",
+        "api/token_views.py",
         "web.py",
     } <= names
 

@@ -1,4 +1,7 @@
-"""Mon compte → Jetons d'accès à l'API: list, create (the secret is shown once), revoke."""
+"""Mon compte → Jetons d'accès à l'API: list, create (the secret is shown once), revoke.
+
+The API feature's web pages (session and CSRF), apart from its REST API in `views.py`.
+"""
 
 from __future__ import annotations
 
