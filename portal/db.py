@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -163,6 +164,14 @@ def utcnow() -> datetime:
 def new_id() -> str:
     """A random, non-sequential identifier (UUID4 as 32 hex characters)."""
     return uuid.uuid4().hex
+
+
+_ID_RE = re.compile(r"[0-9a-f]{32}")
+
+
+def is_well_formed_id(value: str) -> bool:
+    """True for what `new_id` could have made (32 lowercase hex digits)."""
+    return _ID_RE.fullmatch(value) is not None
 
 
 @contextmanager

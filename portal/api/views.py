@@ -28,7 +28,7 @@ from portal.api.problems import ApiProblem, problem
 from portal.auth.throttle import RateLimit
 from portal.container import services
 from portal.db import db, is_database_unavailable
-from portal.deposits import notifications
+from portal.deposits import downloads, notifications
 from portal.deposits import services as deposits
 from portal.deposits.listing import PAGE_SIZE, Filters, decode_cursor, list_deposits
 from portal.deposits.models import (
@@ -204,7 +204,7 @@ def _deposit_full(user: User, deposit: Deposit) -> dict[str, Any]:
     }
     receipts: list[dict[str, Any]] | None = None
     if is_sender_side(user, deposit):  # the acknowledgement of receipt is the sender's
-        rows = deposits.receipts_of(db.session, deposit)
+        rows = downloads.receipts_of(db.session, deposit)
         receipts = [
             {"file_id": r.file_id, "user": _person(who), "downloaded_at": _at(r.downloaded_at)}
             for r, who in rows
@@ -538,8 +538,8 @@ def file_content(deposit_id: str, file_id: str) -> Response:
         raise ApiProblem(404, "Ce fichier n'existe pas ou vous n'y avez pas accès.")
     svc, ctx = services(), audit_context()
     try:
-        link = deposits.issue_link(db.session, svc.settings.secret_key, user, deposit, file, ctx)
-        download = deposits.redeem_link(db.session, svc, user, link, ctx)
+        link = downloads.issue_link(db.session, svc.settings.secret_key, user, deposit, file, ctx)
+        download = downloads.redeem_link(db.session, svc, user, link, ctx)
     except deposits.LinkRefused as e:
         raise ApiProblem(410, str(e), code=e.code) from None
     except deposits.FileCorrupted as e:

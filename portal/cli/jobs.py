@@ -51,7 +51,7 @@ def jobs_sessions(dry_run: bool) -> None:
 @job("purge", busy="Une autre purge est en cours : rien à faire.")
 def jobs_purge(run: Job, batch_size: int) -> JobRun:
     """Destroy expired, withdrawn and abandoned deposits, then orphan objects and uploads."""
-    from portal.deposits.services import (
+    from portal.deposits.purge import (
         abort_stale_uploads,
         cleanup_orphans,
         finish_destructions,

@@ -24,7 +24,7 @@ import storage
 from portal.accounts.models import User
 from portal.container import services
 from portal.db import db, is_database_unavailable, utcnow
-from portal.deposits import notifications
+from portal.deposits import downloads, notifications
 from portal.deposits import services as deposits
 from portal.deposits.forms import DIGEST, EACH, HINTS, NewDepositForm, NotificationPreferenceForm
 from portal.deposits.listing import PAGE_SIZE, Filters, list_deposits
@@ -220,7 +220,7 @@ def show(deposit_id: str) -> str | BaseResponse:
     # The acknowledgement of receipt is the sending side's, as in the API: a recipient does not
     # learn who, in another recipient organisation (a provider, France Travail), downloaded what.
     sender_side = is_sender_side(user, deposit)
-    receipts = deposits.receipts_of(db.session, deposit) if sender_side else []
+    receipts = downloads.receipts_of(db.session, deposit) if sender_side else []
     sender = db.session.get(User, deposit.sender_id)
     taken_by = db.session.get(User, deposit.taken_by_id) if deposit.taken_by_id else None
     return render_template(
@@ -247,7 +247,7 @@ def link(deposit_id: str, file_id: str) -> BaseResponse:
     if file is None:
         abort(404)
     try:
-        token = deposits.issue_link(
+        token = downloads.issue_link(
             db.session, services().settings.secret_key, user, deposit, file, audit_context()
         )
     except deposits.LinkRefused as e:
@@ -256,7 +256,7 @@ def link(deposit_id: str, file_id: str) -> BaseResponse:
     return redirect(url_for("deposits.download", token=token))
 
 
-def streamed(download: deposits.Download) -> Response:
+def streamed(download: downloads.Download) -> Response:
     """The decrypted file as an attachment that no browser will render or cache."""
     response = Response(
         download.chunks, mimetype=download.file.content_type, direct_passthrough=True
@@ -274,7 +274,7 @@ def download(token: str) -> Response | BaseResponse:
     """Check the link again, then stream the decrypted file."""
     user = the_user()
     try:
-        result = deposits.redeem_link(db.session, services(), user, token[:1024], audit_context())
+        result = downloads.redeem_link(db.session, services(), user, token[:1024], audit_context())
     except deposits.LinkRefused:
         abort(404)
     except deposits.FileCorrupted as e:

@@ -31,8 +31,8 @@ import storage
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, Role, User
 from portal.container import Services
-from portal.db import utcnow
-from portal.deposits import notifications
+from portal.db import is_well_formed_id, utcnow
+from portal.deposits import notifications, purge
 from portal.deposits import services as deposits
 from portal.deposits.integrity import report_integrity_failure
 from portal.deposits.models import MAX_LIFETIME, Category, Deposit, DepositStatus
@@ -467,12 +467,12 @@ def _discard(
 ) -> None:
     """Destroy a refused flow's draft and its stored objects at once."""
     try:
-        deposits.destroy_content(
+        purge.destroy_content(
             session, svc.store, deposit_id, reason="flow_refused", actor=user.audit_actor, ctx=ctx
         )
     except storage.StorageError:
         # The draft is already recorded destroyed and out of everyone's reach: the purge's next
-        # run shreds what the store could not (see deposits.finish_destructions).
+        # run shreds what the store could not (see purge.finish_destructions).
         session.rollback()
         log.warning("refused flow not destroyed yet (deposit %s)", deposit_id)
 
@@ -504,7 +504,7 @@ def find_flow(session: Session, user: User, flow_id: str, ctx: audit.Context) ->
     Shaped like `deposits.find_deposit`, for the same reason: a flow of another space and an
     unknown id run the same statements, so the time of the 404 does not tell which ids exist.
     """
-    if not deposits.is_well_formed_id(flow_id):
+    if not is_well_formed_id(flow_id):
         deposits.refuse_unseen(session, user, ctx, audit.Target("flow"))
         return None
     flow = session.execute(

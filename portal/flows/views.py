@@ -23,6 +23,7 @@ import storage
 from portal.accounts.models import User
 from portal.container import services
 from portal.db import db, is_database_unavailable
+from portal.deposits import downloads
 from portal.deposits import services as deposits
 from portal.deposits.permissions import can_download, can_withdraw, is_sender_side
 from portal.deposits.views import UPLOAD_CHUNK
@@ -197,7 +198,7 @@ def show(flow_id: str) -> str:
     deposit = flow.deposit
     report = flows.open_report(svc.settings.secret_key, flow)
     sender_side = is_sender_side(user, deposit)
-    receipts = deposits.receipts_of(db.session, deposit) if sender_side else []
+    receipts = downloads.receipts_of(db.session, deposit) if sender_side else []
     recipients = flows.recipient_names(db.session, deposit)
     flagged_by = db.session.get(User, flow.unusable_by_id) if flow.unusable_by_id else None
     return render_template(

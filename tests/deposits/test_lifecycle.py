@@ -21,13 +21,8 @@ from portal.accounts.models import User
 from portal.container import services
 from portal.db import db, new_id, utcnow
 from portal.deposits.models import Deposit, DepositFile, DepositStatus
-from portal.deposits.services import (
-    AlreadyWithdrawn,
-    abort_stale_uploads,
-    finish_destructions,
-    purge_expired_deposits,
-    withdraw,
-)
+from portal.deposits.purge import abort_stale_uploads, finish_destructions, purge_expired_deposits
+from portal.deposits.services import AlreadyWithdrawn, withdraw
 from portal.settings import Settings
 from storage.s3 import S3Store
 from tests.api.conftest import make_token

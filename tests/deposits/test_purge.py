@@ -15,7 +15,7 @@ from audit import NO_CONTEXT, SYSTEM, AuditAction
 from portal.container import services
 from portal.db import db, utcnow
 from portal.deposits.models import Deposit, DepositFile
-from portal.deposits.services import (
+from portal.deposits.purge import (
     cleanup_orphans,
     destroy_content,
     finish_destructions,

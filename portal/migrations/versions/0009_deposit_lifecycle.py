@@ -15,7 +15,7 @@ down_revision = "0008"
 branch_labels = None
 depends_on = None
 
-# The values `portal.deposits.services` writes when it destroys a deposit, copied here so that
+# The values `portal.deposits.purge` writes when it destroys a deposit, copied here so that
 # this migration keeps its meaning whatever the code becomes.
 DESTROYED_TITLE = "Dépôt détruit"
 DESTROYED_TITLE_SORT = "depot detruit"
