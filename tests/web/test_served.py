@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import socket
 import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
@@ -83,7 +84,8 @@ def test_a_utf8_user_agent_is_stored_as_sent_in_the_session_and_the_audit_trail(
     headers = {**ua, "Cookie": cookie, "Content-Type": b"application/x-www-form-urlencoded"}
     assert request(live_server, "POST", "/connexion", headers, form).status == 200
     # Then its session row and its audit row carry the user agent as sent, not Latin-1 mojibake
-    with database(live_server) as db:
+    # sqlite3's own context manager ends the transaction but leaves the connection open
+    with closing(database(live_server)) as db:
         sessions = [r[0] for r in db.execute("SELECT user_agent FROM server_session")]
         audited = [
             r[0]
