@@ -160,8 +160,9 @@ def sample_file(records: int, cache: Path, seed: int, reference: date) -> Path:
     return path
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def flow_arguments(description: str) -> argparse.ArgumentParser:
+    """The options every flows benchmark takes (size, runs, seed, sample cache, --check)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seed", type=int, default=1)
@@ -169,11 +170,21 @@ def main() -> int:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "filr-bench-flows"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
-    arguments = parser.parse_args()
+    return parser
 
+
+def find_xmllint() -> str | None:
+    """The baseline's path, or None after saying how to install it."""
     xmllint = shutil.which("xmllint")
     if xmllint is None:
         print("xmllint introuvable : apt-get install -y libxml2-utils", file=sys.stderr)
+    return xmllint
+
+
+def main() -> int:
+    arguments = flow_arguments(__doc__.splitlines()[0]).parse_args()
+    xmllint = find_xmllint()
+    if xmllint is None:
         return 2
     today = date.today()
     path = sample_file(arguments.records, arguments.cache, arguments.seed, today.replace(day=1))

@@ -17,12 +17,9 @@ that checks every file before depositing it pays:
 
 from __future__ import annotations
 
-import argparse
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -31,7 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 # Nothing of the portal is imported here: only the helpers of the validator's benchmark.
-from benchmarks.flows import XSD, Run, run_xmllint, sample_file, wait_child  # noqa: E402 - path
+from benchmarks.flows import (  # noqa: E402 - the path is set above
+    XSD,
+    Run,
+    find_xmllint,
+    flow_arguments,
+    run_xmllint,
+    sample_file,
+    wait_child,
+)
 
 STARTUP_TARGET_SECONDS = 0.3
 MEMORY_TARGET_MIB = 100
@@ -86,20 +91,11 @@ def _walls(runs: list[Run]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--records", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=3)
+    parser = flow_arguments(__doc__.splitlines()[0])
     parser.add_argument("--startup-runs", type=int, default=10)
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "filr-bench-flows"
-    )
-    parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     arguments = parser.parse_args()
-
-    xmllint = shutil.which("xmllint")
+    xmllint = find_xmllint()
     if xmllint is None:
-        print("xmllint introuvable : apt-get install -y libxml2-utils", file=sys.stderr)
         return 2
     today = date.today()
     small = sample_file(10, arguments.cache, arguments.seed, today.replace(day=1))

@@ -75,30 +75,32 @@ def is_database_unavailable(error: BaseException | None) -> bool:
     The chain is followed as a traceback shows it, so that a storage error raised from a lost
     database connection (the keyring lives in the database) is told from a storage outage.
     """
+    return any(
+        isinstance(e, _UNAVAILABLE)
+        or (isinstance(e, sa.exc.DBAPIError) and e.connection_invalidated)
+        for e in _chain(error, honour_suppression=True)
+    )
+
+
+def _chain(error: BaseException | None, *, honour_suppression: bool) -> Iterator[BaseException]:
+    """*error* and those it was raised from or during, as a traceback shows them, each once."""
     seen: set[int] = set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
-        if isinstance(error, _UNAVAILABLE):
-            return True
-        if isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated:
-            return True
-        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-    return False
+        yield error
+        context = None if honour_suppression and error.__suppress_context__ else error.__context__
+        error = error.__cause__ or context
 
 
 def database_error_summary(error: BaseException) -> str:
     """One line naming the database error, without SQL or parameters (they may hold data)."""
-    seen: set[int] = set()
-    current: BaseException | None = error
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
+    for current in _chain(error, honour_suppression=False):
         if isinstance(current, sa.exc.DBAPIError):
             orig = current.orig
             text = str(orig).strip().splitlines()
             return f"{type(orig).__name__}: {text[0][:300] if text else ''}".rstrip(": ")
         if isinstance(current, sa.exc.SQLAlchemyError):
             return type(current).__name__
-        current = current.__cause__ or current.__context__
     return type(error).__name__
 
 

@@ -147,8 +147,7 @@ def smtp(smtp_session: SmtpSink) -> SmtpSink:
 # --- app -------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path, smtp: SmtpSink) -> Settings:
+def make_settings(database_url: str, tmp_path: Path, smtp: SmtpSink) -> Settings:
     """Test settings: cheap argon2 (tests only), real SMTP, secure cookies as in production."""
     return Settings(
         secret_key="test-secret-key-" + "x" * 40,
@@ -164,6 +163,12 @@ def settings(database_url: str, tmp_path: Path, smtp: SmtpSink) -> Settings:
         argon2_memory_kib=8,
         testing=True,
     )
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path, smtp: SmtpSink) -> Settings:
+    """Test settings on the local object store (see `make_settings`)."""
+    return make_settings(database_url, tmp_path, smtp)
 
 
 def _watch_secrets(_sender: Flask, response: Any, **_extra: Any) -> None:

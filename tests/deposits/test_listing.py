@@ -29,6 +29,7 @@ from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import OrgKind
 from portal.settings import Settings
 from portal.text import fold
+from tests.conftest import make_settings
 from tests.factories import Factory
 from tests.support.services import SmtpSink
 
@@ -54,20 +55,7 @@ LISTS = [
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path, smtp: SmtpSink) -> Settings:
     """Local storage on both backends: these tests read lists, never a file."""
-    return Settings(
-        secret_key="test-secret-key-" + "x" * 40,
-        database_url=database_url,
-        data_dir=tmp_path / "data",
-        storage_url=f"file://{tmp_path / 'objects'}",
-        master_key_file=tmp_path / "data" / "secrets" / "master.key",
-        base_url="https://filr.test",
-        secure_cookies=True,
-        smtp_host=smtp.host,
-        smtp_port=smtp.port,
-        argon2_time_cost=1,
-        argon2_memory_kib=8,
-        testing=True,
-    )
+    return make_settings(database_url, tmp_path, smtp)
 
 
 @dataclass
