@@ -73,6 +73,8 @@ def job(
                     audit.record(
                         db.session,
                         AuditAction.JOB_RUN,
+                        # The job as target: its last run is one indexed look-up (/metrics).
+                        target=audit.Target("job", name),
                         context=run.context,
                         details={"job": name, **result.details},
                     )

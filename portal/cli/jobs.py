@@ -7,6 +7,7 @@ Each is a service function returning a small report; `@job` takes the lock, writ
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import click
 
@@ -263,3 +264,89 @@ def jobs_alerts(run: Job, verify_chain: bool) -> JobRun:
         f"{report.mails_sent} e-mails envoyés, {report.mails_failed} en échec.{chain}",
         exit_code=1 if report.chain_checked and not report.chain_valid else 0,
     )
+
+
+@jobs.command("schedule")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "systemd", "kubernetes"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Directory to write the systemd units or `cronjobs.yaml` into (default: stdout).",
+)
+def jobs_schedule(fmt: str, output: Path | None) -> None:
+    """Print the schedule, or write it as systemd timers or Kubernetes CronJobs."""
+    from portal.ops.schedule import kubernetes_cronjobs, systemd_units, table_text
+
+    files: dict[str, str]
+    if fmt == "table":
+        click.echo(table_text())
+        return
+    files = systemd_units() if fmt == "systemd" else {"cronjobs.yaml": kubernetes_cronjobs()}
+    if output is None:
+        for name, text in files.items():
+            click.echo(f"# --- {name}\n{text}")
+        return
+    output.mkdir(parents=True, exist_ok=True)
+    for stale in output.glob("filr-*.*" if fmt == "systemd" else "cronjobs.yaml"):
+        if stale.name not in files:
+            stale.unlink()  # a job removed from the table loses its unit
+    for name, text in files.items():
+        (output / name).write_text(text, encoding="utf-8")
+    click.echo(f"{len(files)} fichier(s) écrit(s) dans {output}.")
+
+
+@jobs.command("scheduler")
+@click.option("--only", multiple=True, help="Run only this job (repeatable).")
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="JOB=QUAND",
+    help='Another schedule for one job, e.g. --set "alerts=every 10 s" (demo, tests).',
+)
+def jobs_scheduler(only: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+    """Run every job of the schedule on time (Europe/Paris), once across servers."""
+    import signal
+    from dataclasses import replace
+
+    from portal.cli.runtime import settings_or_exit
+    from portal.db import make_engine
+    from portal.ops.schedule import SCHEDULE, ScheduleError, When, find_entry
+    from portal.ops.scheduler import Scheduler
+
+    table = SCHEDULE
+    try:
+        for override in overrides:
+            name, _, when = override.partition("=")
+            item = find_entry(name.strip())
+            table = tuple(
+                replace(e, when=When.parse(when.strip())) if e is item else e for e in table
+            )
+        if only:
+            table = tuple(find_entry(name, table) for name in only)
+    except KeyError as e:
+        raise click.BadParameter(f"tâche inconnue : {e.args[0]}") from None
+    except ScheduleError as e:
+        raise click.BadParameter(str(e)) from None
+    settings = settings_or_exit()
+    engine = make_engine(settings.database_url)
+    scheduler = Scheduler(table, engine)
+
+    def _stop(signum: int, _frame: object) -> None:
+        click.echo(f"Signal {signal.Signals(signum).name} reçu : arrêt après les tâches en cours.")
+        scheduler.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    click.echo(f"Planificateur : {len(table)} tâche(s), fuseau Europe/Paris.")
+    try:
+        scheduler.run()
+    finally:
+        engine.dispose()

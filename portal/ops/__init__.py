@@ -1,0 +1,1 @@
+"""Operations: the schedule of the jobs and its scheduler, health probes, Prometheus metrics."""
