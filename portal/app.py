@@ -124,6 +124,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from portal.deposits.views import preferences_bp
     from portal.flows.views import bp as flows_bp
     from portal.home.views import bp as home_bp
+    from portal.ops.views import bp as ops_bp
+    from portal.ops.views import install as install_metrics
     from portal.securite.views import bp as securite_bp
 
     app.register_blueprint(auth_bp)
@@ -136,6 +138,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.exempt(api_bp)  # bearer tokens only: no cookie, nothing for a forged request to ride
     app.register_blueprint(preferences_bp)
     app.register_blueprint(securite_bp)
+    app.register_blueprint(ops_bp)
+    install_metrics(app)
 
     dsfr_dir = settings.dsfr_dir
 

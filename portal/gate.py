@@ -54,6 +54,8 @@ PUBLIC_ENDPOINTS = frozenset(
         "auth.activate_totp",
         "auth.mfa_enrol",
         "home.health",
+        "ops.ready",
+        "ops.metrics",  # its own bearer token (FILR_METRICS_TOKEN), 404 without it
     }
 )
 

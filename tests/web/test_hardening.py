@@ -99,6 +99,8 @@ EXPECTED_PUBLIC_ENDPOINTS = {
     "auth.activate_totp",
     "auth.mfa_enrol",
     "home.health",
+    "ops.ready",  # says only which component is down
+    "ops.metrics",  # its own bearer token: tests/ops/test_health_metrics.py
 }
 
 # Endpoints that must be behind the gate; guards against a walk that silently walks nothing.
