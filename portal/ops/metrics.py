@@ -10,6 +10,7 @@ Two sources, one exposition:
   age, the audit chain's status): the same on every server, whoever ran the job.
 
 Labels never hold an id: a route is its Flask endpoint (`deposits.download`), never its URL.
+A job is labelled `job_name`: `job` is Prometheus' own label for the scrape target.
 """
 
 from __future__ import annotations
@@ -227,17 +228,17 @@ class DatabaseCollector(Collector):
         success = GaugeMetricFamily(
             "filr_job_last_success_timestamp_seconds",
             "Last successful run of each job (Unix time); absent if it never succeeded.",
-            labels=["job"],
+            labels=["job_name"],
         )
         failure = GaugeMetricFamily(
             "filr_job_last_failure_timestamp_seconds",
             "Last failed run of each job (Unix time); absent if it never failed.",
-            labels=["job"],
+            labels=["job_name"],
         )
         consecutive = GaugeMetricFamily(
             "filr_job_consecutive_failures",
             "Failed runs of each job since its last success (scheduler).",
-            labels=["job"],
+            labels=["job_name"],
         )
         names = {*self.job_names, BACKUP_JOB}
         audited = last_job_runs(self.session, sorted(names))

@@ -136,7 +136,7 @@ def test_metrics_give_the_jobs_backup_age_and_chain_status_from_the_database(
     # Then the backup's age is a few seconds, each job's last success is there
     [(_, age)] = samples["filr_backup_age_seconds"]
     assert 0 <= age < 60 and not math.isnan(age)
-    jobs = {labels["job"] for labels, _ in samples["filr_job_last_success_timestamp_seconds"]}
+    jobs = {labels["job_name"] for labels, _ in samples["filr_job_last_success_timestamp_seconds"]}
     assert {"backup", "purge"} <= jobs
     assert samples["filr_audit_chain_valid"] == [({}, 1.0)]
     assert samples["filr_metrics_database_reachable"] == [({}, 1.0)]
