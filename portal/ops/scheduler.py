@@ -189,7 +189,12 @@ class Scheduler:
         self.say(f"{name} : démarrage ({slot.entry.command_line}{again}).")
         try:
             slot.process = subprocess.Popen(  # noqa: S603 - our own interpreter and command
-                self.argv(slot.entry), stdin=subprocess.DEVNULL, env=os.environ.copy()
+                self.argv(slot.entry),
+                stdin=subprocess.DEVNULL,
+                env=os.environ.copy(),
+                # Its own session: a Ctrl+C or a signal to the scheduler's group does not cut
+                # a job short; the scheduler lets it finish (see `_shut_down`).
+                start_new_session=True,
             )
         except OSError as e:
             slot.held.close()

@@ -148,3 +148,39 @@ def _failures(app: Flask) -> list[dict[str, object]]:
 
     rows = audit_rows(app, AuditAction.JOB_RUN)
     return [json.loads(r.details) for r in rows if r.outcome == "failure"]
+
+
+def test_sigterm_lets_the_running_job_finish_and_records_its_success(
+    settings: Settings, app: Flask
+) -> None:
+    # Given a job of two seconds, started by the scheduler
+    entry = Entry("slow", ("jobs", "slow"), When.parse("every 1 s"), ())
+    engine = make_engine(settings.database_url)
+    said: list[str] = []
+    scheduler = Scheduler(
+        (entry,),
+        engine,
+        say=said.append,
+        argv=lambda _e: [sys.executable, "-c", "import time; time.sleep(2)"],
+    )
+    thread = threading.Thread(target=scheduler.run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not any("démarrage" in line for line in said):
+            assert time.monotonic() < deadline, said
+            time.sleep(0.05)
+        # When the scheduler is told to stop while it runs
+        scheduler.stop.set()
+        thread.join(timeout=30)
+    finally:
+        scheduler.stop.set()
+        thread.join(timeout=30)
+        engine.dispose()
+    # Then it waited for the job, which ended well, and started nothing more
+    assert not thread.is_alive()
+    assert "Arrêt : attente de 1 tâche(s) en cours." in said
+    assert sum("démarrage" in line for line in said) == 1
+    with app.app_context():
+        row = db.session.get(ScheduledJob, "slow")
+        assert row is not None and row.succeeded_at is not None and row.exit_code == 0
