@@ -140,3 +140,36 @@ def test_metrics_give_the_jobs_backup_age_and_chain_status_from_the_database(
     assert {"backup", "purge"} <= jobs
     assert samples["filr_audit_chain_valid"] == [({}, 1.0)]
     assert samples["filr_metrics_database_reachable"] == [({}, 1.0)]
+
+
+def _value(samples: dict[str, list[tuple[dict[str, str], float]]], name: str, route: str) -> float:
+    return sum(v for labels, v in samples.get(name, []) if labels.get("route") == route)
+
+
+def test_metrics_count_the_bytes_of_files_uploaded_and_downloaded(
+    make_app: Callable[..., Flask], factory: Factory
+) -> None:
+    from tests.api.conftest import bare_client, make_token, sent_deposit
+    from tests.factories import Api, World
+
+    app = make_app(metrics_token=TOKEN)
+    world = World.build(factory)
+    content = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 1000
+    before = scrape(app.test_client())
+    # Given a file sent and fetched through the API
+    sender = Api(bare_client(app), make_token(app, world.adviser_ft))
+    recipient = Api(bare_client(app), make_token(app, world.agent62))
+    deposit_id = sent_deposit(sender, [world.cd62], {"scan.png": content})
+    [file] = recipient.get(f"/api/v1/deposits/{deposit_id}").json["files"]  # type: ignore[index]
+    fetched = recipient.get(file["content_url"])
+    assert fetched.status_code == 200 and fetched.data == content
+    after = scrape(app.test_client())
+    # Then the counters grew by the file's size, each on its route
+    up = "filr_uploaded_bytes_total"
+    down = "filr_downloaded_bytes_total"
+    assert _value(after, up, "api.file_upload") - _value(before, up, "api.file_upload") == len(
+        content
+    )
+    assert _value(after, down, "api.file_content") - _value(
+        before, down, "api.file_content"
+    ) == len(content)
