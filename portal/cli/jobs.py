@@ -311,7 +311,8 @@ def jobs_schedule(fmt: str, output: Path | None) -> None:
     metavar="JOB=QUAND",
     help='Another schedule for one job, e.g. --set "alerts=every 10 s" (demo, tests).',
 )
-def jobs_scheduler(only: tuple[str, ...], overrides: tuple[str, ...]) -> None:
+@click.option("--now", "run_now", is_flag=True, help="Run every job once at start, then on time.")
+def jobs_scheduler(only: tuple[str, ...], overrides: tuple[str, ...], run_now: bool) -> None:
     """Run every job of the schedule on time (Europe/Paris), once across servers."""
     import signal
     from dataclasses import replace
@@ -337,7 +338,7 @@ def jobs_scheduler(only: tuple[str, ...], overrides: tuple[str, ...]) -> None:
         raise click.BadParameter(str(e)) from None
     settings = settings_or_exit()
     engine = make_engine(settings.database_url)
-    scheduler = Scheduler(table, engine)
+    scheduler = Scheduler(table, engine, run_at_start=run_now)
 
     def _stop(signum: int, _frame: object) -> None:
         click.echo(f"Signal {signal.Signals(signum).name} reçu : arrêt après les tâches en cours.")

@@ -132,11 +132,16 @@ class Scheduler:
     say: Callable[[str], None] = field(default=lambda text: print(text, flush=True))
     argv: Callable[[Entry], list[str]] = job_argv
     grace_seconds: float = STOP_GRACE_SECONDS
+    # Run every job once at start, then on its schedule (`--now`: after a release, a test).
+    run_at_start: bool = False
 
     def run(self) -> None:
         """Run the jobs on their schedule until `stop` is set."""
-        now = utcnow()
-        slots = [_Slot(entry, entry.when.next_after(now)) for entry in self.table]
+        now = utcnow().replace(microsecond=0)
+        slots = [
+            _Slot(entry, now if self.run_at_start else entry.when.next_after(now))
+            for entry in self.table
+        ]
         for slot in slots:
             upcoming = slot.next_at.astimezone(PARIS)
             self.say(
