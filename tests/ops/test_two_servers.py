@@ -210,8 +210,13 @@ def _platform(root: Path, url: str, s3: S3Endpoint) -> Iterator[Platform]:
         }
     finally:
         db.bound(app).engine.dispose()
-    a = serve(env, root / "a.log", workers=1)
-    b = serve(env, root / "b.log", workers=1)
+    # Metrics directories of their own: a server killed by the test cannot remove its own.
+    a = serve(
+        {**env, "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics-a")}, root / "a.log", workers=1
+    )
+    b = serve(
+        {**env, "PROMETHEUS_MULTIPROC_DIR": str(root / "metrics-b")}, root / "b.log", workers=1
+    )
     conf = _nginx_conf(root, proxy_port, [urlsplit(s.url).netloc for s in (a, b)])
     with (root / "nginx.out").open("wb") as out:
         nginx = subprocess.Popen(
