@@ -31,6 +31,9 @@ class AuditAction(StrEnum):
     ACCOUNT_REACTIVATED = "account:reactivated"
     ACCOUNT_REVOKED = "account:revoked"
     ACCOUNT_ACTIVATION_SENT = "account:activation-sent"
+    ACCOUNT_HABILITATION_UPDATED = "account:habilitation:updated"
+    # A notice before a suspension (end of habilitation, non-use); details say which.
+    ACCOUNT_NOTICE_SENT = "account:notice:sent"
     ACCESS_DENIED = "access:denied"
     ORGANISATION_CREATED = "organisation:created"
     AUDIT_VERIFIED = "audit:verified"

@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 ENV_PREFIX = "FILR_"
 AUDIT_RETENTION_MIN, AUDIT_RETENTION_MAX = 6, 36
 MFA_FAILURES_MIN, MFA_FAILURES_MAX = 3, 100
+# One convention asks for two months without use, another nine: 30 days to a year.
+ACCOUNT_INACTIVE_MIN, ACCOUNT_INACTIVE_MAX = 30, 365
 
 
 class SettingsError(ValueError):
@@ -125,6 +127,9 @@ class Settings:
     # Audit trail (docs/audit.md): retention in months (the CNIL's logging recommendation
     # allows 6 to 36), the owner's URL for migrations and the purge, the app's PostgreSQL role.
     audit_retention_months: int = 12
+    # Days without a log-in after which `filr jobs inactive-accounts` suspends an account
+    # (a notice goes 7 days before).
+    account_inactive_days: int = 60
     database_owner_url: str | None = None
     database_app_role: str | None = None
     # Only read by `filr db upgrade --app-role` when it creates the role (docs/operations.md).
@@ -204,6 +209,7 @@ class Settings:
                 "ALERT_UNKNOWN_IDS_WINDOW_MINUTES", 10, minimum=1
             ),
             audit_retention_months=_int("AUDIT_RETENTION_MONTHS", 12),
+            account_inactive_days=_int("ACCOUNT_INACTIVE_DAYS", 60),
             database_owner_url=_env("DATABASE_OWNER_URL") or None,
             database_app_role=_env("DATABASE_APP_ROLE") or None,
             database_app_password=_env("DATABASE_APP_PASSWORD") or None,
@@ -216,6 +222,11 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}AUDIT_RETENTION_MONTHS must be between {AUDIT_RETENTION_MIN} "
                 f"and {AUDIT_RETENTION_MAX} (months), not {self.audit_retention_months}"
+            )
+        if not ACCOUNT_INACTIVE_MIN <= self.account_inactive_days <= ACCOUNT_INACTIVE_MAX:
+            raise SettingsError(
+                f"{ENV_PREFIX}ACCOUNT_INACTIVE_DAYS must be between {ACCOUNT_INACTIVE_MIN} "
+                f"and {ACCOUNT_INACTIVE_MAX} (days), not {self.account_inactive_days}"
             )
         if not MFA_FAILURES_MIN <= self.mfa_failures_max <= MFA_FAILURES_MAX:
             raise SettingsError(

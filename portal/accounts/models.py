@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
 import sqlalchemy as sa
@@ -94,10 +94,22 @@ class User(Base):
         sa.Boolean, nullable=False, default=False, server_default=sa.false()
     )
     last_digest_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Why the account is suspended (SuspensionReason); None when it is not suspended.
+    suspension_reason: Mapped[str | None] = mapped_column(String(20))
+    # The last reactivation by a manager: an unused account's days count from it too.
+    reactivated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The notice sent before suspension for non-use; stale once the person logs in again.
+    inactivity_notice_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     organisation: Mapped[Organisation] = relationship(lazy="joined")
     role_rows: Mapped[list[UserRole]] = relationship(
         cascade="all, delete-orphan", lazy="selectin", back_populates="user"
+    )
+    habilitation: Mapped[Habilitation | None] = relationship(
+        cascade="all, delete-orphan",
+        lazy="selectin",
+        back_populates="user",
+        foreign_keys="Habilitation.user_id",
     )
 
     @property
@@ -137,6 +149,57 @@ class User(Base):
     def status_label(self) -> str:
         """French label of the status."""
         return STATUS_LABELS[AccountStatus(self.status)]
+
+
+class SuspensionReason(StrEnum):
+    """Why an account is suspended."""
+
+    MANAGER = "manager"
+    INACTIVITY = "inactivity"
+    HABILITATION_END = "habilitation_end"
+    REVIEW = "review"
+
+
+SUSPENSION_LABELS = {
+    SuspensionReason.MANAGER: "par le gestionnaire de comptes",
+    SuspensionReason.INACTIVITY: "faute d'utilisation",
+    SuspensionReason.HABILITATION_END: "à la fin de son habilitation",
+    SuspensionReason.REVIEW: "lors de la revue des habilitations",
+}
+
+
+class Habilitation(Base):
+    """The habilitation of an account: function, granted when and by whom, until when.
+
+    The conventions ask for a nominative habilitation with the person's function and an end
+    date; the account is suspended on that day (`portal.accounts.habilitations`).
+    """
+
+    __tablename__ = "habilitation"
+    __table_args__ = (
+        sa.CheckConstraint("ends_on IS NULL OR ends_on > granted_on", name="ends_after_grant"),
+        sa.CheckConstraint(
+            "(function = 'autre') = (function_label IS NOT NULL)", name="label_iff_autre"
+        ),
+    )
+
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    function: Mapped[str] = mapped_column(String(40), nullable=False)
+    function_label: Mapped[str | None] = mapped_column(String(80))
+    granted_on: Mapped[date] = mapped_column(sa.Date, nullable=False)
+    ends_on: Mapped[date | None] = mapped_column(sa.Date, index=True)
+    granted_by_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="SET NULL")
+    )
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # Notices before the end date, claimed by a conditional UPDATE (one per end date).
+    notice_14_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    notice_1_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(back_populates="habilitation", foreign_keys=[user_id])
+    granted_by: Mapped[User | None] = relationship(foreign_keys=[granted_by_id])
 
 
 class UserRole(Base):

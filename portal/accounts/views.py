@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers.response import Response
 
+from portal.accounts import habilitations
 from portal.accounts import services as accounts
 from portal.accounts.forms import (
     ChangePasswordForm,
     ConfirmPasswordForm,
     CreateAccountForm,
     EmptyForm,
+    HabilitationForm,
     ReenrolTotpForm,
 )
-from portal.accounts.models import ROLE_LABELS, Role, User
+from portal.accounts.models import ROLE_LABELS, SUSPENSION_LABELS, Role, SuspensionReason, User
 from portal.accounts.permissions import can_manage_account, can_manage_accounts, roles_allowed_for
 from portal.auth import notices, totp
 from portal.auth import services as auth
 from portal.auth.models import ServerSession
 from portal.container import services
-from portal.db import db
+from portal.db import db, utcnow
 from portal.orgs.models import OrgKind
 from portal.orgs.permissions import spaces_of
 from portal.web import (
@@ -58,6 +62,7 @@ def _account_page(**forms: object) -> str:
         codes_form=forms.get("codes_form") or ConfirmPasswordForm(),
         empty_form=EmptyForm(),
         problems=forms.get("problems") or [],
+        **_habilitation_view(user),
     )
 
 
@@ -198,12 +203,39 @@ def _role_choices(actor: User) -> list[tuple[str, str]]:
     return [(str(r), ROLE_LABELS[r]) for r in Role if r in allowed]
 
 
+def _today() -> date:
+    return habilitations.today_in_paris(utcnow())
+
+
+def _habilitation_form(form: HabilitationForm, kind: OrgKind) -> HabilitationForm:
+    form.function.choices = habilitations.function_choices(kind)
+    if form.granted_on.data is None and not form.is_submitted():
+        form.granted_on.data = _today()
+    return form
+
+
+def _given(form: HabilitationForm) -> habilitations.HabilitationInput:
+    return habilitations.HabilitationInput(
+        function=form.function.data,
+        function_label=form.function_label.data,
+        granted_on=form.granted_on.data,
+        ends_on=form.ends_on.data,
+    )
+
+
+def _form_problems(form: HabilitationForm) -> list[str]:
+    return [errors[0] for errors in form.errors.values() if errors] or [
+        "Le formulaire contient des erreurs : corrigez les champs signalés."
+    ]
+
+
 @bp.route("/gestion/comptes/nouveau", methods=["GET", "POST"])
 def manage_create() -> str | Response:
-    """Create an account; the person receives an activation e-mail."""
+    """Create an account with its habilitation; the person receives an activation e-mail."""
     actor = _manager()
     form = CreateAccountForm()
     form.roles.choices = _role_choices(actor)
+    _habilitation_form(form, OrgKind(actor.organisation.kind))
     error = None
     if form.validate_on_submit():
         try:
@@ -216,6 +248,8 @@ def manage_create() -> str | Response:
                 roles=[Role(r) for r in form.roles.data],
                 actor=actor_of(actor),
                 ctx=audit_context(),
+                habilitation=_given(form),
+                granted_by=actor,
             )
         except accounts.AccountError as e:
             error = str(e)
@@ -227,20 +261,71 @@ def manage_create() -> str | Response:
             )
             return redirect(url_for("accounts.manage_detail", user_id=new.user.id))
     elif request.method == "POST":
-        error = "Le formulaire contient des erreurs : corrigez les champs signalés."
+        error = " ".join(_form_problems(form))
     return render_template("accounts/manage_create.html", form=form, error=error)
+
+
+def _habilitation_view(target: User) -> dict[str, object]:
+    hab = target.habilitation
+    kind = OrgKind(target.organisation.kind)
+    reason = target.suspension_reason
+    return {
+        "habilitation": hab,
+        "function_label": habilitations.function_label(kind, hab) if hab else None,
+        "suspension_label": SUSPENSION_LABELS[SuspensionReason(reason)] if reason else None,
+        "must_choose_password": accounts.must_choose_password(target),
+    }
 
 
 @bp.route("/gestion/comptes/<user_id>")
 def manage_detail(user_id: str) -> str:
-    """One account of the organisation and the actions on it."""
+    """One account of the organisation, its habilitation and the actions on it."""
     _actor, target = _managed(user_id)
-    return render_template("accounts/manage_detail.html", target=target, form=EmptyForm())
+    return render_template(
+        "accounts/manage_detail.html",
+        target=target,
+        form=EmptyForm(),
+        **_habilitation_view(target),
+    )
+
+
+@bp.route("/gestion/comptes/<user_id>/habilitation", methods=["GET", "POST"])
+def manage_habilitation(user_id: str) -> str | Response:
+    """Record or change the habilitation of one account of the organisation."""
+    actor, target = _managed(user_id)
+    form = _habilitation_form(HabilitationForm(), OrgKind(target.organisation.kind))
+    hab = target.habilitation
+    if hab is not None and not form.is_submitted():
+        form.function.data = hab.function
+        form.function_label.data = hab.function_label
+        form.granted_on.data = hab.granted_on
+        form.ends_on.data = hab.ends_on
+    problems: list[str] = []
+    if form.validate_on_submit():
+        try:
+            habilitations.save_habilitation(
+                db.session,
+                target,
+                _given(form),
+                granted_by=actor,
+                actor=actor_of(actor),
+                ctx=audit_context(),
+                today=_today(),
+            )
+        except habilitations.HabilitationError as e:
+            problems = [str(e)]
+        else:
+            flash("L'habilitation a été enregistrée.", "success")
+            return redirect(url_for("accounts.manage_detail", user_id=target.id))
+    elif form.is_submitted():
+        problems = _form_problems(form)
+    return render_template(
+        "accounts/manage_habilitation.html", target=target, form=form, problems=problems
+    )
 
 
 _ACTIONS = {
     "suspendre": (accounts.suspend, "Le compte a été suspendu ; ses sessions sont fermées."),
-    "reactiver": (accounts.reactivate, "Le compte a été réactivé."),
     "revoquer": (accounts.revoke, "Le compte a été révoqué définitivement."),
 }
 
@@ -278,6 +363,14 @@ def manage_action(user_id: str, action: str) -> Response:
                     notices.api_tokens_revoked_for_manager(reset.api_tokens_revoked),
                 )
                 if m
+            )
+        elif action == "reactiver":
+            accounts.reactivate_and_mail(db.session, svc, target, who, ctx)
+            message = (
+                "Le compte a été réactivé ; la personne a reçu un e-mail pour choisir un nouveau "
+                "mot de passe (lien valable 72 heures)."
+                if target.activated_at
+                else "Le compte a été réactivé ; il attend toujours son activation."
             )
         elif action == "renvoyer-activation":
             accounts.resend_activation_mail(db.session, svc, target, who, ctx)

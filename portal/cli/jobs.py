@@ -6,7 +6,7 @@ Each is a service function returning a small report; `@job` takes the lock, writ
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 
 import click
 
@@ -262,4 +262,79 @@ def jobs_alerts(run: Job, verify_chain: bool) -> JobRun:
         f"{report.raised} alertes levées, {report.updated} mises à jour, "
         f"{report.mails_sent} e-mails envoyés, {report.mails_failed} en échec.{chain}",
         exit_code=1 if report.chain_checked and not report.chain_valid else 0,
+    )
+
+
+def _as_of(value: str | None) -> datetime:
+    """Now, or 06:00 in France on the day *value* (AAAA-MM-JJ) for a drill or a late run."""
+    from portal.accounts.habilitations import morning_of
+
+    if value is None:
+        return utcnow()
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "date attendue au format AAAA-MM-JJ", param_hint="--as-of"
+        ) from None
+    return morning_of(day)
+
+
+AS_OF_HELP = "Act as if run on this day (AAAA-MM-JJ), with the same effects."
+
+
+@jobs.command("habilitations")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent or suspended.")
+@click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
+@job("habilitations", busy="Un autre contrôle des habilitations est en cours : rien à faire.")
+def jobs_habilitations(run: Job, as_of: str | None) -> JobRun:
+    """Notify 14 days and 1 day before a habilitation's end date; suspend on the day."""
+    from portal.accounts.habilitations import enforce_habilitation_ends
+
+    now = _as_of(as_of)
+    report = enforce_habilitation_ends(
+        db.session, services(), now, run.context, dry_run=run.dry_run
+    )
+    return JobRun(
+        f"Habilitations au {now:%Y-%m-%d} : {report.notices[14]} avis à 14 jours, "
+        f"{report.notices[1]} à 1 jour, {report.suspended} comptes suspendus, "
+        f"{report.mails_sent} e-mails {'à envoyer' if run.dry_run else 'envoyés'}, "
+        f"{report.mails_failed} en échec.",
+        details={
+            "as_of": now.date().isoformat(),
+            "notices_14": report.notices[14],
+            "notices_1": report.notices[1],
+            "suspended": report.suspended,
+            "sent": report.mails_sent,
+            "failed": report.mails_failed,
+        },
+    )
+
+
+@jobs.command("inactive-accounts")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent or suspended.")
+@click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
+@job(
+    "inactive-accounts",
+    busy="Un autre contrôle des comptes inutilisés est en cours : rien à faire.",
+)
+def jobs_inactive_accounts(run: Job, as_of: str | None) -> JobRun:
+    """Suspend accounts unused for FILR_ACCOUNT_INACTIVE_DAYS days (notice 7 days before)."""
+    from portal.accounts.inactivity import suspend_unused_accounts
+
+    now = _as_of(as_of)
+    report = suspend_unused_accounts(db.session, services(), now, run.context, dry_run=run.dry_run)
+    return JobRun(
+        f"Comptes inutilisés au {now:%Y-%m-%d} "
+        f"(limite {run.settings.account_inactive_days} jours) : {report.notices} avis, "
+        f"{report.suspended} comptes suspendus, {report.mails_sent} e-mails "
+        f"{'à envoyer' if run.dry_run else 'envoyés'}, {report.mails_failed} en échec.",
+        details={
+            "as_of": now.date().isoformat(),
+            "limit_days": run.settings.account_inactive_days,
+            "notices": report.notices,
+            "suspended": report.suspended,
+            "sent": report.mails_sent,
+            "failed": report.mails_failed,
+        },
     )
