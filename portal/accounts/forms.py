@@ -52,8 +52,12 @@ class EmptyForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
 class HabilitationForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """The habilitation of an account: function, granted on, optional end date."""
 
+    # The service checks the function against the organisation's list, in French.
     function = SelectField(
-        "Fonction", choices=[], validators=[DataRequired(message="Choisissez une fonction.")]
+        "Fonction",
+        choices=[],
+        validate_choice=False,
+        validators=[DataRequired(message="Choisissez une fonction.")],
     )
     function_label = StringField("Fonction (si « autre »)", validators=[Optional(), Length(max=80)])
     granted_on = DateField(

@@ -153,7 +153,7 @@ def set_habilitation(
     if hab is None:
         hab = Habilitation(user_id=user.id)
         user.habilitation = hab
-    before = None if hab.function is None else _describe(hab)
+    before = {} if hab.function is None else _describe(hab, "previous_")
     if hab.ends_on != given.ends_on:
         hab.notice_14_at = hab.notice_1_at = None
     hab.function = given.function
@@ -170,16 +170,16 @@ def set_habilitation(
         context=ctx,
         target=audit.Target("user", user.id, user.organisation.departement_code),
         # The function's code, never its free label (a label is typed by a person).
-        details={"before": before, "after": _describe(hab)},
+        details={**_describe(hab), **before},
     )
     return hab
 
 
-def _describe(hab: Habilitation) -> dict[str, str | None]:
+def _describe(hab: Habilitation, prefix: str = "") -> dict[str, str | None]:
     return {
-        "function": hab.function,
-        "granted_on": hab.granted_on.isoformat(),
-        "ends_on": hab.ends_on.isoformat() if hab.ends_on else None,
+        f"{prefix}function": hab.function,
+        f"{prefix}granted_on": hab.granted_on.isoformat(),
+        f"{prefix}ends_on": hab.ends_on.isoformat() if hab.ends_on else None,
     }
 
 
