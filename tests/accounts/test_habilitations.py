@@ -63,9 +63,7 @@ def _habilitate(
 
 def _run(app: Flask, day: date) -> HabilitationReport:
     with app.app_context():
-        return enforce_habilitation_ends(
-            db.session, services(), morning_of(day), audit.NO_CONTEXT
-        )
+        return enforce_habilitation_ends(db.session, services(), morning_of(day), audit.NO_CONTEXT)
 
 
 @pytest.fixture

@@ -1,0 +1,68 @@
+"""`filr jobs habilitations` and `inactive-accounts` with `--as-of`, `filr users show` and
+`filr users habilitation`."""
+
+from __future__ import annotations
+
+import json
+
+from flask import Flask
+
+from portal.settings import Settings
+from tests.accounts.test_inactivity import _after, _last_login
+from tests.cli.conftest import filr
+from tests.factories import Factory
+from tests.support.services import SmtpSink
+
+
+def test_the_command_takes_as_of_and_users_show_prints_the_account(
+    cli_env: Settings, app: Flask, factory: Factory, smtp: SmtpSink
+) -> None:
+    agent = factory.user(factory.org(), email="agent@cd62.example.org")
+    _last_login(app, agent)
+    out = filr(["jobs", "inactive-accounts", "--as-of", _after(53).isoformat()]).output
+    assert "1 avis, 0 comptes suspendus" in out
+    again = filr(["jobs", "inactive-accounts", "--as-of", _after(53).isoformat()]).output
+    assert "0 avis" in again
+    filr(["jobs", "inactive-accounts", "--as-of", _after(60).isoformat()])
+    filr(
+        [
+            "users",
+            "habilitation",
+            agent.email,
+            "--function",
+            "referent_rsa",
+            "--granted-on",
+            "2026-11-02",
+            "--ends-on",
+            "2027-10-31",
+        ]
+    )
+    shown = json.loads(filr(["users", "show", agent.email, "--json"]).output)
+    assert shown["status"] == "suspended" and shown["suspension_reason"] == "inactivity"
+    assert shown["habilitation"]["function"] == "referent_rsa"
+    assert shown["habilitation"]["ends_on"] == "2027-10-31"
+    assert shown["last_login_at"].startswith("2027-01-10")
+    text = filr(["users", "show", agent.email]).output
+    assert "Référent RSA" in text and "faute d'utilisation" in text
+    filr(["jobs", "inactive-accounts", "--as-of", "10/01/2027"], code=2)
+
+
+def test_the_habilitation_job_suspends_on_the_end_date_as_of_that_day(
+    cli_env: Settings, app: Flask, factory: Factory, smtp: SmtpSink
+) -> None:
+    agent = factory.user(factory.org(), email="agent@cd62.example.org")
+    filr(["users", "habilitation", agent.email, "--function", "autre", "--function-label",
+          "Stagiaire", "--granted-on", "2026-11-02", "--ends-on", "2027-03-31"])  # fmt: skip
+    dry = filr(["jobs", "habilitations", "--as-of", "2027-03-31", "--dry-run"]).output
+    assert dry.startswith("[essai]") and "1 comptes suspendus" in dry
+    assert (
+        "0 avis à 14 jours, 1 à 1 jour"
+        in filr(["jobs", "habilitations", "--as-of", "2027-03-30"]).output
+    )
+    assert "1 comptes suspendus" in filr(["jobs", "habilitations", "--as-of", "2027-03-31"]).output
+    shown = json.loads(filr(["users", "show", agent.email, "--json"]).output)
+    assert shown["status"] == "suspended"
+    assert shown["suspension_reason"] == "habilitation_end"
+    assert shown["habilitation"]["function_label"] == "Stagiaire"
+    bad = filr(["users", "habilitation", agent.email, "--function", "directeur_agence"], code=1)
+    assert "Fonction inconnue" in bad.output
