@@ -154,7 +154,7 @@ def users_habilitation(
 ) -> None:
     """Record or replace an account's habilitation (audited)."""
     given = _habilitation(function, function_label, granted_on, ends_on)
-    assert given is not None  # noqa: S101 - --function is required
+    assert given is not None  # noqa: S101 - the option is required
     with app_context():
         user = _find(email)
         try:
