@@ -34,6 +34,12 @@ class AuditAction(StrEnum):
     ACCOUNT_HABILITATION_UPDATED = "account:habilitation:updated"
     # A notice before a suspension (end of habilitation, non-use); details say which.
     ACCOUNT_NOTICE_SENT = "account:notice:sent"
+    # The annual review of habilitations: a campaign per organisation and its decisions.
+    ACCOUNT_REVIEW_OPENED = "account:review:opened"
+    ACCOUNT_REVIEW_CONFIRMED = "account:review:confirmed"
+    ACCOUNT_REVIEW_SUSPENDED = "account:review:suspended"
+    ACCOUNT_REVIEW_REMINDED = "account:review:reminded"
+    ACCOUNT_REVIEW_CLOSED = "account:review:closed"
     ACCESS_DENIED = "access:denied"
     ORGANISATION_CREATED = "organisation:created"
     AUDIT_VERIFIED = "audit:verified"

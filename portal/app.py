@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.init_app(app)
     gate.install(app)
 
+    from portal.accounts.review_views import bp as review_bp
     from portal.accounts.views import bp as accounts_bp
     from portal.api.token_views import bp as api_tokens_bp
     from portal.api.views import bp as api_bp
@@ -128,6 +129,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(review_bp)
     app.register_blueprint(home_bp)
     app.register_blueprint(deposits_bp)
     app.register_blueprint(flows_bp)

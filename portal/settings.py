@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -71,6 +72,18 @@ def _load_or_create_secret(path: Path) -> str:
     return value
 
 
+def month_day(value: str) -> tuple[int, int] | None:
+    """(month, day) of "MM-JJ", or None when it is not a day of every year (29 February)."""
+    month, _, day = value.partition("-")
+    if not (month.isdigit() and day.isdigit() and len(month) == len(day) == 2):
+        return None
+    try:
+        date(2027, int(month), int(day))  # a year without 29 February
+    except ValueError:
+        return None
+    return int(month), int(day)
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the portal needs to run; built by `from_env` and never mutated."""
@@ -130,6 +143,9 @@ class Settings:
     # Days without a log-in after which `filr jobs inactive-accounts` suspends an account
     # (a notice goes 7 days before).
     account_inactive_days: int = 60
+    # The annual review of habilitations (MM-JJ, French calendar days, both included).
+    review_opens: str = "03-01"
+    review_closes: str = "04-30"
     database_owner_url: str | None = None
     database_app_role: str | None = None
     # Only read by `filr db upgrade --app-role` when it creates the role (docs/operations.md).
@@ -210,6 +226,8 @@ class Settings:
             ),
             audit_retention_months=_int("AUDIT_RETENTION_MONTHS", 12),
             account_inactive_days=_int("ACCOUNT_INACTIVE_DAYS", 60),
+            review_opens=_env("REVIEW_OPENS") or "03-01",
+            review_closes=_env("REVIEW_CLOSES") or "04-30",
             database_owner_url=_env("DATABASE_OWNER_URL") or None,
             database_app_role=_env("DATABASE_APP_ROLE") or None,
             database_app_password=_env("DATABASE_APP_PASSWORD") or None,
@@ -227,6 +245,13 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}ACCOUNT_INACTIVE_DAYS must be between {ACCOUNT_INACTIVE_MIN} "
                 f"and {ACCOUNT_INACTIVE_MAX} (days), not {self.account_inactive_days}"
+            )
+        opens, closes = month_day(self.review_opens), month_day(self.review_closes)
+        if opens is None or closes is None or closes <= opens:
+            raise SettingsError(
+                f"{ENV_PREFIX}REVIEW_OPENS and {ENV_PREFIX}REVIEW_CLOSES must be days of the "
+                f"same year (MM-JJ, the opening first), not {self.review_opens!r} and "
+                f"{self.review_closes!r}"
             )
         if not MFA_FAILURES_MIN <= self.mfa_failures_max <= MFA_FAILURES_MAX:
             raise SettingsError(

@@ -249,3 +249,71 @@ class UserToken(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ReviewStatus(StrEnum):
+    """Life of a review campaign."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class ReviewDecisionKind(StrEnum):
+    """What the account manager decided for one account in a campaign."""
+
+    CONFIRMED = "confirmed"
+    SUSPENDED = "suspended"
+
+
+class ReviewCampaign(Base):
+    """The review of one organisation's accounts (revue des habilitations).
+
+    Opened each year (1 March to 30 April by default) by `filr jobs review`, or by hand for one
+    organisation; one campaign per organisation and opening day, so that two servers opening
+    the year's campaigns at once create one each.
+    """
+
+    __tablename__ = "review_campaign"
+    __table_args__ = (
+        sa.UniqueConstraint(
+            "organisation_id", "opens_on", name="uq_review_campaign_one_per_opening"
+        ),
+        sa.CheckConstraint("closes_on >= opens_on", name="closes_after_opening"),
+        sa.CheckConstraint("status IN ('open', 'closed')", name="status_known"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    organisation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("organisation.id"), nullable=False, index=True
+    )
+    opens_on: Mapped[date] = mapped_column(sa.Date, nullable=False)
+    closes_on: Mapped[date] = mapped_column(sa.Date, nullable=False)
+    status: Mapped[str] = mapped_column(String(8), nullable=False, default=ReviewStatus.OPEN)
+    is_manual: Mapped[bool] = mapped_column(sa.Boolean, nullable=False, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    # The last day a reminder went (claimed by a conditional UPDATE: one per day at most).
+    last_reminder_on: Mapped[date | None] = mapped_column(sa.Date)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    organisation: Mapped[Organisation] = relationship(lazy="joined")
+
+
+class ReviewDecision(Base):
+    """One account confirmed or suspended in a campaign (one decision per account)."""
+
+    __tablename__ = "review_decision"
+    __table_args__ = (
+        sa.CheckConstraint("decision IN ('confirmed', 'suspended')", name="decision_known"),
+    )
+
+    campaign_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("review_campaign.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    decision: Mapped[str] = mapped_column(String(12), nullable=False)
+    decided_by_id: Mapped[str | None] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="SET NULL")
+    )
+    decided_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -94,10 +94,11 @@ def suspend_by_job(
     now: datetime,
     *,
     still_due: sa.ColumnElement[bool] | None = None,
+    tell_managers: bool = True,
 ) -> JobSuspension | None:
     """Suspend the account *user_id* for *reason* if it is active or pending and *still_due*
     holds; None when another run (or a person) changed it first. Commits, then mails the
-    person and the organisation's account managers."""
+    person and (unless *tell_managers* is False) the organisation's account managers."""
     conditions = [
         User.id == user_id,
         User.status.in_((AccountStatus.ACTIVE, AccountStatus.PENDING)),
@@ -126,7 +127,7 @@ def suspend_by_job(
     )
     session.commit()
     subject, to_person, to_manager = _suspension_mails(user, reason)
-    recipients = [(m, to_manager) for m in managers_of(session, user)]
+    recipients = [(m, to_manager) for m in managers_of(session, user)] if tell_managers else []
     if user.status == AccountStatus.SUSPENDED and user.activated_at is not None:
         recipients.insert(0, (user.email, to_person))
     sent, failed = notify(svc, recipients, subject)

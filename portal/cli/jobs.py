@@ -338,3 +338,30 @@ def jobs_inactive_accounts(run: Job, as_of: str | None) -> JobRun:
             "failed": report.mails_failed,
         },
     )
+
+
+@jobs.command("review")
+@click.option("--dry-run", is_flag=True, help="Report what would be opened, sent or suspended.")
+@click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
+@job("review", busy="Une autre revue des habilitations est en cours : rien à faire.")
+def jobs_review(run: Job, as_of: str | None) -> JobRun:
+    """The annual review: open the campaigns, remind the managers, close and suspend."""
+    from portal.accounts.review import run_review
+
+    now = _as_of(as_of)
+    report = run_review(db.session, services(), now, run.context, dry_run=run.dry_run)
+    return JobRun(
+        f"Revue des habilitations au {now:%Y-%m-%d} : {report.opened} revues ouvertes, "
+        f"{report.reminded} rappels, {report.closed} revues closes, {report.suspended} comptes "
+        f"suspendus, {report.mails_sent} e-mails {'à envoyer' if run.dry_run else 'envoyés'}, "
+        f"{report.mails_failed} en échec.",
+        details={
+            "as_of": now.date().isoformat(),
+            "opened": report.opened,
+            "reminded": report.reminded,
+            "closed": report.closed,
+            "suspended": report.suspended,
+            "sent": report.mails_sent,
+            "failed": report.mails_failed,
+        },
+    )

@@ -8,7 +8,7 @@ import click
 import sqlalchemy as sa
 
 from portal.cli.runtime import app_context, audit_context, find_org
-from portal.db import db
+from portal.db import db, utcnow
 from portal.orgs.models import Organisation, OrgKind
 from portal.orgs.services import (
     OrganisationError,
@@ -81,3 +81,29 @@ def orgs_national(org_ref: str, unset: bool) -> None:
             raise click.ClickException(str(e)) from None
         db.session.commit()
         click.echo(f"{org.name} : {'périmètre national retiré' if unset else 'périmètre national'}")
+
+
+@orgs.command("review")
+@click.argument("org_ref")
+@click.option("--days", default=30, show_default=True, type=int, help="Length (1 to 90 days).")
+def orgs_review(org_ref: str, days: int) -> None:
+    """Open a review of habilitations now for one organisation (after an incident)."""
+    import audit
+    from portal.accounts.review import ReviewError, open_campaign_by_hand
+    from portal.container import services
+
+    with app_context():
+        org = find_org(org_ref)
+        try:
+            campaign = open_campaign_by_hand(
+                db.session,
+                services(),
+                org,
+                actor=audit.SYSTEM,
+                ctx=audit_context(),
+                now=utcnow(),
+                days=days,
+            )
+        except ReviewError as e:
+            raise click.ClickException(str(e)) from e
+        click.echo(f"Revue ouverte pour {org.name} jusqu'au {campaign.closes_on:%d/%m/%Y}.")

@@ -1,4 +1,4 @@
-"""habilitations, suspension reasons, notices before suspension
+"""habilitations, suspension reasons, notices before suspension, annual review
 
 Revision ID: 0013
 Revises: 0009
@@ -64,8 +64,76 @@ def upgrade() -> None:
     with op.batch_alter_table("habilitation", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_habilitation_ends_on"), ["ends_on"], unique=False)
 
+    op.create_table(
+        "review_campaign",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("organisation_id", sa.String(length=32), nullable=False),
+        sa.Column("opens_on", sa.Date(), nullable=False),
+        sa.Column("closes_on", sa.Date(), nullable=False),
+        sa.Column("status", sa.String(length=8), nullable=False),
+        sa.Column("is_manual", sa.Boolean(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_reminder_on", sa.Date(), nullable=True),
+        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "closes_on >= opens_on", name=op.f("ck_review_campaign_closes_after_opening")
+        ),
+        sa.CheckConstraint(
+            "status IN ('open', 'closed')", name=op.f("ck_review_campaign_status_known")
+        ),
+        sa.ForeignKeyConstraint(
+            ["organisation_id"],
+            ["organisation.id"],
+            name=op.f("fk_review_campaign_organisation_id_organisation"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_review_campaign")),
+        sa.UniqueConstraint(
+            "organisation_id", "opens_on", name=op.f("uq_review_campaign_one_per_opening")
+        ),
+    )
+    with op.batch_alter_table("review_campaign", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_review_campaign_organisation_id"), ["organisation_id"], unique=False
+        )
+
+    op.create_table(
+        "review_decision",
+        sa.Column("campaign_id", sa.String(length=32), nullable=False),
+        sa.Column("user_id", sa.String(length=32), nullable=False),
+        sa.Column("decision", sa.String(length=12), nullable=False),
+        sa.Column("decided_by_id", sa.String(length=32), nullable=True),
+        sa.Column("decided_at", sa.DateTime(timezone=True), nullable=False),
+        sa.CheckConstraint(
+            "decision IN ('confirmed', 'suspended')",
+            name=op.f("ck_review_decision_decision_known"),
+        ),
+        sa.ForeignKeyConstraint(
+            ["campaign_id"],
+            ["review_campaign.id"],
+            name=op.f("fk_review_decision_campaign_id_review_campaign"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["user_account.id"],
+            name=op.f("fk_review_decision_user_id_user_account"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["decided_by_id"],
+            ["user_account.id"],
+            name=op.f("fk_review_decision_decided_by_id_user_account"),
+            ondelete="SET NULL",
+        ),
+        sa.PrimaryKeyConstraint("campaign_id", "user_id", name=op.f("pk_review_decision")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("review_decision")
+    with op.batch_alter_table("review_campaign", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_review_campaign_organisation_id"))
+    op.drop_table("review_campaign")
     with op.batch_alter_table("habilitation", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_habilitation_ends_on"))
     op.drop_table("habilitation")
