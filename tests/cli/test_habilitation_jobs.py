@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import json
+from email.header import decode_header, make_header
 
 from flask import Flask
 
 from portal.settings import Settings
 from tests.accounts.test_inactivity import _after, _last_login
+from tests.accounts.test_review import Cast
 from tests.cli.conftest import filr
 from tests.factories import Factory
 from tests.support.services import SmtpSink
@@ -66,3 +68,16 @@ def test_the_habilitation_job_suspends_on_the_end_date_as_of_that_day(
     assert shown["habilitation"]["function_label"] == "Stagiaire"
     bad = filr(["users", "habilitation", agent.email, "--function", "directeur_agence"], code=1)
     assert "Fonction inconnue" in bad.output
+
+
+def test_a_review_is_opened_by_hand_from_the_command_line_once(
+    cli_env: Settings, app: Flask, factory: Factory, smtp: SmtpSink
+) -> None:
+    cast = Cast(factory)
+    out = filr(["orgs", "review", cast.cd62, "--days", "15"]).output
+    assert "Revue ouverte pour CD 62" in out
+    assert "déjà ouverte" in filr(["orgs", "review", cast.cd62], code=1).output
+    subject = str(make_header(decode_header(smtp.to(cast.manager62.email)[0]["Subject"])))
+    assert subject == "Fil'R : revue des habilitations ouverte"
+    out = filr(["jobs", "review", "--as-of", "2027-03-01", "--dry-run"]).output
+    assert out.startswith("[essai]") and "1 revues ouvertes" in out  # CD 59 only
