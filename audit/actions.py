@@ -77,6 +77,10 @@ class AuditAction(StrEnum):
     FLOW_FLAGGED_UNUSABLE = "flow:flagged-unusable"
     FLOW_REMINDER_SENT = "flow:reminder-sent"
     KEY_ROTATED = "key:rotated"
+    INCIDENT_CREATED = "incident:created"
+    INCIDENT_LINKED = "incident:linked"
+    INCIDENT_NOTICE_RECORDED = "incident:notice-recorded"
+    INCIDENT_REMINDER_SENT = "incident:reminder-sent"
 
 
 class Outcome(StrEnum):

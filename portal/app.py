@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from portal.deposits.views import preferences_bp
     from portal.flows.views import bp as flows_bp
     from portal.home.views import bp as home_bp
+    from portal.securite.incident_views import bp as incidents_bp
     from portal.securite.views import bp as securite_bp
 
     app.register_blueprint(auth_bp)
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.exempt(api_bp)  # bearer tokens only: no cookie, nothing for a forged request to ride
     app.register_blueprint(preferences_bp)
     app.register_blueprint(securite_bp)
+    app.register_blueprint(incidents_bp)
 
     dsfr_dir = settings.dsfr_dir
 

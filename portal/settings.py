@@ -146,6 +146,10 @@ class Settings:
     # The annual review of habilitations (MM-JJ, French calendar days, both included).
     review_opens: str = "03-01"
     review_closes: str = "04-30"
+    # Incident register: the conventions' delay for telling the partners (36 h; 48 h in another
+    # one), and how long before each deadline the security officers are reminded.
+    incident_partner_notice_hours: int = 36
+    incident_reminder_hours: int = 12
     database_owner_url: str | None = None
     database_app_role: str | None = None
     # Only read by `filr db upgrade --app-role` when it creates the role (docs/operations.md).
@@ -228,6 +232,8 @@ class Settings:
             account_inactive_days=_int("ACCOUNT_INACTIVE_DAYS", 60),
             review_opens=_env("REVIEW_OPENS") or "03-01",
             review_closes=_env("REVIEW_CLOSES") or "04-30",
+            incident_partner_notice_hours=_int("INCIDENT_PARTNER_NOTICE_HOURS", 36, minimum=1),
+            incident_reminder_hours=_int("INCIDENT_REMINDER_HOURS", 12, minimum=1),
             database_owner_url=_env("DATABASE_OWNER_URL") or None,
             database_app_role=_env("DATABASE_APP_ROLE") or None,
             database_app_password=_env("DATABASE_APP_PASSWORD") or None,
@@ -245,6 +251,10 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}ACCOUNT_INACTIVE_DAYS must be between {ACCOUNT_INACTIVE_MIN} "
                 f"and {ACCOUNT_INACTIVE_MAX} (days), not {self.account_inactive_days}"
+            )
+        if not 1 <= self.incident_partner_notice_hours <= 168:
+            raise SettingsError(
+                f"{ENV_PREFIX}INCIDENT_PARTNER_NOTICE_HOURS must be between 1 and 168 (hours)"
             )
         opens, closes = month_day(self.review_opens), month_day(self.review_closes)
         if opens is None or closes is None or closes <= opens:

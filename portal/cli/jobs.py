@@ -365,3 +365,24 @@ def jobs_review(run: Job, as_of: str | None) -> JobRun:
             "failed": report.mails_failed,
         },
     )
+
+
+@jobs.command("incidents")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
+@job("incidents", busy="Un autre envoi de rappels d'incidents est en cours : rien à faire.")
+def jobs_incidents(run: Job, as_of: str | None) -> JobRun:
+    """Remind the security officers before each incident deadline (partners, CNIL)."""
+    from portal.securite.incidents import send_incident_reminders
+
+    now = _as_of(as_of)
+    report = send_incident_reminders(db.session, services(), now, run.context, dry_run=run.dry_run)
+    return JobRun(
+        f"Incidents : {report.reminders} rappel(s) d'échéance, {report.mails_sent} e-mails "
+        f"{'à envoyer' if run.dry_run else 'envoyés'}, {report.mails_failed} en échec.",
+        details={
+            "reminders": report.reminders,
+            "sent": report.mails_sent,
+            "failed": report.mails_failed,
+        },
+    )

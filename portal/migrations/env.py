@@ -18,6 +18,7 @@ from portal.db import Base, make_engine
 from portal.deposits import models as _deposits  # noqa: F401 - as above
 from portal.flows import models as _flows  # noqa: F401 - as above
 from portal.orgs import models as _orgs  # noqa: F401 - as above
+from portal.securite import incident_models as _incidents  # noqa: F401 - as above
 from portal.securite import models as _securite  # noqa: F401 - as above
 
 target_metadata = [Base.metadata, audit.metadata]
