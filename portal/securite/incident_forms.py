@@ -22,7 +22,7 @@ class IncidentForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hin
 
     kind = SelectField(
         "Nature de l'incident",
-        choices=[(str(k), v) for k, v in INCIDENT_KIND_LABELS.items()],
+        choices={str(k): v for k, v in INCIDENT_KIND_LABELS.items()},
         validators=[DataRequired(message="Choisissez la nature de l'incident.")],
     )
     title = StringField(
@@ -50,7 +50,7 @@ class IncidentForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hin
 class NoticeForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Record a notice that went out."""
 
-    kind = SelectField("Destinataire", choices=[(str(k), v) for k, v in NOTICE_KIND_LABELS.items()])
+    kind = SelectField("Destinataire", choices={str(k): v for k, v in NOTICE_KIND_LABELS.items()})
     sent_at = DateTimeLocalField(
         "Envoyée le (heure de Paris)",
         format=WHEN,
