@@ -56,16 +56,30 @@ def orgs_create(
 
 
 @orgs.command("list")
-def orgs_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Ids, kinds and départements as JSON.")
+def orgs_list(as_json: bool) -> None:
     """List organisations with their spaces."""
     from portal.orgs.permissions import spaces_of_organisation
 
     with app_context():
-        for org in db.session.execute(
-            sa.select(Organisation).order_by(Organisation.name)
-        ).scalars():
-            spaces = ",".join(sorted(spaces_of_organisation(org))) or "-"
-            click.echo(f"{org.id}  {org.kind:<15} {spaces:<12} {org.name}")
+        listed = [
+            {
+                "id": org.id,
+                "name": org.name,
+                "kind": org.kind,
+                "departements": sorted(spaces_of_organisation(org)),
+                "national": org.is_national,
+            }
+            for org in db.session.execute(
+                sa.select(Organisation).order_by(Organisation.name)
+            ).scalars()
+        ]
+    if as_json:
+        click.echo(json.dumps(listed, ensure_ascii=False))
+        return
+    for row in listed:
+        spaces = ",".join(row["departements"]) or "-"  # type: ignore[arg-type] # a list of codes
+        click.echo(f"{row['id']}  {row['kind']:<15} {spaces:<12} {row['name']}")
 
 
 @orgs.command("national")

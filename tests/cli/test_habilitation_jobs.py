@@ -81,3 +81,56 @@ def test_a_review_is_opened_by_hand_from_the_command_line_once(
     assert subject == "Fil'R : revue des habilitations ouverte"
     out = filr(["jobs", "review", "--as-of", "2027-03-01", "--dry-run"]).output
     assert out.startswith("[essai]") and "1 revues ouvertes" in out  # CD 59 only
+
+
+def test_orgs_list_json_prints_ids_kinds_and_departements(
+    cli_env: Settings, app: Flask, factory: Factory
+) -> None:
+    from portal.orgs.models import OrgKind
+
+    cd62 = factory.org(name="CD 62")
+    ft = factory.org(OrgKind.FRANCE_TRAVAIL, None, ("59", "62"), name="FT HdF")
+    listed = json.loads(filr(["orgs", "list", "--json"]).output)
+    by_id = {o["id"]: o for o in listed}
+    assert by_id[cd62]["kind"] == "departement" and by_id[cd62]["departements"] == ["62"]
+    assert by_id[ft]["departements"] == ["59", "62"] and by_id[ft]["name"] == "FT HdF"
+
+
+def test_the_incident_job_reminds_as_of_a_day(
+    cli_env: Settings, app: Flask, factory: Factory, smtp: SmtpSink
+) -> None:
+    from datetime import UTC, datetime
+
+    import audit
+    from portal.accounts.models import Role, User
+    from portal.db import db
+    from portal.securite.incidents import NewIncident, create_incident
+
+    officer = factory.user(
+        factory.org(name="CD 62"), (Role.SECURITE,), email="rssi@cd62.example.org"
+    )
+    with app.app_context():
+        user = db.session.get(User, officer.id)
+        assert user is not None
+        create_incident(
+            db.session,
+            user,
+            NewIncident(
+                "violation",
+                "Fuite",
+                "",
+                datetime(2026, 10, 24, 8, 0, tzinfo=UTC),
+                frozenset({"62"}),
+                36,
+            ),
+            ctx=audit.NO_CONTEXT,
+            now=datetime(2026, 10, 24, 9, 0, tzinfo=UTC),
+        )
+    # 06:00 in Paris on 25 October is 05:00 UTC: 15 hours before the 20:00 UTC deadline
+    assert "0 rappel(s)" in filr(["jobs", "incidents", "--as-of", "2026-10-25"]).output
+    # 26 October, 05:00 UTC: the partners' deadline passed (reminded), the CNIL's is 27 hours off
+    assert "1 rappel(s)" in filr(["jobs", "incidents", "--as-of", "2026-10-26"]).output
+    # 27 October, 05:00 UTC: the CNIL's is 3 hours off
+    assert "1 rappel(s)" in filr(["jobs", "incidents", "--as-of", "2026-10-27"]).output
+    assert "0 rappel(s)" in filr(["jobs", "incidents", "--as-of", "2026-10-28"]).output
+    assert len(smtp.to(officer.email)) == 2
