@@ -32,6 +32,8 @@ class AuditAction(StrEnum):
     ACCOUNT_REVOKED = "account:revoked"
     ACCOUNT_ACTIVATION_SENT = "account:activation-sent"
     ACCOUNT_HABILITATION_UPDATED = "account:habilitation:updated"
+    ACCOUNT_HABILITATION_FORM_STORED = "account:habilitation:form-stored"
+    ACCOUNT_HABILITATION_FORM_DOWNLOADED = "account:habilitation:form-downloaded"
     # A notice before a suspension (end of habilitation, non-use); details say which.
     ACCOUNT_NOTICE_SENT = "account:notice:sent"
     # The annual review of habilitations: a campaign per organisation and its decisions.

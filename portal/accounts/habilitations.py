@@ -10,7 +10,7 @@ committed before any mail leaves, so that two runs at once send one set of notic
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 import audit
+import storage
 from audit import AuditAction
 from portal.accounts.models import (
     AccountStatus,
@@ -28,8 +29,8 @@ from portal.accounts.models import (
 )
 from portal.accounts.suspensions import managers_of, notify, suspend_by_job
 from portal.container import Services
-from portal.db import utcnow
-from portal.orgs.models import OrgKind
+from portal.db import new_id, utcnow
+from portal.orgs.models import Organisation, OrgKind
 
 PARIS = ZoneInfo("Europe/Paris")
 OTHER = "autre"
@@ -344,3 +345,86 @@ def enforce_habilitation_ends(
         report.mails_sent += sent
         report.mails_failed += failed
     return report
+
+
+# --- the signed form ------------------------------------------------------------------------
+
+FORM_MAX_BYTES = 10 * 1024 * 1024
+FORM_PREFIX = "habilitations/"
+# The key-encryption key of an organisation without a département of its own (France Travail
+# without territory, the platform): "00" is no département's code, so it is no space's key.
+PLATFORM_KEY = "00"
+
+
+def form_key_departement(org: Organisation) -> str:
+    """Whose key-encryption key wraps the forms of *org*'s accounts."""
+    if org.departement_code:
+        return org.departement_code
+    codes = sorted(t.departement_code for t in org.territory)
+    return codes[0] if codes else PLATFORM_KEY
+
+
+def store_form(
+    session: Session,
+    store: storage.EncryptedStore,
+    user: User,
+    content: bytes,
+    *,
+    actor: audit.Actor,
+    ctx: audit.Context,
+    now: datetime,
+) -> None:
+    """Encrypt and store the signed habilitation form (a PDF of at most 10 Mio) of *user*,
+    replacing (and destroying) the previous one; commits."""
+    hab = user.habilitation
+    if hab is None:
+        raise HabilitationError("Renseignez d'abord l'habilitation du compte.")
+    if not content.startswith(b"%PDF-") or len(content) > FORM_MAX_BYTES:
+        raise HabilitationError("Le formulaire doit être un fichier PDF de 10 Mo au plus.")
+    departement = form_key_departement(user.organisation)
+    object_key = FORM_PREFIX + new_id()
+    # The keyring writes through its own connection: no transaction of ours may hold the
+    # database meanwhile (SQLite has one writer).
+    session.commit()
+    store.keyring.ensure(departement)
+    store.put(object_key, [content], departement=departement)
+    previous = hab.form_object_key
+    hab.form_object_key = object_key
+    hab.form_size = len(content)
+    hab.form_uploaded_at = now
+    audit.record(
+        session,
+        AuditAction.ACCOUNT_HABILITATION_FORM_STORED,
+        actor=actor,
+        context=ctx,
+        target=audit.Target("user", user.id, user.organisation.departement_code),
+        details={"size": len(content), "replaced": previous is not None},
+    )
+    session.commit()
+    if previous is not None:
+        store.delete(previous)  # crypto-shredded, then removed
+
+
+def open_form(
+    session: Session,
+    store: storage.EncryptedStore,
+    user: User,
+    *,
+    actor: audit.Actor,
+    ctx: audit.Context,
+) -> Iterator[bytes]:
+    """The decrypted form of *user*, recorded as downloaded before the first byte; commits."""
+    hab = user.habilitation
+    if hab is None or hab.form_object_key is None:
+        raise HabilitationError("Aucun formulaire enregistré.")
+    session.commit()  # the keyring reads through its own connection (see `store_form`)
+    chunks = store.open(hab.form_object_key)
+    audit.record(
+        session,
+        AuditAction.ACCOUNT_HABILITATION_FORM_DOWNLOADED,
+        actor=actor,
+        context=ctx,
+        target=audit.Target("user", user.id, user.organisation.departement_code),
+    )
+    session.commit()
+    return chunks

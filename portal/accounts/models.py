@@ -197,6 +197,10 @@ class Habilitation(Base):
     # Notices before the end date, claimed by a conditional UPDATE (one per end date).
     notice_14_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     notice_1_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The signed habilitation form (PDF), encrypted in the object store like deposits.
+    form_object_key: Mapped[str | None] = mapped_column(String(64))
+    form_size: Mapped[int | None] = mapped_column(BigInteger)
+    form_uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     user: Mapped[User] = relationship(back_populates="habilitation", foreign_keys=[user_id])
     granted_by: Mapped[User | None] = relationship(foreign_keys=[granted_by_id])

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import date
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers.response import Response
+from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from portal.accounts import habilitations
 from portal.accounts import services as accounts
@@ -36,6 +37,7 @@ from portal.web import (
 )
 
 bp = Blueprint("accounts", __name__)
+FORM_LIMIT = habilitations.FORM_MAX_BYTES
 
 
 def _my_sessions(user: User) -> list[ServerSession]:
@@ -287,6 +289,46 @@ def manage_detail(user_id: str) -> str:
         form=EmptyForm(),
         **_habilitation_view(target),
     )
+
+
+@bp.route("/gestion/comptes/<user_id>/habilitation/formulaire", methods=["POST"])
+def manage_habilitation_form(user_id: str) -> tuple[Response, int]:
+    """Store the signed habilitation form (PDF, the raw request body, CSRF token in the
+    X-CSRFToken header), encrypted; the previous one is destroyed."""
+    actor, target = _managed(user_id)
+    if request.content_length is not None and request.content_length > FORM_LIMIT:
+        return jsonify(error="Le formulaire doit être un fichier PDF de 10 Mo au plus."), 413
+    content = request.stream.read(FORM_LIMIT + 1)
+    try:
+        habilitations.store_form(
+            db.session,
+            services().store,
+            target,
+            content,
+            actor=actor_of(actor),
+            ctx=audit_context(),
+            now=utcnow(),
+        )
+    except habilitations.HabilitationError as e:
+        return jsonify(error=str(e)), 422
+    flash("Le formulaire d'habilitation signé est enregistré (chiffré).", "success")
+    return jsonify(stored=True), 201
+
+
+@bp.route("/gestion/comptes/<user_id>/habilitation/formulaire.pdf")
+def manage_habilitation_form_download(user_id: str) -> WerkzeugResponse:
+    """The signed habilitation form, decrypted for the account manager (audited)."""
+    actor, target = _managed(user_id)
+    try:
+        chunks = habilitations.open_form(
+            db.session, services().store, target, actor=actor_of(actor), ctx=audit_context()
+        )
+    except habilitations.HabilitationError:
+        abort(404)
+    response = WerkzeugResponse(chunks, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = 'attachment; filename="habilitation.pdf"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.route("/gestion/comptes/<user_id>/habilitation", methods=["GET", "POST"])

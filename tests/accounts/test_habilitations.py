@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import date, timedelta
 from email.header import decode_header, make_header
 from email.message import Message
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -31,6 +32,7 @@ from portal.auth.models import ServerSession
 from portal.container import services
 from portal.db import db
 from portal.orgs.models import OrgKind
+from portal.settings import Settings
 from tests.conftest import audit_rows, csrf_of, reread
 from tests.factories import Account, Factory
 from tests.support.services import SmtpSink, body_of
@@ -294,3 +296,61 @@ def test_two_servers_running_the_job_at_once_send_one_set_of_notices_and_suspend
             sa.select(User.status).where(User.id.in_([a.id for a in ending]))
         ).scalars()
         assert set(statuses) == {"suspended"}
+
+
+# --- the signed form ------------------------------------------------------------------------
+
+PDF = b"%PDF-1.7\n% formulaire d'habilitation signe par Alice Agent\n%%EOF\n"
+
+
+def test_the_signed_form_is_stored_encrypted_and_given_back_to_the_manager_only(
+    app: Flask,
+    client: FlaskClient,
+    team: tuple[Account, Account, Account],
+    settings: Settings,
+    login_as,
+) -> None:
+    agent, manager, other = team
+    _habilitate(app, agent)
+    login_as(manager)
+    page = f"/gestion/comptes/{agent.id}"
+
+    def upload(content: bytes) -> str:
+        token = csrf_of(client, page)
+        response = client.post(
+            f"{page}/habilitation/formulaire",
+            data=content,
+            headers={"X-CSRFToken": token, "Content-Type": "application/pdf"},
+        )
+        if response.status_code != 201:
+            return str(response.json["error"])  # type: ignore[index]
+        return client.get(page).get_data(as_text=True)
+
+    # A file that is not a PDF is refused
+    assert "doit être un fichier PDF" in upload(b"MZ\x90\x00 not a pdf")
+    # When the manager uploads the signed PDF
+    assert "est enregistré (chiffré)" in upload(PDF)
+    first = reread(app, Habilitation, agent.id).form_object_key
+    assert first is not None and first.startswith("habilitations/")
+    # Then nothing in the object store holds it in clear
+    objects = Path(settings.storage_url.removeprefix("file://"))
+    stored = [p.read_bytes() for p in objects.rglob("*") if p.is_file()]
+    assert stored and all(b"Alice Agent" not in blob and b"%PDF" not in blob for blob in stored)
+    # And the manager gets it back, audited
+    download = client.get(f"{page}/habilitation/formulaire.pdf")
+    assert download.status_code == 200 and download.data == PDF
+    assert download.mimetype == "application/pdf"
+    assert len(audit_rows(app, AuditAction.ACCOUNT_HABILITATION_FORM_DOWNLOADED)) == 1
+    # And a new form replaces the old one, whose key is destroyed
+    upload(PDF.replace(b"1.7", b"1.6"))
+    with app.app_context():
+        store = services().store
+        assert not store.exists(first)
+        assert store.exists(reread(app, Habilitation, agent.id).form_object_key or "")
+    # And a post without the CSRF token stores nothing
+    forged = client.post(f"{page}/habilitation/formulaire", data=PDF)
+    assert forged.status_code == 400
+    # And the manager of another organisation (or the person) gets 404
+    for outsider in (other, agent):
+        login_as(outsider)
+        assert client.get(f"{page}/habilitation/formulaire.pdf").status_code == 404

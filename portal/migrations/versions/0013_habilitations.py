@@ -39,6 +39,9 @@ def upgrade() -> None:
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("notice_14_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("notice_1_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("form_object_key", sa.String(length=64), nullable=True),
+        sa.Column("form_size", sa.BigInteger(), nullable=True),
+        sa.Column("form_uploaded_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "ends_on IS NULL OR ends_on > granted_on",
             name=op.f("ck_habilitation_ends_after_grant"),
