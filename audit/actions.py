@@ -36,6 +36,8 @@ class AuditAction(StrEnum):
     ACCOUNT_HABILITATION_FORM_DOWNLOADED = "account:habilitation:form-downloaded"
     # A notice before a suspension (end of habilitation, non-use); details say which.
     ACCOUNT_NOTICE_SENT = "account:notice:sent"
+    # "Départ de l'agent": the account is revoked and its named deposits go to the shared inbox.
+    ACCOUNT_DEPARTED = "account:departed"
     # The annual review of habilitations: a campaign per organisation and its decisions.
     ACCOUNT_REVIEW_OPENED = "account:review:opened"
     ACCOUNT_REVIEW_CONFIRMED = "account:review:confirmed"

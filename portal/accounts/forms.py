@@ -81,3 +81,18 @@ class CreateAccountForm(HabilitationForm):
         widget=ListWidget(prefix_label=False),
         validators=[DataRequired(message="Choisissez au moins un rôle.")],
     )
+
+
+class DepartureForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+    """Départ de l'agent: the reason (a code) and the day the person left."""
+
+    # The service checks the code, in French.
+    reason = SelectField(
+        "Motif",
+        choices={},
+        validate_choice=False,
+        validators=[DataRequired(message="Choisissez le motif du départ.")],
+    )
+    left_on = DateField(
+        "Date du départ", validators=[DataRequired(message="Indiquez la date du départ.")]
+    )

@@ -9,12 +9,13 @@ from flask import Blueprint, abort, flash, jsonify, redirect, render_template, r
 from werkzeug.wrappers.response import Response
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from portal.accounts import habilitations
+from portal.accounts import departure, habilitations
 from portal.accounts import services as accounts
 from portal.accounts.forms import (
     ChangePasswordForm,
     ConfirmPasswordForm,
     CreateAccountForm,
+    DepartureForm,
     EmptyForm,
     HabilitationForm,
     ReenrolTotpForm,
@@ -287,8 +288,47 @@ def manage_detail(user_id: str) -> str:
         "accounts/manage_detail.html",
         target=target,
         form=EmptyForm(),
+        departure_form=_departure_form(),
         **_habilitation_view(target),
     )
+
+
+def _departure_form() -> DepartureForm:
+    form = DepartureForm()
+    form.reason.choices = departure.DEPARTURE_REASONS
+    if not form.is_submitted():
+        form.left_on.data = _today()
+    return form
+
+
+@bp.route("/gestion/comptes/<user_id>/depart", methods=["POST"])
+def manage_departure(user_id: str) -> Response:
+    """Départ de l'agent: revoke now, end sessions and tokens, hand deposits to the inbox."""
+    actor, target = _managed(user_id)
+    form = _departure_form()
+    if not form.validate_on_submit():
+        flash(" ".join(errors[0] for errors in form.errors.values() if errors), "error")
+        return redirect(url_for("accounts.manage_detail", user_id=target.id))
+    try:
+        done = departure.record_departure(
+            db.session,
+            target,
+            reason=form.reason.data,
+            left_on=form.left_on.data,
+            actor=actor_of(actor),
+            ctx=audit_context(),
+            today=_today(),
+        )
+    except accounts.AccountError as e:
+        flash(str(e), "error")
+    else:
+        flash(
+            f"Le départ de {target.full_name} est enregistré : compte révoqué, sessions et "
+            f"jetons d'API fermés, {done.deposits_transferred} dépôt(s) transmis à la boîte "
+            "partagée de l'organisation.",
+            "success",
+        )
+    return redirect(url_for("accounts.manage_detail", user_id=target.id))
 
 
 @bp.route("/gestion/comptes/<user_id>/habilitation/formulaire", methods=["POST"])

@@ -23,6 +23,7 @@ class IncidentForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hin
     kind = SelectField(
         "Nature de l'incident",
         choices={str(k): v for k, v in INCIDENT_KIND_LABELS.items()},
+        validate_choice=False,  # the service checks it, in French
         validators=[DataRequired(message="Choisissez la nature de l'incident.")],
     )
     title = StringField(
@@ -50,7 +51,11 @@ class IncidentForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hin
 class NoticeForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Record a notice that went out."""
 
-    kind = SelectField("Destinataire", choices={str(k): v for k, v in NOTICE_KIND_LABELS.items()})
+    kind = SelectField(
+        "Destinataire",
+        choices={str(k): v for k, v in NOTICE_KIND_LABELS.items()},
+        validate_choice=False,  # the view refuses an unknown one, in French
+    )
     sent_at = DateTimeLocalField(
         "Envoyée le (heure de Paris)",
         format=WHEN,

@@ -127,6 +127,8 @@ def notice(incident_id: str) -> str | BaseResponse:
     if not form.validate_on_submit():
         problems = [errors[0] for errors in form.errors.values() if errors]
         return _detail_page(incident_id, notice_form=form, problems=problems)
+    if form.kind.data not in {str(k) for k in NoticeKind}:
+        return _detail_page(incident_id, notice_form=form, problems=["Destinataire inconnu."])
     try:
         incidents.record_notice(
             db.session,
@@ -138,7 +140,7 @@ def notice(incident_id: str) -> str | BaseResponse:
             ctx=audit_context(),
             now=utcnow(),
         )
-    except (incidents.IncidentError, ValueError) as e:
+    except incidents.IncidentError as e:
         return _detail_page(incident_id, notice_form=form, problems=[str(e)])
     flash("La notification est enregistrée.", "success")
     return redirect(url_for("incidents.detail", incident_id=incident.id))
