@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.wrappers.response import Response as BaseResponse
 
 from portal.accounts import review
@@ -45,6 +54,8 @@ def manage_review() -> str:
         rows=rows,
         undecided=sum(1 for r in rows if r.decision is None),
         me=manager,
+        # After a decision, keyboard focus goes to the next account waiting for one.
+        focus_next=request.args.get("suite") == "1",
     )
 
 
@@ -72,7 +83,7 @@ def decide(campaign_id: str, user_id: str, decision: str) -> BaseResponse:
         flash(str(e), "error")
     else:
         flash(f"Le compte de {target.full_name} est {done}.", "success")
-    return redirect(url_for("review.manage_review", _anchor=f"compte-{target.id}"))
+    return redirect(url_for("review.manage_review", suite="1"))
 
 
 def _national() -> User:
