@@ -675,3 +675,26 @@ def _close(
             "Fil'R : revue des habilitations close",
         )
     )
+
+
+def review_state(session: Session, user: User) -> dict[str, str | None] | None:
+    """Where *user* stands in its organisation's latest campaign (None: never reviewed)."""
+    campaign = session.execute(
+        sa.select(ReviewCampaign)
+        .where(ReviewCampaign.organisation_id == user.organisation_id)
+        .order_by(ReviewCampaign.opens_on.desc(), ReviewCampaign.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+    if campaign is None:
+        return None
+    decision = session.execute(
+        sa.select(ReviewDecision.decision).where(
+            ReviewDecision.campaign_id == campaign.id, ReviewDecision.user_id == user.id
+        )
+    ).scalar_one_or_none()
+    return {
+        "campaign_status": campaign.status,
+        "opens_on": campaign.opens_on.isoformat(),
+        "closes_on": campaign.closes_on.isoformat(),
+        "decision": decision,
+    }

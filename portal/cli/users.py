@@ -173,7 +173,10 @@ def users_habilitation(
 
 
 def account_summary(user: User) -> dict[str, Any]:
-    """What `users show --json` prints: status, roles, function, end date, last log-in."""
+    """What `users show --json` prints: status, roles, function, end date, last log-in and
+    review state."""
+    from portal.accounts.review import review_state
+
     hab = user.habilitation
     kind = OrgKind(user.organisation.kind)
     reason = user.suspension_reason
@@ -196,6 +199,7 @@ def account_summary(user: User) -> dict[str, Any]:
         },
         "last_login_at": user.last_login_at.isoformat() if user.last_login_at else None,
         "must_choose_password": accounts.must_choose_password(user),
+        "review": review_state(db.session, user),
     }
 
 
@@ -228,6 +232,15 @@ def users_show(email: str, as_json: bool) -> None:
             + (f", accordée par {hab['granted_by']}" if hab["granted_by"] else "")
         ),
         f"Dernière connexion : {summary['last_login_at'] or 'jamais'}",
+        "Revue des habilitations : "
+        + (
+            "aucune"
+            if summary["review"] is None
+            else f"revue du {summary['review']['opens_on']} au {summary['review']['closes_on']}, "
+            + {"confirmed": "confirmé", "suspended": "suspendu"}.get(
+                summary["review"]["decision"] or "", "sans décision"
+            )
+        ),
     ]
     click.echo("\n".join(lines))
 

@@ -65,6 +65,7 @@ def test_the_habilitation_job_suspends_on_the_end_date_as_of_that_day(
     shown = json.loads(filr(["users", "show", agent.email, "--json"]).output)
     assert shown["status"] == "suspended"
     assert shown["suspension_reason"] == "habilitation_end"
+    assert shown["review"] is None
     assert shown["habilitation"]["function_label"] == "Stagiaire"
     bad = filr(["users", "habilitation", agent.email, "--function", "directeur_agence"], code=1)
     assert "Fonction inconnue" in bad.output
@@ -81,6 +82,9 @@ def test_a_review_is_opened_by_hand_from_the_command_line_once(
     assert subject == "Fil'R : revue des habilitations ouverte"
     out = filr(["jobs", "review", "--as-of", "2027-03-01", "--dry-run"]).output
     assert out.startswith("[essai]") and "1 revues ouvertes" in out  # CD 59 only
+    shown = json.loads(filr(["users", "show", cast.agents62[0].email, "--json"]).output)
+    assert shown["review"]["campaign_status"] == "open" and shown["review"]["decision"] is None
+    assert "sans décision" in filr(["users", "show", cast.agents62[0].email]).output
 
 
 def test_orgs_list_json_prints_ids_kinds_and_departements(
