@@ -31,6 +31,19 @@ class AuditAction(StrEnum):
     ACCOUNT_REACTIVATED = "account:reactivated"
     ACCOUNT_REVOKED = "account:revoked"
     ACCOUNT_ACTIVATION_SENT = "account:activation-sent"
+    ACCOUNT_HABILITATION_UPDATED = "account:habilitation:updated"
+    ACCOUNT_HABILITATION_FORM_STORED = "account:habilitation:form-stored"
+    ACCOUNT_HABILITATION_FORM_DOWNLOADED = "account:habilitation:form-downloaded"
+    # A notice before a suspension (end of habilitation, non-use); details say which.
+    ACCOUNT_NOTICE_SENT = "account:notice:sent"
+    # "Départ de l'agent": the account is revoked and its named deposits go to the shared inbox.
+    ACCOUNT_DEPARTED = "account:departed"
+    # The annual review of habilitations: a campaign per organisation and its decisions.
+    ACCOUNT_REVIEW_OPENED = "account:review:opened"
+    ACCOUNT_REVIEW_CONFIRMED = "account:review:confirmed"
+    ACCOUNT_REVIEW_SUSPENDED = "account:review:suspended"
+    ACCOUNT_REVIEW_REMINDED = "account:review:reminded"
+    ACCOUNT_REVIEW_CLOSED = "account:review:closed"
     ACCESS_DENIED = "access:denied"
     ORGANISATION_CREATED = "organisation:created"
     AUDIT_VERIFIED = "audit:verified"
@@ -68,6 +81,10 @@ class AuditAction(StrEnum):
     FLOW_FLAGGED_UNUSABLE = "flow:flagged-unusable"
     FLOW_REMINDER_SENT = "flow:reminder-sent"
     KEY_ROTATED = "key:rotated"
+    INCIDENT_CREATED = "incident:created"
+    INCIDENT_LINKED = "incident:linked"
+    INCIDENT_NOTICE_RECORDED = "incident:notice-recorded"
+    INCIDENT_REMINDER_SENT = "incident:reminder-sent"
 
 
 class Outcome(StrEnum):

@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.init_app(app)
     gate.install(app)
 
+    from portal.accounts.review_views import bp as review_bp
     from portal.accounts.views import bp as accounts_bp
     from portal.api.token_views import bp as api_tokens_bp
     from portal.api.views import bp as api_bp
@@ -126,10 +127,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from portal.home.views import bp as home_bp
     from portal.ops.views import bp as ops_bp
     from portal.ops.views import install as install_metrics
+    from portal.securite.incident_views import bp as incidents_bp
     from portal.securite.views import bp as securite_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(accounts_bp)
+    app.register_blueprint(review_bp)
     app.register_blueprint(home_bp)
     app.register_blueprint(deposits_bp)
     app.register_blueprint(flows_bp)
@@ -140,6 +143,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(securite_bp)
     app.register_blueprint(ops_bp)
     install_metrics(app)
+    app.register_blueprint(incidents_bp)
 
     dsfr_dir = settings.dsfr_dir
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass, field, replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,6 +14,8 @@ ENV_PREFIX = "FILR_"
 AUDIT_RETENTION_MIN, AUDIT_RETENTION_MAX = 6, 36
 MFA_FAILURES_MIN, MFA_FAILURES_MAX = 3, 100
 METRICS_TOKEN_MIN = 32
+# One convention asks for two months without use, another nine: 30 days to a year.
+ACCOUNT_INACTIVE_MIN, ACCOUNT_INACTIVE_MAX = 30, 365
 
 
 class SettingsError(ValueError):
@@ -68,6 +71,18 @@ def _load_or_create_secret(path: Path) -> str:
         value = secrets.token_urlsafe(48)
         f.write(value + "\n")
     return value
+
+
+def month_day(value: str) -> tuple[int, int] | None:
+    """(month, day) of "MM-JJ", or None when it is not a day of every year (29 February)."""
+    month, _, day = value.partition("-")
+    if not (month.isdigit() and day.isdigit() and len(month) == len(day) == 2):
+        return None
+    try:
+        date(2027, int(month), int(day))  # a year without 29 February
+    except ValueError:
+        return None
+    return int(month), int(day)
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,16 @@ class Settings:
     # Audit trail (docs/audit.md): retention in months (the CNIL's logging recommendation
     # allows 6 to 36), the owner's URL for migrations and the purge, the app's PostgreSQL role.
     audit_retention_months: int = 12
+    # Days without a log-in after which `filr jobs inactive-accounts` suspends an account
+    # (a notice goes 7 days before).
+    account_inactive_days: int = 60
+    # The annual review of habilitations (MM-JJ, French calendar days, both included).
+    review_opens: str = "03-01"
+    review_closes: str = "04-30"
+    # Incident register: the conventions' delay for telling the partners (36 h; 48 h in another
+    # one), and how long before each deadline the security officers are reminded.
+    incident_partner_notice_hours: int = 36
+    incident_reminder_hours: int = 12
     database_owner_url: str | None = None
     database_app_role: str | None = None
     # Only read by `filr db upgrade --app-role` when it creates the role (docs/operations.md).
@@ -207,6 +232,11 @@ class Settings:
                 "ALERT_UNKNOWN_IDS_WINDOW_MINUTES", 10, minimum=1
             ),
             audit_retention_months=_int("AUDIT_RETENTION_MONTHS", 12),
+            account_inactive_days=_int("ACCOUNT_INACTIVE_DAYS", 60),
+            review_opens=_env("REVIEW_OPENS") or "03-01",
+            review_closes=_env("REVIEW_CLOSES") or "04-30",
+            incident_partner_notice_hours=_int("INCIDENT_PARTNER_NOTICE_HOURS", 36, minimum=1),
+            incident_reminder_hours=_int("INCIDENT_REMINDER_HOURS", 12, minimum=1),
             database_owner_url=_env("DATABASE_OWNER_URL") or None,
             database_app_role=_env("DATABASE_APP_ROLE") or None,
             database_app_password=_env("DATABASE_APP_PASSWORD") or None,
@@ -224,6 +254,22 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}AUDIT_RETENTION_MONTHS must be between {AUDIT_RETENTION_MIN} "
                 f"and {AUDIT_RETENTION_MAX} (months), not {self.audit_retention_months}"
+            )
+        if not ACCOUNT_INACTIVE_MIN <= self.account_inactive_days <= ACCOUNT_INACTIVE_MAX:
+            raise SettingsError(
+                f"{ENV_PREFIX}ACCOUNT_INACTIVE_DAYS must be between {ACCOUNT_INACTIVE_MIN} "
+                f"and {ACCOUNT_INACTIVE_MAX} (days), not {self.account_inactive_days}"
+            )
+        if not 1 <= self.incident_partner_notice_hours <= 168:
+            raise SettingsError(
+                f"{ENV_PREFIX}INCIDENT_PARTNER_NOTICE_HOURS must be between 1 and 168 (hours)"
+            )
+        opens, closes = month_day(self.review_opens), month_day(self.review_closes)
+        if opens is None or closes is None or closes <= opens:
+            raise SettingsError(
+                f"{ENV_PREFIX}REVIEW_OPENS and {ENV_PREFIX}REVIEW_CLOSES must be days of the "
+                f"same year (MM-JJ, the opening first), not {self.review_opens!r} and "
+                f"{self.review_closes!r}"
             )
         if not MFA_FAILURES_MIN <= self.mfa_failures_max <= MFA_FAILURES_MAX:
             raise SettingsError(

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, PasswordField, SelectMultipleField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms import (
+    DateField,
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+)
+from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 MAX_PW = 1024
@@ -42,8 +49,26 @@ class EmptyForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Buttons that only need the CSRF token."""
 
 
-class CreateAccountForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
-    """The account manager creates an account of its own organisation."""
+class HabilitationForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+    """The habilitation of an account: function, granted on, optional end date."""
+
+    # The service checks the function against the organisation's list, in French.
+    function = SelectField(
+        "Fonction",
+        choices=[],
+        validate_choice=False,
+        validators=[DataRequired(message="Choisissez une fonction.")],
+    )
+    function_label = StringField("Fonction (si « autre »)", validators=[Optional(), Length(max=80)])
+    granted_on = DateField(
+        "Habilitée le",
+        validators=[DataRequired(message="Indiquez la date d'habilitation (JJ/MM/AAAA).")],
+    )
+    ends_on = DateField("Fin de l'habilitation (au plus 3 ans)", validators=[Optional()])
+
+
+class CreateAccountForm(HabilitationForm):
+    """The account manager creates an account of its own organisation, with its habilitation."""
 
     full_name = StringField("Prénom et nom", validators=[DataRequired(), Length(min=2, max=120)])
     email = EmailField(
@@ -55,4 +80,19 @@ class CreateAccountForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no typ
         option_widget=CheckboxInput(),
         widget=ListWidget(prefix_label=False),
         validators=[DataRequired(message="Choisissez au moins un rôle.")],
+    )
+
+
+class DepartureForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+    """Départ de l'agent: the reason (a code) and the day the person left."""
+
+    # The service checks the code, in French.
+    reason = SelectField(
+        "Motif",
+        choices={},
+        validate_choice=False,
+        validators=[DataRequired(message="Choisissez le motif du départ.")],
+    )
+    left_on = DateField(
+        "Date du départ", validators=[DataRequired(message="Indiquez la date du départ.")]
     )

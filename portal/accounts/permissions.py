@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from portal.accounts.models import Role, User
 from portal.orgs.models import OrgKind
+from portal.orgs.permissions import is_national
 
 
 def can_manage_accounts(actor: User) -> bool:
@@ -27,3 +28,18 @@ def roles_allowed_for(kind: OrgKind) -> frozenset[Role]:
     if kind is OrgKind.PRESTATAIRE:
         return frozenset({Role.AGENT, Role.GESTIONNAIRE, Role.SECURITE})
     return frozenset({Role.AGENT, Role.TECHNICIEN, Role.GESTIONNAIRE, Role.SECURITE})
+
+
+def can_see_national_review(user: User) -> bool:
+    """The national view of the annual review: the platform operator and the national security
+    officers (France Travail's national structure)."""
+    if not user.is_active:
+        return False
+    return user.has_role(Role.ADMIN) or (
+        user.has_role(Role.SECURITE) and is_national(user.organisation)
+    )
+
+
+def can_open_review(user: User) -> bool:
+    """Opening a campaign by hand for one organisation: the platform operator."""
+    return user.is_active and user.has_role(Role.ADMIN)

@@ -5,13 +5,29 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import audit
 from audit import AuditAction, Outcome
-from portal.accounts.models import AccountStatus, RecoveryCode, Role, TokenPurpose, User, UserRole
+from portal.accounts.habilitations import (
+    HabilitationError,
+    HabilitationInput,
+    has_ended,
+    set_habilitation,
+    today_in_paris,
+)
+from portal.accounts.models import (
+    AccountStatus,
+    RecoveryCode,
+    Role,
+    SuspensionReason,
+    TokenPurpose,
+    User,
+    UserRole,
+)
 from portal.accounts.permissions import roles_allowed_for
 from portal.api import services as api_tokens
 from portal.auth import services as auth
@@ -20,7 +36,7 @@ from portal.auth.models import ServerSession
 from portal.auth.sessions import revoke_user_sessions
 from portal.container import Services
 from portal.db import utcnow
-from portal.mail import MailError
+from portal.mail import MailError, deliver
 from portal.orgs.models import Organisation, OrgKind
 
 _EMAIL = re.compile(
@@ -49,8 +65,11 @@ def create_account(
     roles: Iterable[Role],
     actor: audit.Actor,
     ctx: audit.Context,
+    habilitation: HabilitationInput | None = None,
+    granted_by: User | None = None,
 ) -> NewAccount:
-    """Create a pending account with its roles and an activation token (72 h)."""
+    """Create a pending account with its roles, its habilitation (when given) and an
+    activation token (72 h)."""
     email = auth.normalise_email(email)
     if not _EMAIL.match(email) or len(email) > 254:
         raise AccountError("Adresse électronique invalide.")
@@ -85,6 +104,19 @@ def create_account(
         target=audit.Target("user", user.id),
         details={"roles": sorted(str(r) for r in role_set), "organisation_id": organisation.id},
     )
+    if habilitation is not None:
+        try:
+            set_habilitation(
+                session,
+                user,
+                habilitation,
+                granted_by=granted_by,
+                actor=actor,
+                ctx=ctx,
+                today=today_in_paris(utcnow()),
+            )
+        except HabilitationError as e:
+            raise AccountError(str(e)) from e
     return NewAccount(user, token)
 
 
@@ -153,6 +185,8 @@ def create_account_and_mail_activation(
     roles: Iterable[Role],
     actor: audit.Actor,
     ctx: audit.Context,
+    habilitation: HabilitationInput | None = None,
+    granted_by: User | None = None,
 ) -> NewAccount:
     """Create a pending account, commit, then e-mail its activation link (`send_activation`).
 
@@ -167,6 +201,8 @@ def create_account_and_mail_activation(
             roles=roles,
             actor=actor,
             ctx=ctx,
+            habilitation=habilitation,
+            granted_by=granted_by,
         )
     except AccountError:
         session.rollback()
@@ -215,6 +251,7 @@ def provision_user(
     roles: Iterable[Role],
     password: str | None,
     ctx: audit.Context,
+    habilitation: HabilitationInput | None = None,
 ) -> ProvisionedAccount:
     """Create an account and e-mail its activation link or, given *password*, activate it at
     once with a fresh TOTP secret (scripted provisioning); commits."""
@@ -226,6 +263,7 @@ def provision_user(
         roles=roles,
         actor=audit.SYSTEM,
         ctx=ctx,
+        habilitation=habilitation,
     )
     user = new.user
     if password is None:
@@ -257,6 +295,7 @@ def _set_status(
     ctx: audit.Context,
 ) -> None:
     user.status = status
+    user.suspension_reason = SuspensionReason.MANAGER if status == AccountStatus.SUSPENDED else None
     if status in (AccountStatus.SUSPENDED, AccountStatus.REVOKED):
         revoke_user_sessions(session, user.id)  # at once, not at the next idle timeout
     # The account's département (None for France Travail and the platform) puts the row in the
@@ -272,12 +311,80 @@ def suspend(session: Session, user: User, actor: audit.Actor, ctx: audit.Context
     _set_status(session, user, AccountStatus.SUSPENDED, AuditAction.ACCOUNT_SUSPENDED, actor, ctx)
 
 
+# Not an argon2 hash: no password verifies against it (Argon2.verify answers False), and the
+# account stays "active" for the database's constraint while its person chooses a new one.
+PASSWORD_TO_CHOOSE = "!reactivated"  # noqa: S105 - a marker, not a secret
+REACTIVATION_LINK_LIFETIME = timedelta(hours=72)
+
+
 def reactivate(session: Session, user: User, actor: audit.Actor, ctx: audit.Context) -> None:
-    """Lift a suspension (back to active, or pending if never activated)."""
+    """Lift a suspension: back to pending if never activated, otherwise active with no usable
+    password (the person chooses a new one from `reactivation_link`) and no API token left.
+
+    Only a manager (or the operator) reactivates; the person never can: a suspended account
+    cannot log in nor ask for a reset link. An ended habilitation must be extended first, or
+    the next run of the job would suspend the account again.
+    """
     if user.status != AccountStatus.SUSPENDED:
         raise AccountError("Seul un compte suspendu peut être réactivé.")
-    back = AccountStatus.ACTIVE if user.activated_at else AccountStatus.PENDING
-    _set_status(session, user, back, AuditAction.ACCOUNT_REACTIVATED, actor, ctx)
+    if has_ended(user, today_in_paris(utcnow())):
+        raise AccountError(
+            "L'habilitation de ce compte a pris fin : prolongez-la avant de réactiver le compte."
+        )
+    if user.activated_at is None:
+        _set_status(
+            session, user, AccountStatus.PENDING, AuditAction.ACCOUNT_REACTIVATED, actor, ctx
+        )
+        return
+    _set_status(session, user, AccountStatus.ACTIVE, AuditAction.ACCOUNT_REACTIVATED, actor, ctx)
+    user.password_hash = PASSWORD_TO_CHOOSE
+    user.reactivated_at = utcnow()
+    user.inactivity_notice_at = None
+    auth.void_tokens(session, user, TokenPurpose.PASSWORD_RESET)
+    api_tokens.revoke_all_tokens(session, user, actor=actor, ctx=ctx, reason="reactivation")
+
+
+def must_choose_password(user: User) -> bool:
+    """True when *user* was reactivated and has not chosen a new password yet."""
+    return user.password_hash == PASSWORD_TO_CHOOSE
+
+
+def reactivation_mail(svc: Services, user: User, token: str) -> tuple[str, str]:
+    """Subject and body of the mail that asks a reactivated person for a new password."""
+    link = f"{svc.settings.base_url}/mot-de-passe/reinitialiser/{token}"
+    body = (
+        f"Bonjour,\n\nVotre compte Fil'R ({user.organisation.name}) a été réactivé par le "
+        "gestionnaire de comptes de votre organisation.\n\nAvant de vous connecter, choisissez "
+        f"un nouveau mot de passe en suivant ce lien, valable 72 heures et utilisable une seule "
+        f"fois :\n\n{link}\n\nVotre double authentification reste inchangée. Si le lien a "
+        "expiré, utilisez « Mot de passe oublié » sur la page de connexion.\n\n-- \nFil'R, "
+        "échanges sécurisés RSA / France Travail\n"
+    )
+    return "Fil'R : votre compte a été réactivé", body
+
+
+def reactivate_and_mail(
+    session: Session, svc: Services, user: User, actor: audit.Actor, ctx: audit.Context
+) -> None:
+    """`reactivate`, then e-mail a link to choose a new password (72 h); commits first.
+
+    A refusal (AccountError) rolls back and propagates; a lost mail does not undo the
+    reactivation (the person may use "mot de passe oublié").
+    """
+    try:
+        reactivate(session, user, actor, ctx)
+    except AccountError:
+        session.rollback()
+        raise
+    token = None
+    if user.status == AccountStatus.ACTIVE:
+        token = auth.issue_token(
+            session, user, TokenPurpose.PASSWORD_RESET, lifetime=REACTIVATION_LINK_LIFETIME
+        )
+    session.commit()
+    if token is not None:
+        subject, body = reactivation_mail(svc, user, token)
+        deliver(svc.mailer, user.email, subject, body, what="reactivation mail", about="account")
 
 
 def revoke(session: Session, user: User, actor: audit.Actor, ctx: audit.Context) -> None:

@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from werkzeug.wrappers.response import Response
+from datetime import date
 
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, jsonify, redirect, render_template, request, url_for
+from werkzeug.wrappers.response import Response
+from werkzeug.wrappers.response import Response as WerkzeugResponse
+
+from portal.accounts import departure, habilitations
 from portal.accounts import services as accounts
 from portal.accounts.forms import (
     ChangePasswordForm,
     ConfirmPasswordForm,
     CreateAccountForm,
+    DepartureForm,
     EmptyForm,
+    HabilitationForm,
     ReenrolTotpForm,
 )
-from portal.accounts.models import ROLE_LABELS, Role, User
+from portal.accounts.models import ROLE_LABELS, SUSPENSION_LABELS, Role, SuspensionReason, User
 from portal.accounts.permissions import can_manage_account, can_manage_accounts, roles_allowed_for
 from portal.auth import notices, totp
 from portal.auth import services as auth
 from portal.auth.models import ServerSession
 from portal.container import services
-from portal.db import db
+from portal.db import db, utcnow
 from portal.orgs.models import OrgKind
 from portal.orgs.permissions import spaces_of
 from portal.web import (
@@ -32,6 +38,7 @@ from portal.web import (
 )
 
 bp = Blueprint("accounts", __name__)
+FORM_LIMIT = habilitations.FORM_MAX_BYTES
 
 
 def _my_sessions(user: User) -> list[ServerSession]:
@@ -58,6 +65,7 @@ def _account_page(**forms: object) -> str:
         codes_form=forms.get("codes_form") or ConfirmPasswordForm(),
         empty_form=EmptyForm(),
         problems=forms.get("problems") or [],
+        **_habilitation_view(user),
     )
 
 
@@ -198,12 +206,39 @@ def _role_choices(actor: User) -> list[tuple[str, str]]:
     return [(str(r), ROLE_LABELS[r]) for r in Role if r in allowed]
 
 
+def _today() -> date:
+    return habilitations.today_in_paris(utcnow())
+
+
+def _habilitation_form(form: HabilitationForm, kind: OrgKind) -> HabilitationForm:
+    form.function.choices = habilitations.function_choices(kind)
+    if form.granted_on.data is None and not form.is_submitted():
+        form.granted_on.data = _today()
+    return form
+
+
+def _given(form: HabilitationForm) -> habilitations.HabilitationInput:
+    return habilitations.HabilitationInput(
+        function=form.function.data,
+        function_label=form.function_label.data,
+        granted_on=form.granted_on.data,
+        ends_on=form.ends_on.data,
+    )
+
+
+def _form_problems(form: HabilitationForm) -> list[str]:
+    return [errors[0] for errors in form.errors.values() if errors] or [
+        "Le formulaire contient des erreurs : corrigez les champs signalés."
+    ]
+
+
 @bp.route("/gestion/comptes/nouveau", methods=["GET", "POST"])
 def manage_create() -> str | Response:
-    """Create an account; the person receives an activation e-mail."""
+    """Create an account with its habilitation; the person receives an activation e-mail."""
     actor = _manager()
     form = CreateAccountForm()
     form.roles.choices = _role_choices(actor)
+    _habilitation_form(form, OrgKind(actor.organisation.kind))
     error = None
     if form.validate_on_submit():
         try:
@@ -216,6 +251,8 @@ def manage_create() -> str | Response:
                 roles=[Role(r) for r in form.roles.data],
                 actor=actor_of(actor),
                 ctx=audit_context(),
+                habilitation=_given(form),
+                granted_by=actor,
             )
         except accounts.AccountError as e:
             error = str(e)
@@ -227,20 +264,150 @@ def manage_create() -> str | Response:
             )
             return redirect(url_for("accounts.manage_detail", user_id=new.user.id))
     elif request.method == "POST":
-        error = "Le formulaire contient des erreurs : corrigez les champs signalés."
+        error = " ".join(_form_problems(form))
     return render_template("accounts/manage_create.html", form=form, error=error)
+
+
+def _habilitation_view(target: User) -> dict[str, object]:
+    hab = target.habilitation
+    kind = OrgKind(target.organisation.kind)
+    reason = target.suspension_reason
+    return {
+        "habilitation": hab,
+        "function_label": habilitations.function_label(kind, hab) if hab else None,
+        "suspension_label": SUSPENSION_LABELS[SuspensionReason(reason)] if reason else None,
+        "must_choose_password": accounts.must_choose_password(target),
+    }
 
 
 @bp.route("/gestion/comptes/<user_id>")
 def manage_detail(user_id: str) -> str:
-    """One account of the organisation and the actions on it."""
+    """One account of the organisation, its habilitation and the actions on it."""
     _actor, target = _managed(user_id)
-    return render_template("accounts/manage_detail.html", target=target, form=EmptyForm())
+    return render_template(
+        "accounts/manage_detail.html",
+        target=target,
+        form=EmptyForm(),
+        departure_form=_departure_form(),
+        **_habilitation_view(target),
+    )
+
+
+def _departure_form() -> DepartureForm:
+    form = DepartureForm()
+    form.reason.choices = departure.DEPARTURE_REASONS
+    if not form.is_submitted():
+        form.left_on.data = _today()
+    return form
+
+
+@bp.route("/gestion/comptes/<user_id>/depart", methods=["POST"])
+def manage_departure(user_id: str) -> Response:
+    """Départ de l'agent: revoke now, end sessions and tokens, hand deposits to the inbox."""
+    actor, target = _managed(user_id)
+    form = _departure_form()
+    if not form.validate_on_submit():
+        flash(" ".join(errors[0] for errors in form.errors.values() if errors), "error")
+        return redirect(url_for("accounts.manage_detail", user_id=target.id))
+    try:
+        done = departure.record_departure(
+            db.session,
+            target,
+            reason=form.reason.data,
+            left_on=form.left_on.data,
+            actor=actor_of(actor),
+            ctx=audit_context(),
+            today=_today(),
+        )
+    except accounts.AccountError as e:
+        flash(str(e), "error")
+    else:
+        flash(
+            f"Le départ de {target.full_name} est enregistré : compte révoqué, sessions et "
+            f"jetons d'API fermés, {done.deposits_transferred} dépôt(s) transmis à la boîte "
+            "partagée de l'organisation.",
+            "success",
+        )
+    return redirect(url_for("accounts.manage_detail", user_id=target.id))
+
+
+@bp.route("/gestion/comptes/<user_id>/habilitation/formulaire", methods=["POST"])
+def manage_habilitation_form(user_id: str) -> tuple[Response, int]:
+    """Store the signed habilitation form (PDF, the raw request body, CSRF token in the
+    X-CSRFToken header), encrypted; the previous one is destroyed."""
+    actor, target = _managed(user_id)
+    if request.content_length is not None and request.content_length > FORM_LIMIT:
+        return jsonify(error="Le formulaire doit être un fichier PDF de 10 Mo au plus."), 413
+    content = request.stream.read(FORM_LIMIT + 1)
+    try:
+        habilitations.store_form(
+            db.session,
+            services().store,
+            target,
+            content,
+            actor=actor_of(actor),
+            ctx=audit_context(),
+            now=utcnow(),
+        )
+    except habilitations.HabilitationError as e:
+        return jsonify(error=str(e)), 422
+    flash("Le formulaire d'habilitation signé est enregistré (chiffré).", "success")
+    return jsonify(stored=True), 201
+
+
+@bp.route("/gestion/comptes/<user_id>/habilitation/formulaire.pdf")
+def manage_habilitation_form_download(user_id: str) -> WerkzeugResponse:
+    """The signed habilitation form, decrypted for the account manager (audited)."""
+    actor, target = _managed(user_id)
+    try:
+        chunks = habilitations.open_form(
+            db.session, services().store, target, actor=actor_of(actor), ctx=audit_context()
+        )
+    except habilitations.HabilitationError:
+        abort(404)
+    response = WerkzeugResponse(chunks, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = 'attachment; filename="habilitation.pdf"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/gestion/comptes/<user_id>/habilitation", methods=["GET", "POST"])
+def manage_habilitation(user_id: str) -> str | Response:
+    """Record or change the habilitation of one account of the organisation."""
+    actor, target = _managed(user_id)
+    form = _habilitation_form(HabilitationForm(), OrgKind(target.organisation.kind))
+    hab = target.habilitation
+    if hab is not None and not form.is_submitted():
+        form.function.data = hab.function
+        form.function_label.data = hab.function_label
+        form.granted_on.data = hab.granted_on
+        form.ends_on.data = hab.ends_on
+    problems: list[str] = []
+    if form.validate_on_submit():
+        try:
+            habilitations.save_habilitation(
+                db.session,
+                target,
+                _given(form),
+                granted_by=actor,
+                actor=actor_of(actor),
+                ctx=audit_context(),
+                today=_today(),
+            )
+        except habilitations.HabilitationError as e:
+            problems = [str(e)]
+        else:
+            flash("L'habilitation a été enregistrée.", "success")
+            return redirect(url_for("accounts.manage_detail", user_id=target.id))
+    elif form.is_submitted():
+        problems = _form_problems(form)
+    return render_template(
+        "accounts/manage_habilitation.html", target=target, form=form, problems=problems
+    )
 
 
 _ACTIONS = {
     "suspendre": (accounts.suspend, "Le compte a été suspendu ; ses sessions sont fermées."),
-    "reactiver": (accounts.reactivate, "Le compte a été réactivé."),
     "revoquer": (accounts.revoke, "Le compte a été révoqué définitivement."),
 }
 
@@ -278,6 +445,14 @@ def manage_action(user_id: str, action: str) -> Response:
                     notices.api_tokens_revoked_for_manager(reset.api_tokens_revoked),
                 )
                 if m
+            )
+        elif action == "reactiver":
+            accounts.reactivate_and_mail(db.session, svc, target, who, ctx)
+            message = (
+                "Le compte a été réactivé ; la personne a reçu un e-mail pour choisir un nouveau "
+                "mot de passe (lien valable 72 heures)."
+                if target.activated_at
+                else "Le compte a été réactivé ; il attend toujours son activation."
             )
         elif action == "renvoyer-activation":
             accounts.resend_activation_mail(db.session, svc, target, who, ctx)

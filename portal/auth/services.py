@@ -297,8 +297,11 @@ def void_tokens(session: Session, user: User, purpose: TokenPurpose) -> int:
     return int(result.rowcount)  # type: ignore[attr-defined] # DML returns a CursorResult
 
 
-def issue_token(session: Session, user: User, purpose: TokenPurpose) -> str:
-    """Create a single-use token for *user*, invalidating earlier ones of the same purpose."""
+def issue_token(
+    session: Session, user: User, purpose: TokenPurpose, *, lifetime: timedelta | None = None
+) -> str:
+    """Create a single-use token for *user*, invalidating earlier ones of the same purpose
+    (valid for the purpose's usual lifetime unless *lifetime* is given)."""
     void_tokens(session, user, purpose)
     now = utcnow()
     raw = secrets.token_urlsafe(32)
@@ -308,7 +311,7 @@ def issue_token(session: Session, user: User, purpose: TokenPurpose) -> str:
             purpose=purpose,
             token_digest=_digest(raw),
             created_at=now,
-            expires_at=now + TOKEN_LIFETIMES[purpose],
+            expires_at=now + (lifetime or TOKEN_LIFETIMES[purpose]),
         )
     )
     session.flush()

@@ -6,7 +6,7 @@ Each is a service function returning a small report; `@job` takes the lock, writ
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -351,3 +351,126 @@ def jobs_scheduler(only: tuple[str, ...], overrides: tuple[str, ...], run_now: b
         scheduler.run()
     finally:
         engine.dispose()
+
+
+def _as_of(value: str | None) -> datetime:
+    """Now, or 06:00 in France on the day *value* (AAAA-MM-JJ) for a drill or a late run."""
+    from portal.accounts.habilitations import morning_of
+
+    if value is None:
+        return utcnow()
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            "date attendue au format AAAA-MM-JJ", param_hint="--as-of"
+        ) from None
+    return morning_of(day)
+
+
+AS_OF_HELP = "Act as if run on this day (AAAA-MM-JJ), with the same effects."
+
+
+@jobs.command("habilitations")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent or suspended.")
+@click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
+@job("habilitations", busy="Un autre contrôle des habilitations est en cours : rien à faire.")
+def jobs_habilitations(run: Job, as_of: str | None) -> JobRun:
+    """Notify 14 days and 1 day before a habilitation's end date; suspend on the day."""
+    from portal.accounts.habilitations import enforce_habilitation_ends
+
+    now = _as_of(as_of)
+    report = enforce_habilitation_ends(
+        db.session, services(), now, run.context, dry_run=run.dry_run
+    )
+    return JobRun(
+        f"Habilitations au {now:%Y-%m-%d} : {report.notices[14]} avis à 14 jours, "
+        f"{report.notices[1]} à 1 jour, {report.suspended} comptes suspendus, "
+        f"{report.mails_sent} e-mails {'à envoyer' if run.dry_run else 'envoyés'}, "
+        f"{report.mails_failed} en échec.",
+        details={
+            "as_of": now.date().isoformat(),
+            "notices_14": report.notices[14],
+            "notices_1": report.notices[1],
+            "suspended": report.suspended,
+            "sent": report.mails_sent,
+            "failed": report.mails_failed,
+        },
+    )
+
+
+@jobs.command("inactive-accounts")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent or suspended.")
+@click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
+@job(
+    "inactive-accounts",
+    busy="Un autre contrôle des comptes inutilisés est en cours : rien à faire.",
+)
+def jobs_inactive_accounts(run: Job, as_of: str | None) -> JobRun:
+    """Suspend accounts unused for FILR_ACCOUNT_INACTIVE_DAYS days (notice 7 days before)."""
+    from portal.accounts.inactivity import suspend_unused_accounts
+
+    now = _as_of(as_of)
+    report = suspend_unused_accounts(db.session, services(), now, run.context, dry_run=run.dry_run)
+    return JobRun(
+        f"Comptes inutilisés au {now:%Y-%m-%d} "
+        f"(limite {run.settings.account_inactive_days} jours) : {report.notices} avis, "
+        f"{report.suspended} comptes suspendus, {report.mails_sent} e-mails "
+        f"{'à envoyer' if run.dry_run else 'envoyés'}, {report.mails_failed} en échec.",
+        details={
+            "as_of": now.date().isoformat(),
+            "limit_days": run.settings.account_inactive_days,
+            "notices": report.notices,
+            "suspended": report.suspended,
+            "sent": report.mails_sent,
+            "failed": report.mails_failed,
+        },
+    )
+
+
+@jobs.command("review")
+@click.option("--dry-run", is_flag=True, help="Report what would be opened, sent or suspended.")
+@click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
+@job("review", busy="Une autre revue des habilitations est en cours : rien à faire.")
+def jobs_review(run: Job, as_of: str | None) -> JobRun:
+    """The annual review: open the campaigns, remind the managers, close and suspend."""
+    from portal.accounts.review import run_review
+
+    now = _as_of(as_of)
+    report = run_review(db.session, services(), now, run.context, dry_run=run.dry_run)
+    return JobRun(
+        f"Revue des habilitations au {now:%Y-%m-%d} : {report.opened} revues ouvertes, "
+        f"{report.reminded} rappels, {report.closed} revues closes, {report.suspended} comptes "
+        f"suspendus, {report.mails_sent} e-mails {'à envoyer' if run.dry_run else 'envoyés'}, "
+        f"{report.mails_failed} en échec.",
+        details={
+            "as_of": now.date().isoformat(),
+            "opened": report.opened,
+            "reminded": report.reminded,
+            "closed": report.closed,
+            "suspended": report.suspended,
+            "sent": report.mails_sent,
+            "failed": report.mails_failed,
+        },
+    )
+
+
+@jobs.command("incidents")
+@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
+@job("incidents", busy="Un autre envoi de rappels d'incidents est en cours : rien à faire.")
+def jobs_incidents(run: Job, as_of: str | None) -> JobRun:
+    """Remind the security officers before each incident deadline (partners, CNIL)."""
+    from portal.securite.incidents import send_incident_reminders
+
+    now = _as_of(as_of)
+    report = send_incident_reminders(db.session, services(), now, run.context, dry_run=run.dry_run)
+    return JobRun(
+        f"Incidents : {report.reminders} rappel(s) d'échéance, {report.mails_sent} e-mails "
+        f"{'à envoyer' if run.dry_run else 'envoyés'}, {report.mails_failed} en échec.",
+        details={
+            "reminders": report.reminders,
+            "sent": report.mails_sent,
+            "failed": report.mails_failed,
+        },
+    )

@@ -8,7 +8,7 @@ import click
 import sqlalchemy as sa
 
 from portal.cli.runtime import app_context, audit_context, find_org
-from portal.db import db
+from portal.db import db, utcnow
 from portal.orgs.models import Organisation, OrgKind
 from portal.orgs.services import (
     OrganisationError,
@@ -56,16 +56,30 @@ def orgs_create(
 
 
 @orgs.command("list")
-def orgs_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="Ids, kinds and départements as JSON.")
+def orgs_list(as_json: bool) -> None:
     """List organisations with their spaces."""
     from portal.orgs.permissions import spaces_of_organisation
 
     with app_context():
-        for org in db.session.execute(
-            sa.select(Organisation).order_by(Organisation.name)
-        ).scalars():
-            spaces = ",".join(sorted(spaces_of_organisation(org))) or "-"
-            click.echo(f"{org.id}  {org.kind:<15} {spaces:<12} {org.name}")
+        listed = [
+            {
+                "id": org.id,
+                "name": org.name,
+                "kind": org.kind,
+                "departements": sorted(spaces_of_organisation(org)),
+                "national": org.is_national,
+            }
+            for org in db.session.execute(
+                sa.select(Organisation).order_by(Organisation.name)
+            ).scalars()
+        ]
+    if as_json:
+        click.echo(json.dumps(listed, ensure_ascii=False))
+        return
+    for row in listed:
+        spaces = ",".join(row["departements"]) or "-"  # type: ignore[arg-type] # a list of codes
+        click.echo(f"{row['id']}  {row['kind']:<15} {spaces:<12} {row['name']}")
 
 
 @orgs.command("national")
@@ -81,3 +95,29 @@ def orgs_national(org_ref: str, unset: bool) -> None:
             raise click.ClickException(str(e)) from None
         db.session.commit()
         click.echo(f"{org.name} : {'périmètre national retiré' if unset else 'périmètre national'}")
+
+
+@orgs.command("review")
+@click.argument("org_ref")
+@click.option("--days", default=30, show_default=True, type=int, help="Length (1 to 90 days).")
+def orgs_review(org_ref: str, days: int) -> None:
+    """Open a review of habilitations now for one organisation (after an incident)."""
+    import audit
+    from portal.accounts.review import ReviewError, open_campaign_by_hand
+    from portal.container import services
+
+    with app_context():
+        org = find_org(org_ref)
+        try:
+            campaign = open_campaign_by_hand(
+                db.session,
+                services(),
+                org,
+                actor=audit.SYSTEM,
+                ctx=audit_context(),
+                now=utcnow(),
+                days=days,
+            )
+        except ReviewError as e:
+            raise click.ClickException(str(e)) from e
+        click.echo(f"Revue ouverte pour {org.name} jusqu'au {campaign.closes_on:%d/%m/%Y}.")

@@ -19,6 +19,7 @@ from portal.deposits import models as _deposits  # noqa: F401 - as above
 from portal.flows import models as _flows  # noqa: F401 - as above
 from portal.ops import models as _ops  # noqa: F401 - as above
 from portal.orgs import models as _orgs  # noqa: F401 - as above
+from portal.securite import incident_models as _incidents  # noqa: F401 - as above
 from portal.securite import models as _securite  # noqa: F401 - as above
 
 target_metadata = [Base.metadata, audit.metadata]

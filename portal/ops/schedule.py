@@ -187,6 +187,10 @@ SCHEDULE: tuple[Entry, ...] = (
     entry("digest", "jobs digest", "daily 07:30"),
     entry("reminders", "jobs reminders", "daily 08:00"),
     entry("flow-reminders", "jobs flow-reminders", "weekdays 08:30"),
+    entry("habilitations", "jobs habilitations", "daily 06:00"),
+    entry("inactive-accounts", "jobs inactive-accounts", "daily 06:05"),
+    entry("review", "jobs review", "daily 06:10"),
+    entry("incidents", "jobs incidents", "hourly :20"),
     # Jobs of other issues join here, one line each, once their command exists:
     # entry("backup", "backup run", "daily 01:30"),
     # entry("backup-drill", "backup drill", "weekly sun 05:00"),

@@ -33,13 +33,23 @@ FAMILY_LABELS = {
     "key:": "Clés de chiffrement",
     "flow:": "Flux XML (toutes)",
     "job:": "Tâches planifiées",
+    "incident:": "Registre des incidents",
 }
 OUTCOME_LABELS = {
     Outcome.SUCCESS: "Succès",
     Outcome.FAILURE: "Échec",
     Outcome.DENIED: "Refusé",
 }
-TARGET_TYPES = ("deposit", "file", "user", "organisation", "api-token", "session", "alert")
+TARGET_TYPES = (
+    "deposit",
+    "file",
+    "user",
+    "organisation",
+    "api-token",
+    "session",
+    "alert",
+    "incident",
+)
 
 
 def action_choices() -> list[tuple[str, str]]:

@@ -37,7 +37,14 @@ def _create_via_manager(client: FlaskClient, email: str, roles: list[str]) -> No
     token = csrf_of(client, "/gestion/comptes/nouveau")
     response = client.post(
         "/gestion/comptes/nouveau",
-        data={"csrf_token": token, "full_name": "Camille Nouvelle", "email": email, "roles": roles},
+        data={
+            "csrf_token": token,
+            "full_name": "Camille Nouvelle",
+            "email": email,
+            "roles": roles,
+            "function": "instructeur_rsa",
+            "granted_on": "2026-01-05",
+        },
     )
     assert response.status_code == 302, response.get_data(as_text=True)[:800]
 

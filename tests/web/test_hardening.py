@@ -377,7 +377,13 @@ def test_account_creation_without_a_valid_csrf_token_is_refused(
     # Given a logged-in account manager
     manager = factory.user(factory.org(), roles=(Role.GESTIONNAIRE,))
     client = login_as(manager)
-    form = {"full_name": "Camille Nouvelle", "email": "camille@example.org", "roles": "agent"}
+    form = {
+        "full_name": "Camille Nouvelle",
+        "email": "camille@example.org",
+        "roles": "agent",
+        "function": "instructeur_rsa",
+        "granted_on": "2026-01-05",
+    }
     # When the creation form is posted without a valid CSRF token
     response = client.post("/gestion/comptes/nouveau", data={**forged(app, variant), **form})
     # Then no account exists, no mail left, nothing audited
