@@ -1,8 +1,8 @@
 """Flow validator against `xmllint --stream --schema` on a 200,000-record CGPEM, same run.
 
-Generates (once, cached) a synthetic CGPEM with `portal.flows.sample`, then, alternating so that
-both meet the same machine load, and `--runs` times each:
-  * our validator (`portal.flows.validate`: hardened parsing, encoding checks, XSD of every
+Generates (once, cached) a synthetic CGPEM with `portal.flows.core.sample`, then, alternating so
+that both meet the same machine load, and `--runs` times each:
+  * our validator (`portal.flows.core.validate`: hardened parsing, encoding checks, XSD of every
     header/record/footer, every business rule) in a fresh subprocess, which reports the time of
     the `validate()` call and its peak RSS (ru_maxrss of the process, and VmHWM growth during
     the call);
@@ -30,7 +30,7 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-XSD = ROOT / "portal" / "flows" / "xsd" / "CGPEM_001_0.xsd"
+XSD = ROOT / "portal" / "flows" / "core" / "xsd" / "CGPEM_001_0.xsd"
 # This process imports nothing from the portal and stays small: a child's peak RSS as seen by
 # wait4() includes the pages it shared with its parent at fork time.
 
@@ -50,7 +50,7 @@ def vm(name):
             return int(line.split()[1])
     return 0
 
-from portal.flows import FlowType, validate
+from portal.flows.core import FlowType, validate
 path, today = Path(sys.argv[1]), date.fromisoformat(sys.argv[2])
 try:
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: growth is then the call's own
@@ -131,8 +131,8 @@ def run_xmllint(xmllint: str, schema: Path, path: Path) -> Run:
 GENERATE = """
 import sys
 from datetime import date
-from portal.flows import FlowType
-from portal.flows.sample import write_sample
+from portal.flows.core import FlowType
+from portal.flows.core.sample import write_sample
 write_sample(sys.argv[1], FlowType.CGPEM, int(sys.argv[2]), "62", seed=int(sys.argv[3]),
              date_reference=date.fromisoformat(sys.argv[4]))
 """
@@ -140,9 +140,9 @@ write_sample(sys.argv[1], FlowType.CGPEM, int(sys.argv[2]), "62", seed=int(sys.a
 
 def sample_file(records: int, cache: Path, seed: int, reference: date) -> Path:
     """The generated file, rebuilt when the generator or the structure changes."""
-    flows = ROOT / "portal" / "flows"
+    flows = ROOT / "portal" / "flows" / "core"
     version = hashlib.sha256(
-        (flows / "sample.py").read_bytes() + (flows / "v001_0.py").read_bytes()
+        (flows / "sample.py").read_bytes() + (flows / "versions" / "v001_0.py").read_bytes()
     ).hexdigest()[:12]
     path = cache / f"cgpem-{records}-{seed}-{reference.isoformat()}-{version}.xml"
     if not path.exists():

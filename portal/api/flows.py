@@ -21,9 +21,9 @@ from portal.db import db, is_database_unavailable
 from portal.deposits import services as deposits
 from portal.deposits.views import UPLOAD_CHUNK
 from portal.flows import services as flows
+from portal.flows.core.types import FlowType
 from portal.flows.models import FlowDeposit
 from portal.flows.permissions import can_deposit_flow
-from portal.flows.types import FlowType
 from portal.web import audit_context, the_user
 
 FLOW_NOT_FOUND = "Ce flux n'existe pas ou vous n'y avez pas accès."

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 
-from portal.flows.codes import NATURES_ORIENTATION
-from portal.flows.registry import all_specs
-from portal.flows.report import ValidationReport
-from portal.flows.rules import Rule
-from portal.flows.sample import injectable_rules, write_sample
-from portal.flows.types import FlowType, Severity
-from portal.flows.validator import validate
-from portal.flows.xsd import xsd_bytes
+from portal.flows.core.codes import NATURES_ORIENTATION
+from portal.flows.core.registry import all_specs
+from portal.flows.core.report import ValidationReport
+from portal.flows.core.rules import Rule
+from portal.flows.core.sample import injectable_rules, write_sample
+from portal.flows.core.types import FlowType, Severity
+from portal.flows.core.validator import validate
+from portal.flows.core.xsd import xsd_bytes
 from portal.orgs.departements import is_departement_code
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2

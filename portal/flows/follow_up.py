@@ -21,10 +21,10 @@ from portal.accounts.models import User
 from portal.db import utcnow
 from portal.deposits.models import Deposit, DepositStatus, DownloadReceipt
 from portal.flows import calendar
+from portal.flows.core.types import FlowType
 from portal.flows.models import FlowDeposit, FlowStatus
 from portal.flows.permissions import SENDER_SIDE
 from portal.flows.services import period_label
-from portal.flows.types import FlowType
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
 

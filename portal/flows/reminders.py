@@ -27,11 +27,11 @@ from portal.accounts.models import AccountStatus, Role, User
 from portal.container import Services
 from portal.deposits.models import Deposit
 from portal.flows import calendar
+from portal.flows.core.types import FlowType
 from portal.flows.follow_up import active_departements, expected_periods
 from portal.flows.models import FlowDeposit, FlowReminder, FlowStatus, ReminderKind
 from portal.flows.permissions import SENDER_SIDE
 from portal.flows.services import forget_old_reports, period_label
-from portal.flows.types import FlowType
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind

@@ -10,12 +10,12 @@ from datetime import date
 import pytest
 from lxml import etree
 
-from portal.flows import FlowType
-from portal.flows import validator as validator_module
-from portal.flows.registry import latest_spec
-from portal.flows.rules import RuleContext
-from portal.flows.spec import FieldKind, FieldSpec, check_field
-from portal.flows.xsd import clean_record_schema, record_schema
+from portal.flows.core import FlowType
+from portal.flows.core import validator as validator_module
+from portal.flows.core.registry import latest_spec
+from portal.flows.core.rules import RuleContext
+from portal.flows.core.spec import FieldKind, FieldSpec, check_field
+from portal.flows.core.xsd import clean_record_schema, record_schema
 from tests.flows.conftest import TODAY, Sample, check
 
 PROBES = (

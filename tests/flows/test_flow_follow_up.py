@@ -11,7 +11,7 @@ from flask import Flask
 
 from portal.db import db
 from portal.deposits.models import Deposit
-from portal.flows import FlowType
+from portal.flows.core import FlowType
 from portal.flows.follow_up import FollowUpStatus, follow_up
 from portal.flows.models import FlowDeposit
 from tests.conftest import csrf_of

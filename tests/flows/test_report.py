@@ -7,8 +7,8 @@ import io
 import json
 import re
 
-from portal.flows import FlowType, Rule, Severity
-from portal.flows.report import IssueCollector, mask_nir, redact
+from portal.flows.core import FlowType, Rule, Severity
+from portal.flows.core.report import IssueCollector, mask_nir, redact
 from tests.flows.conftest import Sample, check
 
 NIR = "2850762000123"

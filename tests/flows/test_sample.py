@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from portal.flows import FlowType
-from portal.flows.sample import write_sample
+from portal.flows.core import FlowType
+from portal.flows.core.sample import write_sample
 from tests.flows.conftest import REFERENCE, Sample
 
 

@@ -7,8 +7,8 @@ from datetime import date
 
 import pytest
 
-from portal.flows import FlowType, Rule, Severity, validate
-from portal.flows.sample import injectable_rules
+from portal.flows.core import FlowType, Rule, Severity, validate
+from portal.flows.core.sample import injectable_rules
 from tests.flows.conftest import CORPUS, TODAY, Sample, check, located
 
 CASES = [(flow, rule) for flow in FlowType for rule in injectable_rules(flow)]

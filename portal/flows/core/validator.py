@@ -27,15 +27,15 @@ from zoneinfo import ZoneInfo
 
 from lxml import etree
 
-from portal.flows.encoding import EncodingFinding, GuardAbort, GuardedReader
-from portal.flows.registry import get_spec, latest_spec, supported_versions
-from portal.flows.report import (
+from portal.flows.core.encoding import EncodingFinding, GuardAbort, GuardedReader
+from portal.flows.core.registry import get_spec, latest_spec, supported_versions
+from portal.flows.core.report import (
     DEFAULT_MAX_ISSUES,
     DEFAULT_MAX_ISSUES_PER_RULE,
     IssueCollector,
     ValidationReport,
 )
-from portal.flows.rules import (
+from portal.flows.core.rules import (
     AGGREGATED_RULES,
     RecordValues,
     Rule,
@@ -45,9 +45,9 @@ from portal.flows.rules import (
     fin_rules,
     parse_date,
 )
-from portal.flows.spec import FieldSpec, FlowSpec, GroupSpec, check_field
-from portal.flows.types import FlowType
-from portal.flows.xsd import clean_record_schema, record_schema
+from portal.flows.core.spec import FieldSpec, FlowSpec, GroupSpec, check_field
+from portal.flows.core.types import FlowType
+from portal.flows.core.xsd import clean_record_schema, record_schema
 from portal.orgs.departements import is_departement_code
 
 DEFAULT_MAX_BYTES: Final = 512 * 1024 * 1024

@@ -3,7 +3,7 @@
 Every NIR written here has the commune code `000`, which INSEE never assigns, so no generated
 NIR can be a real person's; names are common French names drawn at random, e-mail addresses
 use the reserved `example.org` domain. `errors` injects named rule violations (rule codes of
-`portal.flows.rules.Rule`) and the result says where, so that tests can check that the
+`portal.flows.core.rules.Rule`) and the result says where, so that tests can check that the
 validator reports each at the right line, record and field.
 """
 
@@ -17,17 +17,17 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from portal.flows.codes import (
+from portal.flows.core.codes import (
     AXES_TRAVAIL,
     CATEGORIES_INSCRIPTION,
     MOTIFS_CESSATION,
     NIVEAUX_FORMATION,
 )
-from portal.flows.registry import latest_spec
-from portal.flows.rules import Rule
-from portal.flows.spec import FieldSpec, FlowSpec, GroupSpec
-from portal.flows.types import FlowType, Periodicity
-from portal.flows.validator import paris_today
+from portal.flows.core.registry import latest_spec
+from portal.flows.core.rules import Rule
+from portal.flows.core.spec import FieldSpec, FlowSpec, GroupSpec
+from portal.flows.core.types import FlowType, Periodicity
+from portal.flows.core.validator import paris_today
 from portal.orgs.departements import is_departement_code
 
 SURNAMES: Final = (

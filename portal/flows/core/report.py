@@ -12,8 +12,8 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any, Final
 
-from portal.flows.rules import Rule
-from portal.flows.types import FlowType, Severity
+from portal.flows.core.rules import Rule
+from portal.flows.core.types import FlowType, Severity
 
 DEFAULT_MAX_ISSUES: Final = 10_000
 DEFAULT_MAX_ISSUES_PER_RULE: Final = 1_000

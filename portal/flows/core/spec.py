@@ -2,7 +2,7 @@
 
 One `FlowSpec` per (flow type, version): a new structure of the convention is a new spec beside
 the old one (see `registry.py`). The XSD files shipped in `xsd/` are rendered from these specs
-(`python -m portal.flows.xsd`), and a test proves that they are in sync.
+(`python -m portal.flows.core.xsd`), and a test proves that they are in sync.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 
-from portal.flows.rules import RecordRule, Rule, parse_date
-from portal.flows.types import FlowType
+from portal.flows.core.rules import RecordRule, Rule, parse_date
+from portal.flows.core.types import FlowType
 
 
 class FieldKind(StrEnum):

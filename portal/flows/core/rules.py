@@ -14,7 +14,7 @@ from datetime import date
 from enum import StrEnum
 from typing import Final
 
-from portal.flows.types import Periodicity, Severity
+from portal.flows.core.types import Periodicity, Severity
 from portal.orgs.departements import is_departement_code
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portal.flows.codes import (
+from portal.flows.core.codes import (
     AXES_TRAVAIL,
     CATEGORIES_INSCRIPTION,
     MODALITES_ACCOMPAGNEMENT,
@@ -10,9 +10,9 @@ from portal.flows.codes import (
     NATURES_ORIENTATION,
     NIVEAUX_FORMATION,
 )
-from portal.flows.rules import Rule, cgpem_record_rules, inscription_rules
-from portal.flows.spec import CleanProfile, FieldKind, FieldSpec, FlowSpec, GroupSpec, Identity
-from portal.flows.types import FlowType
+from portal.flows.core.rules import Rule, cgpem_record_rules, inscription_rules
+from portal.flows.core.spec import CleanProfile, FieldKind, FieldSpec, FlowSpec, GroupSpec, Identity
+from portal.flows.core.types import FlowType
 from portal.orgs.departements import DEPARTEMENT_PATTERN
 
 VERSION = "001,0"

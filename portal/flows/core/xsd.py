@@ -1,6 +1,6 @@
 """The XSD of each flow: rendered from its spec, shipped in `xsd/`, loaded for validation.
 
-Run `python -m portal.flows.xsd` to rewrite the shipped files after changing a spec.
+Run `python -m portal.flows.core.xsd` to rewrite the shipped files after changing a spec.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
-from portal.flows.registry import all_specs
-from portal.flows.spec import CleanProfile, FieldKind, FieldSpec, FlowSpec, GroupSpec
+from portal.flows.core.registry import all_specs
+from portal.flows.core.spec import CleanProfile, FieldKind, FieldSpec, FlowSpec, GroupSpec
 
 XS_NAMESPACE = "http://www.w3.org/2001/XMLSchema"
 _EMPTY_TYPE = "vide"
@@ -33,7 +33,8 @@ def render_xsd(spec: FlowSpec) -> str:
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f"<!-- Flux {spec.flow_type.value}, structure {spec.version}. Généré depuis "
-        "portal/flows/v*.py par `python -m portal.flows.xsd` : ne pas modifier à la main. -->",
+        "portal/flows/core/versions/v*.py par `python -m portal.flows.core.xsd` : "
+        "ne pas modifier à la main. -->",
         f'<xs:schema xmlns:xs="{XS_NAMESPACE}" elementFormDefault="unqualified">',
         f'  <xs:simpleType name="{_EMPTY_TYPE}">',
         '    <xs:restriction base="xs:string"><xs:length value="0"/></xs:restriction>',
@@ -248,7 +249,7 @@ def _facet(name: str, value: str) -> str:
 
 def xsd_bytes(spec: FlowSpec) -> bytes:
     """The shipped XSD file of `spec`."""
-    return resources.files("portal.flows").joinpath("xsd").joinpath(spec.xsd_name).read_bytes()
+    return resources.files("portal.flows.core").joinpath("xsd").joinpath(spec.xsd_name).read_bytes()
 
 
 @cache
@@ -302,7 +303,7 @@ def clean_record_schema(spec: FlowSpec, today: date) -> etree.XMLSchema | None:
 
 def main() -> None:
     """Rewrite the shipped XSD files from the specs."""
-    target = resources.files("portal.flows").joinpath("xsd")
+    target = resources.files("portal.flows.core").joinpath("xsd")
     for spec in all_specs():
         path = target.joinpath(spec.xsd_name)
         with resources.as_file(path) as file_path:
