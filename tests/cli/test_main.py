@@ -36,7 +36,8 @@ FLOWS_CORE = {
     "portal.flows.core.registry", "portal.flows.core.report", "portal.flows.core.rules",
     "portal.flows.core.sample", "portal.flows.core.spec", "portal.flows.core.types",
     "portal.flows.core.versions", "portal.flows.core.versions.v001_0",
-    "portal.flows.core.validator", "portal.flows.core.xsd",
+    "portal.flows.core.validator", "portal.flows.core.xsd", "portal.flows.core.frame",
+    "portal.flows.core.records", "portal.flows.core.tally", "portal.flows.core.walk",
     # the one list of département codes (standard library only)
     "portal.orgs", "portal.orgs.departements",
 }  # fmt: skip
