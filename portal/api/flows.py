@@ -70,6 +70,7 @@ def flow_json(flow: FlowDeposit) -> dict[str, Any]:
             url_for("api.deposit_show", deposit_id=deposit.id) if flow.is_valid else None
         ),
         "issues": report,
+        "readings": stored.get("readings", {}) if stored else None,
         "url": url_for("api.flow_show", flow_id=flow.id),
     }
 

@@ -38,6 +38,7 @@ FLOWS_CORE = {
     "portal.flows.core.versions", "portal.flows.core.versions.v001_0",
     "portal.flows.core.validator", "portal.flows.core.xsd", "portal.flows.core.frame",
     "portal.flows.core.records", "portal.flows.core.tally", "portal.flows.core.walk",
+    "portal.flows.core.spelling",
     # the one list of département codes (standard library only)
     "portal.orgs", "portal.orgs.departements",
 }  # fmt: skip

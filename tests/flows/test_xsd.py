@@ -64,3 +64,6 @@ def test_every_rule_code_is_documented_for_technicians() -> None:
     documentation = (Path(__file__).parents[2] / "docs" / "flows.md").read_text(encoding="utf-8")
 
     assert [rule.value for rule in Rule if f"`{rule.value}`" not in documentation] == []
+    # with its level and its source, as `filr flows rules` gives them
+    rows = [f"| `{r.value}` | {r.severity.label} | {r.source} | " for r in Rule]
+    assert [row for row in rows if row not in documentation] == []

@@ -12,7 +12,13 @@ from lxml import etree
 
 from portal.flows.core.records import RecordChecks
 from portal.flows.core.registry import get_spec, latest_spec, supported_versions
-from portal.flows.core.rules import Rule, RuleContext, entete_rules, fin_rules
+from portal.flows.core.rules import (
+    Rule,
+    RuleContext,
+    entete_rules,
+    fin_rules,
+    footer_date_reading,
+)
 from portal.flows.core.spec import FlowSpec
 from portal.flows.core.tally import Tally
 from portal.flows.core.types import FlowType
@@ -20,6 +26,12 @@ from portal.flows.core.types import FlowType
 BEFORE_HEADER: Final = 0
 IN_RECORDS: Final = 1
 AFTER_FOOTER: Final = 2
+
+#: The CGPEM table copies `H` from PECDH while the flow is monthly: both are accepted.
+PERIODICITE_READINGS: Final = {
+    "M": "M : mensuel (tableau des flux)",
+    "H": "H : hebdomadaire (table CGPEM, recopiée de l'en-tête PECDH)",
+}
 
 
 class Frame:
@@ -43,6 +55,8 @@ class Frame:
         self.fatal = False
         self.header: dict[str, str | None] = {}
         self.footer_count: tuple[str | None, int | None] | None = None
+        # Which reading of the convention's contradictory tables the file follows.
+        self.readings: dict[str, str] = {}
 
     @property
     def spec(self) -> FlowSpec | None:
@@ -157,8 +171,13 @@ class Frame:
         assert self.checks is not None  # noqa: S101 - set just above
         header = self.checks.check_element(element, spec.entete, record=None)
         self.header = dict(header.get("", {}))
-        for hit in entete_rules(self.header, departement=self.departement):
+        for hit in entete_rules(
+            self.header, departement=self.departement, today=self.context.today
+        ):
             self.tally.add_hit(element, "entete", hit, record=None)
+        periodicite = self.header.get("periodicite")
+        if flow_type is FlowType.CGPEM and periodicite in PERIODICITE_READINGS:
+            self.readings["entete/periodicite"] = PERIODICITE_READINGS[periodicite]
 
     def on_fin(self, element: etree._Element) -> None:
         """The footer: once, last, agreeing with the header; its count is checked at the end."""
@@ -178,6 +197,9 @@ class Frame:
         footer = self.checks.check_element(element, self.checks.spec.fin, record=None).get("", {})
         for hit in fin_rules(footer, self.header):
             self.tally.add_hit(element, "fin", hit, record=None)
+        reading = footer_date_reading(footer, self.header)
+        if reading is not None:
+            self.readings["fin/date-reference"] = reading
         count = element.find("nb-dossier")
         self.footer_count = (
             footer.get("nb-dossier"),

@@ -12,6 +12,7 @@ from lxml import etree
 from portal.flows.core.report import IssueCollector, ValidationReport
 from portal.flows.core.rules import Rule, RuleHit, parse_date
 from portal.flows.core.spec import FlowSpec
+from portal.flows.core.spelling import Spellings
 from portal.flows.core.walk import locate
 from portal.orgs.departements import is_departement_code
 
@@ -86,8 +87,25 @@ class Tally:
                 field="dossier/correspondant/nom",
             )
 
+    def add_spellings(self, spellings: Spellings) -> None:
+        """One warning per spelling of the convention met, naming our canonical name."""
+        for tag, canonical in spellings.known.items():
+            count = spellings.counts[tag]
+            self.add(
+                Rule.STRUCTURE_SPELLING,
+                f"L'élément <{tag}> est écrit comme dans les tables de la convention : accepté "
+                f"({count} fois) et lu comme <{canonical}>, le nom attendu par le schéma.",
+                line=spellings.first_lines.get(tag),
+                field=canonical,
+                value=tag,
+            )
+
     def report(
-        self, spec: FlowSpec | None, header: Mapping[str, str | None], size_bytes: int
+        self,
+        spec: FlowSpec | None,
+        header: Mapping[str, str | None],
+        size_bytes: int,
+        readings: Mapping[str, str],
     ) -> ValidationReport:
         """The frozen report of the file."""
         departement = header.get("departement")
@@ -109,4 +127,5 @@ class Tally:
             omitted_counts=self.issues.omitted_counts(),
             rule_counts=MappingProxyType(dict(sorted(self.rule_counts.items()))),
             size_bytes=size_bytes,
+            readings=MappingProxyType(dict(readings)),
         )

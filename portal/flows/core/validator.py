@@ -37,6 +37,7 @@ from portal.flows.core.report import (
     ValidationReport,
 )
 from portal.flows.core.rules import RecordValues, Rule, RuleContext
+from portal.flows.core.spelling import Spellings
 from portal.flows.core.tally import Tally
 from portal.flows.core.types import FlowType
 from portal.flows.core.walk import XSI, field_at, is_blank, name_of
@@ -128,6 +129,7 @@ class _Run:
         self.reader: GuardedReader | None = None
         self.next_finding = 0
         self.size_bytes = 0
+        self.spellings = Spellings()
 
     # -- driving the parser -------------------------------------------------------------------
 
@@ -161,6 +163,7 @@ class _Run:
         frame = self.frame
         tally = self.tally
         natures = tally.natures
+        spellings = self.spellings
         root: etree._Element | None = None
         # Set whenever a header (or its absence) fixes the flow's spec; None outside records.
         checks: RecordChecks | None = None
@@ -185,8 +188,14 @@ class _Run:
             if is_valid is not None and element.tag == "dossier" and checks is not None:
                 # The hot path. Most records pass the "clean" schema (no rule can fire) in C;
                 # the others are checked against the flow's XSD, then by the Python rules.
+                # The convention's spellings are renamed first (see spelling.py).
                 tally.record_count += 1
-                if is_clean is not None and is_clean(element):
+                if spellings.tags:
+                    spellings.rename_known(element)
+                clean = is_clean is not None and is_clean(element)
+                if not clean and spellings.rename_new(element):
+                    clean = is_clean is not None and is_clean(element)
+                if clean:
                     if breakdown is not None:
                         code = element[breakdown[0]][breakdown[1]].text
                         if code:
@@ -200,6 +209,7 @@ class _Run:
                 else:
                     checks.slow_record(element, checks.schema_errors())
             else:
+                spellings.rename_new(element)
                 if element.tag == "dossier":
                     frame.on_misplaced_dossier(element)
                 elif element.tag == "entete":
@@ -352,6 +362,8 @@ class _Run:
             self.next_finding = len(self.reader.findings)
             tally.add_dropped(self.reader.dropped_findings)
         tally.add_aggregated()
+        tally.add_spellings(self.spellings)
 
     def report(self) -> ValidationReport:
-        return self.tally.report(self.frame.spec, self.frame.header, self.size_bytes)
+        frame = self.frame
+        return self.tally.report(frame.spec, frame.header, self.size_bytes, frame.readings)

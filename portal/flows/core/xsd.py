@@ -6,7 +6,7 @@ Run `python -m portal.flows.core.xsd` to rewrite the shipped files after changin
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import cache
 from importlib import resources
@@ -90,7 +90,12 @@ def _particles(
     for child in children:
         child_path = f"{path}/{child.name}" if path else child.name
         if isinstance(child, GroupSpec):
-            occurs = "" if child.required else ' minOccurs="0"'
+            # A clean record has the groups that hold a field it requires to be non-blank.
+            required = child.required or (
+                clean is not None
+                and any(p.startswith(f"{child_path}/") for p in clean.profile.non_blank)
+            )
+            occurs = "" if required else ' minOccurs="0"'
             lines.append(f'{pad}<xs:element name="{child.name}"{occurs}>')
             lines.extend(_documentation(child.label, indent + 2))
             lines.append(f"{pad}  <xs:complexType>")
@@ -165,6 +170,9 @@ def _field(
     spec: FieldSpec, indent: int, *, variant: str = "", clean: _Clean | None = None
 ) -> list[str]:
     pad = " " * indent
+    if clean is not None and spec.advice is not None:
+        # Narrower than the field's pattern (see Advice): a clean record draws no warning.
+        spec = replace(spec, pattern=spec.advice.pattern)
     if variant == "empty":
         return [f'{pad}<xs:element name="{spec.name}" type="{_EMPTY_TYPE}" minOccurs="0"/>']
     required = spec.required or variant in ("non_blank", "non_empty")
