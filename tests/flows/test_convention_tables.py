@@ -196,16 +196,28 @@ def test_a_pecgm_written_from_its_table_is_accepted_with_warnings_only() -> None
     assert (nir.record, nir.field, nir.severity) == (1, "dossier/individu/nir", Severity.WARNING)
 
 
-def test_a_spelling_met_in_every_record_is_one_warning_with_its_count(sample: Sample) -> None:
-    data, _ = sample(FlowType.PECGM, 50)
-    data = data.replace(b"<rome-v3>", b"<Rome-v3>").replace(b"</rome-v3>", b"</Rome-v3>")
+@pytest.mark.parametrize("records", [50, 3000])  # 3000: past the parser's first chunks
+def test_a_spelling_met_in_every_record_is_one_warning_with_its_count(
+    records: int, sample: Sample
+) -> None:
+    # Given a file with an error in its last record, and the same written with a table spelling
+    data, _ = sample(FlowType.PECGM, records, errors=["field.date"])
+    spelled = data.replace(b"<rome-v3>", b"<Rome-v3>").replace(b"</rome-v3>", b"</Rome-v3>")
+    spelled = spelled.replace(b"<bureau>", b"<Bureau>").replace(b"</bureau>", b"</Bureau>")
 
-    report = check(data, departement="62", expected_type=FlowType.PECGM)
+    # When both are validated
+    canonical = check(data, departement="62", expected_type=FlowType.PECGM)
+    report = check(spelled, departement="62", expected_type=FlowType.PECGM)
 
-    assert report.is_valid and report.record_count == 50
-    (warning,) = report.issues
-    assert warning.rule is Rule.STRUCTURE_SPELLING and warning.field == "rome-v3"
-    assert "(50 fois)" in warning.message and warning.record is None
+    # Then the spelled one has the same error at the same place, and one warning per spelling
+    assert report.record_count == records and report.errors == canonical.errors
+    warnings = {i.value: i for i in report.warnings}
+    assert set(warnings) == {"Rome-v3", "Bureau"}
+    for spelling, canonical_name in (("Rome-v3", "rome-v3"), ("Bureau", "bureau")):
+        warning = warnings[spelling]
+        assert warning.rule is Rule.STRUCTURE_SPELLING and warning.field == canonical_name
+        assert f"{records} dossier(s) écrits avec les orthographes" in warning.message
+        assert warning.record is None and warning.line is not None
 
 
 def test_a_name_that_is_not_a_spelling_of_ours_is_still_refused(sample: Sample) -> None:

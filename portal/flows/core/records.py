@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+
 from lxml import etree
 
 from portal.flows.core.rules import AGGREGATED_RULES, RecordValues, Rule, RuleContext
 from portal.flows.core.spec import FlowSpec, GroupSpec
 from portal.flows.core.tally import Tally
 from portal.flows.core.walk import PATH_INDEX, Found, explains, groups_to_walk, walk
-from portal.flows.core.xsd import clean_record_schema, record_schema
+from portal.flows.core.xsd import (
+    clean_record_schema,
+    record_schema,
+    spelled_clean_record_schema,
+)
 
 
 class RecordChecks:
@@ -22,6 +28,13 @@ class RecordChecks:
         self.clean_schema = clean_record_schema(spec, context.today)
         self.breakdown_position = fixed_position(spec)
         self.breakdown_codes = codes_of(spec)
+
+    def spelled_clean(
+        self, spellings: Mapping[str, str]
+    ) -> Callable[[etree._Element], bool] | None:
+        """The clean check of records that spell names as `spellings` (canonical -> spelling)."""
+        schema = spelled_clean_record_schema(self.spec, self.context.today, spellings)
+        return schema.validate if schema is not None else None
 
     def slow_record(
         self, element: etree._Element, errors: list[etree._LogEntry] | None = None

@@ -7,14 +7,16 @@ word for word is not refused: accents and capitals are normalised before validat
 report names each spelling met with its canonical name (a warning).
 
 Cost: nothing on a file written with the canonical names (the "clean" schema accepts its records
-before any renaming is looked at); on a file written with the tables' spellings, the spellings
-met once are renamed in C (`iter(*tags)`) on every record before it is validated.
+before any renaming is looked at). On a file written with the tables' spellings, the spellings
+met in the first records are renamed element by element, and a second clean schema is compiled
+with the elements named as the file spells them, so that the following records pass in C too
+(`xsd.spelled_clean_record_schema`); only a record that neither clean schema accepts is renamed
+in Python before its checks.
 """
 
 from __future__ import annotations
 
 import unicodedata
-from collections import Counter
 from functools import cache
 
 from lxml import etree
@@ -53,18 +55,11 @@ class Spellings:
     def __init__(self) -> None:
         self.names = known_names()
         self.known: dict[str, str] = {}  # spelling met -> canonical name
-        self.tags: tuple[str, ...] = ()  # the spellings met, for lxml's C-level filter
-        self.counts: Counter[str] = Counter()
+        self.spelled: dict[str, str] = {}  # canonical name -> the first spelling met of it
+        self.version = 0  # changes whenever a spelling is learnt
+        self.records = 0  # records written with a spelling of the tables
         self.first_lines: dict[str, int | None] = {}
         self._not_ours: set[str] = set()
-
-    def rename_known(self, element: etree._Element) -> None:
-        """Rename, below `element`, the spellings already met in the file."""
-        known, counts = self.known, self.counts
-        for node in element.iter(*self.tags):
-            tag = str(node.tag)
-            counts[tag] += 1
-            node.tag = known[tag]
 
     def rename_new(self, element: etree._Element) -> bool:
         """Look at every name below `element`; rename the convention's spellings of ours.
@@ -84,9 +79,9 @@ class Spellings:
                         self._not_ours.add(tag)  # reported as unexpected by the checks
                     continue
                 self.known[tag] = target
-                self.tags = (*self.tags, tag)
                 self.first_lines[tag] = node.sourceline
-            self.counts[tag] += 1
+                self.spelled.setdefault(target, tag)
+                self.version += 1
             node.tag = target
             renamed = True
         return renamed

@@ -89,13 +89,19 @@ class Tally:
 
     def add_spellings(self, spellings: Spellings) -> None:
         """One warning per spelling of the convention met, naming our canonical name."""
+        records = (
+            f" ; {spellings.records} dossier(s) écrits avec les orthographes des tables"
+            if spellings.records
+            else ""
+        )
         for tag, canonical in spellings.known.items():
-            count = spellings.counts[tag]
+            line = spellings.first_lines.get(tag)
             self.add(
                 Rule.STRUCTURE_SPELLING,
                 f"L'élément <{tag}> est écrit comme dans les tables de la convention : accepté "
-                f"({count} fois) et lu comme <{canonical}>, le nom attendu par le schéma.",
-                line=spellings.first_lines.get(tag),
+                f"et lu comme <{canonical}>, le nom attendu par le schéma (première fois ligne "
+                f"{line}{records}).",
+                line=line,
                 field=canonical,
                 value=tag,
             )

@@ -6,6 +6,7 @@ Run `python -m portal.flows.core.xsd` to rewrite the shipped files after changin
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 from functools import cache
@@ -306,6 +307,27 @@ def clean_record_schema(spec: FlowSpec, today: date) -> etree.XMLSchema | None:
     root = etree.fromstring(xsd_bytes(spec), _SAFE_PARSER)
     root.append(etree.fromstring(render_clean_record_type(spec, today).encode(), _SAFE_PARSER))
     etree.SubElement(root, f"{{{XS_NAMESPACE}}}element", name="dossier", type="DossierPropre")
+    return etree.XMLSchema(root)
+
+
+def spelled_clean_record_schema(
+    spec: FlowSpec, today: date, spellings: Mapping[str, str]
+) -> etree.XMLSchema | None:
+    """The clean schema with the elements named as a file spells them (canonical -> spelling).
+
+    Records written with the convention's spellings then pass in C as canonical ones do; a
+    record it accepts is the clean record it would be once renamed.
+    """
+    if spec.clean is None:
+        return None
+    root = etree.fromstring(xsd_bytes(spec), _SAFE_PARSER)
+    root.append(etree.fromstring(render_clean_record_type(spec, today).encode(), _SAFE_PARSER))
+    etree.SubElement(root, f"{{{XS_NAMESPACE}}}element", name="dossier", type="DossierPropre")
+    declared = f"{{{XS_NAMESPACE}}}element"
+    for node in root.iter(declared):
+        spelled = spellings.get(node.get("name", ""))
+        if spelled is not None:
+            node.set("name", spelled)
     return etree.XMLSchema(root)
 
 
