@@ -13,6 +13,7 @@ from collections import Counter
 import pytest
 
 from portal.flows.core import FlowType, Rule, Severity
+from portal.flows.core import records as records_module
 from portal.flows.core.rules import READING_BOTH, READING_FIRST_OF_MONTH, READING_SAME_DATE
 from portal.flows.core.sample import injectable_rules
 from tests.flows.conftest import TODAY, Sample, check
@@ -273,4 +274,31 @@ def test_a_birth_date_or_a_fabrication_date_in_the_future_only_warns(sample: Sam
     assert {i.rule for i in report.warnings} == {
         Rule.ENTETE_DATE_FABRICATION_FUTURE,
         Rule.INDIVIDU_DATE_NAISSANCE_FUTURE,
+    }
+
+
+def test_the_spelled_clean_schema_does_not_change_the_report(
+    sample: Sample, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a CGPEM written with the tables' spellings, with errors and warnings here and there
+    data, _ = sample(
+        FlowType.CGPEM, 400, errors=["field.date", "cgpem.correspondant_nom_empty", "field.nir"]
+    )
+    for canonical, spelled in (
+        (b"prenom>", b"Pr\xe9nom>"),
+        (b"date-decision>", b"Date-d\xe9cision>"),
+    ):
+        data = data.replace(canonical, spelled)
+
+    # When validated with the spelled fast path, and with every record renamed in Python
+    fast = check(data, departement="62", expected_type=FlowType.CGPEM)
+    monkeypatch.setattr(records_module, "spelled_clean_record_schema", lambda *args: None)
+    slow = check(data, departement="62", expected_type=FlowType.CGPEM)
+
+    # Then the reports are the same
+    assert fast.issues == slow.issues and fast.nature_counts == slow.nature_counts
+    assert fast.error_count == 1 and fast.record_count == 400
+    assert {i.value for i in fast.issues if i.rule is Rule.STRUCTURE_SPELLING} == {
+        "Prénom",
+        "Date-décision",
     }
