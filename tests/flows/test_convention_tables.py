@@ -302,3 +302,29 @@ def test_the_spelled_clean_schema_does_not_change_the_report(
         "Prénom",
         "Date-décision",
     }
+
+
+def test_past_a_thousand_spellings_the_others_are_unexpected_elements(sample: Sample) -> None:
+    # Given a file whose every record spells <nom-naissance> its own way (memory stays bounded)
+    data, _ = sample(FlowType.CGPEM, 1005)
+    parts = data.split(b"<nom-naissance>")
+    text = parts[0]
+    for number, part in enumerate(parts[1:]):
+        letters = iter(range(12))  # the 12 letters of nom-naissance, one bit each
+        variant = "".join(
+            c.upper() if c != "-" and number >> next(letters) & 1 else c for c in "nom-naissance"
+        ).encode()
+        variant = variant if number else b"Nom-naissance"
+        text += b"<" + variant + b">" + part.replace(b"</nom-naissance>", b"</" + variant + b">", 1)
+
+    # When it is validated
+    report = check(text, departement="62", expected_type=FlowType.CGPEM)
+
+    # Then a thousand spellings are learnt, the next ones refused as elements not ours
+    assert report.rule_counts[Rule.STRUCTURE_SPELLING.value] == 1000
+    assert not report.is_valid
+    assert {i.rule for i in report.errors} <= {
+        Rule.STRUCTURE_UNEXPECTED_ELEMENT,
+        Rule.STRUCTURE_MISSING_ELEMENT,
+        Rule.XML_SCHEMA,
+    }

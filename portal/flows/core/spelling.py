@@ -24,7 +24,7 @@ from lxml import etree
 from portal.flows.core.registry import all_specs
 from portal.flows.core.spec import GroupSpec
 
-_MAX_REMEMBERED = 1000  # names that are not ours, remembered so as not to normalise them again
+_MAX_REMEMBERED = 1000  # spellings learnt, and names not ours remembered (not normalised again)
 
 
 def canonical_spelling(name: str) -> str:
@@ -56,7 +56,7 @@ class Spellings:
         self.names = known_names()
         self.known: dict[str, str] = {}  # spelling met -> canonical name
         self.spelled: dict[str, str] = {}  # canonical name -> the first spelling met of it
-        self.version = 0  # changes whenever a spelling is learnt
+        self.version = 0  # changes whenever `spelled` does (at most once per name of ours)
         self.records = 0  # records written with a spelling of the tables
         self.first_lines: dict[str, int | None] = {}
         self._not_ours: set[str] = set()
@@ -74,14 +74,17 @@ class Spellings:
             target = self.known.get(tag)
             if target is None:
                 target = canonical_spelling(tag)
-                if target == tag or target not in self.names:
+                # Past a thousand spellings a file is not a vendor's copy of the tables (and
+                # memory stays bounded): the others are reported as unexpected elements.
+                if target == tag or target not in self.names or len(self.known) >= _MAX_REMEMBERED:
                     if len(self._not_ours) < _MAX_REMEMBERED:
                         self._not_ours.add(tag)  # reported as unexpected by the checks
                     continue
                 self.known[tag] = target
                 self.first_lines[tag] = node.sourceline
-                self.spelled.setdefault(target, tag)
-                self.version += 1
+                if target not in self.spelled:
+                    self.spelled[target] = tag
+                    self.version += 1
             node.tag = target
             renamed = True
         return renamed
