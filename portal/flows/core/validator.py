@@ -49,6 +49,7 @@ DEFAULT_MAX_BYTES_PER_RECORD: Final = 1024 * 1024
 
 PARIS: Final = ZoneInfo("Europe/Paris")
 _TOP_LEVEL: Final = ("entete", "dossier", "fin")
+_ELEMENT_CONTENT: Final = etree.ErrorTypes.SCHEMAV_ELEMENT_CONTENT
 
 if TYPE_CHECKING:
     _Events = etree.iterparse[tuple[str, etree._Element]]
@@ -77,6 +78,11 @@ def open_events(source: BinaryIO | GuardedReader) -> _Events:
         remove_pis=True,
         strip_cdata=True,
     )
+
+
+def _names_refused(schema: etree.XMLSchema) -> bool:
+    """Whether the last check refused an element's name or place (maybe a table spelling)."""
+    return any(error.type == _ELEMENT_CONTENT for error in schema.error_log)
 
 
 def paris_today() -> date:
@@ -172,6 +178,7 @@ class _Run:
         # The clean schema with the names the file spells as the tables do (see spelling.py).
         is_spelled_clean: Callable[[etree._Element], bool] | None = None
         spelled_version = 0
+        clean_schema: etree.XMLSchema | None = None
         breakdown: tuple[int, int] | None = None
         for _event, element in events:
             if root is None:
@@ -194,18 +201,24 @@ class _Run:
                 # Records written with the convention's spellings pass a clean schema that
                 # names its elements as they do; otherwise they are renamed, then checked.
                 tally.record_count += 1
-                if is_spelled_clean is not None and is_spelled_clean(element):
-                    # a file that spells as the tables do (a failed check costs its error log)
-                    clean = True
-                    spellings.records += 1
+                if is_spelled_clean is not None:
+                    # A file that spells as the tables do: its schema first (a failed check
+                    # costs its error log), and a record it refuses is renamed then checked.
+                    clean = is_spelled_clean(element)
+                    if clean or spellings.rename_new(element):
+                        spellings.records += 1
                 else:
                     clean = is_clean is not None and is_clean(element)
-                    if not clean and spellings.rename_new(element):
+                    if (
+                        not clean
+                        and (clean_schema is None or _names_refused(clean_schema))
+                        and spellings.rename_new(element)
+                    ):
                         spellings.records += 1
                         clean = is_clean is not None and is_clean(element)
-                        if spellings.version != spelled_version:
-                            spelled_version = spellings.version
-                            is_spelled_clean = checks.spelled_clean(spellings.spelled)
+                if spellings.version != spelled_version:
+                    spelled_version = spellings.version
+                    is_spelled_clean = checks.spelled_clean(spellings.spelled)
                 if clean:
                     if breakdown is not None:
                         code = element[breakdown[0]][breakdown[1]].text
@@ -228,10 +241,11 @@ class _Run:
                 else:
                     frame.on_fin(element)
                 checks = frame.checks if frame.phase == IN_RECORDS else None
-                is_spelled_clean, spelled_version = None, 0
+                is_spelled_clean, spelled_version = None, spellings.version
                 if checks is not None:
                     is_valid = checks.schema.validate
-                    is_clean = checks.clean_schema.validate if checks.clean_schema else None
+                    clean_schema = checks.clean_schema
+                    is_clean = clean_schema.validate if clean_schema is not None else None
                     breakdown = checks.breakdown_position
                 else:
                     is_valid = is_clean = None
