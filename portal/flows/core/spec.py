@@ -217,7 +217,7 @@ def advice_rules(dossier: GroupSpec) -> RecordRule:
     A value that already breaks its field's own rules is not advised on (one issue is enough).
     """
     advised = tuple(
-        (group.name, child)
+        (group.name, child, child.advice, _compiled(child.advice.pattern).fullmatch)
         for group in dossier.children
         if isinstance(group, GroupSpec)
         for child in group.children
@@ -226,15 +226,9 @@ def advice_rules(dossier: GroupSpec) -> RecordRule:
 
     def advise(values: RecordValues, context: RuleContext) -> list[RuleHit]:
         hits: list[RuleHit] = []
-        for group, spec in advised:
+        for group, spec, advice, matches in advised:
             text = values.get(group, {}).get(spec.name)
-            advice = spec.advice
-            if (
-                not text
-                or advice is None
-                or _compiled(advice.pattern).fullmatch(text) is not None
-                or check_field(spec, text) is not None
-            ):
+            if not text or matches(text) is not None or check_field(spec, text) is not None:
                 continue
             hits.append(
                 RuleHit(
