@@ -1,8 +1,8 @@
 """Flow validator against `xmllint --stream --schema` on a 200,000-record CGPEM, same run.
 
-Generates (once, cached) a synthetic CGPEM with `portal.flows.sample`, then, alternating so that
-both meet the same machine load, and `--runs` times each:
-  * our validator (`portal.flows.validate`: hardened parsing, encoding checks, XSD of every
+Generates (once, cached) a synthetic CGPEM with `portal.flows.core.sample`, then, alternating so
+that both meet the same machine load, and `--runs` times each:
+  * our validator (`portal.flows.core.validate`: hardened parsing, encoding checks, XSD of every
     header/record/footer, every business rule) in a fresh subprocess, which reports the time of
     the `validate()` call and its peak RSS (ru_maxrss of the process, and VmHWM growth during
     the call);
@@ -30,7 +30,7 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-XSD = ROOT / "portal" / "flows" / "xsd" / "CGPEM_001_0.xsd"
+XSD = ROOT / "portal" / "flows" / "core" / "xsd" / "CGPEM_001_0.xsd"
 # This process imports nothing from the portal and stays small: a child's peak RSS as seen by
 # wait4() includes the pages it shared with its parent at fork time.
 
@@ -50,7 +50,7 @@ def vm(name):
             return int(line.split()[1])
     return 0
 
-from portal.flows import FlowType, validate
+from portal.flows.core import FlowType, validate
 path, today = Path(sys.argv[1]), date.fromisoformat(sys.argv[2])
 try:
     Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM: growth is then the call's own
@@ -131,8 +131,8 @@ def run_xmllint(xmllint: str, schema: Path, path: Path) -> Run:
 GENERATE = """
 import sys
 from datetime import date
-from portal.flows import FlowType
-from portal.flows.sample import write_sample
+from portal.flows.core import FlowType
+from portal.flows.core.sample import write_sample
 write_sample(sys.argv[1], FlowType.CGPEM, int(sys.argv[2]), "62", seed=int(sys.argv[3]),
              date_reference=date.fromisoformat(sys.argv[4]))
 """
@@ -140,9 +140,9 @@ write_sample(sys.argv[1], FlowType.CGPEM, int(sys.argv[2]), "62", seed=int(sys.a
 
 def sample_file(records: int, cache: Path, seed: int, reference: date) -> Path:
     """The generated file, rebuilt when the generator or the structure changes."""
-    flows = ROOT / "portal" / "flows"
+    flows = ROOT / "portal" / "flows" / "core"
     version = hashlib.sha256(
-        (flows / "sample.py").read_bytes() + (flows / "v001_0.py").read_bytes()
+        (flows / "sample.py").read_bytes() + (flows / "versions" / "v001_0.py").read_bytes()
     ).hexdigest()[:12]
     path = cache / f"cgpem-{records}-{seed}-{reference.isoformat()}-{version}.xml"
     if not path.exists():
@@ -160,6 +160,31 @@ def sample_file(records: int, cache: Path, seed: int, reference: date) -> Path:
     return path
 
 
+# The convention tables' spellings (capitals, accents) of names of every CGPEM record and of the
+# header and footer: what a vendor who copies the tables writes (see portal/flows/core/spelling.py).
+TABLE_SPELLINGS = (
+    (b"departement>", b"Departement>"),
+    (b"prenom>", b"Pr\xe9nom>"),
+    (b"<nom>", b"<Nom>"),
+    (b"</nom>", b"</Nom>"),
+    (b"date-decision>", b"Date-d\xe9cision>"),
+)
+
+
+def with_table_spellings(path: Path) -> Path:
+    """A copy of `path` written with the tables' spellings (cached beside it)."""
+    target = path.with_name(path.stem + "-tables.xml")
+    if not target.exists():
+        partial = target.with_suffix(".part")
+        with path.open("rb") as source, partial.open("wb") as output:
+            for line in source:
+                for canonical, spelling in TABLE_SPELLINGS:
+                    line = line.replace(canonical, spelling)
+                output.write(line)
+        partial.replace(target)
+    return target
+
+
 def flow_arguments(description: str) -> argparse.ArgumentParser:
     """The options every flows benchmark takes (size, runs, seed, sample cache, --check)."""
     parser = argparse.ArgumentParser(description=description)
@@ -170,6 +195,11 @@ def flow_arguments(description: str) -> argparse.ArgumentParser:
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "filr-bench-flows"
     )
     parser.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
+    parser.add_argument(
+        "--spellings",
+        action="store_true",
+        help="valider la copie aux orthographes des tables (xmllint garde l'original)",
+    )
     return parser
 
 
@@ -188,11 +218,12 @@ def main() -> int:
         return 2
     today = date.today()
     path = sample_file(arguments.records, arguments.cache, arguments.seed, today.replace(day=1))
+    checked = with_table_spellings(path) if arguments.spellings else path
     size_mib = path.stat().st_size / 2**20
     ours: list[Run] = []
     theirs: list[Run] = []
     for _ in range(arguments.runs):
-        ours.append(run_validator(path, today))
+        ours.append(run_validator(checked, today))
         theirs.append(run_xmllint(xmllint, XSD, path))
     if not all(run.ok for run in ours + theirs):
         for run in ours + theirs:
@@ -204,7 +235,9 @@ def main() -> int:
     growth_mib = max(r.growth_kib for r in ours) / 1024
     ratio, cpu_ratio = best.wall / reference.wall, best_cpu / reference_cpu
 
-    print(f"fichier : {arguments.records} dossiers CGPEM, {size_mib:.0f} Mio ({path})")
+    print(f"fichier : {arguments.records} dossiers CGPEM, {size_mib:.0f} Mio ({checked})")
+    if arguments.spellings:
+        print("orthographes des tables : 4 noms par dossier renommés avant la vérification")
     print(f"exécutions : {arguments.runs} de chaque, alternées ; meilleure retenue")
     print(f"validateur : {best.wall:6.2f} s mur, {best_cpu:6.2f} s CPU — {best.detail}")
     print(

@@ -54,7 +54,17 @@ def test_the_import_contracts_hold_on_the_tree(tree: Path) -> None:
     [
         ("storage/planted.py", "import flask\n", "storage.planted -> flask"),
         ("audit/planted.py", "from portal.db import db\n", "audit.planted -> portal.db"),
-        ("portal/flows/planted.py", "import sqlalchemy\n", None),
+        ("portal/flows/core/planted.py", "import sqlalchemy\n", None),
+        (
+            "portal/flows/core/validator.py",
+            "from portal.flows import services\n",
+            "portal.flows.core.validator -> portal.flows.services",
+        ),
+        (
+            "portal/flows/core/versions/v001_0.py",
+            "import flask\n",
+            "portal.flows.core.versions.v001_0 -> flask",
+        ),
         ("portal/cli/lazy.py", "from portal.app import create_app\n", "portal.app"),
     ],
 )
@@ -64,10 +74,10 @@ def test_an_import_of_the_framework_where_none_may_be_breaks_a_contract(
     # Given an import of Flask or of the portal planted where the layout forbids it
     path = tree / module
     path.write_text((path.read_text() if path.exists() else "") + planted)
-    if module == "portal/flows/planted.py":  # a core module that imports the new one
-        codes = tree / "portal/flows/codes.py"
-        codes.write_text(codes.read_text() + "from portal.flows import planted\n")
-        chain = "portal.flows.codes -> portal.flows.planted"
+    if module == "portal/flows/core/planted.py":  # a core module that imports the new one
+        codes = tree / "portal/flows/core/codes.py"
+        codes.write_text(codes.read_text() + "from portal.flows.core import planted\n")
+        chain = "portal.flows.core.planted -> sqlalchemy"
 
     # When the import rules are checked, Then they fail and name the import
     done = _lint_imports(tree)

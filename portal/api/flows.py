@@ -21,9 +21,9 @@ from portal.db import db, is_database_unavailable
 from portal.deposits import services as deposits
 from portal.deposits.views import UPLOAD_CHUNK
 from portal.flows import services as flows
+from portal.flows.core.types import FlowType
 from portal.flows.models import FlowDeposit
 from portal.flows.permissions import can_deposit_flow
-from portal.flows.types import FlowType
 from portal.web import audit_context, the_user
 
 FLOW_NOT_FOUND = "Ce flux n'existe pas ou vous n'y avez pas accès."
@@ -70,6 +70,7 @@ def flow_json(flow: FlowDeposit) -> dict[str, Any]:
             url_for("api.deposit_show", deposit_id=deposit.id) if flow.is_valid else None
         ),
         "issues": report,
+        "readings": stored.get("readings", {}) if stored else None,
         "url": url_for("api.flow_show", flow_id=flow.id),
     }
 

@@ -300,6 +300,14 @@ SCHEMAS["Flow"] = _object(
                 "fichier valide) ; null après 90 jours."
             ),
         },
+        "readings": {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": "string"},
+            "description": (
+                "Lecture suivie des tables contradictoires de la convention, par champ "
+                "(`fin/date-reference`, `entete/periodicite`) ; null après 90 jours."
+            ),
+        },
         "url": {"type": "string", "format": "uri-reference"},
     }
 )

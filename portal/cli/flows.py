@@ -9,14 +9,14 @@ from pathlib import Path
 
 import click
 
-from portal.flows.codes import NATURES_ORIENTATION
-from portal.flows.registry import all_specs
-from portal.flows.report import ValidationReport
-from portal.flows.rules import Rule
-from portal.flows.sample import injectable_rules, write_sample
-from portal.flows.types import FlowType, Severity
-from portal.flows.validator import validate
-from portal.flows.xsd import xsd_bytes
+from portal.flows.core.codes import NATURES_ORIENTATION
+from portal.flows.core.registry import all_specs
+from portal.flows.core.report import ValidationReport
+from portal.flows.core.rules import Rule
+from portal.flows.core.sample import injectable_rules, write_sample
+from portal.flows.core.types import FlowType, Severity
+from portal.flows.core.validator import validate
+from portal.flows.core.xsd import xsd_bytes
 from portal.orgs.departements import is_departement_code
 
 EXIT_VALID, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -103,6 +103,9 @@ def _human(file: Path, report: ValidationReport) -> str:
             f"  {code} {NATURES_ORIENTATION.get(code, '')} : {count}"
             for code, count in report.nature_counts.items()
         )
+    if report.readings:
+        lines.append("Lecture des tables de la convention :")
+        lines.extend(f"  {where} : {reading}" for where, reading in report.readings.items())
     verdict = "VALIDE" if report.is_valid else "REFUSÉ"
     lines.append(
         f"Résultat : {verdict} — {report.error_count} erreur(s), "
@@ -208,8 +211,48 @@ def xsd_command(output: Path) -> None:
 @flows.command("rules")
 @click.option("--type", "flow_type", type=_FLOW_TYPE, help="Seulement les règles injectables.")
 def rules_command(flow_type: str | None) -> None:
-    """Liste les codes de règle des rapports."""
+    """Liste les codes de règle des rapports : gravité, source (convention ou nous), sens.
+
+    Une erreur refuse le fichier entier ; un avertissement est montré aux deux parties et le
+    fichier est transmis. Source « nous » : contrôle de plausibilité du portail, que la
+    convention n'écrit pas (jamais une erreur).
+    """
     wanted = set(injectable_rules(FlowType(flow_type.upper()))) if flow_type else set(Rule)
     for rule in Rule:
         if rule in wanted:
-            click.echo(f"{rule.value:40} {rule.severity.label:14} {rule.description}")
+            click.echo(f"{rule.value:34} {rule.severity.label:14} {rule.description}")
+            click.echo(f"{'':34} {'':14} source : {rule.source}")
+
+
+def _month(_context: click.Context, _parameter: click.Parameter, value: str) -> tuple[int, int]:
+    try:
+        moment = datetime.strptime(value, "%Y-%m")
+    except ValueError:
+        raise click.BadParameter("mois attendu au format AAAA-MM (ex. 2026-11).") from None
+    return moment.year, moment.month
+
+
+@flows.command("calendar")
+@click.argument("departement", callback=_departement)
+@click.argument("month", metavar="AAAA-MM", callback=_month)
+def calendar_command(departement: str, month: tuple[int, int]) -> None:
+    """Dates du mois pour DEPARTEMENT : échéance CGPEM, PECGM, semaines PECDH.
+
+    L'échéance CGPEM est à 17 h à l'heure du département (outre-mer : son propre fuseau),
+    écrite en ISO 8601 avec son décalage, pour les scripts d'export.
+    """
+    from portal.flows import calendar
+
+    year, number = month
+    schedule = calendar.month_schedule(departement, year, number)
+    zone = calendar.time_zone(departement).key
+    click.echo(f"Département {departement} — {year}-{number:02d} — fuseau {zone}")
+    click.echo(f"CGPEM  échéance     {schedule.cgpem_deadline.isoformat()}")
+    click.echo(f"PECGM  disponible   {schedule.pecgm_available_from.isoformat()}")
+    for week in schedule.pecdh_weeks:
+        iso_year, iso_week = week.iso_week
+        due = week.due_on.isoformat() if week.due_on else "aucun jour ouvré"
+        click.echo(
+            f"PECDH  semaine {iso_year}-W{iso_week:02d} du {week.monday.isoformat()} "
+            f"au {week.sunday.isoformat()}, au plus tard {due}"
+        )

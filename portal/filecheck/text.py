@@ -31,7 +31,7 @@ _ACTIVE_NAMESPACES: Final = (b"http://www.w3.org/1999/xhtml", b"http://www.w3.or
 _XML_STYLESHEET: Final = b"<?xml-stylesheet"
 _DOCTYPE_HTML = re.compile(rb"<!doctype\s+html")
 # A DTD in a deposited XML would reach the partners' parsers (XXE, entity expansion), and the
-# flows never carry one (portal.flows.encoding refuses it too).
+# flows never carry one (portal.flows.core.encoding refuses it too).
 _XML_DTD_LITERALS: Final = (b"<!doctype", b"<!entity")
 # Longest marker plus the character after it: a marker split between two chunks is whole in
 # the window made of the previous chunk's last bytes and the next chunk.

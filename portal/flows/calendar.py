@@ -20,6 +20,26 @@ from portal.orgs.departements import is_departement_code
 
 PARIS: Final = ZoneInfo("Europe/Paris")
 CGPEM_DEADLINE_TIME: Final = time(17, 0)
+
+# The convention says "avant 17 h" without a place: each département's deadline is 17:00 on its
+# own clock (17:00 Paris time is 11:00 or 12:00 in Guadeloupe, 20:00 or 21:00 in Réunion).
+_TIME_ZONES: Final[dict[str, str]] = {
+    "971": "America/Guadeloupe",
+    "972": "America/Martinique",
+    "973": "America/Cayenne",
+    "974": "Indian/Reunion",
+    "975": "America/Miquelon",  # Saint-Pierre-et-Miquelon
+    "976": "Indian/Mayotte",
+}
+#: How pages and mails name those clocks.
+TIME_ZONE_NAMES: Final[dict[str, str]] = {
+    "971": "heure de la Guadeloupe",
+    "972": "heure de la Martinique",
+    "973": "heure de la Guyane",
+    "974": "heure de La Réunion",
+    "975": "heure de Saint-Pierre-et-Miquelon",
+    "976": "heure de Mayotte",
+}
 FRIDAY: Final = 4
 
 # Département -> subdivision of holidays.France; others get the national calendar.
@@ -85,10 +105,16 @@ def nth_working_friday(departement: str, year: int, month: int, n: int) -> date:
     return fridays[min(n, len(fridays)) - 1]
 
 
+def time_zone(departement: str) -> ZoneInfo:
+    """The département's own clock: its overseas time zone, Europe/Paris otherwise."""
+    _check(departement)
+    return ZoneInfo(_TIME_ZONES.get(departement, "Europe/Paris"))
+
+
 def cgpem_deadline(departement: str, year: int, month: int) -> datetime:
-    """Latest time to deposit the month's CGPEM: 3rd working Friday, 17:00 Europe/Paris."""
+    """Latest time to deposit the month's CGPEM: 3rd working Friday, 17:00 local time."""
     friday = nth_working_friday(departement, year, month, 3)
-    return datetime.combine(friday, CGPEM_DEADLINE_TIME, tzinfo=PARIS)
+    return datetime.combine(friday, CGPEM_DEADLINE_TIME, tzinfo=time_zone(departement))
 
 
 def pecgm_available_from(departement: str, year: int, month: int) -> date:

@@ -21,10 +21,10 @@ from portal.accounts.models import User
 from portal.db import utcnow
 from portal.deposits.models import Deposit, DepositStatus, DownloadReceipt
 from portal.flows import calendar
+from portal.flows.core.types import FlowType
 from portal.flows.models import FlowDeposit, FlowStatus
 from portal.flows.permissions import SENDER_SIDE
 from portal.flows.services import period_label
-from portal.flows.types import FlowType
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
 
@@ -80,13 +80,29 @@ class FollowUpRow:
         return period_label(self.flow_type, self.period_start)
 
     @property
+    def due_label(self) -> str:
+        """The due date on the département's own clock, e.g. `20/11/2026 à 17:00 (heure de
+        la Guadeloupe)` overseas (the convention's deadline is 17:00 there, not in Paris)."""
+        return local_time_label(self.departement, self.due_at)
+
+    @property
     def badge(self) -> str:
         """DSFR badge variant."""
         return STATUS_BADGES[self.status]
 
 
-def _end_of(day: date) -> datetime:
-    return datetime.combine(day, END_OF_DAY, tzinfo=calendar.PARIS)
+def _end_of(day: date, departement: str) -> datetime:
+    return datetime.combine(day, END_OF_DAY, tzinfo=calendar.time_zone(departement))
+
+
+def local_time_label(departement: str, value: datetime | None) -> str:
+    """`20/11/2026 à 17:00`, on the département's clock (named when it is not Paris's)."""
+    if value is None:
+        return "—"
+    zone = calendar.time_zone(departement)
+    text = value.astimezone(zone).strftime("%d/%m/%Y à %H:%M")
+    name = calendar.TIME_ZONE_NAMES.get(departement)
+    return f"{text} ({name})" if name else text
 
 
 def expected_periods(
@@ -97,10 +113,11 @@ def expected_periods(
     first = date(year, month, 1)
     rows: list[tuple[FlowType, date, datetime | None]] = [
         (FlowType.CGPEM, first, schedule.cgpem_deadline),
-        (FlowType.PECGM, first, _end_of(schedule.pecgm_available_from)),
+        (FlowType.PECGM, first, _end_of(schedule.pecgm_available_from, departement)),
     ]
     for week in schedule.pecdh_weeks:
-        rows.append((FlowType.PECDH, week.monday, _end_of(week.due_on) if week.due_on else None))
+        due = _end_of(week.due_on, departement) if week.due_on else None
+        rows.append((FlowType.PECDH, week.monday, due))
     return rows
 
 

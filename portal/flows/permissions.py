@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from portal.accounts.models import Role, User
-from portal.flows.types import FlowType
+from portal.flows.core.types import FlowType
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import OrgKind
 from portal.orgs.permissions import is_national, spaces_of

@@ -27,11 +27,11 @@ from portal.accounts.models import AccountStatus, Role, User
 from portal.container import Services
 from portal.deposits.models import Deposit
 from portal.flows import calendar
-from portal.flows.follow_up import active_departements, expected_periods
+from portal.flows.core.types import FlowType
+from portal.flows.follow_up import active_departements, expected_periods, local_time_label
 from portal.flows.models import FlowDeposit, FlowReminder, FlowStatus, ReminderKind
 from portal.flows.permissions import SENDER_SIDE
 from portal.flows.services import forget_old_reports, period_label
-from portal.flows.types import FlowType
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
@@ -127,7 +127,7 @@ def reminder_mail(svc: Services, reminder: DueReminder) -> tuple[str, str]:
     """Subject and body: flow, period, date, link; nothing about any person."""
     flow = str(reminder.flow_type)
     period = period_label(reminder.flow_type, reminder.period_start)
-    when = reminder.due_at.astimezone(calendar.PARIS).strftime("%d/%m/%Y à %H:%M")
+    when = local_time_label(reminder.departement, reminder.due_at)
     space = f"{reminder.departement} — {DEPARTEMENTS[reminder.departement]}"
     if reminder.kind is ReminderKind.BEFORE_DEADLINE:
         subject = f"Fil'R : flux {flow} de {period} à déposer avant le {when[:10]}"

@@ -37,14 +37,14 @@ from portal.deposits import services as deposits
 from portal.deposits.integrity import report_integrity_failure
 from portal.deposits.models import MAX_LIFETIME, Category, Deposit, DepositStatus
 from portal.deposits.permissions import can_see_deposit, is_sender_side, visible_deposits
-from portal.flows.codes import NATURES_ORIENTATION
+from portal.flows.core.codes import NATURES_ORIENTATION
+from portal.flows.core.report import ValidationIssue, ValidationReport
+from portal.flows.core.rules import Rule
+from portal.flows.core.sanity import PeriodCounts, SanityFinding, Thresholds, compare_periods
+from portal.flows.core.types import FlowType, Severity
+from portal.flows.core.validator import paris_today, validate
 from portal.flows.models import FlowDeposit, FlowStatus
 from portal.flows.permissions import can_deposit_flow, depositable_flows
-from portal.flows.report import ValidationIssue, ValidationReport
-from portal.flows.rules import Rule
-from portal.flows.sanity import PeriodCounts, SanityFinding, Thresholds, compare_periods
-from portal.flows.types import FlowType, Severity
-from portal.flows.validator import paris_today, validate
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind

@@ -28,11 +28,11 @@ from portal.deposits import services as deposits
 from portal.deposits.permissions import can_download, can_withdraw, is_sender_side
 from portal.deposits.views import UPLOAD_CHUNK
 from portal.flows import services as flows
+from portal.flows.core.types import FlowType
+from portal.flows.core.validator import paris_today
 from portal.flows.follow_up import active_departements, follow_up, follow_up_csv
 from portal.flows.models import FlowDeposit
 from portal.flows.permissions import can_deposit_flow, depositable_flows, follow_up_spaces
-from portal.flows.types import FlowType
-from portal.flows.validator import paris_today
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.permissions import spaces_of
 from portal.web import audit_context, the_user

@@ -11,9 +11,9 @@ from typing import Any
 import pyotp
 import pytest
 
-from portal.flows import FlowType
-from portal.flows.sample import write_sample
-from portal.flows.validator import paris_today
+from portal.flows.core import FlowType
+from portal.flows.core.sample import write_sample
+from portal.flows.core.validator import paris_today
 from tests.browser.conftest import LiveServer, WatchedPage
 from tests.support.services import body_of
 

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from portal.cli import main
 from portal.cli.lazy import LazyGroup
-from portal.flows import FlowType
-from portal.flows.sample import write_sample
+from portal.flows.core import FlowType
+from portal.flows.core.sample import write_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,9 +32,13 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 # What `filr flows validate` may import of the portal: the command and the validation core.
 FLOWS_CORE = {
     "portal", "portal.cli", "portal.cli.lazy", "portal.cli.flows", "portal.flows",
-    "portal.flows.codes", "portal.flows.encoding", "portal.flows.registry", "portal.flows.report",
-    "portal.flows.rules", "portal.flows.sample", "portal.flows.spec", "portal.flows.types",
-    "portal.flows.v001_0", "portal.flows.validator", "portal.flows.xsd",
+    "portal.flows.core", "portal.flows.core.codes", "portal.flows.core.encoding",
+    "portal.flows.core.registry", "portal.flows.core.report", "portal.flows.core.rules",
+    "portal.flows.core.sample", "portal.flows.core.spec", "portal.flows.core.types",
+    "portal.flows.core.versions", "portal.flows.core.versions.v001_0",
+    "portal.flows.core.validator", "portal.flows.core.xsd", "portal.flows.core.frame",
+    "portal.flows.core.records", "portal.flows.core.tally", "portal.flows.core.walk",
+    "portal.flows.core.spelling",
     # the one list of département codes (standard library only)
     "portal.orgs", "portal.orgs.departements",
 }  # fmt: skip

@@ -13,8 +13,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from portal.flows import FlowType, ValidationReport, validate
-from portal.flows.sample import SampleResult, write_sample
+from portal.flows.core import FlowType, ValidationReport, validate
+from portal.flows.core.sample import SampleResult, write_sample
 from tests.api.conftest import api_for  # noqa: F401 - fixture re-exported for this package
 from tests.conftest import csrf_of
 from tests.deposits.conftest import (  # noqa: F401 - fixtures re-exported for this package

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -126,3 +127,26 @@ def test_unknown_departements_are_refused() -> None:
         cgpem_deadline("20", 2026, 11)
     with pytest.raises(ValueError):
         is_working_day("99", date(2026, 11, 2))
+
+
+@pytest.mark.parametrize(
+    ("departement", "zone", "utc_hour"),
+    [
+        ("971", "America/Guadeloupe", 21),  # UTC-4
+        ("972", "America/Martinique", 21),  # UTC-4
+        ("973", "America/Cayenne", 20),  # UTC-3
+        ("974", "Indian/Reunion", 13),  # UTC+4
+        ("976", "Indian/Mayotte", 14),  # UTC+3
+        ("62", "Europe/Paris", 16),  # UTC+1 in November
+    ],
+)
+def test_the_cgpem_deadline_is_17_00_on_the_departement_s_own_clock(
+    departement: str, zone: str, utc_hour: int
+) -> None:
+    # Given a département overseas (or in metropolitan France), When its November deadline is
+    # computed, Then it is 17:00 in its own time zone, not 17:00 in Paris (11:00 in Guadeloupe)
+    deadline = cgpem_deadline(departement, 2026, 11)
+
+    assert deadline.tzinfo is not None and str(deadline.tzinfo) == zone
+    assert (deadline.hour, deadline.minute) == (17, 0)
+    assert deadline.astimezone(ZoneInfo("UTC")).hour == utc_hour

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from portal.flows import FlowType, Rule
+from portal.flows.core import FlowType, Rule
 from tests.flows.conftest import Sample, check, located
 
 PROLOG = b'<?xml version="1.0" encoding="ISO-8859-1"?>'

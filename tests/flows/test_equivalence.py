@@ -10,12 +10,13 @@ from datetime import date
 import pytest
 from lxml import etree
 
-from portal.flows import FlowType
-from portal.flows import validator as validator_module
-from portal.flows.registry import latest_spec
-from portal.flows.rules import RuleContext
-from portal.flows.spec import FieldKind, FieldSpec, check_field
-from portal.flows.xsd import clean_record_schema, record_schema
+from portal.flows.core import FlowType
+from portal.flows.core import records as records_module
+from portal.flows.core import validator as validator_module
+from portal.flows.core.registry import latest_spec
+from portal.flows.core.rules import RuleContext
+from portal.flows.core.spec import FieldKind, FieldSpec, check_field
+from portal.flows.core.xsd import clean_record_schema, record_schema
 from tests.flows.conftest import TODAY, Sample, check
 
 PROBES = (
@@ -202,9 +203,9 @@ def test_shortcuts_do_not_change_the_report(
     # When validated with the shortcuts, without the clean-record schema, and with the Python
     # walk covering whole records instead of the groups the XSD points at
     fast = check(mutated)
-    monkeypatch.setattr(validator_module, "clean_record_schema", lambda spec, today: None)
+    monkeypatch.setattr(records_module, "clean_record_schema", lambda spec, today: None)
     general = check(mutated)
-    monkeypatch.setattr(validator_module, "_groups_to_walk", lambda errors, spec: None)
+    monkeypatch.setattr(records_module, "groups_to_walk", lambda errors, spec: None)
     exhaustive = check(mutated)
 
     # Then the three reports are the same

@@ -7,8 +7,8 @@ from typing import Any
 
 from flask import Flask
 
-from portal.flows import FlowType
-from portal.flows.validator import paris_today
+from portal.flows.core import FlowType
+from portal.flows.core.validator import paris_today
 from tests.api.conftest import assert_problem
 from tests.api.test_openapi import assert_documented
 from tests.factories import Api, FlowWorld

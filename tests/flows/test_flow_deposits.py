@@ -15,9 +15,9 @@ from flask import Flask
 
 from portal.db import db
 from portal.deposits.models import Deposit, DepositStatus
-from portal.flows import FlowType
+from portal.flows.core import FlowType
+from portal.flows.core.validator import paris_today
 from portal.flows.models import FlowDeposit
-from portal.flows.validator import paris_today
 from tests.conftest import audit_rows, csrf_of, reread
 from tests.factories import FlowWorld
 from tests.flows.conftest import ClientFor, Sample, deposit_file, stored_keys

@@ -11,8 +11,9 @@ from flask import Flask
 
 from portal.db import db
 from portal.deposits.models import Deposit
-from portal.flows import FlowType
-from portal.flows.follow_up import FollowUpStatus, follow_up
+from portal.flows import calendar
+from portal.flows.core import FlowType
+from portal.flows.follow_up import FollowUpStatus, follow_up, local_time_label
 from portal.flows.models import FlowDeposit
 from tests.conftest import csrf_of
 from tests.factories import FlowWorld
@@ -101,6 +102,9 @@ def test_each_side_sees_its_departements_and_the_national_view_sees_all(
     page = tech62.get("/flux/suivi?mois=2026-11").get_data(as_text=True)
     assert 'data-departement="62"' in page and 'data-departement="59"' not in page
     assert "Rejeté (1 erreur)" in page and refused["url"] in page  # the sender's own attempt
+    # each deadline on the département's own clock, and the page says so
+    assert 'id="time-zones"' in page and "heure de la Guadeloupe (971)" in page
+    assert "<td>20/11/2026 à 17:00</td>" in page
     # France Travail (59 and 62) sees both, but not the département's refused attempt's page
     page = client_for(fw.tech_ft).get("/flux/suivi?mois=2026-11").get_data(as_text=True)
     assert 'data-departement="62"' in page and 'data-departement="59"' in page
@@ -169,3 +173,12 @@ def test_a_flow_refused_because_the_other_side_sent_it_is_not_that_sides_attempt
     cgpem = next(r for r in rows if r.flow_type is FlowType.CGPEM)
     assert cgpem.status is not FollowUpStatus.REJECTED
     assert cgpem.rejected_attempts == 0 and cgpem.flow_id is None
+
+
+def test_an_overseas_deadline_is_shown_on_its_own_clock_and_named() -> None:
+    # 17:00 in Guadeloupe is 22:00 in Paris in November: shown as 17:00, with the zone's name
+    deadline = calendar.cgpem_deadline("971", 2026, 11)
+
+    assert local_time_label("971", deadline) == "20/11/2026 à 17:00 (heure de la Guadeloupe)"
+    assert local_time_label("62", calendar.cgpem_deadline("62", 2026, 11)) == "20/11/2026 à 17:00"
+    assert local_time_label("974", None) == "—"

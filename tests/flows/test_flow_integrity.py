@@ -21,8 +21,8 @@ from portal.container import services
 from portal.db import db
 from portal.deposits import services as deposit_services
 from portal.deposits.models import Deposit, DepositStatus
-from portal.flows import FlowType
-from portal.flows.validator import paris_today
+from portal.flows.core import FlowType
+from portal.flows.core.validator import paris_today
 from portal.securite.models import AlertKind, SecurityAlert
 from storage.stream import HEADER_SIZE
 from tests.api.conftest import assert_problem

@@ -7,9 +7,9 @@ from flask import Flask
 
 from portal.db import db
 from portal.deposits.models import Deposit, DepositFile
-from portal.flows import FlowType
+from portal.flows.core import FlowType
+from portal.flows.core.validator import paris_today
 from portal.flows.models import FlowDeposit
-from portal.flows.validator import paris_today
 from tests.conftest import csrf_of, reread
 from tests.deposits.test_lifecycle import NIR, PERSONAL, _every_value
 from tests.factories import FlowWorld

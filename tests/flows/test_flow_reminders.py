@@ -13,7 +13,7 @@ from flask import Flask
 import audit
 from portal.container import services
 from portal.db import db
-from portal.flows import FlowType
+from portal.flows.core import FlowType
 from portal.flows.models import FlowDeposit, FlowReminder
 from portal.flows.reminders import FlowReminderReport, send_flow_reminders
 from tests.conftest import audit_rows

@@ -7,8 +7,8 @@ from datetime import timedelta
 
 from flask import Flask
 
-from portal.flows import FlowType
-from portal.flows.validator import paris_today
+from portal.flows.core import FlowType
+from portal.flows.core.validator import paris_today
 from tests.conftest import audit_rows, csrf_of
 from tests.factories import FlowWorld
 from tests.flows.conftest import ClientFor, Sample, deposit_file

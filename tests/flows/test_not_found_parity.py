@@ -9,8 +9,8 @@ from typing import Any
 from flask import Flask
 
 from portal.db import db, new_id
-from portal.flows import FlowType
-from portal.flows.validator import paris_today
+from portal.flows.core import FlowType
+from portal.flows.core.validator import paris_today
 from tests.conftest import audit_rows, csrf_of
 from tests.factories import Account, Api, FlowWorld
 from tests.flows.conftest import ClientFor, Sample, deposit_file

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import io
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
 
-from portal.flows import FlowType
-from portal.flows.sample import write_sample
+from portal.flows.core import FlowType, validate
+from portal.flows.core.sample import write_sample
 from tests.flows.conftest import REFERENCE, Sample
 
 
@@ -66,3 +67,27 @@ def test_bad_arguments_are_refused() -> None:
         write_sample(io.BytesIO(), FlowType.PECDH, 1, "62", ["cgpem.nir_or_pe_id"])
     with pytest.raises(ValueError, match="at least one record"):
         write_sample(io.BytesIO(), FlowType.CGPEM, 0, "62", ["field.date"])
+
+
+@pytest.mark.parametrize("flow", list(FlowType))
+def test_a_sample_is_never_made_in_the_future(flow: FlowType) -> None:
+    # Given a December file made on 7 December (the 18th would be in the future)
+    buffer = io.BytesIO()
+    write_sample(
+        buffer, flow, 3, "62", seed=1, date_reference=date(2026, 12, 1), today=date(2026, 12, 7)
+    )
+
+    # When it is read back, Then it was made at the latest today, and draws no warning
+    report = validate(io.BytesIO(buffer.getvalue()), today=date(2026, 12, 7))
+    assert report.date_fabrication is not None
+    assert report.date_fabrication <= date(2026, 12, 7)
+    assert report.is_valid and report.issues == (), report.issues
+
+
+def test_a_monthly_sample_of_a_past_month_is_made_mid_month() -> None:
+    buffer = io.BytesIO()
+    write_sample(
+        buffer, FlowType.CGPEM, 1, "62", date_reference=date(2026, 11, 1), today=date(2026, 12, 7)
+    )
+
+    assert b"<date-fabrication>2026-11-18</date-fabrication>" in buffer.getvalue()

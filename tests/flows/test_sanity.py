@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from portal.flows import FlowType
-from portal.flows.sanity import (
+from portal.flows.core import FlowType
+from portal.flows.core.sanity import (
     Direction,
     FindingKind,
     PeriodCounts,

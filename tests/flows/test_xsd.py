@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from portal.flows import FlowType
-from portal.flows.registry import all_specs, get_spec, latest_spec, supported_versions
-from portal.flows.xsd import render_xsd, xsd_bytes
+from portal.flows.core import FlowType
+from portal.flows.core.registry import all_specs, get_spec, latest_spec, supported_versions
+from portal.flows.core.xsd import render_xsd, xsd_bytes
 from tests.flows.conftest import CORPUS, Sample
 
 
@@ -19,11 +19,11 @@ def test_shipped_xsd_files_are_rendered_from_the_specs(spec: object) -> None:
     assert spec is not None
     shipped = xsd_bytes(spec).decode("utf-8")  # type: ignore[arg-type]
 
-    assert shipped == render_xsd(spec), "run `python -m portal.flows.xsd` and commit"  # type: ignore[arg-type]
+    assert shipped == render_xsd(spec), "run `python -m portal.flows.core.xsd` and commit"  # type: ignore[arg-type]
 
 
 def test_one_xsd_per_flow_and_version_ships_in_the_package() -> None:
-    names = sorted(p.name for p in resources.files("portal.flows").joinpath("xsd").iterdir())
+    names = sorted(p.name for p in resources.files("portal.flows.core").joinpath("xsd").iterdir())
 
     assert names == ["CGPEM_001_0.xsd", "PECDH_001_0.xsd", "PECGM_001_0.xsd"]
 
@@ -59,8 +59,11 @@ def test_versions_are_registered_per_flow() -> None:
 
 
 def test_every_rule_code_is_documented_for_technicians() -> None:
-    from portal.flows import Rule
+    from portal.flows.core import Rule
 
     documentation = (Path(__file__).parents[2] / "docs" / "flows.md").read_text(encoding="utf-8")
 
     assert [rule.value for rule in Rule if f"`{rule.value}`" not in documentation] == []
+    # with its level and its source, as `filr flows rules` gives them
+    rows = [f"| `{r.value}` | {r.severity.label} | {r.source} | " for r in Rule]
+    assert [row for row in rows if row not in documentation] == []

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import BinaryIO, Final
 
-from portal.flows.rules import Rule
+from portal.flows.core.rules import Rule
 
 EXPECTED_ENCODING: Final = "ISO-8859-1"
 EXPECTED_PROLOG: Final = '<?xml version="1.0" encoding="ISO-8859-1"?>'

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from portal.flows import v001_0
-from portal.flows.spec import FlowSpec
-from portal.flows.types import FlowType
+from portal.flows.core.spec import FlowSpec
+from portal.flows.core.types import FlowType
+from portal.flows.core.versions import v001_0
 
 # A new structure of the convention is added here beside the old one, e.g. v002_0.SPECS.
 _SPECS: Final[dict[tuple[FlowType, str], FlowSpec]] = {

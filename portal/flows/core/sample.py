@@ -3,7 +3,7 @@
 Every NIR written here has the commune code `000`, which INSEE never assigns, so no generated
 NIR can be a real person's; names are common French names drawn at random, e-mail addresses
 use the reserved `example.org` domain. `errors` injects named rule violations (rule codes of
-`portal.flows.rules.Rule`) and the result says where, so that tests can check that the
+`portal.flows.core.rules.Rule`) and the result says where, so that tests can check that the
 validator reports each at the right line, record and field.
 """
 
@@ -17,17 +17,17 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from portal.flows.codes import (
+from portal.flows.core.codes import (
     AXES_TRAVAIL,
     CATEGORIES_INSCRIPTION,
     MOTIFS_CESSATION,
     NIVEAUX_FORMATION,
 )
-from portal.flows.registry import latest_spec
-from portal.flows.rules import Rule
-from portal.flows.spec import FieldSpec, FlowSpec, GroupSpec
-from portal.flows.types import FlowType, Periodicity
-from portal.flows.validator import paris_today
+from portal.flows.core.registry import latest_spec
+from portal.flows.core.rules import Rule
+from portal.flows.core.spec import FieldSpec, FlowSpec, GroupSpec
+from portal.flows.core.types import FlowType, Periodicity
+from portal.flows.core.validator import paris_today
 from portal.orgs.departements import is_departement_code
 
 SURNAMES: Final = (
@@ -131,6 +131,7 @@ class _Context:
     departement: str
     date_reference: date
     rng: random.Random
+    today: date
 
 
 def injectable_rules(flow_type: FlowType) -> tuple[Rule, ...]:
@@ -149,8 +150,13 @@ def write_sample(
     seed: int | None = None,
     *,
     date_reference: date | None = None,
+    today: date | None = None,
 ) -> SampleResult:
-    """Write a synthetic `flow_type` file of `records` records, injecting the named `errors`."""
+    """Write a synthetic `flow_type` file of `records` records, injecting the named `errors`.
+
+    `today` (Paris time by default) bounds the fabrication date: a sample is never made in the
+    future.
+    """
     if not is_departement_code(departement):
         raise ValueError(f"invalid département code: {departement!r}")
     if records < 0:
@@ -160,8 +166,10 @@ def write_sample(
     if record_rules and records == 0:
         raise ValueError("record-level errors need at least one record")
     spec = latest_spec(flow_type)
-    reference = _reference_date(flow_type, date_reference or paris_today())
-    context = _Context(flow_type, departement, reference, random.Random(seed))  # noqa: S311 - fake data
+    today = today or paris_today()
+    reference = _reference_date(flow_type, date_reference or today)
+    rng = random.Random(seed)  # noqa: S311 - fake data
+    context = _Context(flow_type, departement, reference, rng, today)
     generator = _Generator(spec, departement, context)
     targets: dict[int, list[Rule]] = {}
     for index, rule in enumerate(record_rules):
@@ -414,7 +422,9 @@ class _Generator:
     def header_values(self) -> dict[str, str | bytes | None]:
         flow_type = self.context.flow_type
         reference = self.context.date_reference
+        # A monthly file is made mid-month, a weekly one on its day; never after today.
         made = reference + timedelta(days=17) if reference.day == 1 else reference
+        made = min(made, self.context.today)
         return {
             "fichier": flow_type.fichier,
             "periodicite": flow_type.periodicities[0].value,
@@ -659,11 +669,14 @@ def _correspondant_empty(draft: _Draft, context: _Context) -> _Target:
 
 
 def _missing(draft: _Draft, context: _Context) -> _Target:
-    if context.flow_type is FlowType.CGPEM:
-        draft.values["orientation/date-decision"] = None
-        return "orientation", "orientation/date-decision"
-    draft.absent_groups.add("inscription")
-    return "", "inscription"
+    draft.values["orientation/date-decision"] = None
+    return "orientation", "orientation/date-decision"
+
+
+def _born_in_the_future(draft: _Draft, context: _Context) -> _Target:
+    path = "individu/date-naissance"
+    draft.values[path] = (context.today + timedelta(days=400)).isoformat()
+    return path, path
 
 
 def _unexpected(draft: _Draft, context: _Context) -> _Target:
@@ -784,7 +797,8 @@ _INJECTIONS: Final[dict[Rule, tuple[frozenset[FlowType] | None, str, _Injection]
     Rule.ENCODING_C1_CONTROL: (None, "dossier", _encoded(b"\x92")),
     Rule.ENCODING_CHAR_REFERENCE: (None, "dossier", _encoded(b"&#8364;")),
     Rule.XML_MALFORMED: (None, "dossier", _malformed),
-    Rule.STRUCTURE_MISSING_ELEMENT: (None, "dossier", _missing),
+    # PECGM and PECDH records have no mandatory field, hence no mandatory group.
+    Rule.STRUCTURE_MISSING_ELEMENT: (_CGPEM, "dossier", _missing),
     Rule.STRUCTURE_UNEXPECTED_ELEMENT: (None, "dossier", _unexpected),
     Rule.STRUCTURE_DUPLICATE_ELEMENT: (None, "dossier", _duplicate),
     Rule.STRUCTURE_ORDER: (None, "dossier", _order),
@@ -801,6 +815,8 @@ _INJECTIONS: Final[dict[Rule, tuple[frozenset[FlowType] | None, str, _Injection]
         _by_flow(_set("orientation/nature", "07"), _set("individu/certification-identite", "X")),
     ),
     Rule.FIELD_UPPER_ASCII: (_CGPEM, "dossier", _set("individu/prenom", "Hélène")),
+    Rule.FIELD_NAME_FORMAT: (_CGPEM, "dossier", _set("individu/prenom", "JEAN.PIERRE")),
+    Rule.INDIVIDU_DATE_NAISSANCE_FUTURE: (None, "dossier", _born_in_the_future),
     Rule.FIELD_NIR: (None, "dossier", _set("individu/nir", "185076200001")),
     Rule.FIELD_IDENTIFIANT_PE: (
         None,
@@ -827,6 +843,11 @@ _INJECTIONS: Final[dict[Rule, tuple[frozenset[FlowType] | None, str, _Injection]
         _header_set("departement", _other_departement),
     ),
     Rule.ENTETE_VERSION: (None, "entete", _header_set("version", lambda c: "002,0")),
+    Rule.ENTETE_DATE_FABRICATION_FUTURE: (
+        None,
+        "entete",
+        _header_set("date-fabrication", lambda c: (c.today + timedelta(days=30)).isoformat()),
+    ),
     Rule.FIN_DEPARTEMENT: (None, "fin", _footer_set("departement", _other_departement)),
     Rule.FIN_DATE_REFERENCE: (None, "fin", _footer_set("date-reference", _previous_month)),
     Rule.FIN_NB_DOSSIER: (None, "fin", _nb_dossier),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from portal.flows.codes import (
+from portal.flows.core.codes import (
     AXES_TRAVAIL,
     CATEGORIES_INSCRIPTION,
     MODALITES_ACCOMPAGNEMENT,
@@ -10,9 +10,24 @@ from portal.flows.codes import (
     NATURES_ORIENTATION,
     NIVEAUX_FORMATION,
 )
-from portal.flows.rules import Rule, cgpem_record_rules, inscription_rules
-from portal.flows.spec import CleanProfile, FieldKind, FieldSpec, FlowSpec, GroupSpec, Identity
-from portal.flows.types import FlowType
+from portal.flows.core.rules import (
+    RecordRule,
+    Rule,
+    cgpem_record_rules,
+    individu_rules,
+    inscription_rules,
+)
+from portal.flows.core.spec import (
+    Advice,
+    CleanProfile,
+    FieldKind,
+    FieldSpec,
+    FlowSpec,
+    GroupSpec,
+    Identity,
+    advice_rules,
+)
+from portal.flows.core.types import FlowType
 from portal.orgs.departements import DEPARTEMENT_PATTERN
 
 VERSION = "001,0"
@@ -26,21 +41,26 @@ DATE = FieldKind.DATE
 NIR_PATTERN = "[1-478][0-9]{4}([0-9]{2}|2[AB])[0-9]{6}"
 # France Travail identifier: 7 digits then a letter, or 8 digits.
 IDENTIFIANT_PE_PATTERN = "[0-9]{7}[0-9A-Z]"
-# Upper case without accents; inner spaces, apostrophes and hyphens allowed (LE GALL, D'ARC).
+# What the CGPEM table states of names: upper case, no accents (and not blank). An error.
+UPPER_NO_ACCENT_PATTERN = "[^a-zÀ-ÿ]*[^a-zÀ-ÿ \\t\\r\\n][^a-zÀ-ÿ]*"
+# Ours, a warning: letters A-Z; inner spaces, apostrophes and hyphens (LE GALL, D'ARC).
 UPPER_ASCII_PATTERN = "[A-Z]([A-Z '\\-]*[A-Z])?"
 ROME_PATTERN = "[A-Z][0-9]{4}"
 
 
 def _nir() -> FieldSpec:
+    # The table says "max 13 AN": the shape of a NIR is our plausibility check (a warning).
     return FieldSpec(
         "nir",
         max_length=13,
-        pattern=NIR_PATTERN,
-        rule=Rule.FIELD_NIR,
-        hint="doit être un NIR sans clé de 13 caractères (sexe, année, mois, département, "
-        "commune, rang).",
         label="NIR sans clé",
         is_nir=True,
+        advice=Advice(
+            NIR_PATTERN,
+            Rule.FIELD_NIR,
+            "ne ressemble pas à un NIR sans clé de 13 caractères (sexe, année, mois, "
+            "département, commune, rang) : vérifiez-le.",
+        ),
     )
 
 
@@ -64,10 +84,16 @@ def _upper(name: str, *, required: bool, label: str) -> FieldSpec:
         name,
         max_length=25,
         required=required,
-        pattern=UPPER_ASCII_PATTERN,
+        pattern=UPPER_NO_ACCENT_PATTERN,
         rule=Rule.FIELD_UPPER_ASCII,
-        hint="doit être en majuscules sans accents (lettres A à Z, espace, apostrophe, tiret).",
+        hint="doit être en majuscules sans accents.",
         label=label,
+        advice=Advice(
+            UPPER_ASCII_PATTERN,
+            Rule.FIELD_NAME_FORMAT,
+            "contient autre chose que des lettres A à Z, espaces, apostrophes et tirets : "
+            "vérifiez-le.",
+        ),
     )
 
 
@@ -173,8 +199,36 @@ _NO_INSCRIPTION_EVENT = CleanProfile(
         f"inscription/{kind}-{event}-ide"
         for event in ("cessation", "radiation")
         for kind in ("date", "motif", "lib")
-    )
+    ),
+    not_after_today=("individu/date-naissance",),
 )
+
+
+def _relaxed(group: GroupSpec) -> GroupSpec:
+    """`group`, mandatory only if it holds a mandatory field (and so on below it).
+
+    The tables list fields, mandatory or not; they say nothing of groups (the nesting is ours),
+    so a group without a mandatory field may be absent, as an empty optional field may.
+    """
+    children = tuple(
+        _relaxed(child) if isinstance(child, GroupSpec) else child for child in group.children
+    )
+    return GroupSpec(
+        group.name, children, required=any(c.required for c in children), label=group.label
+    )
+
+
+def _dossier(group: GroupSpec) -> GroupSpec:
+    """The record: its groups are mandatory only when they hold a mandatory field."""
+    children = tuple(
+        _relaxed(child) if isinstance(child, GroupSpec) else child for child in group.children
+    )
+    return GroupSpec(group.name, children, label=group.label)
+
+
+def _record_rules(dossier: GroupSpec, *rules: RecordRule) -> tuple[RecordRule, ...]:
+    """The flow's own rules, then the checks of ours every flow shares (warnings)."""
+    return (*rules, individu_rules, advice_rules(dossier))
 
 
 def _structure(name: str, *, required: bool, label: str) -> GroupSpec:
@@ -193,10 +247,7 @@ def _structure(name: str, *, required: bool, label: str) -> GroupSpec:
     )
 
 
-PECGM = FlowSpec(
-    FlowType.PECGM,
-    VERSION,
-    _entete(FlowType.PECGM),
+_PECGM_DOSSIER = _dossier(
     GroupSpec(
         "dossier",
         (
@@ -253,11 +304,13 @@ PECGM = FlowSpec(
                     FieldSpec(
                         "code-rome",
                         length=5,
-                        pattern=ROME_PATTERN,
-                        rule=Rule.FIELD_CODE_ROME,
-                        hint="doit comporter une lettre majuscule suivie de 4 chiffres "
-                        "(par exemple K1201).",
                         label="code métier ROME v3",
+                        advice=Advice(
+                            ROME_PATTERN,
+                            Rule.FIELD_CODE_ROME,
+                            "ne ressemble pas à un code ROME v3 (une lettre majuscule suivie "
+                            "de 4 chiffres, par exemple K1201) : vérifiez-le.",
+                        ),
                     ),
                     FieldSpec("lib-rome", max_length=150, label="libellé du métier"),
                 ),
@@ -284,16 +337,20 @@ PECGM = FlowSpec(
                 ),
             ),
         ),
-    ),
+    )
+)
+
+PECGM = FlowSpec(
+    FlowType.PECGM,
+    VERSION,
+    _entete(FlowType.PECGM),
+    _PECGM_DOSSIER,
     FIN,
-    record_rules=(inscription_rules,),
+    record_rules=_record_rules(_PECGM_DOSSIER, inscription_rules),
     clean=_NO_INSCRIPTION_EVENT,
 )
 
-PECDH = FlowSpec(
-    FlowType.PECDH,
-    VERSION,
-    _entete(FlowType.PECDH),
+_PECDH_DOSSIER = _dossier(
     GroupSpec(
         "dossier",
         (
@@ -307,16 +364,20 @@ PECDH = FlowSpec(
                 ),
             ),
         ),
-    ),
+    )
+)
+
+PECDH = FlowSpec(
+    FlowType.PECDH,
+    VERSION,
+    _entete(FlowType.PECDH),
+    _PECDH_DOSSIER,
     FIN,
-    record_rules=(inscription_rules,),
+    record_rules=_record_rules(_PECDH_DOSSIER, inscription_rules),
     clean=_NO_INSCRIPTION_EVENT,
 )
 
-CGPEM = FlowSpec(
-    FlowType.CGPEM,
-    VERSION,
-    _entete(FlowType.CGPEM),
+_CGPEM_DOSSIER = _dossier(
     GroupSpec(
         "dossier",
         (
@@ -358,13 +419,19 @@ CGPEM = FlowSpec(
                 ),
             ),
         ),
-    ),
+    )
+)
+CGPEM = FlowSpec(
+    FlowType.CGPEM,
+    VERSION,
+    _entete(FlowType.CGPEM),
+    _CGPEM_DOSSIER,
     FIN,
-    record_rules=(cgpem_record_rules,),
+    record_rules=_record_rules(_CGPEM_DOSSIER, cgpem_record_rules),
     breakdown=("orientation", "nature"),
     clean=CleanProfile(
         non_blank=("correspondant/nom",),
-        not_after_today=("orientation/date-decision",),
+        not_after_today=("orientation/date-decision", "individu/date-naissance"),
         identity=Identity("individu", "nir", "code-pe", "identifiant-pe"),
     ),
 )

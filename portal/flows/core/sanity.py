@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from types import MappingProxyType
 
-from portal.flows.codes import NATURES_ORIENTATION
-from portal.flows.report import ValidationReport
+from portal.flows.core.codes import NATURES_ORIENTATION
+from portal.flows.core.report import ValidationReport
 
 
 class FindingKind(StrEnum):

@@ -12,8 +12,8 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any, Final
 
-from portal.flows.rules import Rule
-from portal.flows.types import FlowType, Severity
+from portal.flows.core.rules import Rule
+from portal.flows.core.types import FlowType, Severity
 
 DEFAULT_MAX_ISSUES: Final = 10_000
 DEFAULT_MAX_ISSUES_PER_RULE: Final = 1_000
@@ -78,6 +78,9 @@ class ValidationReport:
     omitted_counts: Mapping[str, int]  # rule -> issues found but not stored (cap reached)
     rule_counts: Mapping[str, int]  # rule -> occurrences (records, for aggregated warnings)
     size_bytes: int
+    # Which reading of the convention's contradictory tables the file follows, e.g.
+    # "fin/date-reference" -> "premier jour du mois de l'en-tête (tables des pieds de fichier)".
+    readings: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
     def is_valid(self) -> bool:
@@ -119,6 +122,7 @@ class ValidationReport:
             "omitted_issue_count": self.omitted_issue_count,
             "omitted_counts": dict(self.omitted_counts),
             "rule_counts": dict(self.rule_counts),
+            "readings": dict(self.readings),
             "issues": [issue.to_dict(include_values=include_values) for issue in self.issues],
         }
 

@@ -2,7 +2,7 @@
 
 One `FlowSpec` per (flow type, version): a new structure of the convention is a new spec beside
 the old one (see `registry.py`). The XSD files shipped in `xsd/` are rendered from these specs
-(`python -m portal.flows.xsd`), and a test proves that they are in sync.
+(`python -m portal.flows.core.xsd`), and a test proves that they are in sync.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 
-from portal.flows.rules import RecordRule, Rule, parse_date
-from portal.flows.types import FlowType
+from portal.flows.core.rules import RecordRule, RecordValues, Rule, RuleContext, RuleHit, parse_date
+from portal.flows.core.types import FlowType
 
 
 class FieldKind(StrEnum):
@@ -23,6 +23,19 @@ class FieldKind(StrEnum):
     TEXT = "AN"
     DIGITS = "N"
     DATE = "date"
+
+
+@dataclass(frozen=True, slots=True)
+class Advice:
+    """A plausibility check of ours on a field: a warning, never a refusal.
+
+    `pattern` must only narrow the field's own (error) pattern: the "clean" record schema uses
+    it in its place, so that a record it accepts draws no warning either.
+    """
+
+    pattern: str
+    rule: Rule
+    hint: str  # French, completes "Le champ X …"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +54,7 @@ class FieldSpec:
     hint: str = ""  # French description of what the pattern expects
     label: str = ""
     is_nir: bool = False
+    advice: Advice | None = None
 
     @property
     def allows_empty(self) -> bool:
@@ -195,3 +209,32 @@ def check_field(spec: FieldSpec, text: str) -> tuple[Rule, str] | None:
     if spec.pattern is not None and _compiled(spec.pattern).fullmatch(text) is None:
         return spec.rule or Rule.FIELD_CODE, f"Le champ {name} {spec.hint}"
     return None
+
+
+def advice_rules(dossier: GroupSpec) -> RecordRule:
+    """The record rule that runs the `Advice` of the fields of `dossier`'s groups (warnings).
+
+    A value that already breaks its field's own rules is not advised on (one issue is enough).
+    """
+    advised = tuple(
+        (group.name, child, child.advice, _compiled(child.advice.pattern).fullmatch)
+        for group in dossier.children
+        if isinstance(group, GroupSpec)
+        for child in group.children
+        if isinstance(child, FieldSpec) and child.advice is not None
+    )
+
+    def advise(values: RecordValues, context: RuleContext) -> list[RuleHit]:
+        hits: list[RuleHit] = []
+        for group, spec, advice, matches in advised:
+            text = values.get(group, {}).get(spec.name)
+            if not text or matches(text) is not None or check_field(spec, text) is not None:
+                continue
+            hits.append(
+                RuleHit(
+                    advice.rule, f"{group}/{spec.name}", f"Le champ {spec.name} {advice.hint}", text
+                )
+            )
+        return hits
+
+    return advise

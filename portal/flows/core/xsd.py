@@ -1,12 +1,13 @@
 """The XSD of each flow: rendered from its spec, shipped in `xsd/`, loaded for validation.
 
-Run `python -m portal.flows.xsd` to rewrite the shipped files after changing a spec.
+Run `python -m portal.flows.core.xsd` to rewrite the shipped files after changing a spec.
 """
 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import date
 from functools import cache
 from importlib import resources
@@ -14,8 +15,8 @@ from xml.sax.saxutils import quoteattr
 
 from lxml import etree
 
-from portal.flows.registry import all_specs
-from portal.flows.spec import CleanProfile, FieldKind, FieldSpec, FlowSpec, GroupSpec
+from portal.flows.core.registry import all_specs
+from portal.flows.core.spec import CleanProfile, FieldKind, FieldSpec, FlowSpec, GroupSpec
 
 XS_NAMESPACE = "http://www.w3.org/2001/XMLSchema"
 _EMPTY_TYPE = "vide"
@@ -33,7 +34,8 @@ def render_xsd(spec: FlowSpec) -> str:
     lines = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f"<!-- Flux {spec.flow_type.value}, structure {spec.version}. Généré depuis "
-        "portal/flows/v*.py par `python -m portal.flows.xsd` : ne pas modifier à la main. -->",
+        "portal/flows/core/versions/v*.py par `python -m portal.flows.core.xsd` : "
+        "ne pas modifier à la main. -->",
         f'<xs:schema xmlns:xs="{XS_NAMESPACE}" elementFormDefault="unqualified">',
         f'  <xs:simpleType name="{_EMPTY_TYPE}">',
         '    <xs:restriction base="xs:string"><xs:length value="0"/></xs:restriction>',
@@ -89,7 +91,12 @@ def _particles(
     for child in children:
         child_path = f"{path}/{child.name}" if path else child.name
         if isinstance(child, GroupSpec):
-            occurs = "" if child.required else ' minOccurs="0"'
+            # A clean record has the groups that hold a field it requires to be non-blank.
+            required = child.required or (
+                clean is not None
+                and any(p.startswith(f"{child_path}/") for p in clean.profile.non_blank)
+            )
+            occurs = "" if required else ' minOccurs="0"'
             lines.append(f'{pad}<xs:element name="{child.name}"{occurs}>')
             lines.extend(_documentation(child.label, indent + 2))
             lines.append(f"{pad}  <xs:complexType>")
@@ -164,6 +171,9 @@ def _field(
     spec: FieldSpec, indent: int, *, variant: str = "", clean: _Clean | None = None
 ) -> list[str]:
     pad = " " * indent
+    if clean is not None and spec.advice is not None:
+        # Narrower than the field's pattern (see Advice): a clean record draws no warning.
+        spec = replace(spec, pattern=spec.advice.pattern)
     if variant == "empty":
         return [f'{pad}<xs:element name="{spec.name}" type="{_EMPTY_TYPE}" minOccurs="0"/>']
     required = spec.required or variant in ("non_blank", "non_empty")
@@ -248,7 +258,7 @@ def _facet(name: str, value: str) -> str:
 
 def xsd_bytes(spec: FlowSpec) -> bytes:
     """The shipped XSD file of `spec`."""
-    return resources.files("portal.flows").joinpath("xsd").joinpath(spec.xsd_name).read_bytes()
+    return resources.files("portal.flows.core").joinpath("xsd").joinpath(spec.xsd_name).read_bytes()
 
 
 @cache
@@ -300,9 +310,30 @@ def clean_record_schema(spec: FlowSpec, today: date) -> etree.XMLSchema | None:
     return etree.XMLSchema(root)
 
 
+def spelled_clean_record_schema(
+    spec: FlowSpec, today: date, spellings: Mapping[str, str]
+) -> etree.XMLSchema | None:
+    """The clean schema with the elements named as a file spells them (canonical -> spelling).
+
+    Records written with the convention's spellings then pass in C as canonical ones do; a
+    record it accepts is the clean record it would be once renamed.
+    """
+    if spec.clean is None:
+        return None
+    root = etree.fromstring(xsd_bytes(spec), _SAFE_PARSER)
+    root.append(etree.fromstring(render_clean_record_type(spec, today).encode(), _SAFE_PARSER))
+    etree.SubElement(root, f"{{{XS_NAMESPACE}}}element", name="dossier", type="DossierPropre")
+    declared = f"{{{XS_NAMESPACE}}}element"
+    for node in root.iter(declared):
+        spelled = spellings.get(node.get("name", ""))
+        if spelled is not None:
+            node.set("name", spelled)
+    return etree.XMLSchema(root)
+
+
 def main() -> None:
     """Rewrite the shipped XSD files from the specs."""
-    target = resources.files("portal.flows").joinpath("xsd")
+    target = resources.files("portal.flows.core").joinpath("xsd")
     for spec in all_specs():
         path = target.joinpath(spec.xsd_name)
         with resources.as_file(path) as file_path:
