@@ -19,13 +19,13 @@ from portal.settings import Settings
 
 @click.group("jobs")
 def jobs() -> None:
-    """Scheduled jobs (cron, systemd timers, Kubernetes CronJobs)."""
+    """Tâches planifiées (cron, minuteries systemd, CronJobs Kubernetes)."""
 
 
 @jobs.command("sessions")
 @click.option("--dry-run", is_flag=True)
 def jobs_sessions(dry_run: bool) -> None:
-    """Delete expired sessions and stale throttle counters."""
+    """Supprime les sessions expirées et les compteurs de limitation périmés."""
     from portal.auth.sessions import delete_expired_sessions
 
     # Not a `@job`: no lock (two runs at once delete the same rows, harmlessly) and no
@@ -46,11 +46,11 @@ def jobs_sessions(dry_run: bool) -> None:
 
 
 @jobs.command("purge")
-@click.option("--dry-run", is_flag=True, help="Report what would be destroyed; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait détruit ; ne change rien.")
 @click.option("--batch-size", default=100, show_default=True, type=int)
 @job("purge", busy="Une autre purge est en cours : rien à faire.")
 def jobs_purge(run: Job, batch_size: int) -> JobRun:
-    """Destroy expired, withdrawn and abandoned deposits, then orphan objects and uploads."""
+    """Détruit les dépôts expirés, retirés et abandonnés, puis les objets et envois orphelins."""
     from portal.deposits.purge import (
         abort_stale_uploads,
         cleanup_orphans,
@@ -96,10 +96,10 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
 
 
 @jobs.command("reminders")
-@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait envoyé ; n'envoie rien.")
 @job("reminders", busy="Un autre envoi de rappels est en cours : rien à faire.")
 def jobs_reminders(run: Job) -> JobRun:
-    """Remind recipients who have not downloaded, 7 days and 1 day before expiry."""
+    """Relance les destinataires qui n'ont pas téléchargé, 7 jours et 1 jour avant l'expiration."""
     from portal.deposits.reminders import send_expiry_reminders
 
     report = send_expiry_reminders(db.session, services(), utcnow(), run.context, run.dry_run)
@@ -118,10 +118,10 @@ def jobs_reminders(run: Job) -> JobRun:
 
 
 @jobs.command("digest")
-@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait envoyé ; n'envoie rien.")
 @job("digest", busy="Un autre envoi de résumés est en cours : rien à faire.")
 def jobs_digest(run: Job) -> JobRun:
-    """Send the daily digest to the users who chose it."""
+    """Envoie le résumé quotidien aux personnes qui l'ont choisi."""
     from portal.deposits.reminders import send_daily_digests
 
     report = send_daily_digests(db.session, services(), utcnow(), run.context, run.dry_run)
@@ -139,11 +139,13 @@ def jobs_digest(run: Job) -> JobRun:
 
 
 @jobs.command("audit-retention")
-@click.option("--dry-run", is_flag=True, help="Count the rows that would be deleted.")
+@click.option("--dry-run", is_flag=True, help="Compte les entrées qui seraient supprimées.")
 @click.option("--batch-size", default=100_000, show_default=True, type=int)
 @job("audit-retention", busy="Une autre purge du journal est en cours : rien à faire.")
 def jobs_audit_retention(run: Job, batch_size: int) -> JobRun:
-    """Delete audit rows older than FILR_AUDIT_RETENTION_MONTHS, behind a checkpoint."""
+    """Supprime les entrées plus anciennes que FILR_AUDIT_RETENTION_MONTHS, derrière un point de
+    contrôle.
+    """
     from sqlalchemy.orm import Session as OrmSession
 
     from audit.retention import RetentionRefused, months_before, purge_expired_events
@@ -182,11 +184,15 @@ def jobs_audit_retention(run: Job, batch_size: int) -> JobRun:
 
 
 @jobs.command("audit-head")
-@click.option("--date", "day", default=None, help="UTC day (AAAA-MM-JJ); default: yesterday.")
-@click.option("--dry-run", is_flag=True, help="Print the head and the recipients; send nothing.")
+@click.option("--date", "day", default=None, help="Jour UTC (AAAA-MM-JJ) ; par défaut : hier.")
+@click.option(
+    "--dry-run", is_flag=True, help="Affiche la tête et les destinataires ; n'envoie rien."
+)
 @job("audit-head", busy="Un autre envoi de l'empreinte est en cours : rien à faire.")
 def jobs_audit_head(run: Job, day: str | None) -> JobRun:
-    """E-mail yesterday's chain head hash to the national and platform security officers."""
+    """Envoie l'empreinte de tête de chaîne de la veille aux responsables sécurité nationaux et de
+    la plateforme.
+    """
     from portal.cli.audit import utc_day
     from portal.securite.jobs import send_daily_head
 
@@ -207,10 +213,10 @@ def jobs_audit_head(run: Job, day: str | None) -> JobRun:
 
 
 @jobs.command("flow-reminders")
-@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait envoyé ; n'envoie rien.")
 @job("flow-reminders", busy="Un autre envoi de rappels de flux est en cours : rien à faire.")
 def jobs_flow_reminders(run: Job) -> JobRun:
-    """Flow calendar reminders: before the CGPEM deadline, and once a deadline passed."""
+    """Rappels du calendrier des flux : avant l'échéance CGPEM, et une fois une échéance passée."""
     from portal.flows.reminders import send_flow_reminders
 
     report = send_flow_reminders(db.session, services(), utcnow(), run.context, run.dry_run)
@@ -234,13 +240,17 @@ def jobs_flow_reminders(run: Job) -> JobRun:
 
 
 @jobs.command("alerts")
-@click.option("--dry-run", is_flag=True, help="Report what would be raised; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait levé ; ne change rien.")
 @click.option(
-    "--verify-chain", is_flag=True, help="Verify the audit chain now, whatever the delay."
+    "--verify-chain",
+    is_flag=True,
+    help="Vérifie la chaîne d'audit maintenant, quel que soit le délai.",
 )
 @job("alerts", busy="Une autre détection d'alertes est en cours : rien à faire.")
 def jobs_alerts(run: Job, verify_chain: bool) -> JobRun:
-    """Scan the new audit rows, raise security alerts and e-mail the security officers."""
+    """Parcourt les nouvelles entrées du journal, lève les alertes et les envoie aux responsables
+    sécurité.
+    """
     from portal.securite.alerts import run_alert_job
 
     svc = services()

@@ -20,19 +20,19 @@ from portal.orgs.services import (
 
 @click.group("orgs")
 def orgs() -> None:
-    """Organisations and their départements."""
+    """Organisations et leurs départements."""
 
 
 @orgs.command("create")
 @click.option("--kind", type=click.Choice([k.value for k in OrgKind]), required=True)
 @click.option("--name", required=True)
-@click.option("--departement", help="For a département or a mandated provider.")
-@click.option("--territory", default="", help="France Travail: comma-separated codes.")
+@click.option("--departement", help="Pour un département ou un prestataire mandaté.")
+@click.option("--territory", default="", help="France Travail : codes séparés par des virgules.")
 @click.option("--json", "as_json", is_flag=True)
 def orgs_create(
     kind: str, name: str, departement: str | None, territory: str, as_json: bool
 ) -> None:
-    """Create an organisation."""
+    """Crée une organisation."""
     codes = [c.strip() for c in territory.split(",") if c.strip()]
     with app_context():
         if organisation_named(db.session, name) is not None:
@@ -57,7 +57,7 @@ def orgs_create(
 
 @orgs.command("list")
 def orgs_list() -> None:
-    """List organisations with their spaces."""
+    """Liste les organisations et leurs espaces."""
     from portal.orgs.permissions import spaces_of_organisation
 
     with app_context():
@@ -69,10 +69,12 @@ def orgs_list() -> None:
 
 
 @orgs.command("national")
-@click.argument("org_ref")
-@click.option("--unset", is_flag=True, help="Withdraw the national scope.")
+@click.argument("org_ref", metavar="ORGANISATION")
+@click.option("--unset", is_flag=True, help="Retire le périmètre national.")
 def orgs_national(org_ref: str, unset: bool) -> None:
-    """Give a France Travail structure the national scope (its security officers see all)."""
+    """Donne le périmètre national à une structure France Travail (ses responsables sécurité voient
+    tout).
+    """
     with app_context():
         org = find_org(org_ref)
         try:

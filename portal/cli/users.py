@@ -23,7 +23,7 @@ from portal.db import db
 
 @click.group("users")
 def users() -> None:
-    """User accounts."""
+    """Comptes utilisateurs."""
 
 
 def provisioned(account: accounts.ProvisionedAccount) -> dict[str, Any]:
@@ -42,15 +42,17 @@ def provisioned(account: accounts.ProvisionedAccount) -> dict[str, Any]:
 
 
 @users.command("create")
-@click.option("--org", "org_ref", required=True, help="Organisation id or exact name.")
+@click.option("--org", "org_ref", required=True, help="Identifiant ou nom exact de l'organisation.")
 @click.option("--email", required=True)
-@click.option("--name", required=True, help="Full name.")
+@click.option("--name", required=True, help="Prénom et nom.")
 @click.option(
     "--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role])
 )
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--password-stdin", is_flag=True, help="Lit le mot de passe sur l'entrée standard.")
 @click.option(
-    "--with-totp", is_flag=True, help="Activate now with a new TOTP secret (printed once)."
+    "--with-totp",
+    is_flag=True,
+    help="Active tout de suite avec un nouveau secret TOTP (affiché une seule fois).",
 )
 @click.option("--json", "as_json", is_flag=True)
 def users_create(
@@ -62,7 +64,7 @@ def users_create(
     with_totp: bool,
     as_json: bool,
 ) -> None:
-    """Create an account (activation e-mail), or provision it with --password-stdin --with-totp."""
+    """Crée un compte (e-mail d'activation), ou le provisionne avec --password-stdin --with-totp."""
     if password_stdin != with_totp:
         raise click.UsageError("--password-stdin et --with-totp vont ensemble")
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
@@ -96,7 +98,7 @@ def users_create(
 StatusChange = Callable[[Session, User, audit.Actor, audit.Context], None]
 
 
-def _status_command(verb: str, action: StatusChange) -> click.Command:
+def _status_command(verb: str, action: StatusChange, label: str) -> click.Command:
     @click.argument("email")
     def command(email: str) -> None:
         with app_context():
@@ -110,19 +112,19 @@ def _status_command(verb: str, action: StatusChange) -> click.Command:
             db.session.commit()
             click.echo(f"{email} : {user.status_label}")
 
-    command.__doc__ = f"{verb.capitalize()} an account (its sessions end at once)."
+    command.__doc__ = f"{label} un compte (ses sessions sont fermées aussitôt)."
     return click.command(verb)(command)
 
 
-users.add_command(_status_command("suspend", accounts.suspend))
-users.add_command(_status_command("reactivate", accounts.reactivate))
-users.add_command(_status_command("revoke", accounts.revoke))
+users.add_command(_status_command("suspend", accounts.suspend, "Suspend"))
+users.add_command(_status_command("reactivate", accounts.reactivate, "Réactive"))
+users.add_command(_status_command("revoke", accounts.revoke, "Révoque"))
 
 
 @users.command("list")
 @click.option("--org", "org_ref", default=None)
 def users_list(org_ref: str | None) -> None:
-    """List accounts."""
+    """Liste les comptes."""
     with app_context():
         stmt = sa.select(User).order_by(User.email)
         if org_ref:

@@ -10,10 +10,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask_wtf import FlaskForm
-
 from audit import AuditAction, Outcome
 from audit.query import AuditFilter, Scope
+from portal.forms import PortalForm
 from portal.orgs.departements import is_departement_code
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -160,5 +159,5 @@ class SearchArgs:
         return not self.args()
 
 
-class EmptyForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class EmptyForm(PortalForm):
     """A form with only the CSRF token (acknowledge)."""
