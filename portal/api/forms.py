@@ -6,9 +6,9 @@ from wtforms import IntegerField, PasswordField, SelectMultipleField, StringFiel
 from wtforms.validators import DataRequired, Length, NumberRange
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from portal.auth.forms import MAX_PW
 from portal.api.models import MAX_TOKEN_LIFETIME, SCOPE_LABELS
 from portal.api.services import DEFAULT_LIFETIME_DAYS
+from portal.auth.forms import MAX_PW
 from portal.forms import PortalForm
 
 

@@ -212,3 +212,40 @@ def test_activation_and_reset_pages_state_the_minimum_length_and_answer_in_frenc
             response = _submit(newcomer, form, _values(form, mode))
             assert response.status_code == 200
             assert not _english_in(response), (link, mode)
+
+
+# The actions that cannot be undone: each must be confirmed in a DSFR modal.
+IRREVERSIBLE = re.compile(r"/(retirer|revoquer|reinitialiser-mfa)$")
+
+
+@pytest.mark.parametrize("who", ["agent62", "manager62"])
+def test_irreversible_actions_are_posted_only_from_a_dsfr_modal_that_states_the_consequence(
+    app: Flask, everyone: Everyone, client_of: Callable[[Account], FlaskClient], who: str
+) -> None:
+    import lxml.html
+
+    _with_deposit(client_of(everyone.agent62), everyone)
+    client = client_of(getattr(everyone, who))
+    seen = crawl(client)
+    checked = 0
+    for page in seen.pages:
+        response = client.get(page)
+        if response.status_code != 200 or not response.mimetype.startswith("text/html"):
+            continue
+        tree = lxml.html.fromstring(response.get_data(as_text=True))
+        for form in tree.iter("form"):
+            if not IRREVERSIBLE.search(form.get("action") or ""):
+                continue
+            # Then the form lives in a DSFR modal dialog with a title and a consequence…
+            dialog = next(a for a in form.iterancestors() if a.tag == "dialog")
+            assert "fr-modal" in dialog.get("class", ""), page
+            title = tree.get_element_by_id(dialog.get("aria-labelledby"))
+            assert title.text_content().strip().endswith("?"), page
+            assert len(dialog.findtext(".//p") or "") > 60, page
+            # …opened by a page button that posts nothing itself
+            openers = tree.xpath(f'//button[@aria-controls="{dialog.get("id")}"]')
+            outside = [b for b in openers if dialog not in b.iterancestors()]
+            assert outside and all(b.get("type") == "button" for b in outside), page
+            assert outside[0].get("data-fr-opened") == "false"
+            checked += 1
+    assert checked, "no irreversible action met"
