@@ -25,6 +25,7 @@ from portal.flows.models import FlowDeposit, FlowStatus
 from portal.flows.permissions import SENDER_SIDE
 from portal.flows.services import period_label
 from portal.flows.types import FlowType
+from portal.formats import datetime_fr
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
 
@@ -227,7 +228,7 @@ def follow_up(
 def _fr(value: datetime | None) -> str:
     if value is None:
         return ""
-    return value.astimezone(calendar.PARIS).strftime("%d/%m/%Y %H:%M")
+    return datetime_fr(value, at=" ")
 
 
 def follow_up_csv(rows: Iterable[FollowUpRow]) -> str:

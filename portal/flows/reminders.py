@@ -32,6 +32,7 @@ from portal.flows.models import FlowDeposit, FlowReminder, FlowStatus, ReminderK
 from portal.flows.permissions import SENDER_SIDE
 from portal.flows.services import forget_old_reports, period_label
 from portal.flows.types import FlowType
+from portal.formats import datetime_fr
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
@@ -127,7 +128,7 @@ def reminder_mail(svc: Services, reminder: DueReminder) -> tuple[str, str]:
     """Subject and body: flow, period, date, link; nothing about any person."""
     flow = str(reminder.flow_type)
     period = period_label(reminder.flow_type, reminder.period_start)
-    when = reminder.due_at.astimezone(calendar.PARIS).strftime("%d/%m/%Y à %H:%M")
+    when = datetime_fr(reminder.due_at)
     space = f"{reminder.departement} — {DEPARTEMENTS[reminder.departement]}"
     if reminder.kind is ReminderKind.BEFORE_DEADLINE:
         subject = f"Fil'R : flux {flow} de {period} à déposer avant le {when[:10]}"

@@ -249,3 +249,25 @@ def test_irreversible_actions_are_posted_only_from_a_dsfr_modal_that_states_the_
             assert outside[0].get("data-fr-opened") == "false"
             checked += 1
     assert checked, "no irreversible action met"
+
+
+def test_the_inbox_and_the_deposit_page_show_the_same_instant_and_french_sizes(
+    app: Flask, everyone: Everyone, client_of: Callable[[Account], FlaskClient]
+) -> None:
+    from portal.deposits.models import Deposit
+    from portal.formats import datetime_fr, size_fr
+    from tests.conftest import reread
+    from tests.deposits.conftest import PDF
+
+    _with_deposit(client_of(everyone.agent62), everyone)
+    adviser = client_of(everyone.adviser_ft)
+    inbox = adviser.get("/depots")
+    deposit_id = re.search(r'href="/depots/([0-9a-f]{32})"', inbox.get_data(as_text=True))
+    assert deposit_id
+    deposit = reread(app, Deposit, deposit_id.group(1))
+    assert deposit.published_at is not None
+    shown = datetime_fr(deposit.published_at)
+    page = adviser.get(f"/depots/{deposit.id}")
+    assert shown in visible_text(inbox)
+    assert shown in visible_text(page)
+    assert size_fr(len(PDF)) in page.get_data(as_text=True) and "ko" in size_fr(len(PDF))
