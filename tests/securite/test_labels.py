@@ -81,11 +81,7 @@ def test_the_journal_shows_labels_names_fields_and_short_browsers_and_keeps_the_
     assert "<dt>Cause</dt><dd>départ</dd>" in html
     assert "Firefox 128 · Windows" in html
     # And the action filter offers the labels while filtering on the codes
-    assert (
-        '<option value="account:suspended" >Compte suspendu (account:suspended)</option>'
-        in (html.replace("  ", " "))
-        or 'value="account:suspended"' in html
-    )
+    assert ">Compte suspendu (account:suspended)</option>" in html
     filtered = c.get("/securite/journal?action=account:suspended&cible_type=user")
     assert "Compte suspendu" in filtered.get_data(as_text=True)
     assert ">Compte</option>" in html
