@@ -18,6 +18,7 @@ def install(app: Flask) -> None:
     app.jinja_env.filters["number_fr"] = number_fr
     app.jinja_env.filters["size_fr"] = size_fr
     app.jinja_env.autoescape = True
+    app.jinja_env.add_extension("jinja2.ext.do")  # the error summary collects fields
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

@@ -28,8 +28,8 @@ from tests.support.services import SmtpSink
 
 # Words of English sentences that are not French words (case-sensitive where French has them).
 ENGLISH = re.compile(
-    r"\b(This|the|field|required|must|Invalid|invalid|Not a valid|valid|between|Number|"
-    r"characters|Please|missing|choice|should|cannot|value|expired|failed)\b"
+    r"(?<![-:\w])(This|the|field|required|must|Invalid|invalid|Not a valid|valid|between|Number|"
+    r"characters|Please|missing|choice|should|cannot|value|expired|failed)(?![-:\w])"
 )
 # Never submitted by the walk: leaving the session, or closing the session the walk runs in.
 NOT_PRESSED = ("/deconnexion", "/fermer")
@@ -271,3 +271,32 @@ def test_the_inbox_and_the_deposit_page_show_the_same_instant_and_french_sizes(
     assert shown in visible_text(inbox)
     assert shown in visible_text(page)
     assert size_fr(len(PDF)) in page.get_data(as_text=True) and "ko" in size_fr(len(PDF))
+
+
+@pytest.mark.parametrize("who", ["agent62", "manager62"])
+def test_the_error_summary_links_to_every_field_in_error(
+    app: Flask, everyone: Everyone, client_of: Callable[[Account], FlaskClient], who: str
+) -> None:
+    import lxml.html
+
+    client = client_of(getattr(everyone, who))
+    checked = 0
+    for form in crawl(client).forms:
+        if form.method != "post" or not form.has_inputs or form.action.startswith(NOT_PRESSED):
+            continue
+        response = _submit(client, form, _values(form, "empty"))
+        if response.status_code != 200:
+            continue
+        tree = lxml.html.fromstring(response.get_data(as_text=True))
+        summary = tree.get_element_by_id("error-summary", None)
+        in_error = tree.find_class("fr-error-text")
+        if not in_error:
+            continue
+        # Then a summary lists the fields, each a link to an element of the page
+        assert summary is not None, form.action
+        links = [a.get("href") for a in summary.iter("a")]
+        assert links, form.action
+        for href in links:
+            assert href.startswith("#") and tree.get_element_by_id(href[1:], None) is not None
+        checked += 1
+    assert checked
