@@ -54,6 +54,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "auth.activate_totp",
         "auth.mfa_enrol",
         "home.health",
+        "home.accessibility",  # the accessibility statement, linked from every page's footer
     }
 )
 

@@ -99,6 +99,7 @@ EXPECTED_PUBLIC_ENDPOINTS = {
     "auth.activate_totp",
     "auth.mfa_enrol",
     "home.health",
+    "home.accessibility",
 }
 
 # Endpoints that must be behind the gate; guards against a walk that silently walks nothing.

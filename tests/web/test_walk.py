@@ -300,3 +300,13 @@ def test_the_error_summary_links_to_every_field_in_error(
             assert href.startswith("#") and tree.get_element_by_id(href[1:], None) is not None
         checked += 1
     assert checked
+
+
+def test_the_accessibility_statement_is_public_and_linked_from_every_page(
+    client: FlaskClient, everyone: Everyone, client_of: Callable[[Account], FlaskClient]
+) -> None:
+    statement = client.get("/accessibilite")
+    assert statement.status_code == 200
+    assert "partiellement conforme" in visible_text(statement)
+    assert 'href="/accessibilite"' in client.get("/connexion").get_data(as_text=True)
+    assert 'href="/accessibilite"' in client_of(everyone.agent62).get("/").get_data(as_text=True)
