@@ -144,6 +144,15 @@ DETAIL_LABELS: dict[str, str] = {
     "start": "Du",
     "end": "Au",
     "unparsed": "Texte brut",
+    "category": "Catégorie",
+    "lifetime_days": "Durée de mise à disposition (jours)",
+    "recipients": "Destinataires",
+    "max_downloads": "Téléchargements maximum",
+    "errors": "Erreurs",
+    "warnings": "Avertissements",
+    "records": "Dossiers",
+    "period": "Période",
+    "marker": "Repère",
 }
 
 
