@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, redirect, render_template, url_for
 from werkzeug.wrappers.response import Response
 
 from portal.accounts import services as accounts
@@ -226,8 +226,7 @@ def manage_create() -> str | Response:
                 "success",
             )
             return redirect(url_for("accounts.manage_detail", user_id=new.user.id))
-    elif request.method == "POST":
-        error = "Le formulaire contient des erreurs : corrigez les champs signalés."
+    # Field errors: the template's error summary lists them, each linked to its field.
     return render_template("accounts/manage_create.html", form=form, error=error)
 
 

@@ -138,8 +138,7 @@ def new() -> str | BaseResponse:
             error = str(e)
         else:
             return redirect(url_for("deposits.files", deposit_id=deposit.id))
-    elif request.method == "POST":
-        error = "Le formulaire contient des erreurs : corrigez les champs signalés."
+    # Field errors: the template's error summary lists them, each linked to its field.
     return render_template("deposits/new.html", form=form, error=error)
 
 
