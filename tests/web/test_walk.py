@@ -215,17 +215,30 @@ def test_activation_and_reset_pages_state_the_minimum_length_and_answer_in_frenc
 
 
 # The actions that cannot be undone: each must be confirmed in a DSFR modal.
-IRREVERSIBLE = re.compile(r"/(retirer|revoquer|reinitialiser-mfa)$")
+IRREVERSIBLE = re.compile(r"/(retirer|revoquer|reinitialiser-mfa)$")  # and API tokens' revoquer
 
 
-@pytest.mark.parametrize("who", ["agent62", "manager62"])
+@pytest.mark.parametrize("who", ["agent62", "manager62", "technicien62"])
 def test_irreversible_actions_are_posted_only_from_a_dsfr_modal_that_states_the_consequence(
     app: Flask, everyone: Everyone, client_of: Callable[[Account], FlaskClient], who: str
 ) -> None:
     import lxml.html
 
     _with_deposit(client_of(everyone.agent62), everyone)
-    client = client_of(getattr(everyone, who))
+    account = getattr(everyone, who)
+    client = client_of(account)
+    if who == "technicien62":  # an API token to revoke
+        created = client.post(
+            "/compte/jetons",
+            data={
+                "csrf_token": csrf_of(client, "/compte/jetons"),
+                "name": "Script de dépôt",
+                "scopes": ["read"],
+                "lifetime_days": "30",
+                "current": account.password,
+            },
+        )
+        assert created.status_code in (200, 302), created.get_data(as_text=True)[:300]
     seen = crawl(client)
     checked = 0
     for page in seen.pages:
