@@ -261,6 +261,12 @@ def test_withdrawing_a_deposit_asks_for_confirmation_in_a_dsfr_modal_under_the_c
     page.click("#create-deposit")
     page.wait_for_url("**/depots/*/fichiers")
     deposit_id = page.url.rsplit("/", 2)[-2]
+    # (A keyboard user sees where the focus is on "Choisir des fichiers": the hidden input
+    # passes its focus ring to the label drawn as a button.)
+    page.keyboard.press("Tab")
+    page.focus("#file-input")
+    ring = "getComputedStyle(document.querySelector('label[for=file-input]')).outlineStyle"
+    assert page.evaluate(ring) == "solid"
     page.set_input_files("#file-input", [str(files["pdf"])])
     page.locator("#upload-list li[data-uploaded=true]").first.wait_for(timeout=60_000)
     page.click("#send-deposit")
