@@ -36,6 +36,7 @@ class Crawl:
     """What a crawl of one person's pages met."""
 
     pages: dict[str, int] = field(default_factory=dict)  # path -> status
+    texts: dict[str, str] = field(default_factory=dict)  # path -> what a person reads there
     forms: list[FormSeen] = field(default_factory=list)
     broken: list[tuple[str, str, int]] = field(default_factory=list)  # (from, to, status)
 
@@ -117,6 +118,7 @@ def crawl(client: FlaskClient, start: str = "/", limit: int = 80) -> Crawl:
         if not response.mimetype.startswith("text/html"):
             continue
         html = response.get_data(as_text=True)
+        seen.texts[path] = visible_text(response)
         seen.forms.extend(forms_of(path, html))
         for target in links_of(path, html):
             if target not in seen.pages:

@@ -133,9 +133,13 @@ def test_every_role_follows_every_link_and_button_of_its_pages_without_error(
     client = client_of(getattr(everyone, who))
     # When the person follows every link of its pages
     seen = crawl(client)
-    # Then none leads to an error
+    # Then none leads to an error, and every page reads in French
     assert not seen.broken, seen.broken
     assert len(seen.pages) > 3, seen.pages
+    english = [
+        (path, m.group(0)) for path, text in seen.texts.items() for m in ENGLISH.finditer(text)
+    ]
+    assert not english, english
     # When it presses every button and submits every filter as shown
     failures = []
     pressed = set()
