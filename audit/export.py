@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC
 from typing import Any
 
@@ -52,18 +52,32 @@ def _csv_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
-def _csv_line(cells: Iterable[str]) -> str:
+def _csv_line(cells: Iterable[str], delimiter: str = ",") -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\r\n").writerow(list(cells))
+    csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerow(list(cells))
     return buffer.getvalue()
 
 
-def iter_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
-    """CSV (RFC 4180) lines, header first; values with CR/LF stay inside one quoted cell."""
-    yield _csv_line(CSV_COLUMNS)
+def iter_csv(
+    events: Iterable[AuditEvent],
+    *,
+    delimiter: str = ",",
+    headers: Mapping[str, str] | None = None,
+    derived: Iterable[tuple[str, Callable[[AuditEvent], str]]] = (),
+) -> Iterator[str]:
+    """CSV (RFC 4180) lines, header first; values with CR/LF stay inside one quoted cell.
+
+    *headers* renames the columns (a spreadsheet in French); *derived* adds columns computed
+    from each event (a label beside a code), written after the event's own columns.
+    """
+    extra = list(derived)
+    names = [(headers or {}).get(c, c) for c in CSV_COLUMNS] + [name for name, _ in extra]
+    yield _csv_line(names, delimiter)
     for event in events:
         row = event_as_dict(event)
-        yield _csv_line(_csv_cell(row[column]) for column in CSV_COLUMNS)
+        cells = [_csv_cell(row[column]) for column in CSV_COLUMNS]
+        cells += [_csv_cell(compute(event)) for _, compute in extra]
+        yield _csv_line(cells, delimiter)
 
 
 def _json(event: AuditEvent) -> str:

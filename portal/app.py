@@ -96,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_PATH="/",
+        WTF_I18N_ENABLED=False,  # WTForms' own French catalogue, chosen by portal.forms
         WTF_CSRF_TIME_LIMIT=None,  # the token lives as long as the (server-side) session
         WTF_CSRF_SSL_STRICT=settings.secure_cookies,
     )

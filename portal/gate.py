@@ -56,6 +56,7 @@ PUBLIC_ENDPOINTS = frozenset(
         "home.health",
         "ops.ready",
         "ops.metrics",  # its own bearer token (FILR_METRICS_TOKEN), 404 without it
+        "home.accessibility",  # the accessibility statement, linked from every page's footer
     }
 )
 

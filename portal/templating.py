@@ -1,30 +1,24 @@
-"""Jinja helpers: French dates in Europe/Paris, the current user, labels."""
+"""Jinja helpers: French formats (portal.formats), the current user, labels."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from flask import Flask
 from flask_login import current_user
 
 from portal.accounts.models import ROLE_LABELS, Role
-
-PARIS = ZoneInfo("Europe/Paris")
-
-
-def format_datetime(value: datetime | None) -> str:
-    """`23/11/2026 à 10:05` in Paris time."""
-    if value is None:
-        return "—"
-    return value.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+from portal.formats import date_fr, datetime_fr, number_fr, size_fr
 
 
 def install(app: Flask) -> None:
     """Register filters and globals."""
-    app.jinja_env.filters["datetime_fr"] = format_datetime
+    app.jinja_env.filters["datetime_fr"] = datetime_fr
+    app.jinja_env.filters["date_fr"] = date_fr
+    app.jinja_env.filters["number_fr"] = number_fr
+    app.jinja_env.filters["size_fr"] = size_fr
     app.jinja_env.autoescape = True
+    app.jinja_env.add_extension("jinja2.ext.do")  # the error summary collects fields
 
     @app.context_processor
     def _globals() -> dict[str, Any]:

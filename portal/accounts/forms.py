@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import (
     DateField,
     EmailField,
@@ -14,10 +13,11 @@ from wtforms import (
 from wtforms.validators import DataRequired, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
-MAX_PW = 1024
+from portal.auth.forms import CODE_LENGTH, MAX_PW
+from portal.forms import PortalForm
 
 
-class ChangePasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class ChangePasswordForm(PortalForm):
     """Change one's password (the current one proves who asks)."""
 
     current = PasswordField("Mot de passe actuel", validators=[DataRequired(), Length(max=MAX_PW)])
@@ -29,27 +29,27 @@ class ChangePasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no ty
     )
 
 
-class ConfirmPasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class ConfirmPasswordForm(PortalForm):
     """A sensitive change confirmed with the current password."""
 
     current = PasswordField("Mot de passe actuel", validators=[DataRequired(), Length(max=MAX_PW)])
 
 
-class ReenrolTotpForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class ReenrolTotpForm(PortalForm):
     """Move to a new authenticator: password, then a code from the new app."""
 
     current = PasswordField("Mot de passe actuel", validators=[DataRequired(), Length(max=MAX_PW)])
     code = StringField(
         "Code à 6 chiffres affiché par la nouvelle application",
-        validators=[DataRequired(), Length(min=6, max=8)],
+        validators=[DataRequired(), Length(min=6, max=8, message=CODE_LENGTH)],
     )
 
 
-class EmptyForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class EmptyForm(PortalForm):
     """Buttons that only need the CSRF token."""
 
 
-class HabilitationForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class HabilitationForm(PortalForm):
     """The habilitation of an account: function, granted on, optional end date."""
 
     # The service checks the function against the organisation's list, in French.
@@ -70,7 +70,10 @@ class HabilitationForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type
 class CreateAccountForm(HabilitationForm):
     """The account manager creates an account of its own organisation, with its habilitation."""
 
-    full_name = StringField("Prénom et nom", validators=[DataRequired(), Length(min=2, max=120)])
+    full_name = StringField(
+        "Prénom et nom",
+        validators=[DataRequired(), Length(min=2, max=120, message="Entre 2 et 120 caractères.")],
+    )
     email = EmailField(
         "Adresse électronique professionnelle", validators=[DataRequired(), Length(max=254)]
     )
@@ -83,7 +86,7 @@ class CreateAccountForm(HabilitationForm):
     )
 
 
-class DepartureForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class DepartureForm(PortalForm):
     """Départ de l'agent: the reason (a code) and the day the person left."""
 
     # The service checks the code, in French.

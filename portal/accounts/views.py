@@ -263,8 +263,7 @@ def manage_create() -> str | Response:
                 "success",
             )
             return redirect(url_for("accounts.manage_detail", user_id=new.user.id))
-    elif request.method == "POST":
-        error = " ".join(_form_problems(form))
+    # Field errors: the template's error summary lists them, each linked to its field.
     return render_template("accounts/manage_create.html", form=form, error=error)
 
 

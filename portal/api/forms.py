@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import IntegerField, PasswordField, SelectMultipleField, StringField
 from wtforms.validators import DataRequired, Length, NumberRange
 from wtforms.widgets import CheckboxInput, ListWidget
 
-from portal.accounts.forms import MAX_PW
 from portal.api.models import MAX_TOKEN_LIFETIME, SCOPE_LABELS
 from portal.api.services import DEFAULT_LIFETIME_DAYS
+from portal.auth.forms import MAX_PW
+from portal.forms import PortalForm
 
 
-class CreateTokenForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class CreateTokenForm(PortalForm):
     """Name, scopes and lifetime of a new token, confirmed with the current password."""
 
     name = StringField("Nom du jeton", validators=[DataRequired(), Length(max=100)])

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from portal.forms import PortalForm
+
 MAX_PW = 1024
+# WTForms' French catalogue leaves "between two bounds" untranslated.
+CODE_LENGTH = "Le code compte 6 à 8 caractères."
 
 
-class LoginForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class LoginForm(PortalForm):
     """E-mail, password and the second factor, checked together."""
 
     email = EmailField("Adresse électronique", validators=[DataRequired(), Length(max=254)])
@@ -20,7 +23,7 @@ class LoginForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     )
 
 
-class NewPasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class NewPasswordForm(PortalForm):
     """Choose a password (the policy is checked by the service, with the user's data)."""
 
     password = PasswordField(
@@ -31,19 +34,21 @@ class NewPasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type 
     )
 
 
-class TotpConfirmForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class TotpConfirmForm(PortalForm):
     """Prove the authenticator app holds the new secret."""
 
-    code = StringField("Code à 6 chiffres", validators=[DataRequired(), Length(min=6, max=8)])
+    code = StringField(
+        "Code à 6 chiffres", validators=[DataRequired(), Length(min=6, max=8, message=CODE_LENGTH)]
+    )
 
 
-class PasswordThenTotpForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class PasswordThenTotpForm(PortalForm):
     """Re-enrolment after an MFA reset: the password first proves who is enrolling."""
 
     password = PasswordField("Mot de passe", validators=[DataRequired(), Length(max=MAX_PW)])
 
 
-class ForgotPasswordForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class ForgotPasswordForm(PortalForm):
     """Ask for a reset link."""
 
     email = EmailField("Adresse électronique", validators=[DataRequired(), Length(max=254)])

@@ -142,6 +142,7 @@ def reset_password(token: str) -> str | Response:
         form=form,
         problems=problems,
         user=user,
+        min_length=auth.min_password_length(user),
         title="Choisir un nouveau mot de passe",
     )
 
@@ -169,6 +170,7 @@ def activate(token: str) -> str | Response:
         form=form,
         problems=problems,
         user=user,
+        min_length=auth.min_password_length(user),
         title="Activer votre compte",
         activation=True,
     )

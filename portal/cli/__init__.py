@@ -12,29 +12,31 @@ __all__ = ["main"]
 
 main = LazyGroup(
     "filr",
-    help="Fil'R: secure exchanges between départements, providers and France Travail.",
+    help="Fil'R : échanges sécurisés entre départements, prestataires et France Travail.",
     lazy={
-        "audit": Lazy("portal.cli.audit:audit_group", "The audit trail."),
-        "db": Lazy("portal.cli.db:db_group", "Database migrations."),
+        "audit": Lazy("portal.cli.audit:audit_group", "Le journal d'audit."),
+        "db": Lazy("portal.cli.db:db_group", "Migrations de la base de données."),
         "demo": Lazy(
             "portal.cli.demo:demo",
-            "Create the demo organisations and one account per role (idempotent).",
+            "Crée les organisations de démonstration et un compte par rôle (rejouable).",
         ),
         "flows": Lazy(
             "portal.cli.flows:flows",
             "Flux XML CGPEM, PECGM, PECDH : vérification hors ligne et exemples.",
         ),
         "jobs": Lazy(
-            "portal.cli.jobs:jobs", "Scheduled jobs (cron, systemd timers, Kubernetes CronJobs)."
+            "portal.cli.jobs:jobs",
+            "Tâches planifiées (cron, minuteries systemd, CronJobs Kubernetes).",
         ),
         "keys": Lazy(
             "portal.cli.keys:keys",
-            "Encryption keys: rotation of département keys and of the master key.",
+            "Clés de chiffrement : rotation des clés de département et de la clé maîtresse.",
         ),
-        "orgs": Lazy("portal.cli.orgs:orgs", "Organisations and their départements."),
+        "orgs": Lazy("portal.cli.orgs:orgs", "Organisations et leurs départements."),
         "serve": Lazy(
-            "portal.cli.serve:serve", "Run the portal with gunicorn (migrations are applied first)."
+            "portal.cli.serve:serve",
+            "Lance le portail avec gunicorn (les migrations sont appliquées d'abord).",
         ),
-        "users": Lazy("portal.cli.users:users", "User accounts."),
+        "users": Lazy("portal.cli.users:users", "Comptes utilisateurs."),
     },
 )

@@ -18,12 +18,12 @@ from portal.settings import Settings
 
 @click.group("audit")
 def audit_group() -> None:
-    """The audit trail."""
+    """Le journal d'audit."""
 
 
 @audit_group.command("verify")
 def audit_verify() -> None:
-    """Check the hash chain; exit 1 and name the first broken row if it is broken."""
+    """Vérifie la chaîne d'empreintes ; code 1 et première entrée rompue si elle est rompue."""
     with app_context():
         result = audit.verify_chain(db.session)
         db.session.rollback()
@@ -51,12 +51,14 @@ def _parse_when(value: str, *, end: bool) -> datetime:
 
 
 @audit_group.command("export")
-@click.option("--from", "start", required=True, help="First day (AAAA-MM-JJ, UTC), included.")
-@click.option("--to", "end", required=True, help="Last day (AAAA-MM-JJ, UTC), included.")
+@click.option("--from", "start", required=True, help="Premier jour (AAAA-MM-JJ, UTC), inclus.")
+@click.option("--to", "end", required=True, help="Dernier jour (AAAA-MM-JJ, UTC), inclus.")
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default="jsonl")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def audit_export(start: str, end: str, fmt: str, output: Path | None) -> None:
-    """Stream the rows of a period as JSON Lines (for a SIEM) or CSV; the export is audited."""
+    """Exporte les entrées d'une période en JSON Lines (pour un SIEM) ou en CSV ; l'export est
+    journalisé.
+    """
     from audit.export import iter_csv, iter_jsonl
     from audit.query import AuditFilter, Scope, iter_matching
 
@@ -100,9 +102,11 @@ def utc_day(day: str | None) -> date:
 
 
 @audit_group.command("head")
-@click.option("--date", "day", default=None, help="UTC day (AAAA-MM-JJ); default: yesterday.")
+@click.option("--date", "day", default=None, help="Jour UTC (AAAA-MM-JJ) ; par défaut : hier.")
 def audit_head(day: str | None) -> None:
-    """Print the chain head (last row's seq and hash) at the end of a UTC day."""
+    """Affiche la tête de chaîne (numéro et empreinte de la dernière entrée) à la fin d'un jour
+    UTC.
+    """
     from audit.retention import head_of_day
 
     when = utc_day(day)
@@ -116,7 +120,9 @@ def audit_head(day: str | None) -> None:
 
 @audit_group.command("grant-app-role")
 def audit_grant_app_role() -> None:
-    """Give FILR_DATABASE_APP_ROLE its privileges (PostgreSQL; run as the owner; idempotent)."""
+    """Donne à FILR_DATABASE_APP_ROLE ses droits (PostgreSQL ; à lancer en propriétaire ;
+    rejouable).
+    """
     from audit.privileges import PrivilegeError, grant_app_role
     from portal.db import make_engine
 

@@ -15,7 +15,7 @@ from portal.settings import Settings
 
 @click.group("db")
 def db_group() -> None:
-    """Database migrations."""
+    """Migrations de la base de données."""
 
 
 def migration_url_name(settings: Settings) -> str:
@@ -54,12 +54,12 @@ def engine_or_exit(name: str, url: str) -> sa.Engine:
     "--app-role",
     default=None,
     metavar="NAME",
-    help="PostgreSQL: create this application role if missing (password from "
-    "FILR_DATABASE_APP_PASSWORD_FILE), grant it exactly what the portal needs, check it has "
-    "no more.",
+    help="PostgreSQL : crée ce rôle applicatif s'il manque (mot de passe lu dans "
+    "FILR_DATABASE_APP_PASSWORD_FILE), lui donne exactement les droits du portail, vérifie qu'il "
+    "n'en a pas d'autres.",
 )
 def db_upgrade(revision: str, app_role: str | None) -> None:
-    """Apply the migrations (as the tables' owner)."""
+    """Applique les migrations (en propriétaire des tables)."""
     from audit.privileges import PrivilegeError
     from portal.migrate import set_up_app_role, upgrade
 
@@ -100,7 +100,7 @@ def db_upgrade(revision: str, app_role: str | None) -> None:
 @db_group.command("downgrade")
 @click.argument("revision")
 def db_downgrade(revision: str) -> None:
-    """Revert the migrations down to REVISION."""
+    """Annule les migrations jusqu'à REVISION."""
     from portal.migrate import downgrade
 
     downgrade(Settings.from_env().migration_database_url, revision)

@@ -102,7 +102,7 @@ DEMO_USERS: list[tuple[str, str, str, list[Role]]] = [
 @click.group("demo", invoke_without_command=True)
 @click.pass_context
 def demo(ctx: click.Context) -> None:
-    """Create the demo organisations and one account per role (idempotent)."""
+    """Crée les organisations de démonstration et un compte par rôle (rejouable)."""
     if ctx.invoked_subcommand is not None:
         return
     settings = Settings.from_env()
@@ -159,7 +159,9 @@ def demo(ctx: click.Context) -> None:
 @demo.command("code")
 @click.argument("email")
 def demo_code(email: str) -> None:
-    """Print the current TOTP code of a demo account (reads only the local demo file)."""
+    """Affiche le code TOTP du moment d'un compte de démonstration (lit seulement le fichier
+    local).
+    """
     import pyotp
 
     path = demo_file(Settings.from_env())

@@ -45,7 +45,9 @@ def flows() -> None:
 
 
 @flows.command("validate")
-@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "file", metavar="FICHIER", type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option(
     "--type", "flow_type", type=_FLOW_TYPE, help="Flux attendu (lu dans l'en-tête sinon)."
 )
@@ -66,7 +68,7 @@ def validate_command(
     as_json: bool,
     csv_path: Path | None,
 ) -> None:
-    """Vérifie FILE comme le portail le fera au dépôt (code 0 : valide, 1 : refusé)."""
+    """Vérifie FICHIER comme le portail le fera au dépôt (code 0 : valide, 1 : refusé)."""
     try:
         report = validate(
             file,

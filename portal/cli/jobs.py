@@ -20,13 +20,13 @@ from portal.settings import Settings
 
 @click.group("jobs")
 def jobs() -> None:
-    """Scheduled jobs (cron, systemd timers, Kubernetes CronJobs)."""
+    """Tâches planifiées (cron, minuteries systemd, CronJobs Kubernetes)."""
 
 
 @jobs.command("sessions")
 @click.option("--dry-run", is_flag=True)
 def jobs_sessions(dry_run: bool) -> None:
-    """Delete expired sessions and stale throttle counters."""
+    """Supprime les sessions expirées et les compteurs de limitation périmés."""
     from portal.auth.sessions import delete_expired_sessions
 
     # Not a `@job`: no lock (two runs at once delete the same rows, harmlessly) and no
@@ -47,11 +47,11 @@ def jobs_sessions(dry_run: bool) -> None:
 
 
 @jobs.command("purge")
-@click.option("--dry-run", is_flag=True, help="Report what would be destroyed; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait détruit ; ne change rien.")
 @click.option("--batch-size", default=100, show_default=True, type=int)
 @job("purge", busy="Une autre purge est en cours : rien à faire.")
 def jobs_purge(run: Job, batch_size: int) -> JobRun:
-    """Destroy expired, withdrawn and abandoned deposits, then orphan objects and uploads."""
+    """Détruit les dépôts expirés, retirés et abandonnés, puis les objets et envois orphelins."""
     from portal.deposits.purge import (
         abort_stale_uploads,
         cleanup_orphans,
@@ -97,10 +97,10 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
 
 
 @jobs.command("reminders")
-@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait envoyé ; n'envoie rien.")
 @job("reminders", busy="Un autre envoi de rappels est en cours : rien à faire.")
 def jobs_reminders(run: Job) -> JobRun:
-    """Remind recipients who have not downloaded, 7 days and 1 day before expiry."""
+    """Relance les destinataires qui n'ont pas téléchargé, 7 jours et 1 jour avant l'expiration."""
     from portal.deposits.reminders import send_expiry_reminders
 
     report = send_expiry_reminders(db.session, services(), utcnow(), run.context, run.dry_run)
@@ -119,10 +119,10 @@ def jobs_reminders(run: Job) -> JobRun:
 
 
 @jobs.command("digest")
-@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait envoyé ; n'envoie rien.")
 @job("digest", busy="Un autre envoi de résumés est en cours : rien à faire.")
 def jobs_digest(run: Job) -> JobRun:
-    """Send the daily digest to the users who chose it."""
+    """Envoie le résumé quotidien aux personnes qui l'ont choisi."""
     from portal.deposits.reminders import send_daily_digests
 
     report = send_daily_digests(db.session, services(), utcnow(), run.context, run.dry_run)
@@ -140,11 +140,13 @@ def jobs_digest(run: Job) -> JobRun:
 
 
 @jobs.command("audit-retention")
-@click.option("--dry-run", is_flag=True, help="Count the rows that would be deleted.")
+@click.option("--dry-run", is_flag=True, help="Compte les entrées qui seraient supprimées.")
 @click.option("--batch-size", default=100_000, show_default=True, type=int)
 @job("audit-retention", busy="Une autre purge du journal est en cours : rien à faire.")
 def jobs_audit_retention(run: Job, batch_size: int) -> JobRun:
-    """Delete audit rows older than FILR_AUDIT_RETENTION_MONTHS, behind a checkpoint."""
+    """Supprime les entrées plus anciennes que FILR_AUDIT_RETENTION_MONTHS, derrière un point de
+    contrôle.
+    """
     from sqlalchemy.orm import Session as OrmSession
 
     from audit.retention import RetentionRefused, months_before, purge_expired_events
@@ -183,11 +185,15 @@ def jobs_audit_retention(run: Job, batch_size: int) -> JobRun:
 
 
 @jobs.command("audit-head")
-@click.option("--date", "day", default=None, help="UTC day (AAAA-MM-JJ); default: yesterday.")
-@click.option("--dry-run", is_flag=True, help="Print the head and the recipients; send nothing.")
+@click.option("--date", "day", default=None, help="Jour UTC (AAAA-MM-JJ) ; par défaut : hier.")
+@click.option(
+    "--dry-run", is_flag=True, help="Affiche la tête et les destinataires ; n'envoie rien."
+)
 @job("audit-head", busy="Un autre envoi de l'empreinte est en cours : rien à faire.")
 def jobs_audit_head(run: Job, day: str | None) -> JobRun:
-    """E-mail yesterday's chain head hash to the national and platform security officers."""
+    """Envoie l'empreinte de tête de chaîne de la veille aux responsables sécurité nationaux et de
+    la plateforme.
+    """
     from portal.cli.audit import utc_day
     from portal.securite.jobs import send_daily_head
 
@@ -208,10 +214,10 @@ def jobs_audit_head(run: Job, day: str | None) -> JobRun:
 
 
 @jobs.command("flow-reminders")
-@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait envoyé ; n'envoie rien.")
 @job("flow-reminders", busy="Un autre envoi de rappels de flux est en cours : rien à faire.")
 def jobs_flow_reminders(run: Job) -> JobRun:
-    """Flow calendar reminders: before the CGPEM deadline, and once a deadline passed."""
+    """Rappels du calendrier des flux : avant l'échéance CGPEM, et une fois une échéance passée."""
     from portal.flows.reminders import send_flow_reminders
 
     report = send_flow_reminders(db.session, services(), utcnow(), run.context, run.dry_run)
@@ -235,13 +241,17 @@ def jobs_flow_reminders(run: Job) -> JobRun:
 
 
 @jobs.command("alerts")
-@click.option("--dry-run", is_flag=True, help="Report what would be raised; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait levé ; ne change rien.")
 @click.option(
-    "--verify-chain", is_flag=True, help="Verify the audit chain now, whatever the delay."
+    "--verify-chain",
+    is_flag=True,
+    help="Vérifie la chaîne d'audit maintenant, quel que soit le délai.",
 )
 @job("alerts", busy="Une autre détection d'alertes est en cours : rien à faire.")
 def jobs_alerts(run: Job, verify_chain: bool) -> JobRun:
-    """Scan the new audit rows, raise security alerts and e-mail the security officers."""
+    """Parcourt les nouvelles entrées du journal, lève les alertes et les envoie aux responsables
+    sécurité.
+    """
     from portal.securite.alerts import run_alert_job
 
     svc = services()
@@ -278,10 +288,10 @@ def jobs_alerts(run: Job, verify_chain: bool) -> JobRun:
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Directory to write the systemd units or `cronjobs.yaml` into (default: stdout).",
+    help="Dossier où écrire les unités systemd ou `cronjobs.yaml` (défaut : la sortie standard).",
 )
 def jobs_schedule(fmt: str, output: Path | None) -> None:
-    """Print the schedule, or write it as systemd timers or Kubernetes CronJobs."""
+    """Affiche le planning, ou l'écrit en minuteries systemd ou en CronJobs Kubernetes."""
     from portal.ops.schedule import kubernetes_cronjobs, systemd_units, table_text
 
     files: dict[str, str]
@@ -303,17 +313,22 @@ def jobs_schedule(fmt: str, output: Path | None) -> None:
 
 
 @jobs.command("scheduler")
-@click.option("--only", multiple=True, help="Run only this job (repeatable).")
+@click.option("--only", multiple=True, help="Ne lancer que cette tâche (répétable).")
 @click.option(
     "--set",
     "overrides",
     multiple=True,
     metavar="JOB=QUAND",
-    help='Another schedule for one job, e.g. --set "alerts=every 10 s" (demo, tests).',
+    help='Un autre horaire pour une tâche, p. ex. --set "alerts=every 10 s" (démo, tests).',
 )
-@click.option("--now", "run_now", is_flag=True, help="Run every job once at start, then on time.")
+@click.option(
+    "--now",
+    "run_now",
+    is_flag=True,
+    help="Lancer chaque tâche une fois au démarrage, puis à l'heure.",
+)
 def jobs_scheduler(only: tuple[str, ...], overrides: tuple[str, ...], run_now: bool) -> None:
-    """Run every job of the schedule on time (Europe/Paris), once across servers."""
+    """Lance chaque tâche du planning à l'heure (Europe/Paris), une fois pour tous les serveurs."""
     import signal
     from dataclasses import replace
 
@@ -368,15 +383,17 @@ def _as_of(value: str | None) -> datetime:
     return morning_of(day)
 
 
-AS_OF_HELP = "Act as if run on this day (AAAA-MM-JJ), with the same effects."
+AS_OF_HELP = "Agir comme si la tâche tournait ce jour-là (AAAA-MM-JJ), avec les mêmes effets."
 
 
 @jobs.command("habilitations")
-@click.option("--dry-run", is_flag=True, help="Report what would be sent or suspended.")
+@click.option(
+    "--dry-run", is_flag=True, help="Dire ce qui serait envoyé ou suspendu, sans rien faire."
+)
 @click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
 @job("habilitations", busy="Un autre contrôle des habilitations est en cours : rien à faire.")
 def jobs_habilitations(run: Job, as_of: str | None) -> JobRun:
-    """Notify 14 days and 1 day before a habilitation's end date; suspend on the day."""
+    """Prévient 14 jours et 1 jour avant la fin d'une habilitation ; suspend le jour venu."""
     from portal.accounts.habilitations import enforce_habilitation_ends
 
     now = _as_of(as_of)
@@ -400,14 +417,16 @@ def jobs_habilitations(run: Job, as_of: str | None) -> JobRun:
 
 
 @jobs.command("inactive-accounts")
-@click.option("--dry-run", is_flag=True, help="Report what would be sent or suspended.")
+@click.option(
+    "--dry-run", is_flag=True, help="Dire ce qui serait envoyé ou suspendu, sans rien faire."
+)
 @click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
 @job(
     "inactive-accounts",
     busy="Un autre contrôle des comptes inutilisés est en cours : rien à faire.",
 )
 def jobs_inactive_accounts(run: Job, as_of: str | None) -> JobRun:
-    """Suspend accounts unused for FILR_ACCOUNT_INACTIVE_DAYS days (notice 7 days before)."""
+    """Suspend les comptes inutilisés depuis FILR_ACCOUNT_INACTIVE_DAYS jours (avis à J-7)."""
     from portal.accounts.inactivity import suspend_unused_accounts
 
     now = _as_of(as_of)
@@ -429,11 +448,15 @@ def jobs_inactive_accounts(run: Job, as_of: str | None) -> JobRun:
 
 
 @jobs.command("review")
-@click.option("--dry-run", is_flag=True, help="Report what would be opened, sent or suspended.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Dire ce qui serait ouvert, envoyé ou suspendu, sans rien faire.",
+)
 @click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
 @job("review", busy="Une autre revue des habilitations est en cours : rien à faire.")
 def jobs_review(run: Job, as_of: str | None) -> JobRun:
-    """The annual review: open the campaigns, remind the managers, close and suspend."""
+    """La revue annuelle : ouvre les campagnes, relance les gestionnaires, clôt et suspend."""
     from portal.accounts.review import run_review
 
     now = _as_of(as_of)
@@ -456,11 +479,11 @@ def jobs_review(run: Job, as_of: str | None) -> JobRun:
 
 
 @jobs.command("incidents")
-@click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
+@click.option("--dry-run", is_flag=True, help="Dire ce qui serait envoyé, sans rien envoyer.")
 @click.option("--as-of", "as_of", default=None, help=AS_OF_HELP)
 @job("incidents", busy="Un autre envoi de rappels d'incidents est en cours : rien à faire.")
 def jobs_incidents(run: Job, as_of: str | None) -> JobRun:
-    """Remind the security officers before each incident deadline (partners, CNIL)."""
+    """Rappelle aux responsables sécurité chaque échéance d'incident (partenaires, CNIL)."""
     from portal.securite.incidents import send_incident_reminders
 
     now = _as_of(as_of)

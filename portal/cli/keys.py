@@ -37,7 +37,7 @@ _LOCK = "filr.keys"
 
 @click.group("keys")
 def keys() -> None:
-    """Encryption keys: rotation of département keys and of the master key."""
+    """Clés de chiffrement : rotation des clés de département et de la clé maîtresse."""
 
 
 @contextmanager
@@ -129,9 +129,12 @@ def key_status(keyring: Keyring) -> list[KekStatus]:
 
 
 @keys.command("status")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--json", "as_json", is_flag=True, help="Sortie lisible par un programme (JSON).")
 def keys_status(as_json: bool) -> None:
-    """Show the master key in use and, per département, its key versions (no secret shown)."""
+    """Affiche la clé maîtresse en service et, par département, ses versions de clé.
+
+    Aucun secret n'est affiché.
+    """
     with app_context():
         keyring = services().store.keyring
         rows = key_status(keyring)
@@ -178,11 +181,15 @@ def keys_status(as_json: bool) -> None:
 @keys.command("rotate-departement")
 @click.argument("code")
 @click.option(
-    "--no-rewrap", is_flag=True, help="Only add the version; re-wrap later with `keys rewrap`."
+    "--no-rewrap",
+    is_flag=True,
+    help="Ajoute seulement la version ; rechiffrer plus tard avec `keys rewrap`.",
 )
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
 def keys_rotate_departement(code: str, no_rewrap: bool, batch_size: int) -> None:
-    """Give département CODE a new key version, then re-wrap its data keys under it."""
+    """Donne au département CODE une nouvelle version de clé, puis rechiffre ses clés de fichier
+    sous elle.
+    """
     departement = _departement(code)
     with _keyring_job() as keyring:
         if departement not in keyring.departements():
@@ -211,11 +218,13 @@ def keys_rotate_departement(code: str, no_rewrap: bool, batch_size: int) -> None
 
 
 @keys.command("rewrap")
-@click.option("--departement", "codes", multiple=True, help="Only this département (repeatable).")
+@click.option("--departement", "codes", multiple=True, help="Seulement ce département (répétable).")
 @click.option("--batch-size", default=500, show_default=True, type=click.IntRange(min=1))
-@click.option("--dry-run", is_flag=True, help="Count what would be re-wrapped; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Compte ce qui serait rechiffré ; ne change rien.")
 def keys_rewrap(codes: tuple[str, ...], batch_size: int, dry_run: bool) -> None:
-    """Re-wrap data keys still under an older département key version (resumable)."""
+    """Rechiffre les clés de fichier encore sous une ancienne version de clé de département
+    (reprenable).
+    """
     wanted = [_departement(code) for code in codes]
     with _keyring_job() as keyring:
         known = keyring.departements()
@@ -267,9 +276,11 @@ def _report_failed_objects(failed: tuple[str, ...]) -> None:
 
 
 @keys.command("generate-master-key")
-@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("path", metavar="CHEMIN", type=click.Path(dir_okay=False, path_type=Path))
 def keys_generate_master_key(path: Path) -> None:
-    """Write a new random master key to PATH (mode 0600; never replaces a file)."""
+    """Écrit une nouvelle clé maîtresse aléatoire dans CHEMIN (mode 0600 ; ne remplace jamais un
+    fichier).
+    """
     if not generate_master_key_file(path):
         click.echo(f"{path} existe déjà : il n'est pas remplacé.")
         raise SystemExit(1)
@@ -280,15 +291,16 @@ def keys_generate_master_key(path: Path) -> None:
 @click.option(
     "--new-key-file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The new master key: refuse to run unless it is the configured current key.",
+    help="La nouvelle clé maîtresse : refus si ce n'est pas la clé actuelle configurée.",
 )
 @click.option("--batch-size", default=100, show_default=True, type=click.IntRange(min=1))
-@click.option("--dry-run", is_flag=True, help="Count what would be re-wrapped; change nothing.")
+@click.option("--dry-run", is_flag=True, help="Compte ce qui serait rechiffré ; ne change rien.")
 def keys_rotate_master(new_key_file: Path | None, batch_size: int, dry_run: bool) -> None:
-    """Re-wrap every département key under the current master key (resumable, idempotent).
+    """Rechiffre chaque clé de département sous la clé maîtresse actuelle (reprenable, rejouable).
 
-    The master key file (FILR_MASTER_KEY_FILE) must list the new key first and the old one
-    after it, on every server: see docs/storage.md, "Rotating the master key".
+    Le fichier de clé maîtresse (FILR_MASTER_KEY_FILE) doit donner la nouvelle clé
+    d'abord, l'ancienne ensuite, sur chaque serveur (voir docs/storage.md : rotation de la
+    clé maîtresse).
     """
     expected = None
     if new_key_file is not None:

@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import click
 
+from portal.cli.french import french_click, in_french
+
 
 class Lazy(NamedTuple):
     """Where a command lives (`"module:attribute"`) and its short help, for `--help`."""
@@ -27,6 +29,12 @@ class LazyGroup(click.Group):
     def __init__(self, *args: Any, lazy: Mapping[str, Lazy], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lazy = dict(lazy)
+        in_french(self)
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # Click's own strings in French, like the rest of the command (portal/cli/french.py).
+        with french_click():
+            return super().main(*args, **kwargs)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *self.lazy})
@@ -42,7 +50,7 @@ class LazyGroup(click.Group):
         command = getattr(importlib.import_module(module_name), attribute)
         if not isinstance(command, click.Command):
             raise TypeError(f"{self.lazy[cmd_name].target} is not a click command")
-        return command
+        return in_french(command)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # As click.Group's, a command not imported yet standing in as a bare command that
@@ -55,7 +63,7 @@ class LazyGroup(click.Group):
         if not rows:
             return
         limit = formatter.width - 6 - max(len(name) for name, _ in rows)
-        with formatter.section("Commands"):
+        with formatter.section("Commandes"):
             formatter.write_dl(
                 [(name, command.get_short_help_str(limit)) for name, command in rows]
             )

@@ -20,19 +20,19 @@ from portal.orgs.services import (
 
 @click.group("orgs")
 def orgs() -> None:
-    """Organisations and their départements."""
+    """Organisations et leurs départements."""
 
 
 @orgs.command("create")
 @click.option("--kind", type=click.Choice([k.value for k in OrgKind]), required=True)
 @click.option("--name", required=True)
-@click.option("--departement", help="For a département or a mandated provider.")
-@click.option("--territory", default="", help="France Travail: comma-separated codes.")
+@click.option("--departement", help="Pour un département ou un prestataire mandaté.")
+@click.option("--territory", default="", help="France Travail : codes séparés par des virgules.")
 @click.option("--json", "as_json", is_flag=True)
 def orgs_create(
     kind: str, name: str, departement: str | None, territory: str, as_json: bool
 ) -> None:
-    """Create an organisation."""
+    """Crée une organisation."""
     codes = [c.strip() for c in territory.split(",") if c.strip()]
     with app_context():
         if organisation_named(db.session, name) is not None:
@@ -56,9 +56,11 @@ def orgs_create(
 
 
 @orgs.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Ids, kinds and départements as JSON.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Identifiants, types et départements en JSON."
+)
 def orgs_list(as_json: bool) -> None:
-    """List organisations with their spaces."""
+    """Liste les organisations et leurs espaces."""
     from portal.orgs.permissions import spaces_of_organisation
 
     with app_context():
@@ -83,10 +85,12 @@ def orgs_list(as_json: bool) -> None:
 
 
 @orgs.command("national")
-@click.argument("org_ref")
-@click.option("--unset", is_flag=True, help="Withdraw the national scope.")
+@click.argument("org_ref", metavar="ORGANISATION")
+@click.option("--unset", is_flag=True, help="Retire le périmètre national.")
 def orgs_national(org_ref: str, unset: bool) -> None:
-    """Give a France Travail structure the national scope (its security officers see all)."""
+    """Donne le périmètre national à une structure France Travail (ses responsables sécurité voient
+    tout).
+    """
     with app_context():
         org = find_org(org_ref)
         try:
@@ -101,7 +105,7 @@ def orgs_national(org_ref: str, unset: bool) -> None:
 @click.argument("org_ref")
 @click.option("--days", default=30, show_default=True, type=int, help="Length (1 to 90 days).")
 def orgs_review(org_ref: str, days: int) -> None:
-    """Open a review of habilitations now for one organisation (after an incident)."""
+    """Ouvre dès maintenant une revue des habilitations d'une organisation (après un incident)."""
     import audit
     from portal.accounts.review import ReviewError, open_campaign_by_hand
     from portal.container import services

@@ -24,7 +24,7 @@ from portal.settings import Settings
 @click.option("--workers", default=2, show_default=True, type=int)
 @click.option("--threads", default=4, show_default=True, type=int)
 def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Run the portal with gunicorn (migrations are applied first)."""
+    """Lance le portail avec gunicorn (les migrations sont appliquées d'abord)."""
     from gunicorn.app.base import BaseApplication
 
     metrics_dir = prepare_metrics_dir()  # before the metrics are created (portal.app)

@@ -28,7 +28,7 @@ from portal.orgs.models import OrgKind
 
 @click.group("users")
 def users() -> None:
-    """User accounts."""
+    """Comptes utilisateurs."""
 
 
 def provisioned(account: accounts.ProvisionedAccount) -> dict[str, Any]:
@@ -47,20 +47,22 @@ def provisioned(account: accounts.ProvisionedAccount) -> dict[str, Any]:
 
 
 @users.command("create")
-@click.option("--org", "org_ref", required=True, help="Organisation id or exact name.")
+@click.option("--org", "org_ref", required=True, help="Identifiant ou nom exact de l'organisation.")
 @click.option("--email", required=True)
-@click.option("--name", required=True, help="Full name.")
+@click.option("--name", required=True, help="Prénom et nom.")
 @click.option(
     "--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role])
 )
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--password-stdin", is_flag=True, help="Lit le mot de passe sur l'entrée standard.")
 @click.option(
-    "--with-totp", is_flag=True, help="Activate now with a new TOTP secret (printed once)."
+    "--with-totp",
+    is_flag=True,
+    help="Active tout de suite avec un nouveau secret TOTP (affiché une seule fois).",
 )
-@click.option("--function", "function", default=None, help="Habilitation: function code.")
-@click.option("--function-label", default=None, help="Habilitation: label for --function autre.")
-@click.option("--granted-on", default=None, help="Habilitation: granted on (AAAA-MM-JJ).")
-@click.option("--ends-on", default=None, help="Habilitation: end date (AAAA-MM-JJ), ≤ 3 years.")
+@click.option("--function", "function", default=None, help="Habilitation : code de la fonction.")
+@click.option("--function-label", default=None, help="Habilitation : libellé si autre.")
+@click.option("--granted-on", default=None, help="Habilitation : accordée le (AAAA-MM-JJ).")
+@click.option("--ends-on", default=None, help="Habilitation : fin (AAAA-MM-JJ), 3 ans au plus.")
 @click.option("--json", "as_json", is_flag=True)
 def users_create(
     org_ref: str,
@@ -75,7 +77,7 @@ def users_create(
     ends_on: str | None,
     as_json: bool,
 ) -> None:
-    """Create an account (activation e-mail), or provision it with --password-stdin --with-totp."""
+    """Crée un compte (e-mail d'activation), ou le provisionne avec --password-stdin --with-totp."""
     if password_stdin != with_totp:
         raise click.UsageError("--password-stdin et --with-totp vont ensemble")
     password = sys.stdin.readline().rstrip("\r\n") if password_stdin else None
@@ -141,10 +143,14 @@ def _find(email: str) -> User:
 
 @users.command("habilitation")
 @click.argument("email")
-@click.option("--function", "function", required=True, help="Function code (see `users show`).")
-@click.option("--function-label", default=None, help="Label, for --function autre.")
-@click.option("--granted-on", default=None, help="Granted on (AAAA-MM-JJ); default: today.")
-@click.option("--ends-on", default=None, help="End date (AAAA-MM-JJ), at most 3 years later.")
+@click.option(
+    "--function", "function", required=True, help="Code de la fonction (voir `users show`)."
+)
+@click.option("--function-label", default=None, help="Libellé, si la fonction est « autre ».")
+@click.option(
+    "--granted-on", default=None, help="Accordée le (AAAA-MM-JJ) ; par défaut, aujourd'hui."
+)
+@click.option("--ends-on", default=None, help="Date de fin (AAAA-MM-JJ), 3 ans au plus.")
 def users_habilitation(
     email: str,
     function: str,
@@ -152,7 +158,7 @@ def users_habilitation(
     granted_on: str | None,
     ends_on: str | None,
 ) -> None:
-    """Record or replace an account's habilitation (audited)."""
+    """Enregistre ou remplace l'habilitation d'un compte (journalisé)."""
     given = _habilitation(function, function_label, granted_on, ends_on)
     assert given is not None  # noqa: S101 - the option is required
     with app_context():
@@ -207,7 +213,7 @@ def account_summary(user: User) -> dict[str, Any]:
 @click.argument("email")
 @click.option("--json", "as_json", is_flag=True)
 def users_show(email: str, as_json: bool) -> None:
-    """Show an account: status, roles, habilitation, last log-in."""
+    """Affiche un compte : statut, rôles, habilitation, dernière connexion."""
     with app_context():
         summary = account_summary(_find(email))
     if as_json:
@@ -248,7 +254,7 @@ def users_show(email: str, as_json: bool) -> None:
 StatusChange = Callable[[Session, User, audit.Actor, audit.Context], None]
 
 
-def _status_command(verb: str, action: StatusChange) -> click.Command:
+def _status_command(verb: str, action: StatusChange, label: str) -> click.Command:
     @click.argument("email")
     def command(email: str) -> None:
         with app_context():
@@ -262,17 +268,17 @@ def _status_command(verb: str, action: StatusChange) -> click.Command:
             db.session.commit()
             click.echo(f"{email} : {user.status_label}")
 
-    command.__doc__ = f"{verb.capitalize()} an account (its sessions end at once)."
+    command.__doc__ = f"{label} un compte (ses sessions sont fermées aussitôt)."
     return click.command(verb)(command)
 
 
-users.add_command(_status_command("suspend", accounts.suspend))
+users.add_command(_status_command("suspend", accounts.suspend, "Suspend"))
 
 
 @users.command("reactivate")
 @click.argument("email")
 def users_reactivate(email: str) -> None:
-    """Reactivate a suspended account; the person gets a link to choose a new password."""
+    """Réactive un compte suspendu ; un lien pour choisir un mot de passe est envoyé."""
     with app_context():
         user = _find(email)
         try:
@@ -284,13 +290,13 @@ def users_reactivate(email: str) -> None:
         click.echo(f"{email} : {user.status_label}")
 
 
-users.add_command(_status_command("revoke", accounts.revoke))
+users.add_command(_status_command("revoke", accounts.revoke, "Révoque"))
 
 
 @users.command("list")
 @click.option("--org", "org_ref", default=None)
 def users_list(org_ref: str | None) -> None:
-    """List accounts."""
+    """Liste les comptes."""
     with app_context():
         stmt = sa.select(User).order_by(User.email)
         if org_ref:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import (
     IntegerField,
     RadioField,
@@ -15,8 +14,10 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from portal.forms import PortalForm
 
-class NewDepositForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+
+class NewDepositForm(PortalForm):
     """Space, category, title, short message, recipients, expiry and download limit."""
 
     departement = SelectField("Espace départemental", choices=[], validators=[DataRequired()])
@@ -57,7 +58,7 @@ HINTS = {
 }
 
 
-class NotificationPreferenceForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class NotificationPreferenceForm(PortalForm):
     """One e-mail per deposit, or a daily digest."""
 
     mode = RadioField(

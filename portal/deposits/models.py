@@ -129,6 +129,12 @@ class Deposit(Base):
         return self.status == DepositStatus.AVAILABLE and not self.is_expired(now)
 
     @property
+    def deposited_at(self) -> datetime:
+        """When the deposit reached its recipients (its creation while still a draft): the one
+        instant the inbox and the deposit page both show."""
+        return self.published_at or self.created_at
+
+    @property
     def category_label(self) -> str:
         """French label of the category."""
         return CATEGORY_LABELS[Category(self.category)]

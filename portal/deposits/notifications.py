@@ -12,6 +12,7 @@ from portal.accounts.models import User
 from portal.container import Services
 from portal.deposits.models import Deposit
 from portal.deposits.services import DepositError, publish, recipient_users
+from portal.formats import datetime_fr
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 
@@ -23,7 +24,7 @@ def deposit_mail(
 ) -> tuple[str, str]:
     """Subject and body announcing *deposit*: category, space, expiry and a link, nothing else."""
     link = f"{svc.settings.base_url}/depots/{deposit.id}"
-    expires = deposit.expires_at.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+    expires = datetime_fr(deposit.expires_at)
     space = f"{deposit.departement_code} — {DEPARTEMENTS[deposit.departement_code]}"
     if reminder_days is None:
         subject = f"Fil'R : un dépôt vous attend ({deposit.category_label})"

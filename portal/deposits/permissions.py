@@ -22,6 +22,11 @@ def categories_of(user: User) -> frozenset[Category]:
     return frozenset(c for c, role in CATEGORY_ROLE.items() if user.has_role(role))
 
 
+def can_create_deposit(user: User) -> bool:
+    """A space to deposit in, and a category other than flows (those go through /flux)."""
+    return bool(spaces_of(user)) and bool(categories_of(user) - {Category.FLUX_XML})
+
+
 def is_recipient(user: User, deposit: Deposit) -> bool:
     """Named recipient, or member of a recipient organisation."""
     return any(

@@ -30,9 +30,10 @@ from portal.deposits.models import (
     DepositStatus,
     DownloadReceipt,
 )
-from portal.deposits.notifications import PARIS, deposit_mail
+from portal.deposits.notifications import deposit_mail
 from portal.deposits.permissions import visible_deposits
 from portal.deposits.services import recipient_users
+from portal.formats import datetime_fr
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 
@@ -275,7 +276,7 @@ def digest_mail(svc: Services, lines: Sequence[DigestLine], since: datetime) -> 
     total = sum(line.count for line in lines)
     plural = "s" if total > 1 else ""
     subject = f"Fil'R : résumé quotidien, {total} nouveau{'x' if total > 1 else ''} dépôt{plural}"
-    since_text = since.astimezone(PARIS).strftime("%d/%m/%Y à %H:%M")
+    since_text = datetime_fr(since)
     listing = "\n".join(
         f"- Espace {line.departement} — {DEPARTEMENTS[line.departement]}, "
         f"{CATEGORY_LABELS[line.category]} : {line.count}"

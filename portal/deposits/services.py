@@ -38,6 +38,7 @@ from portal.deposits.permissions import (
 )
 from portal.deposits.purge import destroy_content
 from portal.filecheck import TypeSniffer, safe_filename
+from portal.formats import size_fr
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import may_exchange, spaces_of
 from portal.text import fold
@@ -281,9 +282,7 @@ class _Guard:
 
 
 def _human(size: int) -> str:
-    if size >= 1024**3:
-        return f"{size / 1024**3:.0f} Gio"
-    return f"{size / 1024**2:.0f} Mio"
+    return size_fr(size)
 
 
 def add_file(

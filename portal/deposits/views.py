@@ -30,6 +30,7 @@ from portal.deposits.forms import DIGEST, EACH, HINTS, NewDepositForm, Notificat
 from portal.deposits.listing import PAGE_SIZE, Filters, list_deposits
 from portal.deposits.models import CATEGORY_LABELS, Category, Deposit
 from portal.deposits.permissions import (
+    can_create_deposit,
     can_download,
     can_withdraw,
     categories_of,
@@ -69,6 +70,7 @@ def inbox() -> str:
         spaces=[(c, DEPARTEMENTS[c]) for c in sorted(spaces_of(user))],
         categories=[(str(c), CATEGORY_LABELS[c]) for c in sorted(categories_of(user))],
         page_size=PAGE_SIZE,
+        can_create=can_create_deposit(user),
     )
 
 
@@ -109,7 +111,7 @@ def _new_form(user: User) -> NewDepositForm:
 def new() -> str | BaseResponse:
     """First step: what, for whom, how long; then files are added to the draft."""
     user = the_user()
-    if not spaces_of(user) or not categories_of(user) - {Category.FLUX_XML}:
+    if not can_create_deposit(user):
         abort(404)
     form = _new_form(user)
     error = None
@@ -136,8 +138,7 @@ def new() -> str | BaseResponse:
             error = str(e)
         else:
             return redirect(url_for("deposits.files", deposit_id=deposit.id))
-    elif request.method == "POST":
-        error = "Le formulaire contient des erreurs : corrigez les champs signalés."
+    # Field errors: the template's error summary lists them, each linked to its field.
     return render_template("deposits/new.html", form=form, error=error)
 
 

@@ -25,6 +25,7 @@ from portal.flows.core.types import FlowType
 from portal.flows.models import FlowDeposit, FlowStatus
 from portal.flows.permissions import SENDER_SIDE
 from portal.flows.services import period_label
+from portal.formats import datetime_fr
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
 
@@ -99,8 +100,7 @@ def local_time_label(departement: str, value: datetime | None) -> str:
     """`20/11/2026 à 17:00`, on the département's clock (named when it is not Paris's)."""
     if value is None:
         return "—"
-    zone = calendar.time_zone(departement)
-    text = value.astimezone(zone).strftime("%d/%m/%Y à %H:%M")
+    text = datetime_fr(value, tz=calendar.time_zone(departement))
     name = calendar.TIME_ZONE_NAMES.get(departement)
     return f"{text} ({name})" if name else text
 
@@ -244,7 +244,7 @@ def follow_up(
 def _fr(value: datetime | None) -> str:
     if value is None:
         return ""
-    return value.astimezone(calendar.PARIS).strftime("%d/%m/%Y %H:%M")
+    return datetime_fr(value, at=" ")
 
 
 def follow_up_csv(rows: Iterable[FollowUpRow]) -> str:

@@ -23,6 +23,12 @@ def index() -> str:
     )
 
 
+@bp.route("/accessibilite")
+def accessibility() -> str:
+    """The accessibility statement (public: the footer of every page links to it)."""
+    return render_template("home/accessibility.html")
+
+
 @bp.route("/sante")
 def health() -> Response:
     """Liveness probe for the load balancer (public, says nothing else)."""

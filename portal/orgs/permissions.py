@@ -52,6 +52,9 @@ def may_exchange(sender: Organisation, recipient: Organisation, departement_code
         return True
     if kinds == {OrgKind.DEPARTEMENT, OrgKind.PRESTATAIRE}:
         return True
-    # A provider never exchanges directly with France Travail, nor providers among themselves;
-    # exchanges inside one organisation are allowed.
+    # A provider never exchanges directly with France Travail, nor providers among themselves,
+    # nor within itself: what it sends goes to the SLAI that mandates it. Exchanges inside one
+    # département or France Travail structure are allowed.
+    if OrgKind.PRESTATAIRE in kinds:
+        return False
     return sender.id == recipient.id

@@ -10,11 +10,11 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask_wtf import FlaskForm
-
 from audit import AuditAction, Outcome
 from audit.query import AuditFilter, Scope
+from portal.forms import PortalForm
 from portal.orgs.departements import is_departement_code
+from portal.securite.labels import action_label
 
 PARIS = ZoneInfo("Europe/Paris")
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -55,7 +55,7 @@ TARGET_TYPES = (
 def action_choices() -> list[tuple[str, str]]:
     """Families (prefixes ending with ':') then every exact action."""
     families = [(k, v) for k, v in FAMILY_LABELS.items()]
-    return families + [(str(a), str(a)) for a in AuditAction]
+    return families + [(str(a), f"{action_label(a)} ({a})") for a in AuditAction]
 
 
 # The days a period may name. The calendar's ends cannot be searched: "the day after
@@ -170,5 +170,5 @@ class SearchArgs:
         return not self.args()
 
 
-class EmptyForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class EmptyForm(PortalForm):
     """A form with only the CSRF token (acknowledge)."""

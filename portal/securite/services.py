@@ -20,7 +20,8 @@ from portal.orgs.models import FtTerritory, Organisation, OrgKind
 from portal.securite.models import AlertJobState, AlertStatus, SecurityAlert
 from portal.securite.permissions import audit_scope_of, mandated_by
 
-PAGE_SIZE = 50
+# 20 rows: a page stays readable on a phone (the rows carry labelled details).
+PAGE_SIZE = 20
 
 
 class AlertError(Exception):
@@ -156,11 +157,15 @@ def deposit_events(
 
 
 def names_of(session: Session, events: list[AuditEvent]) -> tuple[dict[str, str], dict[str, str]]:
-    """Display names of the actors and organisations named by *events*."""
+    """Display names of the actors, of the accounts the rows act on, and of organisations.
+
+    An account is named with its organisation (`Alex Martin (CD 62)`).
+    """
     user_ids = {e.actor_id for e in events if e.actor_id}
+    user_ids |= {e.target_id for e in events if e.target_type == "user" and e.target_id}
     org_ids = {e.actor_org_id for e in events if e.actor_org_id}
     users = {
-        u.id: u.full_name
+        u.id: f"{u.full_name} ({u.organisation.name})"
         for u in session.execute(sa.select(User).where(User.id.in_(user_ids))).scalars()
     }
     orgs = {

@@ -23,7 +23,7 @@ from flask import (
 from werkzeug.wrappers.response import Response as BaseResponse
 
 from audit import AuditEvent
-from audit.export import iter_csv, iter_json_array
+from audit.export import iter_json_array
 from audit.query import AuditFilter, Scope
 from portal.accounts.models import ROLE_LABELS, User
 from portal.auth.services import find_user_by_email
@@ -40,6 +40,14 @@ from portal.securite.forms import (
     SearchArgs,
     action_choices,
 )
+from portal.securite.labels import (
+    DETAIL_LABELS,
+    action_label,
+    detail_fields,
+    iter_french_csv,
+    short_user_agent,
+    target_type_label,
+)
 from portal.securite.models import ALERT_STATUS_LABELS, AlertStatus, SecurityAlert
 from portal.securite.permissions import (
     can_see_alert,
@@ -50,21 +58,10 @@ from portal.web import audit_context, the_user
 
 bp = Blueprint("securite", __name__, url_prefix="/securite")
 
+# CSV in the portal's French convention (`;`, byte-order mark, French headers), like the flows'.
 EXPORT_FORMATS = {
-    "csv": ("text/csv; charset=utf-8", "csv", iter_csv),
-    "json": ("application/json", "json", iter_json_array),
-}
-DETAIL_LABELS = {
-    "count_in_window": "Nombre maximal dans la fenêtre",
-    "threshold": "Seuil",
-    "window_minutes": "Fenêtre (minutes)",
-    "departements": "Départements visés",
-    "networks": "Nouveaux réseaux",
-    "first_broken_seq": "Première entrée rompue",
-    "reason": "Cause",
-    "deposit_id": "Dépôt",
-    "object_key": "Objet stocké",
-    "segment": "Premier segment en échec (numéroté à partir de 0)",
+    "csv": ("text/csv; charset=utf-8", "csv", iter_french_csv, "\ufeff"),
+    "json": ("application/json", "json", iter_json_array, ""),
 }
 NO_MATCH = "0" * 32  # an actor id no account has: an unknown e-mail finds nothing
 
@@ -106,6 +103,12 @@ def _page_args(events: list[AuditEvent], limit: int = securite.PAGE_SIZE) -> dic
     users, orgs = securite.names_of(db.session, events)
     next_seq = events[-1].seq if len(events) == limit else None
     return {"events": events, "user_names": users, "org_names": orgs, "next_seq": next_seq}
+
+
+bp.add_app_template_filter(action_label, "action_label")
+bp.add_app_template_filter(target_type_label, "target_type_label")
+bp.add_app_template_filter(detail_fields, "detail_fields")
+bp.add_app_template_filter(short_user_agent, "short_user_agent")
 
 
 def _resolve(args: SearchArgs, scope: Scope) -> SearchArgs:
@@ -170,13 +173,15 @@ def export(fmt: str) -> Response | BaseResponse:
     if fmt not in EXPORT_FORMATS:
         abort(404)
     args = _resolve(SearchArgs.from_args(request.args, scope), scope)
-    mimetype, extension, encode = EXPORT_FORMATS[fmt]
+    mimetype, extension, encode, preamble = EXPORT_FORMATS[fmt]
     # The rows are read after the view has returned and its session was closed at teardown:
     # the generator keeps that session object (see `securite.stream_export`).
     session = db.session
     events = securite.start_export(session, user, scope, args.to_filter(), fmt, audit_context())
 
     def body() -> Iterator[str]:
+        if preamble:
+            yield preamble
         yield from encode(securite.stream_export(session, events))
 
     response = Response(stream_with_context(body()), mimetype=mimetype)
@@ -239,12 +244,12 @@ def deposit_timeline(deposit_id: str) -> str:
 # --- alerts ----------------------------------------------------------------------------
 
 
-def _alert(alert_id: str) -> tuple[User, SecurityAlert]:
+def _alert(alert_id: str) -> tuple[User, Scope, SecurityAlert]:
     officer, scope = _officer()
     alert = db.session.get(SecurityAlert, alert_id) if len(alert_id) == 32 else None
     if alert is None or not can_see_alert(scope, alert):
         abort(404)  # another scope's alert looks exactly like an unknown one
-    return officer, alert
+    return officer, scope, alert
 
 
 @bp.route("/alertes")
@@ -264,7 +269,7 @@ def alerts() -> str:
 @bp.route("/alertes/<alert_id>")
 def alert(alert_id: str) -> str:
     """One alert, its details (ids and counts only) and the acknowledgement."""
-    _officer_user, item = _alert(alert_id)
+    _officer_user, scope, item = _alert(alert_id)
     try:
         details = json.loads(item.details)
     except ValueError:
@@ -274,9 +279,12 @@ def alert(alert_id: str) -> str:
     organisation = (
         db.session.get(Organisation, item.organisation_id) if item.organisation_id else None
     )
+    subject = db.session.get(User, item.subject_id) if item.subject_type == "user" else None
     return render_template(
         "securite/alert.html",
         alert=item,
+        # The account by name and organisation, when the officer may read its trail.
+        subject=subject if subject is not None and can_see_user_trail(scope, subject) else None,
         # Keys starting with "_" are the job's own bookkeeping (who was e-mailed), not details
         # of the detection.
         details=[
@@ -292,7 +300,7 @@ def alert(alert_id: str) -> str:
 @bp.route("/alertes/<alert_id>/acquitter", methods=["POST"])
 def acknowledge(alert_id: str) -> BaseResponse:
     """Acknowledge an alert (audited)."""
-    officer, item = _alert(alert_id)
+    officer, _scope, item = _alert(alert_id)
     if not EmptyForm().validate_on_submit():
         abort(400)
     try:

@@ -47,6 +47,34 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
+# axe-core (npm, devDependencies) checks every document the journeys load: injected by
+# Playwright before the page's own scripts (an init script is not subject to the page's CSP),
+# run once the page and the DSFR have started, each violation reported as a console error
+# (which fails the journey like any other), and each checked page announced, so that a page
+# left before its check is noticed too.
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+_RUN_AXE = """
+(() => {
+  if (window.top !== window || !location.protocol.startsWith("http")) { return; }
+  const frames = (done) => requestAnimationFrame(() => requestAnimationFrame(done));
+  const check = () => new Promise(frames)
+    .then(() => axe.run(document, { resultTypes: ["violations"] }))
+    .then((result) => {
+      for (const v of result.violations) {
+        const where = v.nodes.slice(0, 5).map((n) => n.target.join(" ")).join(" | ");
+        console.error(`axe ${v.id} (${v.impact}) on ${location.pathname}: ${v.help} — ${where}`);
+      }
+      console.debug(`axe:checked ${location.href}`);
+    });
+  window.__axeChecked = new Promise((resolve) => {
+    const failed = (e) => { console.error(`axe failed: ${e}`); resolve(); };
+    const start = () => check().then(resolve, failed);
+    if (document.readyState === "complete") { start(); } else { addEventListener("load", start); }
+  });
+})();
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -166,6 +194,8 @@ def chromium() -> Iterator[Any]:
     """Debian's Chromium driven by Playwright; Playwright never downloads a browser here."""
     if not CHROMIUM.exists():
         unavailable(f"Chromium at {CHROMIUM}")
+    if not AXE.exists():
+        unavailable(f"axe-core at {AXE} (npm install)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -188,6 +218,8 @@ class WatchedPage:
     shots: Path
     problems: list[str] = field(default_factory=list)
     responses: dict[str, int] = field(default_factory=dict)
+    loaded: list[str] = field(default_factory=list)  # every HTML document, in order
+    checked: set[str] = field(default_factory=set)  # documents axe has checked
     _step: int = 0
 
     def screenshot(self, name: str) -> Path:
@@ -214,8 +246,16 @@ class WatchedPage:
         strict xfail test, so an allowance cannot outlive its fix unnoticed.
         """
         self.settle()
+        self.wait_for_axe()
+        unchecked = [url for url in self.loaded if url not in self.checked]
+        assert unchecked == [], f"pages left before axe-core checked them: {unchecked}"
         left = [p for p in self.problems if not any(k.search(p) for k in except_known)]
         assert left == [], "\n".join(left)
+
+    def wait_for_axe(self) -> None:
+        """Wait for axe-core's check of the current document."""
+        if self.page.url.startswith(("http://", "https://")):
+            self.page.evaluate("window.__axeChecked || null")
 
 
 @pytest.fixture
@@ -223,6 +263,7 @@ def watched_page(chromium: Any, live_server: LiveServer, tmp_path: Path) -> Iter
     """A fresh browser context (no cookies) with one watched page."""
     context = chromium.new_context(base_url=live_server.url, locale="fr-FR")
     context.add_init_script(_REPORT_CSP_VIOLATIONS)
+    context.add_init_script(AXE.read_text(encoding="utf-8") + _RUN_AXE)
     page = context.new_page()
     page.set_default_timeout(10_000)
     shots = tmp_path / "screenshots"
@@ -230,6 +271,8 @@ def watched_page(chromium: Any, live_server: LiveServer, tmp_path: Path) -> Iter
     watched = WatchedPage(page, shots)
 
     def on_console(message: Any) -> None:
+        if message.type == "debug" and message.text.startswith("axe:checked "):
+            watched.checked.add(message.text.removeprefix("axe:checked "))
         if message.type == "error":
             watched.problems.append(f"console error on {page.url}: {message.text}")
 
@@ -242,6 +285,11 @@ def watched_page(chromium: Any, live_server: LiveServer, tmp_path: Path) -> Iter
     page.on("console", on_console)
     page.on("pageerror", on_page_error)
     page.on("response", lambda r: watched.responses.__setitem__(r.url, r.status))
+
+    def on_load(_page: Any) -> None:
+        watched.loaded.append(page.url)
+
+    page.on("load", on_load)
     try:
         yield watched
     finally:

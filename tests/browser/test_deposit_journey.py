@@ -237,3 +237,55 @@ def test_an_agent_chooses_the_daily_digest_from_my_account(
     assert page.is_checked("#mode-resume-quotidien")
     watched_page.screenshot("notification-preferences")
     watched_page.assert_clean()
+
+
+def test_withdrawing_a_deposit_asks_for_confirmation_in_a_dsfr_modal_under_the_csp(
+    live_server: LiveServer, watched_page: WatchedPage, files: dict[str, Path]
+) -> None:
+    page = watched_page.page
+    # Given an agent of 62 who sent a deposit to France Travail
+    slai = live_server.filr_json(
+        "orgs", "create", "--kind", "departement", "--departement", "62",
+        "--name", _unique("SLAI modale"),
+    )  # fmt: skip
+    ft = live_server.filr_json(
+        "orgs", "create", "--kind", "france_travail", "--territory", "62",
+        "--name", _unique("France Travail modale"),
+    )  # fmt: skip
+    agent = _provision(live_server, slai["id"], "Anne Retrait")
+    _log_in(watched_page, live_server, agent, agent.totp.now())
+    page.goto("/depots/nouveau")
+    page.select_option("#departement", "62")
+    page.fill("#title", _unique("A retirer"))
+    page.click(f"label[for='recipient-{ft['id']}']")
+    page.click("#create-deposit")
+    page.wait_for_url("**/depots/*/fichiers")
+    deposit_id = page.url.rsplit("/", 2)[-2]
+    # (A keyboard user sees where the focus is on "Choisir des fichiers": the hidden input
+    # passes its focus ring to the label drawn as a button.)
+    page.keyboard.press("Tab")
+    page.focus("#file-input")
+    ring = "getComputedStyle(document.querySelector('label[for=file-input]')).outlineStyle"
+    assert page.evaluate(ring) == "solid"
+    page.set_input_files("#file-input", [str(files["pdf"])])
+    page.locator("#upload-list li[data-uploaded=true]").first.wait_for(timeout=60_000)
+    page.click("#send-deposit")
+    page.wait_for_url(f"**/depots/{deposit_id}")
+    # When the agent presses "Retirer le dépôt", the DSFR modal opens and states the consequence
+    dialog = page.locator("#withdraw-modal")
+    assert not dialog.is_visible()
+    page.click("#withdraw")
+    dialog.wait_for(state="visible")
+    assert "ne peut pas être annulé" in dialog.inner_text()
+    watched_page.screenshot("withdraw-modal")
+    # And "Annuler" closes it with nothing withdrawn
+    dialog.get_by_role("button", name="Annuler").click()
+    dialog.wait_for(state="hidden")
+    assert (page.text_content("#deposit-status") or "").strip() == "Disponible"
+    # Then only the dialog's own button withdraws the deposit
+    page.click("#withdraw")
+    dialog.wait_for(state="visible")
+    page.click("#withdraw-modal-confirm")
+    page.wait_for_url(f"**/depots/{deposit_id}")
+    assert (page.text_content("#deposit-status") or "").strip() in ("Retiré", "Détruit")
+    watched_page.assert_clean()

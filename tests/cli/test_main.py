@@ -31,7 +31,8 @@ print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stder
 
 # What `filr flows validate` may import of the portal: the command and the validation core.
 FLOWS_CORE = {
-    "portal", "portal.cli", "portal.cli.lazy", "portal.cli.flows", "portal.flows",
+    "portal", "portal.cli", "portal.cli.french", "portal.cli.lazy", "portal.cli.flows",
+    "portal.flows",
     "portal.flows.core", "portal.flows.core.codes", "portal.flows.core.encoding",
     "portal.flows.core.registry", "portal.flows.core.report", "portal.flows.core.rules",
     "portal.flows.core.sample", "portal.flows.core.spec", "portal.flows.core.types",
@@ -62,7 +63,7 @@ def test_help_lists_every_group_without_importing_any() -> None:
         assert f"  {name} " in out
         assert not any(m == entry.target.split(":")[0] for m in modules), name
     assert {m for m in modules if m.startswith("portal")} == {
-        "portal", "portal.cli", "portal.cli.lazy"
+        "portal", "portal.cli", "portal.cli.french", "portal.cli.lazy"
     }  # fmt: skip
     assert not any(m.split(".")[0] in FRAMEWORKS for m in modules)
 
@@ -96,10 +97,11 @@ def test_help_is_the_same_before_and_after_the_groups_are_imported() -> None:
     before = CliRunner().invoke(lazy, ["--help"], terminal_width=60).output
     after = CliRunner().invoke(loaded, ["--help"], terminal_width=60).output
 
-    assert before == after and "  jobs   Scheduled jobs (cron, systemd timers,...\n" in before
+    assert before == after
+    assert "  jobs   Tâches planifiées (cron, minuteries systemd,...\n" in before
 
 
 def test_an_unknown_command_is_a_usage_error() -> None:
     result = CliRunner().invoke(main, ["backup"])
 
-    assert result.exit_code == 2 and "No such command 'backup'" in result.output
+    assert result.exit_code == 2 and "Commande inconnue : 'backup'" in result.output

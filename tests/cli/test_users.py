@@ -146,7 +146,7 @@ def test_an_unknown_organisation_or_account_is_one_line_and_exit_1(cli_env: Sett
          "--role", "agent"],
         code=1,
     ).output  # fmt: skip
-    assert out == "Error: organisation inconnue : nulle part\n"
+    assert out == "Erreur : organisation inconnue : nulle part\n"
     assert filr(["users", "suspend", "nobody@example.org"], code=1).output == (
-        "Error: compte inconnu : nobody@example.org\n"
+        "Erreur : compte inconnu : nobody@example.org\n"
     )

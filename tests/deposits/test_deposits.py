@@ -317,6 +317,31 @@ def test_provider_never_exchanges_directly_with_france_travail(
     assert response.status_code == 200  # refused with the form again
 
 
+def test_provider_cannot_address_a_deposit_to_its_own_organisation(
+    app: Flask, world: World, client_for: Clients
+) -> None:
+    # Given the referent of the provider of 62 on the new-deposit form
+    referent = client_for(world.referent62)
+    form = referent.get("/depots/nouveau").get_data(as_text=True)
+    # Then its own organisation is not offered as a recipient
+    assert f'value="{world.provider62}"' not in form
+    # And a forged request addressing it is refused, nothing created
+    response = referent.post(
+        "/depots/nouveau",
+        data={
+            "csrf_token": csrf_of(referent, "/depots/nouveau"),
+            "departement": "62",
+            "category": "document",
+            "title": "x",
+            "recipients": [world.provider62],
+            "lifetime_days": "7",
+        },
+    )
+    assert response.status_code == 200
+    with app.app_context():
+        assert db.session.execute(sa.select(Deposit)).first() is None
+
+
 def test_maximum_downloads_counter_is_atomic(app: Flask, world: World, client_for: Clients) -> None:
     sender, recipient = client_for(world.adviser_ft), client_for(world.agent62)
     deposit_id = sent_deposit(sender, [world.cd62], max_downloads=1)

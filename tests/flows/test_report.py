@@ -141,3 +141,24 @@ def test_the_collector_caps_per_rule_and_overall() -> None:
     assert (collector.error_count, collector.warning_count) == (8, 4)  # field.nir only warns
     assert dict(collector.omitted) == {"field.date": 2, "field.code": 2, "field.nir": 3}
     assert collector.issues[-1].value == "2850762******"
+
+
+def test_birth_dates_keep_only_their_year_in_the_report() -> None:
+    from portal.flows.report import mask_birth_date
+
+    assert mask_birth_date("1985-07-12") == "1985-**-**"
+    assert mask_birth_date("12/07/1985") == "**/**/1985"
+    assert mask_birth_date("1985-02-30") == "1985-**-**"
+    assert mask_birth_date("abc") == "abc"
+    # Given a wrong birth date met by the validator
+    builder = IssueCollector()
+    builder.add(
+        Rule.FIELD_DATE,
+        "La date « 1985-02-30 » n'existe pas.",
+        field="dossier/individu/date-naissance",
+        value="1985-02-30",
+    )
+    issue = builder.issues[0]
+    # Then neither the value nor the message shows its day and month
+    assert issue.value == "1985-**-**"
+    assert "1985-02-30" not in issue.message and "1985-**-**" in issue.message

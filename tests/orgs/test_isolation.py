@@ -68,6 +68,10 @@ def test_conventions_on_who_may_address_whom() -> None:
     assert may_exchange(CD62, PROVIDER62, "62") and may_exchange(PROVIDER62, CD62, "62")
     # A provider never directly with France Travail
     assert not may_exchange(PROVIDER62, FT_HDF, "62") and not may_exchange(FT_HDF, PROVIDER62, "62")
+    # Nor with itself: it addresses the SLAI that mandates it (#12)
+    assert not may_exchange(PROVIDER62, PROVIDER62, "62")
+    # Inside a département or a France Travail structure, colleagues may address each other
+    assert may_exchange(CD62, CD62, "62") and may_exchange(FT_HDF, FT_HDF, "62")
     # Never across spaces, never the platform
     assert not may_exchange(CD62, FT_HDF, "59")
     assert not may_exchange(CD59, FT_HDF, "62")

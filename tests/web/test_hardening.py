@@ -101,6 +101,7 @@ EXPECTED_PUBLIC_ENDPOINTS = {
     "home.health",
     "ops.ready",  # says only which component is down
     "ops.metrics",  # its own bearer token: tests/ops/test_health_metrics.py
+    "home.accessibility",
 }
 
 # Endpoints that must be behind the gate; guards against a walk that silently walks nothing.

@@ -30,6 +30,19 @@ def mask_nir(value: str) -> str:
     return value[:visible] + "*" * (len(value) - visible)
 
 
+# A birth date with its year kept (`1985-**-**`): the year is what a technician needs to find
+# the record again; day and month with the NIR's first digits would single the person out.
+_BIRTH_DATE_FIELD: Final = "/date-naissance"
+_YEAR: Final = re.compile(r"(?<![0-9])(?:19|20)[0-9]{2}(?![0-9])")
+
+
+def mask_birth_date(value: str) -> str:
+    """`1985-07-12` -> `1985-**-**`: every digit hidden but those of the year."""
+    year = _YEAR.search(value)
+    keep = range(year.start(), year.end()) if year else range(0)
+    return "".join("*" if ch.isdigit() and i not in keep else ch for i, ch in enumerate(value))
+
+
 def redact(text: str) -> str:
     """`text` with every NIR-like run of digits masked."""
     return _NIR_LIKE.sub(lambda match: mask_nir(match.group()), text)
@@ -199,6 +212,9 @@ class IssueCollector:
         self.stored_per_rule[rule] += 1
         if value is not None:
             nir_field = is_nir or (field is not None and field.endswith("/nir"))
+            if field is not None and field.endswith(_BIRTH_DATE_FIELD):
+                masked = mask_birth_date(value)
+                message, value = message.replace(value, masked) if value else message, masked
             value = mask_nir(value) if nir_field else redact(value)
         self.issues.append(
             ValidationIssue(severity, rule, redact(message), line, record, field, value)
