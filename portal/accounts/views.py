@@ -226,12 +226,6 @@ def _given(form: HabilitationForm) -> habilitations.HabilitationInput:
     )
 
 
-def _form_problems(form: HabilitationForm) -> list[str]:
-    return [errors[0] for errors in form.errors.values() if errors] or [
-        "Le formulaire contient des erreurs : corrigez les champs signalés."
-    ]
-
-
 @bp.route("/gestion/comptes/nouveau", methods=["GET", "POST"])
 def manage_create() -> str | Response:
     """Create an account with its habilitation; the person receives an activation e-mail."""
@@ -398,8 +392,6 @@ def manage_habilitation(user_id: str) -> str | Response:
         else:
             flash("L'habilitation a été enregistrée.", "success")
             return redirect(url_for("accounts.manage_detail", user_id=target.id))
-    elif form.is_submitted():
-        problems = _form_problems(form)
     return render_template(
         "accounts/manage_habilitation.html", target=target, form=form, problems=problems
     )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import (
     DateTimeLocalField,
     IntegerField,
@@ -12,12 +11,13 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, NumberRange, Optional
 
+from portal.forms import PortalForm
 from portal.securite.incident_models import INCIDENT_KIND_LABELS, NOTICE_KIND_LABELS
 
 WHEN = "%Y-%m-%dT%H:%M"
 
 
-class IncidentForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class IncidentForm(PortalForm):
     """Record an incident (no personal data in any field)."""
 
     kind = SelectField(
@@ -48,7 +48,7 @@ class IncidentForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hin
     )
 
 
-class NoticeForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class NoticeForm(PortalForm):
     """Record a notice that went out."""
 
     kind = SelectField(
@@ -66,7 +66,7 @@ class NoticeForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     )
 
 
-class LinkForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+class LinkForm(PortalForm):
     """Link an audit row by its number."""
 
     seq = IntegerField(

@@ -89,7 +89,7 @@ def register() -> str | BaseResponse:
             flash(f"Incident n° {incident.number} enregistré.", "success")
             return redirect(url_for("incidents.detail", incident_id=incident.id))
     elif form.is_submitted():
-        problems = [errors[0] for errors in form.errors.values() if errors]
+        problems = []  # each field in error is listed by the error summary, linked to it
     return _list_page(form, problems)
 
 
@@ -125,8 +125,8 @@ def notice(incident_id: str) -> str | BaseResponse:
     officer, _scope, incident = _incident(incident_id)
     form = NoticeForm()
     if not form.validate_on_submit():
-        problems = [errors[0] for errors in form.errors.values() if errors]
-        return _detail_page(incident_id, notice_form=form, problems=problems)
+        # Each field in error is listed by the error summary, linked to it.
+        return _detail_page(incident_id, notice_form=form)
     if form.kind.data not in {str(k) for k in NoticeKind}:
         return _detail_page(incident_id, notice_form=form, problems=["Destinataire inconnu."])
     try:
@@ -152,8 +152,8 @@ def link(incident_id: str) -> str | BaseResponse:
     officer, _scope, incident = _incident(incident_id)
     form = LinkForm()
     if not form.validate_on_submit():
-        problems = [errors[0] for errors in form.errors.values() if errors]
-        return _detail_page(incident_id, link_form=form, problems=problems)
+        # Each field in error is listed by the error summary, linked to it.
+        return _detail_page(incident_id, link_form=form)
     try:
         incidents.link_event(db.session, officer, incident, form.seq.data, ctx=audit_context())
     except incidents.IncidentError as e:

@@ -75,6 +75,20 @@ ACTION_LABELS: dict[str, str] = {
     AuditAction.FLOW_FLAGGED_UNUSABLE: "Flux déclaré inexploitable",
     AuditAction.FLOW_REMINDER_SENT: "Rappel du calendrier des flux envoyé",
     AuditAction.KEY_ROTATED: "Clé de chiffrement renouvelée",
+    AuditAction.ACCOUNT_HABILITATION_UPDATED: "Habilitation enregistrée",
+    AuditAction.ACCOUNT_HABILITATION_FORM_STORED: "Formulaire d'habilitation signé déposé",
+    AuditAction.ACCOUNT_HABILITATION_FORM_DOWNLOADED: "Formulaire d'habilitation signé téléchargé",
+    AuditAction.ACCOUNT_NOTICE_SENT: "Avis envoyé au titulaire du compte",
+    AuditAction.ACCOUNT_DEPARTED: "Départ de l'agent enregistré",
+    AuditAction.ACCOUNT_REVIEW_OPENED: "Revue des habilitations ouverte",
+    AuditAction.ACCOUNT_REVIEW_CONFIRMED: "Habilitation confirmée à la revue",
+    AuditAction.ACCOUNT_REVIEW_SUSPENDED: "Compte suspendu à la revue",
+    AuditAction.ACCOUNT_REVIEW_REMINDED: "Rappel de revue envoyé",
+    AuditAction.ACCOUNT_REVIEW_CLOSED: "Revue des habilitations close",
+    AuditAction.INCIDENT_CREATED: "Incident enregistré",
+    AuditAction.INCIDENT_LINKED: "Élément rattaché à un incident",
+    AuditAction.INCIDENT_NOTICE_RECORDED: "Notification d'incident enregistrée",
+    AuditAction.INCIDENT_REMINDER_SENT: "Rappel d'échéance d'incident envoyé",
 }
 
 TARGET_TYPE_LABELS: dict[str, str] = {
@@ -90,6 +104,8 @@ TARGET_TYPE_LABELS: dict[str, str] = {
     "master-key": "Clé maîtresse",
     "object": "Objet stocké",
     "scope": "Périmètre",
+    "incident": "Incident",
+    "job": "Tâche planifiée",
 }
 
 DETAIL_LABELS: dict[str, str] = {
