@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from portal.filecheck.clamd import parse_url
+
 ENV_PREFIX = "FILR_"
 AUDIT_RETENTION_MIN, AUDIT_RETENTION_MAX = 6, 36
 MFA_FAILURES_MIN, MFA_FAILURES_MAX = 3, 100
@@ -67,6 +69,14 @@ def _load_or_create_secret(path: Path) -> str:
         value = secrets.token_urlsafe(48)
         f.write(value + "\n")
     return value
+
+
+def parse_clamd_url(url: str) -> None:
+    """Refuse a FILR_CLAMD_URL that is neither unix:///path nor tcp://host:port."""
+    try:
+        parse_url(url)
+    except ValueError as e:
+        raise SettingsError(f"{ENV_PREFIX}CLAMD_URL: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,13 @@ class Settings:
     # A PostgreSQL superuser may rewrite the audit trail: the portal refuses to connect as one
     # unless this is set (logged as a warning). SQLite, the embedded default, has no roles.
     allow_superuser: bool = False
+    # The antivirus (docs/operations.md): clamd's socket, how long a scan may take, the age of
+    # its signatures past which an alert is raised, and the explicit bypass (audited per file)
+    # that lets files through unscanned while clamd is unavailable. Off: they wait.
+    clamd_url: str = "unix:///run/clamav/clamd.ctl"
+    clamd_timeout_seconds: int = 120
+    antivirus_max_signature_age_hours: int = 48
+    antivirus_bypass: bool = False
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -208,6 +225,12 @@ class Settings:
             database_app_role=_env("DATABASE_APP_ROLE") or None,
             database_app_password=_env("DATABASE_APP_PASSWORD") or None,
             allow_superuser=_bool("ALLOW_SUPERUSER", False),
+            clamd_url=_env("CLAMD_URL") or "unix:///run/clamav/clamd.ctl",
+            clamd_timeout_seconds=_int("CLAMD_TIMEOUT_SECONDS", 120, minimum=1),
+            antivirus_max_signature_age_hours=_int(
+                "ANTIVIRUS_MAX_SIGNATURE_AGE_HOURS", 48, minimum=1
+            ),
+            antivirus_bypass=_bool("ANTIVIRUS_BYPASS", False),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -222,6 +245,8 @@ class Settings:
                 f"{ENV_PREFIX}MFA_FAILURES_MAX must be between {MFA_FAILURES_MIN} "
                 f"and {MFA_FAILURES_MAX}, not {self.mfa_failures_max}"
             )
+
+        parse_clamd_url(self.clamd_url)
 
     @property
     def migration_database_url(self) -> str:

@@ -95,6 +95,39 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
     )
 
 
+@jobs.command("antivirus")
+@click.option("--dry-run", is_flag=True, help="Count what waits for a scan; change nothing.")
+@job("antivirus", busy="Une autre analyse antivirus est en cours : rien à faire.")
+def jobs_antivirus(run: Job) -> JobRun:
+    """Scan the files clamd could not scan at upload, publish the deposits that waited."""
+    from portal.deposits.rescan import rescan_pending
+
+    report = rescan_pending(db.session, services(), run.context, now=utcnow(), dry_run=run.dry_run)
+    summary = (
+        f"Antivirus : {report.pending} fichiers en attente d'analyse, {report.clean} sains, "
+        f"{report.infected} refusés (signature détectée), {report.published} dépôts transmis, "
+        f"{report.still_held} dépôts encore en attente."
+    )
+    if report.unavailable is not None:
+        summary += " L'antivirus (clamd) est indisponible : rien n'a été publié sans analyse."
+    if report.signatures_stale:
+        summary += " Les signatures de l'antivirus sont périmées ou sans date : alerte levée."
+    return JobRun(
+        summary,
+        details={
+            "pending": report.pending,
+            "clean": report.clean,
+            "infected": report.infected,
+            "published": report.published,
+            "still_held": report.still_held,
+            "clamd_available": report.unavailable is None,
+            "signatures_stale": report.signatures_stale,
+        },
+        # Monitoring must see a clamd that is down: deposits wait until it is back.
+        exit_code=1 if report.unavailable is not None else 0,
+    )
+
+
 @jobs.command("reminders")
 @click.option("--dry-run", is_flag=True, help="Report what would be sent; send nothing.")
 @job("reminders", busy="Un autre envoi de rappels est en cours : rien à faire.")
