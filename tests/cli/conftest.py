@@ -21,6 +21,7 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
         "FILR_BASE_URL": settings.base_url,
         "FILR_STORAGE_URL": settings.storage_url,
         "FILR_MASTER_KEY_FILE": str(settings.master_key_file),
+        "FILR_CLAMD_URL": settings.clamd_url,
     }.items():
         monkeypatch.setenv(name, value)
     return settings

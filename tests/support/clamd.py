@@ -9,7 +9,6 @@ directory, its temporary files in /dev/shm (memory) when there is one.
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
 import shutil
 import signal
@@ -40,13 +39,14 @@ def find_clamd() -> str | None:
 
 
 def write_signatures(directory: Path) -> None:
-    """Write the two test signatures into *directory* (created if needed)."""
+    """Write the two test signatures into *directory* (created if needed).
+
+    Body signatures (`.ndb`, any file type, any offset): EICAR is found inside a flow's XML or
+    a text file too, not only as a whole file as an `.hdb` hash would.
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    md5 = hashlib.md5(EICAR, usedforsecurity=False).hexdigest()
-    (directory / "filr-test.hdb").write_text(
-        f"{md5}:{len(EICAR)}:{EICAR_SIGNATURE.removesuffix(_UNOFFICIAL)}\n"
-    )
     (directory / "filr-test.ndb").write_text(
+        f"{EICAR_SIGNATURE.removesuffix(_UNOFFICIAL)}:0:*:{EICAR.hex()}\n"
         f"{FILR_SIGNATURE.removesuffix(_UNOFFICIAL)}:0:*:{FILR_TEST_STRING.hex()}\n"
     )
 
