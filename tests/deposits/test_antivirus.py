@@ -15,8 +15,8 @@ from portal.deposits.models import Deposit, DepositFile, DepositStatus, ScanStat
 from portal.securite.models import AlertKind, SecurityAlert
 from tests.conftest import audit_rows, reread
 from tests.deposits.conftest import PDF, create_deposit, publish, upload
-from tests.flows.conftest import ClientFor
 from tests.factories import World
+from tests.flows.conftest import ClientFor
 from tests.support.clamd import EICAR, EICAR_SIGNATURE, FILR_SIGNATURE, FILR_TEST_STRING
 
 
