@@ -149,6 +149,11 @@ class Settings:
     clamd_timeout_seconds: int = 120
     antivirus_max_signature_age_hours: int = 48
     antivirus_bypass: bool = False
+    # Uploads declaring more bytes than this are scanned right after they are stored (by
+    # `filr jobs antivirus`, before publication) rather than while they stream: clamd scans
+    # only once the stream has ended, at 40-50 MiB/s on one core, which would halve the upload
+    # rate of big files (benchmarks/storage_throughput.py).
+    antivirus_inline_max_bytes: int = 32 * 1024**2
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -231,6 +236,7 @@ class Settings:
                 "ANTIVIRUS_MAX_SIGNATURE_AGE_HOURS", 48, minimum=1
             ),
             antivirus_bypass=_bool("ANTIVIRUS_BYPASS", False),
+            antivirus_inline_max_bytes=_int("ANTIVIRUS_INLINE_MAX_BYTES", 32 * 1024**2),
         )
         return replace(settings, **overrides) if overrides else settings
 

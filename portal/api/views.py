@@ -489,6 +489,7 @@ def file_upload(deposit_id: str) -> tuple[Response, int, dict[str, str]]:
         record = deposits.add_file(
             db.session, svc.store, user, deposit, name, chunks,
             size_limit=limit, ctx=audit_context(), antivirus=Antivirus.of(svc),
+            declared_size=request.content_length,
         )  # fmt: skip
     except deposits.FileTooLarge as e:
         raise ApiProblem(413, str(e), code=e.code) from None

@@ -99,10 +99,10 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
 @click.option("--dry-run", is_flag=True, help="Count what waits for a scan; change nothing.")
 @job("antivirus", busy="Une autre analyse antivirus est en cours : rien à faire.")
 def jobs_antivirus(run: Job) -> JobRun:
-    """Scan the files clamd could not scan at upload, publish the deposits that waited."""
+    """Scan the files not scanned at upload, publish the deposits that waited for them."""
     from portal.deposits.rescan import rescan_pending
 
-    report = rescan_pending(db.session, services(), run.context, now=utcnow(), dry_run=run.dry_run)
+    report = rescan_pending(db.session, services(), run.context, dry_run=run.dry_run)
     summary = (
         f"Antivirus : {report.pending} fichiers en attente d'analyse, {report.clean} sains, "
         f"{report.infected} refusés (signature détectée), {report.published} dépôts transmis, "
@@ -110,8 +110,6 @@ def jobs_antivirus(run: Job) -> JobRun:
     )
     if report.unavailable is not None:
         summary += " L'antivirus (clamd) est indisponible : rien n'a été publié sans analyse."
-    if report.signatures_stale:
-        summary += " Les signatures de l'antivirus sont périmées ou sans date : alerte levée."
     return JobRun(
         summary,
         details={
@@ -121,10 +119,35 @@ def jobs_antivirus(run: Job) -> JobRun:
             "published": report.published,
             "still_held": report.still_held,
             "clamd_available": report.unavailable is None,
-            "signatures_stale": report.signatures_stale,
         },
         # Monitoring must see a clamd that is down: deposits wait until it is back.
         exit_code=1 if report.unavailable is not None else 0,
+    )
+
+
+@jobs.command("antivirus-signatures")
+@click.option("--dry-run", is_flag=True, help="Report the signatures' age; raise no alert.")
+@job("antivirus-signatures", busy="Une autre vérification est en cours : rien à faire.")
+def jobs_antivirus_signatures(run: Job) -> JobRun:
+    """Alert when clamd's signatures are older than FILR_ANTIVIRUS_MAX_SIGNATURE_AGE_HOURS."""
+    from portal.deposits.rescan import signatures_job
+
+    version, stale = signatures_job(
+        db.session, services(), run.context, now=utcnow(), dry_run=run.dry_run
+    )
+    if version is None:
+        return JobRun(
+            "L'antivirus (clamd) est indisponible : signatures non vérifiées.",
+            details={"clamd_available": False},
+            exit_code=1,
+        )
+    summary = f"Antivirus : {version}. " + (
+        "Signatures périmées ou sans date : alerte levée." if stale else "Signatures à jour."
+    )
+    return JobRun(
+        summary,
+        details={"clamd_available": True, "version": version[:120], "stale": stale},
+        exit_code=1 if stale else 0,
     )
 
 

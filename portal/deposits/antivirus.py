@@ -37,11 +37,29 @@ class Antivirus:
     bypass: bool
     mailer: Mailer
     base_url: str
+    inline_max_bytes: int
 
     @classmethod
     def of(cls, svc: Services) -> Antivirus:
         """The antivirus of the application's services."""
-        return cls(svc.clamd, svc.settings.antivirus_bypass, svc.mailer, svc.settings.base_url)
+        settings = svc.settings
+        return cls(
+            svc.clamd,
+            settings.antivirus_bypass,
+            svc.mailer,
+            settings.base_url,
+            settings.antivirus_inline_max_bytes,
+        )
+
+    def scan_upload(self, declared_size: int | None) -> UploadScan:
+        """The scan of one upload: while it streams, or after it (`filr jobs antivirus`) when
+        it declares more than `inline_max_bytes` (a big file's upload does not wait for clamd).
+        """
+        if declared_size is not None and declared_size > self.inline_max_bytes:
+            # Let through (bypass) only when clamd is down, as for a scan while streaming.
+            down = self.bypass and not self.client.ping()
+            return UploadScan(None, failure="clamd unreachable" if down else None)
+        return UploadScan(self.client)
 
 
 def infected_message(signature: str) -> str:
@@ -56,13 +74,16 @@ def infected_message(signature: str) -> str:
 class UploadScan:
     """The scan of one upload, fed chunk by chunk; a failure of clamd is kept, never raised."""
 
-    def __init__(self, client: ClamdClient) -> None:
-        self.failure: str | None = None
+    def __init__(self, client: ClamdClient | None, *, failure: str | None = None) -> None:
+        # No client: the file is scanned after its upload (`is_after_upload`).
+        self.is_after_upload = client is None and failure is None
+        self.failure = failure
         self._stream: ClamdStream | None = None
-        try:
-            self._stream = client.stream()
-        except ClamdUnavailable as e:
-            self.failure = str(e)
+        if client is not None:
+            try:
+                self._stream = client.stream()
+            except ClamdUnavailable as e:
+                self.failure = str(e)
 
     def feed(self, chunk: Chunk) -> None:
         """Send one chunk to clamd; on a failure, stop sending and remember it."""
@@ -154,26 +175,37 @@ def record_unscanned(
     deposit_id: str,
     departement: str,
     file_id: str,
-    failure: str | None,
+    scan: UploadScan,
 ) -> None:
-    """Audit a file kept without a verdict: pending (the default) or let through (bypass)."""
-    action = (
-        AuditAction.DEPOSIT_SCAN_BYPASSED if antivirus.bypass else AuditAction.DEPOSIT_SCAN_DEFERRED
-    )
+    """Audit a file kept without a verdict: to scan after its upload, pending because clamd
+    is unavailable, or let through by the bypass."""
+    if scan.is_after_upload:
+        audit.record(
+            session,
+            AuditAction.DEPOSIT_SCAN_DEFERRED,
+            actor=actor,
+            context=ctx,
+            target=audit.Target("file", file_id, departement),
+            details={"deposit_id": deposit_id, "reason": "after_upload"},
+        )
+        return
+    bypassed = antivirus.bypass
     audit.record(
         session,
-        action,
+        AuditAction.DEPOSIT_SCAN_BYPASSED if bypassed else AuditAction.DEPOSIT_SCAN_DEFERRED,
         actor=actor,
         context=ctx,
         outcome=Outcome.FAILURE,
         target=audit.Target("file", file_id, departement),
-        details={"deposit_id": deposit_id, "error": (failure or "")[:200]},
+        details={
+            "deposit_id": deposit_id,
+            "reason": "clamd_unavailable",
+            "error": (scan.failure or "")[:200],
+        },
     )
     log.warning(
         "antivirus unavailable (%s): file %s %s",
-        failure,
+        scan.failure,
         file_id,
-        "let through unscanned (FILR_ANTIVIRUS_BYPASS)"
-        if antivirus.bypass
-        else "waits for its scan",
+        "let through unscanned (FILR_ANTIVIRUS_BYPASS)" if bypassed else "waits for its scan",
     )

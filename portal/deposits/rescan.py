@@ -5,7 +5,8 @@ streams, never written to disk) and sent to clamd. Clean: the file is marked so.
 the whole deposit is refused (destroyed as a withdrawal is, audited, alerted). A deposit its
 sender sent meanwhile ("analyse en attente") is published once none of its files is pending,
 and its recipients are told then. While clamd is still unavailable the job changes nothing
-and exits 1, so that monitoring sees it. It also checks the age of clamd's signatures.
+and exits 1, so that monitoring sees it. `filr jobs antivirus-signatures` checks the age of
+clamd's signatures (`check_signatures`).
 """
 
 from __future__ import annotations
@@ -44,25 +45,16 @@ class RescanReport:
     published: int = 0
     still_held: int = 0
     unavailable: str | None = None
-    signatures: str | None = None
-    signatures_stale: bool = False
 
 
 def rescan_pending(
-    session: Session, svc: Services, ctx: audit.Context, *, now: datetime, dry_run: bool = False
+    session: Session, svc: Services, ctx: audit.Context, *, dry_run: bool = False
 ) -> RescanReport:
-    """One run of the job: signatures' age, pending files, then the deposits they held."""
+    """One run of the job: the pending files, then the deposits they held."""
     report = RescanReport()
     antivirus = Antivirus.of(svc)
-    try:
-        version = svc.clamd.version()
-    except ClamdUnavailable as e:
-        report.unavailable = str(e)
-    else:
-        report.signatures = version
-        report.signatures_stale = check_signatures(
-            session, svc, ctx, version, now=now, dry_run=dry_run
-        )
+    if not svc.clamd.ping():
+        report.unavailable = "clamd does not answer PING"
     pending = session.execute(
         sa.select(DepositFile.id, DepositFile.deposit_id, DepositFile.object_key, DepositFile.size)
         .join(Deposit, Deposit.id == DepositFile.deposit_id)
@@ -194,6 +186,17 @@ def _held_count(session: Session) -> int:
     ).scalar_one()
     session.commit()
     return int(count)
+
+
+def signatures_job(
+    session: Session, svc: Services, ctx: audit.Context, *, now: datetime, dry_run: bool = False
+) -> tuple[str | None, bool]:
+    """clamd's VERSION (None when unavailable) and whether its signatures raised an alert."""
+    try:
+        version = svc.clamd.version()
+    except ClamdUnavailable:
+        return None, False
+    return version, check_signatures(session, svc, ctx, version, now=now, dry_run=dry_run)
 
 
 def check_signatures(

@@ -313,14 +313,16 @@ def add_file(
     size_limit: int,
     ctx: audit.Context,
     antivirus: Antivirus,
+    declared_size: int | None = None,
     validated_flow: bool = False,
 ) -> DepositFile:
     """Stream one file into the encrypted store and the antivirus; attach it to a draft deposit.
 
     The request's transaction is committed before the upload so that no database lock is held
     while bytes arrive; on any failure the object is destroyed and nothing is attached. A file
-    clamd finds a signature in is refused (`FileInfected`); one clamd could not scan is kept
-    with its scan pending (`portal.deposits.antivirus`).
+    clamd finds a signature in is refused (`FileInfected`); one clamd could not scan, or one
+    declaring (*declared_size*) more than the inline limit, is kept with its scan pending
+    (`portal.deposits.antivirus`).
     """
     if (
         deposit.status != DepositStatus.DRAFT
@@ -334,7 +336,7 @@ def add_file(
     file_id = new_id()
     object_key = f"deposits/{deposit_id}/{file_id}"
     session.commit()
-    guard = _Guard(TypeSniffer(display_name), size_limit, UploadScan(antivirus.client))
+    guard = _Guard(TypeSniffer(display_name), size_limit, antivirus.scan_upload(declared_size))
     try:
         store.keyring.ensure(departement)  # the space's first file creates its key
         stored = store.put(object_key, guard.wrap(chunks), departement=departement)
@@ -379,8 +381,10 @@ def add_file(
         raise FileInfected(infected_message(scanned.signature))
     if scanned is not None:
         scan_status = ScanStatus.CLEAN
+    elif guard.scan.failure is not None and antivirus.bypass:
+        scan_status = ScanStatus.BYPASSED
     else:
-        scan_status = ScanStatus.BYPASSED if antivirus.bypass else ScanStatus.PENDING
+        scan_status = ScanStatus.PENDING
     try:
         # Re-read under the new transaction: the deposit may have been withdrawn meanwhile.
         current = session.get(Deposit, deposit_id, populate_existing=True)
@@ -409,7 +413,7 @@ def add_file(
         if scanned is None:
             record_unscanned(
                 session, antivirus, actor=uploader.audit_actor, ctx=ctx, deposit_id=deposit_id,
-                departement=departement, file_id=file_id, failure=guard.scan.failure,
+                departement=departement, file_id=file_id, scan=guard.scan,
             )  # fmt: skip
         session.commit()
     except BaseException:

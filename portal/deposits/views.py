@@ -179,7 +179,7 @@ def upload(deposit_id: str) -> tuple[Response, int]:
         record = deposits.add_file(
             db.session, svc.store, user, deposit, name, _request_chunks(),
             size_limit=svc.settings.max_upload_bytes, ctx=audit_context(),
-            antivirus=Antivirus.of(svc),
+            antivirus=Antivirus.of(svc), declared_size=request.content_length,
         )  # fmt: skip
     except deposits.FileTooLarge as e:
         return jsonify(error=str(e)), 413

@@ -297,6 +297,7 @@ def deposit_flow(
     ctx: audit.Context,
     *,
     today: date | None = None,
+    declared_size: int | None = None,
 ) -> FlowOutcome:
     """Store, validate, then deliver a flow to the other side, or refuse it whole.
 
@@ -336,7 +337,7 @@ def deposit_flow(
         record = deposits.add_file(
             session, svc.store, user, draft, filename, chunks,
             size_limit=svc.settings.max_upload_bytes, ctx=ctx, validated_flow=True,
-            antivirus=Antivirus.of(svc),
+            antivirus=Antivirus.of(svc), declared_size=declared_size,
         )  # fmt: skip
     except BaseException:
         session.rollback()

@@ -162,8 +162,9 @@ def upload() -> tuple[Response, int]:
     chunks = iter(functools.partial(request.stream.read, UPLOAD_CHUNK), b"")
     try:
         outcome = flows.deposit_flow(
-            db.session, svc, user, departement, expected, name, chunks, audit_context()
-        )
+            db.session, svc, user, departement, expected, name, chunks, audit_context(),
+            declared_size=request.content_length,
+        )  # fmt: skip
     except deposits.FileTooLarge as e:
         return jsonify(error=str(e)), 413
     except deposits.FileCorrupted as e:

@@ -205,6 +205,16 @@ def test_without_the_bypass_nothing_unscanned_is_ever_published(
     assert published == 0
 
 
+def test_the_signatures_job_alerts_on_a_database_without_date(
+    app: Flask,
+    cli_env: Settings,  # noqa: F811 - imported fixture
+) -> None:
+    # The test clamd runs on local signatures only: nothing proves they are current.
+    result = filr(["jobs", "antivirus-signatures"], code=1)
+    assert "sans date" in result.output
+    assert [r.details for r in audit_rows(app, "antivirus:signatures-stale")]
+
+
 def test_signatures_older_than_two_days_or_undated_raise_an_alert(app: Flask) -> None:
     now = utcnow()
     fresh = f"ClamAV 1.4.6/27123/{(now - timedelta(hours=20)):%a %b %d %H:%M:%S %Y}"
