@@ -45,7 +45,10 @@ from portal.deposits.permissions import (
     visible_deposits,
 )
 from portal.deposits.purge import destroy_content
-from portal.filecheck import TypeSniffer, safe_filename
+from portal.filecheck import FileKind, TypeSniffer, safe_filename
+from portal.filecheck.names import extension_of
+from portal.filecheck.pdf_content import PDF_CHECK_MAX_BYTES, check_pdf
+from portal.filecheck.pdf_content import TOO_LARGE as PDF_TOO_LARGE
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import may_exchange, spaces_of
 from portal.text import fold
@@ -265,11 +268,14 @@ def create_deposit(
 
 @dataclass
 class _Guard:
-    """Counts bytes, feeds the type sniffer and the antivirus while the upload streams."""
+    """Counts bytes, feeds the type sniffer and the antivirus while the upload streams; keeps
+    a PDF in memory (at most `PDF_CHECK_MAX_BYTES`) for its active-content check."""
 
     sniffer: TypeSniffer
     limit: int
     scan: UploadScan
+    keeps_pdf: bool = False
+    pdf: list[bytes] = field(default_factory=list)
     size: int = 0
     refused: FileRefused | None = field(default=None)
 
@@ -292,6 +298,11 @@ class _Guard:
                     if not verdict.ok:
                         self.refused = FileRefused(verdict.message_fr)
                         raise self.refused
+            if self.keeps_pdf:
+                if self.size > PDF_CHECK_MAX_BYTES:
+                    self.refused = FileRefused(PDF_TOO_LARGE.message_fr)
+                    raise self.refused
+                self.pdf.append(bytes(chunk))
             self.scan.feed(chunk)
             yield chunk
 
@@ -336,7 +347,12 @@ def add_file(
     file_id = new_id()
     object_key = f"deposits/{deposit_id}/{file_id}"
     session.commit()
-    guard = _Guard(TypeSniffer(display_name), size_limit, antivirus.scan_upload(declared_size))
+    guard = _Guard(
+        TypeSniffer(display_name),
+        size_limit,
+        antivirus.scan_upload(declared_size),
+        keeps_pdf=extension_of(display_name) == "pdf",
+    )
     try:
         store.keyring.ensure(departement)  # the space's first file creates its key
         stored = store.put(object_key, guard.wrap(chunks), departement=departement)
@@ -370,6 +386,23 @@ def add_file(
         )
         session.commit()
         raise FileRefused(message)
+    if verdict.kind is FileKind.PDF:
+        finding = check_pdf(b"".join(guard.pdf))
+        guard.pdf.clear()
+        if finding is not None:
+            guard.scan.close()
+            _destroy_quietly(store, object_key)
+            audit.record(
+                session,
+                AuditAction.DEPOSIT_FILE_REFUSED,
+                actor=uploader.audit_actor,
+                context=ctx,
+                outcome=Outcome.FAILURE,
+                target=audit.Target("deposit", deposit_id, departement),
+                details={"reason": finding.code, "size": stored.size},
+            )
+            session.commit()
+            raise FileRefused(finding.message_fr)
     scanned = guard.scan.finish()
     if scanned is not None and scanned.signature is not None:
         _destroy_quietly(store, object_key)

@@ -16,10 +16,12 @@ from flask.testing import FlaskClient
 from portal.settings import Settings
 from tests.conftest import csrf_of, make_settings
 from tests.factories import Account, Factory, World
+from tests.support.pdf import make_pdf
 from tests.support.seaweedfs import S3Endpoint, find_weed, running_seaweedfs
 from tests.support.services import SmtpSink, unavailable
 
-PDF = b"%PDF-1.7\n" + b"1 0 obj <<>> endobj\n" * 200 + b"%%EOF\n"
+# A real PDF (its active content is checked by parsing it), of about 4 KiB.
+PDF = make_pdf(padding=200)
 
 
 @pytest.fixture(scope="session")
