@@ -173,9 +173,18 @@ def _publish_cleared(session: Session, svc: Services, ctx: audit.Context) -> int
             details={"files": len(deposit.files), "after_scan": True},
         )
         session.commit()
-        notifications.notify_recipients(session, svc, deposit, ctx)
+        notifications.notify_recipients(session, svc, deposit, ctx, notice=_flow_notice(deposit))
         published += 1
     return published
+
+
+def _flow_notice(deposit: Deposit) -> str | None:
+    """A flow's sanity notice, as its deposit would have carried it without the wait."""
+    from portal.flows.services import flow_of_deposit, sanity_notice
+
+    session = Session.object_session(deposit)
+    flow = flow_of_deposit(session, deposit.id) if session is not None else None
+    return sanity_notice(flow.sanity) if flow is not None else None
 
 
 def _held_count(session: Session) -> int:

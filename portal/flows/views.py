@@ -186,6 +186,8 @@ def upload() -> tuple[Response, int]:
         id=outcome.flow.id,
         url=url,
         is_valid=outcome.flow.is_valid,
+        # Valid, but delivered once the antivirus has scanned it (`filr jobs antivirus`).
+        scan_pending=outcome.held_for_scan,
         error_count=report.error_count,
         warning_count=report.warning_count,
     ), 201
