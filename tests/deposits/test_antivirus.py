@@ -18,6 +18,7 @@ from tests.deposits.conftest import PDF, create_deposit, publish, upload
 from tests.factories import World
 from tests.flows.conftest import ClientFor
 from tests.support.clamd import EICAR, EICAR_SIGNATURE, FILR_SIGNATURE, FILR_TEST_STRING
+from tests.support.pdf import make_pdf
 
 
 def _zip(members: dict[str, bytes]) -> bytes:
@@ -95,7 +96,8 @@ def test_eicar_inside_a_zip_and_inside_an_ooxml_document_is_refused(
     assert document.status_code == 422, document.get_data(as_text=True)
     assert EICAR_SIGNATURE in document.get_json()["error"]
     # The project's own signature, deep inside a PDF, is found as well
-    inside = upload(sender, deposit_id, "fiche.pdf", PDF + FILR_TEST_STRING + b"\n%%EOF\n")
+    carrying = make_pdf([b"<< >>"], streams={4: b"x" * 100_000 + FILR_TEST_STRING})
+    inside = upload(sender, deposit_id, "fiche.pdf", carrying)
     assert inside.status_code == 422 and FILR_SIGNATURE in inside.get_json()["error"]
     assert len(audit_rows(app, "deposit:file-infected")) == 3
     assert _stored(app) == []

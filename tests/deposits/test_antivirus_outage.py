@@ -27,6 +27,7 @@ from tests.deposits.conftest import PDF, create_deposit, publish, upload
 from tests.factories import World
 from tests.flows.conftest import ClientFor
 from tests.support.clamd import EICAR, EICAR_SIGNATURE, ClamdServer
+from tests.support.pdf import make_pdf
 from tests.support.services import SmtpSink
 
 
@@ -90,7 +91,7 @@ def test_clamd_killed_mid_scan_holds_the_deposit_until_the_job_scans_and_publish
 ) -> None:
     sender, recipient = client_for(world.agent62), client_for(world.adviser_ft)
     deposit_id = create_deposit(sender, [world.ft62])
-    data = PDF + b"%" + b"x" * (3 * 1024 * 1024) + b"\n%%EOF\n"
+    data = make_pdf([b"<< >>"], streams={4: b"x" * (3 * 1024 * 1024)})
     # Given clamd dies while the file streams in
     assert _upload_killing(sender, deposit_id, data, own_clamd) == 201
     # Then the file is kept, encrypted, with its scan pending, and the trail says so
