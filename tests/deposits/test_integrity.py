@@ -321,6 +321,7 @@ def filr_serve(settings: Settings, app: Flask, tmp_path: Path) -> Iterator[str]:
         FILR_BASE_URL=settings.base_url,
         FILR_SMTP_HOST=settings.smtp_host or "",
         FILR_SMTP_PORT=str(settings.smtp_port),
+        FILR_CLAMD_URL=settings.clamd_url,
         FILR_ALLOW_SUPERUSER="1",  # the test database's owner serves here
         XDG_RUNTIME_DIR=str(tmp_path),
         **{
