@@ -51,6 +51,13 @@ class AuditAction(StrEnum):
     DEPOSIT_PUBLISHED = "deposit:published"
     DEPOSIT_FILE_UPLOADED = "deposit:file-uploaded"
     DEPOSIT_FILE_REFUSED = "deposit:file-refused"
+    # The antivirus (docs/operations.md): a signature found, a scan put off while clamd is
+    # unavailable, a file let through unscanned by the deployment's explicit bypass, a deposit
+    # whose sending waits for its files' scans.
+    DEPOSIT_FILE_INFECTED = "deposit:file-infected"
+    DEPOSIT_SCAN_DEFERRED = "deposit:scan-deferred"
+    DEPOSIT_SCAN_BYPASSED = "deposit:scan-bypassed"
+    DEPOSIT_HELD_FOR_SCAN = "deposit:held-for-scan"
     DEPOSIT_NOTIFICATION_SENT = "deposit:notification-sent"
     DEPOSIT_REMINDER_SENT = "deposit:reminder-sent"
     DEPOSIT_DIGEST_SENT = "deposit:digest-sent"
@@ -85,6 +92,7 @@ class AuditAction(StrEnum):
     INCIDENT_LINKED = "incident:linked"
     INCIDENT_NOTICE_RECORDED = "incident:notice-recorded"
     INCIDENT_REMINDER_SENT = "incident:reminder-sent"
+    ANTIVIRUS_SIGNATURES_STALE = "antivirus:signatures-stale"
 
 
 class Outcome(StrEnum):

@@ -73,7 +73,10 @@ TARGETS = {"upload": 0.8, "download": 0.7}
 LIST_P95_TARGET_MS = 50.0  # up to 100,000 deposits
 LIST_P95_TARGET_MS_1M = 100.0  # beyond, up to 1,000,000
 POOL_BLOCKS = 16  # 16 MiB of random data, cycled: incompressible and cheap to produce
-PDF_HEAD = b"%PDF-1.7\n"  # the portal accepts PDFs by content: every generated file is one
+# The portal accepts files by content: every generated file is a PNG (magic bytes only). Not a
+# PDF: a PDF is parsed for active content (portal/filecheck/pdf_content.py, at most 64 MiB), and
+# random bytes behind a PDF header are refused as unreadable.
+PNG_HEAD = b"\x89PNG\r\n\x1a\n"
 HOST = "127.0.0.1"
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 15.0
@@ -126,7 +129,7 @@ class Content:
 
 def make_pool() -> list[bytes]:
     pool = [os.urandom(MIB) for _ in range(POOL_BLOCKS)]
-    pool[0] = PDF_HEAD + pool[0][len(PDF_HEAD) :]
+    pool[0] = PNG_HEAD + pool[0][len(PNG_HEAD) :]
     return pool
 
 
@@ -571,7 +574,7 @@ def measure_throughput(
             else:
                 deposit_id = create_deposit(sender, recipient_org, f"Banc d'essai {run}")
                 before = meter.snapshot()
-                seconds, file_id = upload(sender, deposit_id, content, f"banc-{run}.pdf")
+                seconds, file_id = upload(sender, deposit_id, content, f"banc-{run}.png")
                 timings.add("portal-upload", seconds, meter.since(before))
                 if published is None:
                     publish(sender, deposit_id)
@@ -1432,7 +1435,7 @@ def main() -> int:
         s3.delete("warm-up")
         for n in range(2):
             deposit_id = create_deposit(sender, recipient_account.org_id, f"Chauffe {n}")
-            upload(sender, deposit_id, warm, "chauffe.pdf")
+            upload(sender, deposit_id, warm, "chauffe.png")
 
         if "throughput" not in skip:
             content = Content(pool, size)
@@ -1448,7 +1451,7 @@ def main() -> int:
                 profiled: dict[str, str] = {}
 
                 def profiled_upload() -> None:
-                    profiled["file"] = upload(sender, deposit_id, content, "profil.pdf")[1]
+                    profiled["file"] = upload(sender, deposit_id, content, "profil.png")[1]
                     publish(sender, deposit_id)
                     profiled["token"] = recipient.get(f"/depots/{deposit_id}").csrf()
 
@@ -1467,7 +1470,7 @@ def main() -> int:
             deposit_id = create_deposit(
                 sender, recipient_account.org_id, "Téléchargements simultanés"
             )
-            _, file_id = upload(sender, deposit_id, small, "simultane.pdf")
+            _, file_id = upload(sender, deposit_id, small, "simultane.png")
             publish(sender, deposit_id)
             token = recipient.get(f"/depots/{deposit_id}").csrf()
             failures += bool(

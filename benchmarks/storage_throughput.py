@@ -3,6 +3,8 @@
 For each size it measures, on the same S3 server in the same run:
   * raw upload:  boto3's own multipart upload (TransferManager, same part size and concurrency)
     of data generated in memory;  encrypted upload: EncryptedStore(S3Store).put of the same data
+  * encrypted and scanned upload: the same, every chunk also sent to a clamd (INSTREAM) as the
+    portal's upload does, verdict awaited (clamd started here on a local signature database)
   * raw download: one streamed GET read in 1 MiB chunks and dropped (what a web response does);
     encrypted download: EncryptedStore(S3Store).open read to the end (digest checked)
 and on a local directory, against a plain file copy in 1 MiB chunks:
@@ -56,6 +58,9 @@ if str(ROOT) not in sys.path:
 MIB = 1024 * 1024
 POOL_BLOCKS = 16  # 16 MiB of random data, cycled: incompressible and cheap to produce
 TARGETS = {"upload": 0.85, "download": 0.75}
+# Uploads scanned by clamd while they stream, against raw boto3 (issue #17).
+SCAN_TARGET = 0.7
+INLINE_MAX_BYTES = 32 * MIB  # FILR_ANTIVIRUS_INLINE_MAX_BYTES's default
 RSS_BUDGET = 64 * MIB
 
 
@@ -225,6 +230,35 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     elif case.endswith("enc-upload"):
         assert source is not None
         store.put(key, source, departement="62")
+    elif case.endswith("scan-upload"):
+        # What the portal's upload does (portal.deposits.antivirus.UploadScan): every chunk
+        # goes to clamd's INSTREAM as it goes to the encrypting store; the verdict at the end.
+        from portal.filecheck.clamd import ClamdClient
+
+        assert source is not None
+        scan = ClamdClient(spec["clamd_url"]).stream()
+
+        def tee(chunks: Iterator[bytes]) -> Iterator[bytes]:
+            for chunk in chunks:
+                scan.feed(chunk)
+                yield chunk
+
+        store.put(key, tee(source), departement="62")
+        if not scan.finish().is_clean:
+            raise RuntimeError("the benchmark's random data matched a signature")
+    elif case.endswith("rescan-download"):
+        # What `filr jobs antivirus` does for a file scanned after its upload: read it back
+        # decrypted through the store, straight into clamd's INSTREAM, and wait for the verdict.
+        from portal.filecheck.clamd import ClamdClient
+
+        def counted(chunks: Iterator[bytes]) -> Iterator[bytes]:
+            nonlocal received
+            for chunk in chunks:
+                received += len(chunk)
+                yield chunk
+
+        if not ClamdClient(spec["clamd_url"]).scan(counted(store.open(key))).is_clean:
+            raise RuntimeError("the benchmark's random data matched a signature")
     elif case.endswith("enc-download") or case == "local-enc-read":
         for data in store.open(key):
             received += len(data)
@@ -330,6 +364,11 @@ def main() -> int:
         action="store_true",
         help="also hash the plaintext again on every read (EncryptedStore(verify_sha256=True))",
     )
+    parser.add_argument(
+        "--no-antivirus",
+        action="store_true",
+        help="skip the uploads scanned by a clamd (started here on a local signature database)",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -375,6 +414,14 @@ def main() -> int:
             f"{os.cpu_count()} CPUs, best of {args.repeat}, "
             f"verify_sha256={args.verify_sha256}"
         )
+        if not args.no_antivirus:
+            from tests.support.clamd import ClamdServer
+
+            clamd_root = work / "clamd"
+            clamd_root.mkdir(exist_ok=True)
+            clamd = ClamdServer(clamd_root).start()
+            stack.callback(clamd.close)
+            common["clamd_url"] = clamd.url
         if "s3" in backends:
             # A first upload makes SeaweedFS grow its volumes: not something to time.
             run_child({**common, "case": "s3-enc-upload", "size": 64 * MIB, "key": "warm-up"})
@@ -390,6 +437,9 @@ def main() -> int:
                     [f"{backend}-{kind}-{direction}" for kind in ("raw", "enc")]
                     for direction in ("upload", "download")
                 ]
+                if not args.no_antivirus:
+                    groups[0].append(f"{backend}-scan-upload")
+                    groups[1].append(f"{backend}-rescan-download")
                 if backend == "local":
                     groups[0].append("local-store-upload")
                     groups.append(["local-raw-overwrite", "local-enc-overwrite"])
@@ -406,6 +456,7 @@ def main() -> int:
                     ]
                     for case in order:
                         kind = case.split("-")[1]
+                        kind = "enc" if kind == "rescan" else kind  # reads the encrypted upload
                         spec = {**common, "case": case, "size": size}
                         spec["key"] = f"{backend}-{kind}/{size}/{run}"
                         result = run_child(spec)
@@ -448,6 +499,35 @@ def main() -> int:
                             f"  {'':9} ceiling: SHA-256 of one stream runs at {sha_rate:6.0f} "
                             f"MiB/s here, so the upload ratio cannot exceed "
                             f"{sha_rate / raw_rate:4.2f} against this {name}"
+                        )
+                    if (direction, baseline) == ("upload", "raw") and not args.no_antivirus:
+                        scan_case = f"{backend}-scan-upload"
+                        scanned = best[scan_case]
+                        scan_rate = size / scanned["seconds"] / MIB
+                        rescan_rate = size / best[f"{backend}-rescan-download"]["seconds"] / MIB
+                        print(
+                            f"  {'':9} {name:10} {raw_rate:6.0f} MiB/s | enc.+clamd "
+                            f"{scan_rate:6.0f} MiB/s | ratio {scan_rate / raw_rate:4.2f} "
+                            f"{'(information)':20} | scanned while streaming: clamd scans "
+                            "once the stream ends"
+                        )
+                        print(
+                            f"  {'':9} scan after upload (read back decrypted -> clamd): "
+                            f"{rescan_rate:6.0f} MiB/s (information: the delay before "
+                            "publication of a big file)"
+                        )
+                        # The portal's upload, with the antivirus on, for a file of this size:
+                        # scanned while streaming up to the inline limit, after it beyond.
+                        inline = size <= INLINE_MAX_BYTES
+                        portal_rate = scan_rate if inline else enc_rate
+                        portal_ratio = portal_rate / raw_rate
+                        ok = portal_ratio >= SCAN_TARGET
+                        failures += not ok
+                        print(
+                            f"  {'':9} upload with the antivirus on, as the portal does it "
+                            f"({'while streaming' if inline else 'scan after upload'}): "
+                            f"{portal_rate:6.0f} MiB/s | ratio {portal_ratio:4.2f} "
+                            f"(target {SCAN_TARGET}) {'ok' if ok else 'MISSED'}"
                         )
                     if baseline == "raw" and size >= 1024 * MIB and enc["rss_growth"] > RSS_BUDGET:
                         failures += 1

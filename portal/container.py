@@ -12,6 +12,7 @@ from portal.auth.passwords import Argon2
 from portal.auth.throttle import DatabaseFailureStore, FailureStore, RedisFailureStore, Throttle
 from portal.auth.totp import SecretBox
 from portal.db import Database
+from portal.filecheck.clamd import ClamdClient
 from portal.mail import Mailer, make_mailer
 from portal.settings import Settings
 from storage import (
@@ -34,6 +35,7 @@ class Services:
     mailer: Mailer
     secret_box: SecretBox
     store: EncryptedStore
+    clamd: ClamdClient
 
 
 def build_store(settings: Settings, engine: Engine) -> EncryptedStore:
@@ -73,6 +75,7 @@ def build_services(settings: Settings, database: Database, engine: Engine) -> Se
         mailer=make_mailer(settings),
         secret_box=SecretBox(settings.secret_key),
         store=build_store(settings, engine),
+        clamd=ClamdClient(settings.clamd_url, timeout=settings.clamd_timeout_seconds),
     )
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from portal.filecheck.clamd import parse_url
+
 ENV_PREFIX = "FILR_"
 AUDIT_RETENTION_MIN, AUDIT_RETENTION_MAX = 6, 36
 MFA_FAILURES_MIN, MFA_FAILURES_MAX = 3, 100
@@ -83,6 +85,14 @@ def month_day(value: str) -> tuple[int, int] | None:
     except ValueError:
         return None
     return int(month), int(day)
+
+
+def parse_clamd_url(url: str) -> None:
+    """Refuse a FILR_CLAMD_URL that is neither unix:///path nor tcp://host:port."""
+    try:
+        parse_url(url)
+    except ValueError as e:
+        raise SettingsError(f"{ENV_PREFIX}CLAMD_URL: {e}") from None
 
 
 @dataclass(frozen=True)
@@ -160,6 +170,18 @@ class Settings:
     allow_superuser: bool = False
     # Bearer token of `/metrics` (docs/operations.md); unset, the endpoint answers 404.
     metrics_token: str | None = field(default=None, repr=False)
+    # The antivirus (docs/operations.md): clamd's socket, how long a scan may take, the age of
+    # its signatures past which an alert is raised, and the explicit bypass (audited per file)
+    # that lets files through unscanned while clamd is unavailable. Off: they wait.
+    clamd_url: str = "unix:///run/clamav/clamd.ctl"
+    clamd_timeout_seconds: int = 120
+    antivirus_max_signature_age_hours: int = 48
+    antivirus_bypass: bool = False
+    # Uploads declaring more bytes than this are scanned right after they are stored (by
+    # `filr jobs antivirus`, before publication) rather than while they stream: clamd scans
+    # only once the stream has ended, at 40-50 MiB/s on one core, which would halve the upload
+    # rate of big files (benchmarks/storage_throughput.py).
+    antivirus_inline_max_bytes: int = 32 * 1024**2
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -242,6 +264,13 @@ class Settings:
             database_app_password=_env("DATABASE_APP_PASSWORD") or None,
             allow_superuser=_bool("ALLOW_SUPERUSER", False),
             metrics_token=_env("METRICS_TOKEN") or None,
+            clamd_url=_env("CLAMD_URL") or "unix:///run/clamav/clamd.ctl",
+            clamd_timeout_seconds=_int("CLAMD_TIMEOUT_SECONDS", 120, minimum=1),
+            antivirus_max_signature_age_hours=_int(
+                "ANTIVIRUS_MAX_SIGNATURE_AGE_HOURS", 48, minimum=1
+            ),
+            antivirus_bypass=_bool("ANTIVIRUS_BYPASS", False),
+            antivirus_inline_max_bytes=_int("ANTIVIRUS_INLINE_MAX_BYTES", 32 * 1024**2),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -276,6 +305,8 @@ class Settings:
                 f"{ENV_PREFIX}MFA_FAILURES_MAX must be between {MFA_FAILURES_MIN} "
                 f"and {MFA_FAILURES_MAX}, not {self.mfa_failures_max}"
             )
+
+        parse_clamd_url(self.clamd_url)
 
     @property
     def migration_database_url(self) -> str:

@@ -19,6 +19,7 @@ from portal.accounts.models import User
 from portal.db import db
 from portal.migrate import upgrade
 from tests.factories import Account, Factory
+from tests.support.clamd import shared_clamd
 from tests.support.leaks import LEAKS
 from tests.support.services import SmtpSink, postgres_database, smtp_server
 
@@ -161,6 +162,9 @@ def make_settings(database_url: str, tmp_path: Path, smtp: SmtpSink) -> Settings
         smtp_port=smtp.port,
         argon2_time_cost=1,
         argon2_memory_kib=8,
+        # One real clamd for the whole run, on a local signature database (no download).
+        clamd_url=shared_clamd().url,
+        clamd_timeout_seconds=30,
         testing=True,
     )
 

@@ -107,8 +107,9 @@ def flow_deposit() -> tuple[Response, int, dict[str, str]]:
     chunks = iter(functools.partial(request.stream.read, UPLOAD_CHUNK), b"")
     try:
         outcome = flows.deposit_flow(
-            db.session, svc, user, departement, expected, name, chunks, audit_context()
-        )
+            db.session, svc, user, departement, expected, name, chunks, audit_context(),
+            declared_size=request.content_length,
+        )  # fmt: skip
     except deposits.FileTooLarge as e:
         raise ApiProblem(413, str(e), code=e.code) from None
     except deposits.FileCorrupted as e:

@@ -17,7 +17,14 @@ NULLABLE_STRING: Schema = {"type": ["string", "null"]}
 DATE_TIME: Schema = {"type": "string", "format": "date-time"}
 NULLABLE_DATE_TIME: Schema = {"type": ["string", "null"], "format": "date-time"}
 ID: Schema = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
-DEPOSIT_STATUSES = ["draft", "available", "expired", "withdrawn", "destroyed"]
+DEPOSIT_STATUSES = [
+    "draft",
+    "scan_pending",
+    "available",
+    "expired",
+    "withdrawn",
+    "destroyed",
+]
 
 
 def _ref(name: str) -> Schema:
@@ -55,7 +62,7 @@ SCHEMAS: dict[str, Schema] = {
                     "type": "string",
                     "description": (
                         "Clé stable, à utiliser par les scripts : unauthorized, not_found, "
-                        "insufficient_scope, invalid, invalid_json, file_refused, "
+                        "insufficient_scope, invalid, invalid_json, file_refused, file_infected, "
                         "file_too_large, link_refused, storage_unavailable…"
                     ),
                 },

@@ -30,6 +30,7 @@ from portal.container import services
 from portal.db import db, is_database_unavailable
 from portal.deposits import downloads, notifications
 from portal.deposits import services as deposits
+from portal.deposits.antivirus import Antivirus
 from portal.deposits.listing import PAGE_SIZE, Filters, decode_cursor, list_deposits
 from portal.deposits.models import (
     CATEGORY_LABELS,
@@ -171,6 +172,8 @@ def _person(user: User) -> dict[str, Any]:
 def _status(deposit: Deposit) -> str:
     if deposit.status == DepositStatus.AVAILABLE and deposit.is_expired():
         return "expired"
+    if deposit.is_held_for_scan:
+        return "scan_pending"
     return deposit.status
 
 
@@ -485,7 +488,8 @@ def file_upload(deposit_id: str) -> tuple[Response, int, dict[str, str]]:
     try:
         record = deposits.add_file(
             db.session, svc.store, user, deposit, name, chunks,
-            size_limit=limit, ctx=audit_context(),
+            size_limit=limit, ctx=audit_context(), antivirus=Antivirus.of(svc),
+            declared_size=request.content_length,
         )  # fmt: skip
     except deposits.FileTooLarge as e:
         raise ApiProblem(413, str(e), code=e.code) from None

@@ -96,6 +96,64 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
     )
 
 
+@jobs.command("antivirus")
+@click.option(
+    "--dry-run", is_flag=True, help="Compter ce qui attend une analyse, sans rien changer."
+)
+@job("antivirus", busy="Une autre analyse antivirus est en cours : rien à faire.")
+def jobs_antivirus(run: Job) -> JobRun:
+    """Analyse les fichiers non analysés au dépôt, transmet les dépôts qui les attendaient."""
+    from portal.deposits.rescan import rescan_pending
+
+    report = rescan_pending(db.session, services(), run.context, dry_run=run.dry_run)
+    summary = (
+        f"Antivirus : {report.pending} fichiers en attente d'analyse, {report.clean} sains, "
+        f"{report.infected} refusés (signature détectée), {report.published} dépôts transmis, "
+        f"{report.still_held} dépôts encore en attente."
+    )
+    if report.unavailable is not None:
+        summary += " L'antivirus (clamd) est indisponible : rien n'a été publié sans analyse."
+    return JobRun(
+        summary,
+        details={
+            "pending": report.pending,
+            "clean": report.clean,
+            "infected": report.infected,
+            "published": report.published,
+            "still_held": report.still_held,
+            "clamd_available": report.unavailable is None,
+        },
+        # Monitoring must see a clamd that is down: deposits wait until it is back.
+        exit_code=1 if report.unavailable is not None else 0,
+    )
+
+
+@jobs.command("antivirus-signatures")
+@click.option("--dry-run", is_flag=True, help="Dire l'âge des signatures, sans lever d'alerte.")
+@job("antivirus-signatures", busy="Une autre vérification est en cours : rien à faire.")
+def jobs_antivirus_signatures(run: Job) -> JobRun:
+    """Alerte si les signatures de clamd ont plus de FILR_ANTIVIRUS_MAX_SIGNATURE_AGE_HOURS heures."""
+    from portal.deposits.rescan import signatures_job
+
+    version, stale = signatures_job(
+        db.session, services(), run.context, now=utcnow(), dry_run=run.dry_run
+    )
+    if version is None:
+        return JobRun(
+            "L'antivirus (clamd) est indisponible : signatures non vérifiées.",
+            details={"clamd_available": False},
+            exit_code=1,
+        )
+    summary = f"Antivirus : {version}. " + (
+        "Signatures périmées ou sans date : alerte levée." if stale else "Signatures à jour."
+    )
+    return JobRun(
+        summary,
+        details={"clamd_available": True, "version": version[:120], "stale": stale},
+        exit_code=1 if stale else 0,
+    )
+
+
 @jobs.command("reminders")
 @click.option("--dry-run", is_flag=True, help="Dit ce qui serait envoyé ; n'envoie rien.")
 @job("reminders", busy="Un autre envoi de rappels est en cours : rien à faire.")

@@ -29,6 +29,17 @@ CATEGORY_LABELS = {
 }
 
 
+class ScanStatus(StrEnum):
+    """What the antivirus said of a file: clean, not yet (clamd unavailable), or let through."""
+
+    CLEAN = "clean"
+    PENDING = "pending"
+    # Let through unscanned by FILR_ANTIVIRUS_BYPASS while clamd was unavailable (audited).
+    BYPASSED = "bypassed"
+    # Deposited before the portal had an antivirus (migration 0012).
+    UNSCANNED = "unscanned"
+
+
 class DepositStatus(StrEnum):
     """Life cycle: draft while files upload, then available until withdrawn or expired."""
 
@@ -112,6 +123,9 @@ class Deposit(Base):
     taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reminded_7_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     reminded_1_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Its sender sent it while a file's scan was still pending: it stays a draft, invisible to
+    # its recipients, until `filr jobs antivirus` has scanned every file, then is published.
+    held_for_scan_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     files: Mapped[list[DepositFile]] = relationship(
         back_populates="deposit", lazy="selectin", order_by="DepositFile.created_at"
@@ -140,10 +154,17 @@ class Deposit(Base):
         return CATEGORY_LABELS[Category(self.category)]
 
     @property
+    def is_held_for_scan(self) -> bool:
+        """True while a sent deposit waits for the antivirus ("analyse en attente")."""
+        return self.status == DepositStatus.DRAFT and self.held_for_scan_at is not None
+
+    @property
     def status_label(self) -> str:
         """French label of the status (expired deposits read "Expiré")."""
         if self.status == DepositStatus.AVAILABLE and self.is_expired():
             return "Expiré"
+        if self.is_held_for_scan:
+            return "Analyse antivirus en attente"
         return STATUS_LABELS[DepositStatus(self.status)]
 
     @property
@@ -160,6 +181,12 @@ class DepositFile(Base):
         # The purge's "ciphertexts still to remove" (removed_at IS NULL, destroyed_at IS NOT
         # NULL) is a range of this index, not a scan of every file ever deposited.
         sa.Index("ix_deposit_file_removal", "removed_at", "destroyed_at"),
+        sa.CheckConstraint(
+            "scan_status IN ('clean', 'pending', 'bypassed', 'unscanned')",
+            name="scan_status_known",
+        ),
+        # The antivirus job's work list: files whose scan is pending.
+        sa.Index("ix_deposit_file_scan_status", "scan_status"),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -176,6 +203,9 @@ class DepositFile(Base):
     # When the object store confirmed the ciphertext gone; NULL on a destroyed file while the
     # store could not be reached (the purge's `finish_destructions` retries it).
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    scan_status: Mapped[str] = mapped_column(
+        String(16), nullable=False, server_default=ScanStatus.UNSCANNED
+    )
 
     deposit: Mapped[Deposit] = relationship(back_populates="files")
 

@@ -90,15 +90,18 @@ def notify_recipients(
 
 def publish_and_notify(
     session: Session, svc: Services, user: User, deposit: Deposit, ctx: audit.Context
-) -> int:
+) -> int | None:
     """`publish` the draft, commit, then e-mail its recipients; returns how many were sent.
 
-    A refusal (DepositError) rolls back and propagates.
+    None when the deposit is held for the antivirus: its recipients are told when
+    `filr jobs antivirus` publishes it. A refusal (DepositError) rolls back and propagates.
     """
     try:
-        publish(session, user, deposit, ctx)
+        published = publish(session, user, deposit, ctx)
     except DepositError:
         session.rollback()
         raise
     session.commit()
+    if not published:
+        return None
     return notify_recipients(session, svc, deposit, ctx)

@@ -285,7 +285,12 @@ def _due(now: datetime) -> sa.ColumnElement[bool]:
         Deposit.status == DepositStatus.WITHDRAWN,
         sa.and_(
             Deposit.status == DepositStatus.DRAFT,
-            sa.or_(Deposit.created_at <= draft_deadline, Deposit.expires_at <= now),
+            sa.or_(
+                # A draft its sender sent, held for the antivirus, is not abandoned: it lives
+                # until its expiry, waiting for clamd.
+                sa.and_(Deposit.created_at <= draft_deadline, Deposit.held_for_scan_at.is_(None)),
+                Deposit.expires_at <= now,
+            ),
         ),
     )
 

@@ -21,6 +21,13 @@ import storage
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, User
 from portal.db import is_well_formed_id, new_id, utcnow
+from portal.deposits.antivirus import (
+    Antivirus,
+    UploadScan,
+    infected_message,
+    record_unscanned,
+    report_infected,
+)
 from portal.deposits.models import (
     MAX_LIFETIME,
     Category,
@@ -28,6 +35,7 @@ from portal.deposits.models import (
     DepositFile,
     DepositRecipient,
     DepositStatus,
+    ScanStatus,
 )
 from portal.deposits.permissions import (
     CATEGORY_ROLE,
@@ -37,7 +45,10 @@ from portal.deposits.permissions import (
     visible_deposits,
 )
 from portal.deposits.purge import destroy_content
-from portal.filecheck import TypeSniffer, safe_filename
+from portal.filecheck import FileKind, TypeSniffer, safe_filename
+from portal.filecheck.names import extension_of
+from portal.filecheck.pdf_content import PDF_CHECK_MAX_BYTES, check_pdf
+from portal.filecheck.pdf_content import TOO_LARGE as PDF_TOO_LARGE
 from portal.formats import size_fr
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import may_exchange, spaces_of
@@ -56,6 +67,12 @@ class FileRefused(DepositError):
     """An uploaded file is refused (type, size, empty)."""
 
     code = "file_refused"
+
+
+class FileInfected(FileRefused):
+    """The antivirus found a signature in the file (refused, destroyed, audited and alerted)."""
+
+    code = "file_infected"
 
 
 class FileTooLarge(FileRefused):
@@ -252,10 +269,14 @@ def create_deposit(
 
 @dataclass
 class _Guard:
-    """Counts bytes and feeds the type sniffer while the upload streams into the store."""
+    """Counts bytes, feeds the type sniffer and the antivirus while the upload streams; keeps
+    a PDF in memory (at most `PDF_CHECK_MAX_BYTES`) for its active-content check."""
 
     sniffer: TypeSniffer
     limit: int
+    scan: UploadScan
+    keeps_pdf: bool = False
+    pdf: list[bytes] = field(default_factory=list)
     size: int = 0
     refused: FileRefused | None = field(default=None)
 
@@ -278,6 +299,12 @@ class _Guard:
                     if not verdict.ok:
                         self.refused = FileRefused(verdict.message_fr)
                         raise self.refused
+            if self.keeps_pdf:
+                if self.size > PDF_CHECK_MAX_BYTES:
+                    self.refused = FileRefused(PDF_TOO_LARGE.message_fr)
+                    raise self.refused
+                self.pdf.append(bytes(chunk))
+            self.scan.feed(chunk)
             yield chunk
 
 
@@ -295,14 +322,23 @@ def add_file(
     *,
     size_limit: int,
     ctx: audit.Context,
+    antivirus: Antivirus,
+    declared_size: int | None = None,
     validated_flow: bool = False,
 ) -> DepositFile:
-    """Stream one file into the encrypted store and attach it to a draft deposit.
+    """Stream one file into the encrypted store and the antivirus; attach it to a draft deposit.
 
     The request's transaction is committed before the upload so that no database lock is held
-    while bytes arrive; on any failure the object is destroyed and nothing is attached.
+    while bytes arrive; on any failure the object is destroyed and nothing is attached. A file
+    clamd finds a signature in is refused (`FileInfected`); one clamd could not scan, or one
+    declaring (*declared_size*) more than the inline limit, is kept with its scan pending
+    (`portal.deposits.antivirus`).
     """
-    if deposit.status != DepositStatus.DRAFT or uploader.id != deposit.sender_id:
+    if (
+        deposit.status != DepositStatus.DRAFT
+        or deposit.held_for_scan_at is not None
+        or uploader.id != deposit.sender_id
+    ):
         raise DepositError("Ce dépôt n'accepte plus de fichiers.")
     _only_through_flows(deposit, validated_flow)
     display_name = safe_filename(filename)
@@ -310,23 +346,32 @@ def add_file(
     file_id = new_id()
     object_key = f"deposits/{deposit_id}/{file_id}"
     session.commit()
-    guard = _Guard(TypeSniffer(display_name), size_limit)
+    guard = _Guard(
+        TypeSniffer(display_name),
+        size_limit,
+        antivirus.scan_upload(declared_size),
+        keeps_pdf=extension_of(display_name) == "pdf",
+    )
     try:
         store.keyring.ensure(departement)  # the space's first file creates its key
         stored = store.put(object_key, guard.wrap(chunks), departement=departement)
     except FileRefused:
+        guard.scan.close()
         _destroy_quietly(store, object_key)
         raise
     except storage.StorageError:
+        guard.scan.close()
         _destroy_quietly(store, object_key)
         if guard.refused is not None:
             raise guard.refused from None
         raise
     except BaseException:
+        guard.scan.close()
         _destroy_quietly(store, object_key)
         raise
     verdict = guard.sniffer.finish()
     if not verdict.ok or stored.size == 0:
+        guard.scan.close()
         _destroy_quietly(store, object_key)
         message = verdict.message_fr if not verdict.ok else "Le fichier est vide."
         audit.record(
@@ -340,6 +385,38 @@ def add_file(
         )
         session.commit()
         raise FileRefused(message)
+    if verdict.kind is FileKind.PDF:
+        finding = check_pdf(b"".join(guard.pdf))
+        guard.pdf.clear()
+        if finding is not None:
+            guard.scan.close()
+            _destroy_quietly(store, object_key)
+            audit.record(
+                session,
+                AuditAction.DEPOSIT_FILE_REFUSED,
+                actor=uploader.audit_actor,
+                context=ctx,
+                outcome=Outcome.FAILURE,
+                target=audit.Target("deposit", deposit_id, departement),
+                details={"reason": finding.code, "size": stored.size},
+            )
+            session.commit()
+            raise FileRefused(finding.message_fr)
+    scanned = guard.scan.finish()
+    if scanned is not None and scanned.signature is not None:
+        _destroy_quietly(store, object_key)
+        report_infected(
+            session, antivirus, actor=uploader.audit_actor, ctx=ctx, deposit_id=deposit_id,
+            departement=departement, file_id=file_id, signature=scanned.signature,
+            size=stored.size, rescan=False,
+        )  # fmt: skip
+        raise FileInfected(infected_message(scanned.signature))
+    if scanned is not None:
+        scan_status = ScanStatus.CLEAN
+    elif guard.scan.failure is not None and antivirus.bypass:
+        scan_status = ScanStatus.BYPASSED
+    else:
+        scan_status = ScanStatus.PENDING
     try:
         # Re-read under the new transaction: the deposit may have been withdrawn meanwhile.
         current = session.get(Deposit, deposit_id, populate_existing=True)
@@ -354,6 +431,7 @@ def add_file(
             size=stored.size,
             sha256=stored.sha256,
             created_at=utcnow(),
+            scan_status=scan_status,
         )
         session.add(record)
         audit.record(
@@ -364,6 +442,11 @@ def add_file(
             target=audit.Target("file", file_id, departement),
             details={"deposit_id": deposit_id, "size": stored.size, "kind": str(verdict.kind)},
         )
+        if scanned is None:
+            record_unscanned(
+                session, antivirus, actor=uploader.audit_actor, ctx=ctx, deposit_id=deposit_id,
+                departement=departement, file_id=file_id, scan=guard.scan,
+            )  # fmt: skip
         session.commit()
     except BaseException:
         session.rollback()
@@ -396,24 +479,53 @@ def publish(
     ctx: audit.Context,
     *,
     validated_flow: bool = False,
-) -> None:
-    """Make a draft visible to its recipients (notifications are sent by the caller)."""
+) -> bool:
+    """Make a draft visible to its recipients (notifications are sent by the caller).
+
+    Returns False when a file's scan is pending: the deposit is then held ("analyse en
+    attente"), still invisible to its recipients, and `filr jobs antivirus` publishes it once
+    every file is scanned clean.
+    """
     if deposit.status != DepositStatus.DRAFT or sender.id != deposit.sender_id:
         raise DepositError("Ce dépôt a déjà été envoyé.")
+    if deposit.held_for_scan_at is not None:
+        raise DepositError(
+            "Ce dépôt a déjà été envoyé : il attend l'analyse antivirus de ses fichiers."
+        )
     _only_through_flows(deposit, validated_flow)
     if not deposit.files:
         raise DepositError("Ajoutez au moins un fichier avant d'envoyer le dépôt.")
     if deposit.is_expired():
         raise DepositError("Ce brouillon a expiré : créez un nouveau dépôt.")
+    pending = sum(1 for f in deposit.files if f.scan_status == ScanStatus.PENDING)
+    if pending:
+        deposit.held_for_scan_at = utcnow()
+        audit.record(
+            session,
+            AuditAction.DEPOSIT_HELD_FOR_SCAN,
+            actor=sender.audit_actor,
+            context=ctx,
+            target=_target(deposit),
+            details={"files": len(deposit.files), "pending": pending},
+        )
+        return False
+    release(session, deposit, sender.audit_actor, ctx)
+    return True
+
+
+def release(
+    session: Session, deposit: Deposit, actor: audit.Actor, ctx: audit.Context, **details: object
+) -> None:
+    """Publish *deposit* (the caller checked it may be): visible to its recipients from now."""
     deposit.status = DepositStatus.AVAILABLE
     deposit.published_at = utcnow()
     audit.record(
         session,
         AuditAction.DEPOSIT_PUBLISHED,
-        actor=sender.audit_actor,
+        actor=actor,
         context=ctx,
         target=_target(deposit),
-        details={"files": len(deposit.files)},
+        details={"files": len(deposit.files), **details},
     )
 
 

@@ -26,6 +26,7 @@ from portal.container import services
 from portal.db import db, is_database_unavailable, utcnow
 from portal.deposits import downloads, notifications
 from portal.deposits import services as deposits
+from portal.deposits.antivirus import Antivirus
 from portal.deposits.forms import DIGEST, EACH, HINTS, NewDepositForm, NotificationPreferenceForm
 from portal.deposits.listing import PAGE_SIZE, Filters, list_deposits
 from portal.deposits.models import CATEGORY_LABELS, Category, Deposit
@@ -179,6 +180,7 @@ def upload(deposit_id: str) -> tuple[Response, int]:
         record = deposits.add_file(
             db.session, svc.store, user, deposit, name, _request_chunks(),
             size_limit=svc.settings.max_upload_bytes, ctx=audit_context(),
+            antivirus=Antivirus.of(svc), declared_size=request.content_length,
         )  # fmt: skip
     except deposits.FileTooLarge as e:
         return jsonify(error=str(e)), 413
@@ -204,7 +206,14 @@ def send(deposit_id: str) -> BaseResponse:
     except deposits.DepositError as e:
         flash(str(e), "error")
         return redirect(url_for("deposits.files", deposit_id=deposit_id))
-    flash(f"Le dépôt a été envoyé ; {sent} destinataire(s) prévenu(s) par e-mail.", "success")
+    if sent is None:
+        flash(
+            "Analyse antivirus en attente : le dépôt sera transmis à ses destinataires dès que "
+            "ses fichiers auront été analysés.",
+            "info",
+        )
+    else:
+        flash(f"Le dépôt a été envoyé ; {sent} destinataire(s) prévenu(s) par e-mail.", "success")
     return redirect(url_for("deposits.show", deposit_id=deposit_id))
 
 

@@ -10,6 +10,10 @@ top-level file: the archive is walked as it streams by, each member is inflated 
 fed to a `TypeSniffer` of its own, and what the walk saw must agree with the central directory
 read at the end (so the bytes checked are the bytes every extractor will write).
 
+A PDF the sniffer accepts is then parsed for active content (`pdf_content`: JavaScript,
+launch actions, XFA, embedded files of refused types), and every file goes through the ClamAV
+daemon (`clamd`, its client) as it streams.
+
 One module per format: `text` (CSV, TXT, XML and active content), `pdf`, `office` (OLE2,
 OOXML, OpenDocument), `zip` (the archive's structure and the walk of its members); `names`
 (safe file names, `Content-Disposition`), `limits`, `verdict` (kinds, refusals, the result)

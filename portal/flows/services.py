@@ -34,6 +34,7 @@ from portal.container import Services
 from portal.db import is_well_formed_id, utcnow
 from portal.deposits import notifications, purge
 from portal.deposits import services as deposits
+from portal.deposits.antivirus import Antivirus
 from portal.deposits.integrity import report_integrity_failure
 from portal.deposits.models import MAX_LIFETIME, Category, Deposit, DepositStatus
 from portal.deposits.permissions import can_see_deposit, is_sender_side, visible_deposits
@@ -205,6 +206,8 @@ class FlowOutcome:
     report: ValidationReport
     findings: tuple[SanityFinding, ...] = ()
     notified: int = 0
+    # Valid, but a file's antivirus scan is pending: delivered by `filr jobs antivirus`.
+    held_for_scan: bool = False
 
 
 def recipient_organisations(session: Session, sender: User, departement: str) -> list[Organisation]:
@@ -294,6 +297,7 @@ def deposit_flow(
     ctx: audit.Context,
     *,
     today: date | None = None,
+    declared_size: int | None = None,
 ) -> FlowOutcome:
     """Store, validate, then deliver a flow to the other side, or refuse it whole.
 
@@ -333,6 +337,7 @@ def deposit_flow(
         record = deposits.add_file(
             session, svc.store, user, draft, filename, chunks,
             size_limit=svc.settings.max_upload_bytes, ctx=ctx, validated_flow=True,
+            antivirus=Antivirus.of(svc), declared_size=declared_size,
         )  # fmt: skip
     except BaseException:
         session.rollback()
@@ -429,7 +434,7 @@ def deposit_flow(
     flow.report_sealed = seal_report(svc.settings.secret_key, flow.id, report)
     deposit.title, deposit.title_sort = name, fold(name)
     deposit.expires_at = deposit.created_at + timedelta(days=lifetime_days(svc, flow_type))
-    deposits.publish(session, user, deposit, ctx, validated_flow=True)
+    published = deposits.publish(session, user, deposit, ctx, validated_flow=True)
     audit.record(
         session,
         AuditAction.FLOW_VALIDATED,
@@ -456,6 +461,8 @@ def deposit_flow(
             details={"flow_id": flow.id, "findings": [f"{f.kind}:{f.direction}" for f in findings]},
         )
     session.commit()
+    if not published:  # held for the antivirus: `filr jobs antivirus` notifies
+        return FlowOutcome(flow, report, findings, 0, held_for_scan=True)
     notified = notifications.notify_recipients(
         session, svc, deposit, ctx, notice=sanity_notice(flow.sanity)
     )

@@ -162,8 +162,9 @@ def upload() -> tuple[Response, int]:
     chunks = iter(functools.partial(request.stream.read, UPLOAD_CHUNK), b"")
     try:
         outcome = flows.deposit_flow(
-            db.session, svc, user, departement, expected, name, chunks, audit_context()
-        )
+            db.session, svc, user, departement, expected, name, chunks, audit_context(),
+            declared_size=request.content_length,
+        )  # fmt: skip
     except deposits.FileTooLarge as e:
         return jsonify(error=str(e)), 413
     except deposits.FileCorrupted as e:
@@ -185,6 +186,8 @@ def upload() -> tuple[Response, int]:
         id=outcome.flow.id,
         url=url,
         is_valid=outcome.flow.is_valid,
+        # Valid, but delivered once the antivirus has scanned it (`filr jobs antivirus`).
+        scan_pending=outcome.held_for_scan,
         error_count=report.error_count,
         warning_count=report.warning_count,
     ), 201

@@ -30,6 +30,7 @@ FAMILY_LABELS = {
     "alert:": "Alertes (toutes)",
     "organisation:": "Organisations",
     "storage:": "Stockage",
+    "antivirus:": "Antivirus",
     "key:": "Clés de chiffrement",
     "flow:": "Flux XML (toutes)",
     "job:": "Tâches planifiées",

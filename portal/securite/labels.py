@@ -89,6 +89,11 @@ ACTION_LABELS: dict[str, str] = {
     AuditAction.INCIDENT_LINKED: "Élément rattaché à un incident",
     AuditAction.INCIDENT_NOTICE_RECORDED: "Notification d'incident enregistrée",
     AuditAction.INCIDENT_REMINDER_SENT: "Rappel d'échéance d'incident envoyé",
+    AuditAction.DEPOSIT_FILE_INFECTED: "Fichier refusé par l'antivirus",
+    AuditAction.DEPOSIT_SCAN_DEFERRED: "Analyse antivirus différée",
+    AuditAction.DEPOSIT_SCAN_BYPASSED: "Fichier admis sans analyse antivirus (contournement)",
+    AuditAction.DEPOSIT_HELD_FOR_SCAN: "Dépôt en attente d'analyse antivirus",
+    AuditAction.ANTIVIRUS_SIGNATURES_STALE: "Signatures antivirus trop anciennes",
 }
 
 TARGET_TYPE_LABELS: dict[str, str] = {

@@ -24,6 +24,8 @@ class AlertKind(StrEnum):
     NEW_NETWORK = "new_network"
     CHAIN_BROKEN = "chain_broken"
     STORAGE_INTEGRITY = "storage_integrity"
+    MALWARE_DETECTED = "malware_detected"
+    ANTIVIRUS_STALE = "antivirus_stale"
 
 
 ALERT_KIND_LABELS = {
@@ -36,6 +38,8 @@ ALERT_KIND_LABELS = {
     AlertKind.NEW_NETWORK: "Connexion d'un compte à privilèges depuis un nouveau réseau",
     AlertKind.CHAIN_BROKEN: "Chaîne du journal d'audit rompue",
     AlertKind.STORAGE_INTEGRITY: "Fichier stocké altéré ou endommagé (contrôle d'intégrité)",
+    AlertKind.MALWARE_DETECTED: "Fichier malveillant refusé par l'antivirus",
+    AlertKind.ANTIVIRUS_STALE: "Signatures de l'antivirus périmées ou sans date",
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.clamd import shared_clamd
 from tests.support.services import SmtpSink, unavailable
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -165,6 +166,8 @@ def live_server(
         FILR_BASE_URL=url,
         FILR_SMTP_HOST=smtp_session.host,
         FILR_SMTP_PORT=str(smtp_session.port),
+        # The session's clamd, on the test signature database (tests/support/clamd.py).
+        FILR_CLAMD_URL=shared_clamd().url,
         # gunicorn (27 here) opens a control socket in $XDG_RUNTIME_DIR, else ~/.gunicorn/: keep it
         # in our tmp dir, so parallel test servers neither share nor unlink each other's socket.
         XDG_RUNTIME_DIR=str(root),

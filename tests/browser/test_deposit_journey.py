@@ -15,6 +15,7 @@ import pyotp
 import pytest
 
 from tests.browser.conftest import LiveServer, WatchedPage
+from tests.support.pdf import make_pdf
 from tests.support.services import body_of
 
 pytestmark = pytest.mark.browser
@@ -67,11 +68,11 @@ def _provision(server: LiveServer, org_id: str, name: str) -> Person:
 
 @pytest.fixture
 def files(tmp_path: Path) -> dict[str, Path]:
-    """Two real files of a few MiB: a PDF-like and a PNG-like one."""
+    """Two real files of a few MiB: a PDF (a real one: its objects are checked) and a PNG."""
     folder = tmp_path / "a-deposer"
     folder.mkdir()
     pdf = folder / "fiches-semaine-47.pdf"
-    pdf.write_bytes(b"%PDF-1.7\n" + os.urandom(3 * MIB) + b"\n%%EOF\n")
+    pdf.write_bytes(make_pdf([b"<< >>"], streams={4: os.urandom(3 * MIB)}))
     png = folder / "scan-courrier.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + os.urandom(2 * MIB))
     return {"pdf": pdf, "png": png}

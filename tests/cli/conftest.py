@@ -21,6 +21,12 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
         "FILR_BASE_URL": settings.base_url,
         "FILR_STORAGE_URL": settings.storage_url,
         "FILR_MASTER_KEY_FILE": str(settings.master_key_file),
+        "FILR_CLAMD_URL": settings.clamd_url,
+        # The S3 store of the tests on PostgreSQL (SeaweedFS), when there is one.
+        "FILR_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
+        "FILR_S3_REGION": settings.s3_region or "",
+        "FILR_S3_ACCESS_KEY": settings.s3_access_key or "",
+        "FILR_S3_SECRET_KEY": settings.s3_secret_key or "",
     }.items():
         monkeypatch.setenv(name, value)
     return settings

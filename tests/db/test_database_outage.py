@@ -28,10 +28,11 @@ from portal.orgs.models import OrgKind
 from tests.api.conftest import make_token
 from tests.conftest import csrf_of, https, login
 from tests.factories import Factory
+from tests.support.pdf import make_pdf
 from tests.support.services import PG_ADMIN_URL, postgres_database
 
 # Above the uploads' read size (1 MiB), so the database goes away between two reads of the body.
-BIG_PDF = b"%PDF-1.7\n" + b"1 0 obj <<>> endobj\n" * 120_000 + b"%%EOF\n"
+BIG_PDF = make_pdf(padding=120_000)
 FILR = Path(sys.executable).with_name("filr")
 
 

@@ -14,12 +14,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.settings import Settings
-from tests.conftest import csrf_of
+from tests.conftest import csrf_of, make_settings
 from tests.factories import Account, Factory, World
+from tests.support.pdf import make_pdf
 from tests.support.seaweedfs import S3Endpoint, find_weed, running_seaweedfs
 from tests.support.services import SmtpSink, unavailable
 
-PDF = b"%PDF-1.7\n" + b"1 0 obj <<>> endobj\n" * 200 + b"%%EOF\n"
+# A real PDF (its active content is checked by parsing it), of about 4 KiB.
+PDF = make_pdf(padding=200)
 
 
 @pytest.fixture(scope="session")
@@ -47,21 +49,7 @@ def settings(
             "s3_access_key": endpoint.access_key,
             "s3_secret_key": endpoint.secret_key,
         }
-    return Settings(
-        secret_key="test-secret-key-" + "x" * 40,
-        database_url=database_url,
-        data_dir=tmp_path / "data",
-        storage_url=storage_url,
-        master_key_file=tmp_path / "data" / "secrets" / "master.key",
-        base_url="https://filr.test",
-        secure_cookies=True,
-        smtp_host=smtp.host,
-        smtp_port=smtp.port,
-        argon2_time_cost=1,
-        argon2_memory_kib=8,
-        testing=True,
-        **s3,
-    )
+    return make_settings(database_url, tmp_path, smtp).with_overrides(storage_url=storage_url, **s3)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from portal.container import services
 from portal.db import db
 from portal.deposits import services as deposits
+from portal.deposits.antivirus import Antivirus
 from portal.deposits.models import Deposit, DepositFile
 from portal.web import audit_context
 from tests.conftest import https
@@ -45,7 +46,8 @@ def test_client_gone_mid_upload_leaves_nothing(
         store = services().store
         with pytest.raises(ConnectionResetError):
             deposits.add_file(db.session, store, user, deposit, "fiche.pdf", broken(),
-                              size_limit=10**9, ctx=audit_context())  # fmt: skip
+                              size_limit=10**9, ctx=audit_context(),
+                              antivirus=Antivirus.of(services()))  # fmt: skip
         db.session.rollback()
         assert db.session.execute(sa.select(DepositFile)).first() is None
         db.session.commit()

@@ -42,6 +42,7 @@ from tests.api.conftest import bare_client, make_token
 from tests.conftest import audit_rows, csrf_of
 from tests.deposits.conftest import file_ids, sent_deposit
 from tests.factories import Account, Factory, World
+from tests.support.pdf import make_pdf
 from tests.support.services import SmtpSink, body_of
 
 Clients = Callable[[Account], FlaskClient]
@@ -49,11 +50,7 @@ Clients = Callable[[Account], FlaskClient]
 SEGMENT = storage.DEFAULT_SEGMENT_SIZE  # what the portal's store writes
 FRAME = SEGMENT + TAG_SIZE
 # A PDF of three full segments and a short fourth one; each line differs from the others.
-BIG_PDF = (
-    b"%PDF-1.7\n"
-    + b"".join(b"%08d 0 obj <<>> endobj\n" % i for i in range(int(3.5 * SEGMENT) // 28))
-    + b"%%EOF\n"
-)
+BIG_PDF = make_pdf(padding=int(3.5 * SEGMENT) // 20)
 
 
 def at(segment: int) -> int:
@@ -324,6 +321,7 @@ def filr_serve(settings: Settings, app: Flask, tmp_path: Path) -> Iterator[str]:
         FILR_BASE_URL=settings.base_url,
         FILR_SMTP_HOST=settings.smtp_host or "",
         FILR_SMTP_PORT=str(settings.smtp_port),
+        FILR_CLAMD_URL=settings.clamd_url,
         FILR_ALLOW_SUPERUSER="1",  # the test database's owner serves here
         XDG_RUNTIME_DIR=str(tmp_path),
         **{
