@@ -132,7 +132,7 @@ def jobs_antivirus(run: Job) -> JobRun:
 @click.option("--dry-run", is_flag=True, help="Dire l'âge des signatures, sans lever d'alerte.")
 @job("antivirus-signatures", busy="Une autre vérification est en cours : rien à faire.")
 def jobs_antivirus_signatures(run: Job) -> JobRun:
-    """Alerte si les signatures de clamd ont plus de FILR_ANTIVIRUS_MAX_SIGNATURE_AGE_HOURS heures."""
+    """Alerte si les signatures de clamd dépassent FILR_ANTIVIRUS_MAX_SIGNATURE_AGE_HOURS."""
     from portal.deposits.rescan import signatures_job
 
     version, stale = signatures_job(
