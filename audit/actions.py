@@ -68,6 +68,10 @@ class AuditAction(StrEnum):
     FLOW_FLAGGED_UNUSABLE = "flow:flagged-unusable"
     FLOW_REMINDER_SENT = "flow:reminder-sent"
     KEY_ROTATED = "key:rotated"
+    BACKUP_COMPLETED = "backup:completed"
+    BACKUP_FAILED = "backup:failed"
+    BACKUP_RESTORED = "backup:restored"
+    BACKUP_DRILL = "backup:drill"
 
 
 class Outcome(StrEnum):

@@ -12,6 +12,9 @@ from urllib.parse import urlsplit
 ENV_PREFIX = "FILR_"
 AUDIT_RETENTION_MIN, AUDIT_RETENTION_MAX = 6, 36
 MFA_FAILURES_MIN, MFA_FAILURES_MAX = 3, 100
+# A backup holds the wrapped keys of its night: kept no longer than a deposit lives (90 days)
+# plus the restore window (the conventions' 8 working hours, counted as one day).
+BACKUP_RETENTION_MIN, BACKUP_RETENTION_MAX = 1, 91
 
 
 class SettingsError(ValueError):
@@ -132,6 +135,17 @@ class Settings:
     # A PostgreSQL superuser may rewrite the audit trail: the portal refuses to connect as one
     # unless this is set (logged as a warning). SQLite, the embedded default, has no roles.
     allow_superuser: bool = False
+    # Backups (docs/operations.md): the backup site (s3://bucket/prefix with its own endpoint
+    # and credentials, or file:///dir), the backup key (never the master key), retention.
+    backup_url: str | None = None
+    backup_s3_endpoint_url: str | None = None
+    backup_s3_region: str | None = None
+    backup_s3_access_key: str | None = None
+    backup_s3_secret_key: str | None = field(default=None, repr=False)
+    backup_key_file: Path | None = None
+    backup_retention_days: int = 35
+    # Where the restore drill restores the object store (default: a directory under data_dir).
+    backup_drill_storage_url: str | None = None
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -208,6 +222,14 @@ class Settings:
             database_app_role=_env("DATABASE_APP_ROLE") or None,
             database_app_password=_env("DATABASE_APP_PASSWORD") or None,
             allow_superuser=_bool("ALLOW_SUPERUSER", False),
+            backup_url=_env("BACKUP_URL") or None,
+            backup_s3_endpoint_url=_env("BACKUP_S3_ENDPOINT_URL") or None,
+            backup_s3_region=_env("BACKUP_S3_REGION") or None,
+            backup_s3_access_key=_env("BACKUP_S3_ACCESS_KEY") or None,
+            backup_s3_secret_key=_env("BACKUP_S3_SECRET_KEY") or None,
+            backup_key_file=Path(_env("BACKUP_KEY_FILE") or data_dir / "secrets" / "backup.key"),
+            backup_retention_days=_int("BACKUP_RETENTION_DAYS", 35),
+            backup_drill_storage_url=_env("BACKUP_DRILL_STORAGE_URL") or None,
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -216,6 +238,11 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}AUDIT_RETENTION_MONTHS must be between {AUDIT_RETENTION_MIN} "
                 f"and {AUDIT_RETENTION_MAX} (months), not {self.audit_retention_months}"
+            )
+        if not BACKUP_RETENTION_MIN <= self.backup_retention_days <= BACKUP_RETENTION_MAX:
+            raise SettingsError(
+                f"{ENV_PREFIX}BACKUP_RETENTION_DAYS must be between {BACKUP_RETENTION_MIN} "
+                f"and {BACKUP_RETENTION_MAX} (days), not {self.backup_retention_days}"
             )
         if not MFA_FAILURES_MIN <= self.mfa_failures_max <= MFA_FAILURES_MAX:
             raise SettingsError(

@@ -15,6 +15,10 @@ main = LazyGroup(
     help="Fil'R: secure exchanges between départements, providers and France Travail.",
     lazy={
         "audit": Lazy("portal.cli.audit:audit_group", "The audit trail."),
+        "backup": Lazy(
+            "portal.cli.backup:backup_group",
+            "Sauvegardes vers le site de secours, restauration, exercice de restauration.",
+        ),
         "db": Lazy("portal.cli.db:db_group", "Database migrations."),
         "demo": Lazy(
             "portal.cli.demo:demo",

@@ -33,6 +33,7 @@ FAMILY_LABELS = {
     "key:": "Clés de chiffrement",
     "flow:": "Flux XML (toutes)",
     "job:": "Tâches planifiées",
+    "backup:": "Sauvegardes et restaurations",
 }
 OUTCOME_LABELS = {
     Outcome.SUCCESS: "Succès",

@@ -24,6 +24,7 @@ class AlertKind(StrEnum):
     NEW_NETWORK = "new_network"
     CHAIN_BROKEN = "chain_broken"
     STORAGE_INTEGRITY = "storage_integrity"
+    BACKUP_FAILED = "backup_failed"
 
 
 ALERT_KIND_LABELS = {
@@ -36,6 +37,7 @@ ALERT_KIND_LABELS = {
     AlertKind.NEW_NETWORK: "Connexion d'un compte à privilèges depuis un nouveau réseau",
     AlertKind.CHAIN_BROKEN: "Chaîne du journal d'audit rompue",
     AlertKind.STORAGE_INTEGRITY: "Fichier stocké altéré ou endommagé (contrôle d'intégrité)",
+    AlertKind.BACKUP_FAILED: "Échec d'une sauvegarde ou d'un exercice de restauration",
 }
 
 
