@@ -222,7 +222,10 @@ class Settings:
             database_app_role=_env("DATABASE_APP_ROLE") or None,
             database_app_password=_env("DATABASE_APP_PASSWORD") or None,
             allow_superuser=_bool("ALLOW_SUPERUSER", False),
-            backup_url=_env("BACKUP_URL") or None,
+            # Embedded default (objects in a local directory): backups in another one, so that
+            # the demo's scheduled backup and drill work; production names its backup site.
+            backup_url=_env("BACKUP_URL")
+            or (f"file://{data_dir / 'backups'}" if not _env("STORAGE_URL") else None),
             backup_s3_endpoint_url=_env("BACKUP_S3_ENDPOINT_URL") or None,
             backup_s3_region=_env("BACKUP_S3_REGION") or None,
             backup_s3_access_key=_env("BACKUP_S3_ACCESS_KEY") or None,

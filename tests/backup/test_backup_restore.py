@@ -116,7 +116,9 @@ def test_restore_after_losing_production_serves_the_same_files_and_not_the_expir
             (file_id,) = file_ids(restored, kept)
             response = download(recipient, kept, file_id)
             assert response.status_code == 200
-            assert hashlib.sha256(response.get_data()).hexdigest() == hashlib.sha256(PDF_A).hexdigest()
+            assert (
+                hashlib.sha256(response.get_data()).hexdigest() == hashlib.sha256(PDF_A).hexdigest()
+            )
             with restored.app_context():
                 # the deposit that expired after the backup is destroyed, its key shredded
                 assert db.session.get(Deposit, doomed).status == DepositStatus.DESTROYED  # type: ignore[union-attr]
@@ -131,9 +133,7 @@ def test_restore_after_losing_production_serves_the_same_files_and_not_the_expir
                 assert gone not in set(store.inner.list())
                 # and the restored trail verifies, restore included
                 assert audit.verify_chain(db.session).is_valid
-                actions = set(
-                    db.session.execute(sa.select(audit.AuditEvent.action)).scalars()
-                )
+                actions = set(db.session.execute(sa.select(audit.AuditEvent.action)).scalars())
                 assert {"backup:restored", "deposit:expired", "deposit:destroyed"} <= actions
             doomed_file = file_ids(restored, doomed)[0]
             token_page = recipient.get(f"/depots/{doomed}")
