@@ -158,3 +158,24 @@ def test_a_drill_killed_with_sigterm_removes_its_scratch_database_and_files(
     assert process.returncode == 1, output
     assert "interrompu" in output
     assert not any(drills.iterdir())
+
+
+def test_the_workspace_shows_the_last_successful_backup_and_drill(
+    backup_env: Stack, app: Flask, factory: Factory
+) -> None:
+    from portal.accounts.models import Role
+    from portal.orgs.models import OrgKind
+    from tests.backup.test_backup_restore import _client
+
+    org = factory.org(OrgKind.FRANCE_TRAVAIL, None, national=True, name="DSI")
+    officer = factory.user(org, (Role.SECURITE,))
+    page = _client(app, officer).get("/securite").get_data(as_text=True)
+    assert "Aucune sauvegarde réussie" in page
+    assert "Aucun exercice de restauration réussi" in page
+    filr(["backup", "run"])
+    filr(["backup", "drill"])
+    page = _client(app, officer).get("/securite").get_data(as_text=True)
+    assert (
+        "Dernière sauvegarde réussie le" in page and "la sauvegarde de la nuit manque" not in page
+    )
+    assert "Dernier exercice de restauration réussi le" in page
