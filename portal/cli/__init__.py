@@ -17,7 +17,7 @@ main = LazyGroup(
         "audit": Lazy("portal.cli.audit:audit_group", "The audit trail."),
         "backup": Lazy(
             "portal.cli.backup:backup_group",
-            "Sauvegardes vers le site de secours, restauration, exercice de restauration.",
+            "Backups to the backup site, restores, restore drills.",
         ),
         "db": Lazy("portal.cli.db:db_group", "Database migrations."),
         "demo": Lazy(

@@ -92,10 +92,10 @@ def test_help_is_the_same_before_and_after_the_groups_are_imported() -> None:
     before = CliRunner().invoke(lazy, ["--help"], terminal_width=60).output
     after = CliRunner().invoke(loaded, ["--help"], terminal_width=60).output
 
-    assert before == after and "  jobs   Scheduled jobs (cron, systemd timers,...\n" in before
+    assert before == after and "  jobs    Scheduled jobs (cron, systemd timers,...\n" in before
 
 
 def test_an_unknown_command_is_a_usage_error() -> None:
-    result = CliRunner().invoke(main, ["backup"])
+    result = CliRunner().invoke(main, ["restaurer"])
 
-    assert result.exit_code == 2 and "No such command 'backup'" in result.output
+    assert result.exit_code == 2 and "No such command 'restaurer'" in result.output
