@@ -19,6 +19,12 @@ import click
 from portal.cli.job import Job, JobRun, job
 from portal.cli.runtime import audit_context, settings_or_exit
 
+RESTORE_STEPS = {
+    "dump-checked": "sauvegarde de la base téléchargée, empreinte conforme au manifeste",
+    "database-restored": "base de données restaurée",
+    "objects-restored": "objets restaurés, empreintes conformes au manifeste",
+    "purged": "purge faite : rien d'échu n'est lisible",
+}
 BACKUP_JOB = "backup"
 DRILL_JOB = "backup-drill"
 
@@ -189,7 +195,7 @@ def backup_restore(backup_id: str, database_url: str, storage_url: str) -> None:
             target=target,
             master_key=master_key,
             ctx=audit_context(),
-            progress=lambda step: click.echo(f"  … {step}", err=True),
+            progress=lambda step: click.echo(f"  … {RESTORE_STEPS.get(step, step)}", err=True),
         )
     except (BackupConfigurationError, RestoreRefused, DumpError) as e:
         raise click.ClickException(f"Restauration refusée : {e}") from None
@@ -218,8 +224,13 @@ def _interruptible() -> Iterator[threading.Event]:
         yield stop
         return
 
+    interrupted: list[int] = []
+
     def handler(signum: int, _frame: FrameType | None) -> None:
         stop.set()
+        if interrupted:
+            return  # a second signal must not interrupt the clean-up the first one started
+        interrupted.append(signum)
         raise DrillInterrupted(signal.Signals(signum).name)
 
     saved = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}

@@ -179,3 +179,18 @@ def test_the_workspace_shows_the_last_successful_backup_and_drill(
         "Dernière sauvegarde réussie le" in page and "la sauvegarde de la nuit manque" not in page
     )
     assert "Dernier exercice de restauration réussi le" in page
+
+
+def test_list_and_dry_runs_change_nothing_and_name_what_would_be_used(
+    backup_env: Stack, app: Flask
+) -> None:
+    assert "Site de sauvegarde joignable (0 fichiers" in filr(["backup", "run", "--dry-run"]).output
+    site = open_backup_site(backup_env.settings)
+    assert list(site.list()) == []
+    filr(["backup", "run"])
+    (backup_id,) = list_backups(site)
+    assert backup_id in filr(["backup", "list"]).output
+    assert backup_id in filr(["backup", "drill", "--dry-run"]).output
+    # A manifest that does not open is listed as refused, not hidden
+    site.put(f"backups/{backup_id}/manifest", [b"FILR/BKM garbage"])
+    assert "REFUSÉE" in filr(["backup", "list"]).output
