@@ -194,3 +194,43 @@ def test_list_and_dry_runs_change_nothing_and_name_what_would_be_used(
     # A manifest that does not open is listed as refused, not hidden
     site.put(f"backups/{backup_id}/manifest", [b"FILR/BKM garbage"])
     assert "REFUSÉE" in filr(["backup", "list"]).output
+
+
+def test_a_restore_whose_purge_leaves_an_expired_deposit_refuses_to_finish(
+    backup_env: Stack, app: Flask, factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlalchemy as sa
+
+    import portal.deposits.purge
+    from portal.db import db
+    from portal.deposits.models import Deposit
+    from tests.backup.test_backup_restore import _client
+    from tests.deposits.conftest import sent_deposit
+
+    world = World.build(factory)
+    doomed = sent_deposit(_client(app, world.agent62), [world.ft62], files={"a.pdf": PDF})
+    expiry = utcnow() + timedelta(seconds=3)
+    with app.app_context():
+        db.session.execute(sa.update(Deposit).where(Deposit.id == doomed).values(expires_at=expiry))
+        db.session.commit()
+    filr(["backup", "run"])
+    while utcnow() <= expiry:
+        time.sleep(0.2)
+    # Given a purge that, for whatever reason, destroys nothing
+    monkeypatch.setattr(
+        portal.deposits.purge, "purge_expired_deposits", lambda *a, **k: _NothingPurged()
+    )
+    # When the restore runs, then it refuses to say the portal may open
+    out = filr(
+        [
+            "backup", "restore", "--database-url", f"sqlite:///{tmp_path / 'r.db'}",
+            "--storage-url", f"file://{tmp_path / 'restored-objects'}",
+        ],
+        code=1,
+    ).output  # fmt: skip
+    assert "n'ouvrez pas le portail" in out and "1 dépôt(s) échu(s)" in out
+    assert "peut ouvrir" not in out
+
+
+class _NothingPurged:
+    expired = withdrawn = abandoned_drafts = files_destroyed = removal_pending = 0
