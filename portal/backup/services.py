@@ -23,6 +23,7 @@ import audit
 import storage
 from audit import AuditAction, Outcome
 from portal.backup.dump import dialect_of, dump_chunks, is_empty_database, restore_chunks
+from portal.backup.guard import clear_guard, set_guard, unfinished_restore
 from portal.db import make_engine, utcnow
 from storage.backup import (
     OBJECTS,
@@ -246,6 +247,14 @@ def restore_backup(
     from portal.migrate import upgrade
 
     upgrade(database_url)  # a backup of an earlier release gets this release's schema
+    # From here until the purge succeeds, the portal refuses to serve this database.
+    engine = make_engine(database_url)
+    try:
+        with Session(engine) as session:
+            set_guard(session, backup_id)
+            session.commit()
+    finally:
+        engine.dispose()
     copied = copy_objects(
         site,
         target,
@@ -259,6 +268,28 @@ def restore_backup(
     progress("objects-restored")
     _purge_restored(database_url, target, master_key, ctx, report)
     progress("purged")
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def finish_restore(
+    *,
+    database_url: str,
+    target: storage.ObjectStore,
+    master_key: storage.MasterKey,
+    ctx: audit.Context,
+) -> RestoreReport:
+    """Run again the purge of a restore that could not finish (the store was down...)."""
+    engine = make_engine(database_url)
+    try:
+        backup_id = unfinished_restore(engine)
+    finally:
+        engine.dispose()
+    if backup_id is None:
+        raise RestoreRefused("aucune restauration inachevée dans cette base")
+    report = RestoreReport(backup_id=backup_id, dumped_at=backup_time(backup_id))
+    started = time.monotonic()
+    _purge_restored(database_url, target, master_key, ctx, report)
     report.seconds = time.monotonic() - started
     return report
 
@@ -327,6 +358,7 @@ def _purge_restored(
                     "orphans": orphans,
                 },
             )
+            clear_guard(session)
             session.commit()
     finally:
         engine.dispose()

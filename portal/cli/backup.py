@@ -212,6 +212,34 @@ def backup_restore(backup_id: str, database_url: str, storage_url: str) -> None:
     )
 
 
+@backup_group.command("finish-restore")
+@click.option("--database-url", required=True, help="The restored database.")
+@click.option("--storage-url", required=True, help="The restored store.")
+def backup_finish_restore(database_url: str, storage_url: str) -> None:
+    """Run again the purge of a restore that could not finish; then the portal may serve."""
+    from portal.backup.services import RestoreRefused, finish_restore
+    from portal.backup.site import production_options
+    from storage import MasterKey, StorageError, open_store
+
+    settings = settings_or_exit()
+    try:
+        report = finish_restore(
+            database_url=database_url,
+            target=open_store(storage_url, **production_options(settings, storage_url)),
+            master_key=MasterKey.from_file(settings.master_key_file),
+            ctx=audit_context(),
+        )
+    except RestoreRefused as e:
+        raise click.ClickException(f"Restauration toujours inachevée : {e}") from None
+    except StorageError as e:
+        raise click.ClickException(f"Restauration toujours inachevée : {e}") from None
+    click.echo(
+        f"Restauration de la sauvegarde {report.backup_id} achevée : {report.deposits_expired} "
+        f"dépôts échus détruits, {report.files_destroyed} fichiers, {report.orphans_removed} "
+        "objets orphelins. Le portail peut ouvrir."
+    )
+
+
 class DrillInterrupted(BaseException):
     """The drill received SIGTERM, SIGINT or SIGHUP: clean up, then stop."""
 

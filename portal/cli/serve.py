@@ -30,6 +30,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     with database_errors(name):
         upgrade(settings.migration_database_url)  # the owner migrates; the app role serves
     check_serving_database(settings)
+    check_no_unfinished_restore(settings)
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc] # gunicorn has no type hints
         def load_config(self) -> None:
@@ -64,3 +65,17 @@ def check_serving_database(settings: Settings) -> None:
             raise click.ClickException(str(e)) from None
         finally:
             engine.dispose()
+
+
+def check_no_unfinished_restore(settings: Settings) -> None:
+    """Refuse to serve a restored database whose purge has not succeeded (exit 1, one line)."""
+    from portal.backup.guard import RestoreUnfinished, refuse_unfinished_restore
+
+    engine = engine_or_exit("FILR_DATABASE_URL", settings.migration_database_url)
+    try:
+        with database_errors("FILR_DATABASE_URL"):
+            refuse_unfinished_restore(engine)
+    except RestoreUnfinished as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        engine.dispose()

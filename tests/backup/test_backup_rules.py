@@ -217,6 +217,7 @@ def test_a_restore_whose_purge_leaves_an_expired_deposit_refuses_to_finish(
     while utcnow() <= expiry:
         time.sleep(0.2)
     # Given a purge that, for whatever reason, destroys nothing
+    original = portal.deposits.purge.purge_expired_deposits
     monkeypatch.setattr(
         portal.deposits.purge, "purge_expired_deposits", lambda *a, **k: _NothingPurged()
     )
@@ -230,6 +231,30 @@ def test_a_restore_whose_purge_leaves_an_expired_deposit_refuses_to_finish(
     ).output  # fmt: skip
     assert "n'ouvrez pas le portail" in out and "1 dépôt(s) échu(s)" in out
     assert "peut ouvrir" not in out
+    # And the portal refuses to serve that database: `filr serve`, and gunicorn's app
+    import click
+
+    from portal.backup.guard import RestoreUnfinished, refuse_unfinished_restore
+    from portal.cli.serve import check_no_unfinished_restore
+    from portal.db import make_engine
+
+    restored_url = f"sqlite:///{tmp_path / 'r.db'}"
+    with pytest.raises(click.ClickException, match="Restauration inachevée"):
+        check_no_unfinished_restore(backup_env.settings.with_overrides(database_url=restored_url))
+    engine = make_engine(restored_url)
+    with pytest.raises(RestoreUnfinished, match="finish-restore"):
+        refuse_unfinished_restore(engine)
+    # Until the purge succeeds: `filr backup finish-restore`
+    monkeypatch.setattr(portal.deposits.purge, "purge_expired_deposits", original)
+    done = filr(
+        [
+            "backup", "finish-restore", "--database-url", restored_url,
+            "--storage-url", f"file://{tmp_path / 'restored-objects'}",
+        ]
+    ).output  # fmt: skip
+    assert "1 dépôts échus détruits" in done and "peut ouvrir" in done
+    refuse_unfinished_restore(engine)  # no longer raises
+    engine.dispose()
 
 
 class _NothingPurged:
