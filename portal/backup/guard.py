@@ -3,7 +3,10 @@ and read before serving (`filr serve`, `portal.wsgi`)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
@@ -47,3 +50,27 @@ def refuse_unfinished_restore(engine: Engine) -> None:
     backup_id = unfinished_restore(engine)
     if backup_id is not None:
         raise RestoreUnfinished(UNFINISHED.format(backup_id=backup_id))
+
+
+def refuse_connections_while_unfinished(engine: Engine) -> None:
+    """Check every new connection of a serving *engine*: refused while a restore is unpurged.
+
+    Checked per connection, as `refuse_superuser` does, rather than once at start: a worker that
+    boots while the database is down must not skip the check, nor fail to boot.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _check_guard(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        try:
+            try:
+                cur.execute("SELECT backup_id FROM restore_guard")
+                row = cur.fetchone()
+            except Exception:  # the table is not there yet (a schema before migration 0010)
+                row = None
+        finally:
+            cur.close()
+            dbapi_conn.rollback()
+        if row is not None:
+            dbapi_conn.close()
+            raise RestoreUnfinished(UNFINISHED.format(backup_id=row[0]))

@@ -47,7 +47,12 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
                 self.cfg.set("control_socket_disable", True)
 
         def load(self) -> Flask:
-            return create_app(settings)
+            from portal.backup.guard import refuse_connections_while_unfinished
+            from portal.db import db
+
+            app = create_app(settings)
+            refuse_connections_while_unfinished(db.bound(app).engine)
+            return app
 
     click.echo(f"Fil'R écoute sur http://{host}:{port}/ (Ctrl+C pour arrêter)")
     _Gunicorn().run()

@@ -234,7 +234,11 @@ def test_a_restore_whose_purge_leaves_an_expired_deposit_refuses_to_finish(
     # And the portal refuses to serve that database: `filr serve`, and gunicorn's app
     import click
 
-    from portal.backup.guard import RestoreUnfinished, refuse_unfinished_restore
+    from portal.backup.guard import (
+        RestoreUnfinished,
+        refuse_connections_while_unfinished,
+        refuse_unfinished_restore,
+    )
     from portal.cli.serve import check_no_unfinished_restore
     from portal.db import make_engine
 
@@ -244,6 +248,10 @@ def test_a_restore_whose_purge_leaves_an_expired_deposit_refuses_to_finish(
     engine = make_engine(restored_url)
     with pytest.raises(RestoreUnfinished, match="finish-restore"):
         refuse_unfinished_restore(engine)
+    serving = make_engine(restored_url)  # as portal.wsgi and `filr serve` guard their engine
+    refuse_connections_while_unfinished(serving)
+    with pytest.raises(RestoreUnfinished):
+        serving.connect()
     # Until the purge succeeds: `filr backup finish-restore`
     monkeypatch.setattr(portal.deposits.purge, "purge_expired_deposits", original)
     done = filr(
@@ -254,6 +262,8 @@ def test_a_restore_whose_purge_leaves_an_expired_deposit_refuses_to_finish(
     ).output  # fmt: skip
     assert "1 dépôts échus détruits" in done and "peut ouvrir" in done
     refuse_unfinished_restore(engine)  # no longer raises
+    serving.connect().close()
+    serving.dispose()
     engine.dispose()
 
 
