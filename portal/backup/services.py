@@ -88,7 +88,10 @@ def run_backup(
     """Copy new objects, dump and encrypt the database, seal the manifest, apply retention.
 
     Objects are copied before the dump and the ones that appeared meanwhile after it, so that
-    every object the dump knows of is on the site when the manifest is written.
+    every object the dump knows of is on the site when the manifest is written. The manifest
+    names the objects that existed before the dump and those copied after it; an object
+    destroyed in production since an earlier backup leaves the manifests from then on, and the
+    site once retention has deleted the last backup that names it.
     """
     started = time.monotonic()
     now = now or utcnow()
@@ -103,10 +106,14 @@ def run_backup(
             known = {k: v for k, v in previous.objects.items() if k in on_site}
         except (BackupTampered, storage.StorageError):
             log.warning("latest backup manifest unreadable: every object is copied again")
+    # Objects present before the dump: the dump may name any of them, even if one is destroyed
+    # before the manifest is written (its copy stays, consistent with the dump).
+    listed = set(store.list())
+    known = {k: v for k, v in known.items() if k in listed}
     seen = set(known)
     copied: dict[str, StoredCopy] = {}
     mark = time.monotonic()
-    first = copy_objects(store, site, _new_pairs(store.list(), seen), workers=workers)
+    first = copy_objects(store, site, _new_pairs(iter(sorted(listed)), seen), workers=workers)
     copied.update(first.copied)
     report.copy_seconds, mark = time.monotonic() - mark, time.monotonic()
     dumped_at = utcnow()
@@ -117,9 +124,7 @@ def run_backup(
     second = copy_objects(store, site, _new_pairs(store.list(), seen), workers=workers)
     copied.update(second.copied)
     report.copy_seconds += time.monotonic() - mark
-    # The manifest names what exists now (objects destroyed meanwhile are left out).
-    present = set(store.list())
-    objects = {k: v for k, v in {**known, **copied}.items() if k in present}
+    objects = {**known, **copied}
     write_manifest(
         site,
         key,
@@ -316,6 +321,11 @@ def _purge_restored(
                 finish_destructions(session, store)
                 purge = purge_expired_deposits(session, store, ctx=ctx)
                 orphans = cleanup_orphans(session, store, older_than=timedelta(0), ctx=ctx)
+                # Ciphertexts whose key was already shredded in the dump (destroyed just
+                # before it): unreadable, and not the portal's any more.
+                for object_key in list(store.orphans()):
+                    target.delete(object_key)
+                    orphans += 1
             except Exception as e:
                 raise RestoreRefused(
                     f"la purge a échoué après la restauration ({type(e).__name__}) : "
