@@ -35,7 +35,7 @@ def backup_group() -> None:
 
 
 def _alert(run: Job, subject: str, error: str) -> None:
-    """Record nothing more; raise the `backup_failed` alert and e-mail it now."""
+    """Raise the `backup_failed` alert now and e-mail it (national officers, operators)."""
     from portal.container import services
     from portal.db import db, utcnow
     from portal.securite.alerts import alert_at_once
@@ -104,6 +104,9 @@ def backup_run(run: Job) -> JobRun:
     except Exception as e:  # every failure must be loud: audited, alerted, exit 1
         db.session.rollback()
         message = _describe(e)
+        if run.dry_run:  # a check changes nothing, not even the trail
+            click.echo(f"Sauvegarde impossible : {message}", err=True)
+            return JobRun("Sauvegarde impossible.", exit_code=1)
         audit.record(
             db.session,
             AuditAction.BACKUP_FAILED,
@@ -318,6 +321,9 @@ def backup_drill(
         failure, report = _describe(e), None
     else:
         failure = "" if report.is_ok else "; ".join(report.failures)
+    if run.dry_run:  # only the latest backup could not be named: say so, write nothing
+        click.echo(f"Exercice impossible : {failure}", err=True)
+        return JobRun("Exercice impossible.", exit_code=1)
     details: dict[str, object] = {"outcome": "success" if not failure else "failure"}
     if report is not None:
         details.update(

@@ -269,3 +269,18 @@ def test_a_restore_whose_purge_leaves_an_expired_deposit_refuses_to_finish(
 
 class _NothingPurged:
     expired = withdrawn = abandoned_drafts = files_destroyed = removal_pending = 0
+
+
+def test_a_dry_run_that_cannot_reach_the_site_fails_and_writes_nothing(
+    backup_env: Stack, app: Flask, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audit import AuditAction
+    from tests.conftest import audit_rows
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("FILR_BACKUP_URL", f"file://{blocker}/site")
+    assert "Sauvegarde impossible" in filr(["backup", "run", "--dry-run"], code=1).output
+    assert "Exercice impossible" in filr(["backup", "drill", "--dry-run"], code=1).output
+    assert audit_rows(app, AuditAction.BACKUP_FAILED) == []
+    assert audit_rows(app, AuditAction.BACKUP_DRILL) == []
