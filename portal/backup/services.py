@@ -172,7 +172,11 @@ def apply_retention(
         deleted += complete
     referenced: set[str] = set()
     for backup_id in list_backups(site):
-        referenced.update(read_manifest(site, key, backup_id).objects)
+        try:
+            referenced.update(read_manifest(site, key, backup_id).objects)
+        except BackupTampered as e:
+            # Nothing is deleted while one kept backup cannot be read: the job fails, loudly.
+            raise BackupTampered(f"sauvegarde {backup_id} : {e}") from e
     removed = 0
     for name in list(site.list(OBJECTS)):
         if name[len(OBJECTS) :] not in referenced:
