@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -279,6 +279,3 @@ def test_a_drill_on_a_damaged_backup_fails_and_alerts(
         kinds = list(db.session.execute(sa.select(SecurityAlert.kind)).scalars())
     assert kinds == [AlertKind.BACKUP_FAILED]
     _assert_no_scratch_left(backup_env)
-
-
-_ = Callable
