@@ -26,7 +26,7 @@ from portal.deposits.models import Deposit, DepositStatus
 from portal.securite.models import AlertKind, SecurityAlert
 from tests.backup.conftest import Stack
 from tests.cli.conftest import filr
-from tests.conftest import audit_rows, https, login, reset_totp_step
+from tests.conftest import audit_rows, csrf_of, https, login, reset_totp_step
 from tests.deposits.conftest import download, file_ids, sent_deposit
 from tests.factories import Account, Factory, World
 from tests.support.services import SmtpSink, postgres_database
@@ -135,11 +135,15 @@ def test_restore_after_losing_production_serves_the_same_files_and_not_the_expir
                 assert audit.verify_chain(db.session).is_valid
                 actions = set(db.session.execute(sa.select(audit.AuditEvent.action)).scalars())
                 assert {"backup:restored", "deposit:expired", "deposit:destroyed"} <= actions
+            # and the recipient cannot get a download link for it
             doomed_file = file_ids(restored, doomed)[0]
-            token_page = recipient.get(f"/depots/{doomed}")
-            assert token_page.status_code in (404, 410) or doomed_file not in token_page.get_data(
-                as_text=True
+            token = csrf_of(recipient, f"/depots/{kept}")
+            link = recipient.post(
+                f"/depots/{doomed}/fichiers/{doomed_file}/lien", data={"csrf_token": token}
             )
+            # (a refused link sends back to the deposit's page, never to a download)
+            assert link.status_code == 302
+            assert "/telechargement/" not in link.headers["Location"]
         finally:
             db.bound(restored).engine.dispose()
 
