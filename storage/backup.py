@@ -31,7 +31,7 @@ import re
 import secrets
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -473,7 +473,9 @@ def copy_objects(
         try:
             for source_key, target_key in pairs:
                 if len(pending) >= 4 * workers:
-                    done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                    # FIRST_COMPLETED, not FIRST_EXCEPTION: the latter waits for every pending
+                    # copy when none fails, and the pool would drain between batches.
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     for future in done:
                         future.result()
                 pending.add(pool.submit(copy_one, source_key, target_key))
