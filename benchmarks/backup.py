@@ -24,6 +24,7 @@ import argparse
 import base64
 import os
 import secrets
+import shutil
 import sys
 import tempfile
 import time
@@ -56,7 +57,17 @@ def main() -> None:
     parser.add_argument("--size", type=parse_size, default=parse_size("5G"))
     parser.add_argument("--sample", type=parse_size, default=parse_size("1G"))
     args = parser.parse_args()
+    os.environ.setdefault("FILR_ALLOW_SUPERUSER", "1")
+    work = Path(tempfile.mkdtemp(prefix="filr-bench-backup-"))
+    try:
+        run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # gigabytes on a shared machine
 
+
+def run(args: argparse.Namespace, work: Path) -> None:
+    """The scenario, in *work* (removed afterwards by `main`)."""
+    import audit
     from portal import create_app
     from portal.accounts.models import Role
     from portal.backup.drill import run_drill
@@ -73,8 +84,6 @@ def main() -> None:
     from tests.support.seaweedfs import running_seaweedfs
     from tests.support.services import postgres_database
 
-    os.environ.setdefault("FILR_ALLOW_SUPERUSER", "1")
-    work = Path(tempfile.mkdtemp(prefix="filr-bench-backup-"))
     with (
         running_seaweedfs(work / "prod", bucket="filr-prod") as prod,
         running_seaweedfs(work / "site", bucket="filr-backup") as site_s3,
@@ -212,8 +221,6 @@ def main() -> None:
         )
 
         # --- the drill -------------------------------------------------------------------
-        import audit
-
         drill = run_drill(
             settings,
             site=site,
