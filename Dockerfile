@@ -18,6 +18,10 @@ COPY audit ./audit
 RUN /opt/filr/bin/pip install --no-cache-dir .
 
 FROM python:3.13-slim-bookworm
+# pg_dump / pg_restore for `filr backup` (same major version as the server, or newer).
+RUN apt-get update -qq \
+    && apt-get install -y -qq --no-install-recommends postgresql-client \
+    && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin filr \
     && mkdir -p /data && chown filr /data
 COPY --from=build /opt/filr /opt/filr

@@ -93,6 +93,10 @@ class AuditAction(StrEnum):
     INCIDENT_NOTICE_RECORDED = "incident:notice-recorded"
     INCIDENT_REMINDER_SENT = "incident:reminder-sent"
     ANTIVIRUS_SIGNATURES_STALE = "antivirus:signatures-stale"
+    BACKUP_COMPLETED = "backup:completed"
+    BACKUP_FAILED = "backup:failed"
+    BACKUP_RESTORED = "backup:restored"
+    BACKUP_DRILL = "backup:drill"
 
 
 class Outcome(StrEnum):

@@ -18,6 +18,9 @@ MFA_FAILURES_MIN, MFA_FAILURES_MAX = 3, 100
 METRICS_TOKEN_MIN = 32
 # One convention asks for two months without use, another nine: 30 days to a year.
 ACCOUNT_INACTIVE_MIN, ACCOUNT_INACTIVE_MAX = 30, 365
+# A backup holds the wrapped keys of its night: kept no longer than a deposit lives (90 days)
+# plus the restore window (the conventions' 8 working hours, counted as one day).
+BACKUP_RETENTION_MIN, BACKUP_RETENTION_MAX = 1, 91
 
 
 class SettingsError(ValueError):
@@ -182,6 +185,17 @@ class Settings:
     # only once the stream has ended, at 40-50 MiB/s on one core, which would halve the upload
     # rate of big files (benchmarks/storage_throughput.py).
     antivirus_inline_max_bytes: int = 32 * 1024**2
+    # Backups (docs/operations.md): the backup site (s3://bucket/prefix with its own endpoint
+    # and credentials, or file:///dir), the backup key (never the master key), retention.
+    backup_url: str | None = None
+    backup_s3_endpoint_url: str | None = None
+    backup_s3_region: str | None = None
+    backup_s3_access_key: str | None = None
+    backup_s3_secret_key: str | None = field(default=None, repr=False)
+    backup_key_file: Path | None = None
+    backup_retention_days: int = 35
+    # Where the restore drill restores the object store (default: a directory under data_dir).
+    backup_drill_storage_url: str | None = None
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -271,6 +285,17 @@ class Settings:
             ),
             antivirus_bypass=_bool("ANTIVIRUS_BYPASS", False),
             antivirus_inline_max_bytes=_int("ANTIVIRUS_INLINE_MAX_BYTES", 32 * 1024**2),
+            # Embedded default (objects in a local directory): backups in another one, so that
+            # the demo's scheduled backup and drill work; production names its backup site.
+            backup_url=_env("BACKUP_URL")
+            or (f"file://{data_dir / 'backups'}" if not _env("STORAGE_URL") else None),
+            backup_s3_endpoint_url=_env("BACKUP_S3_ENDPOINT_URL") or None,
+            backup_s3_region=_env("BACKUP_S3_REGION") or None,
+            backup_s3_access_key=_env("BACKUP_S3_ACCESS_KEY") or None,
+            backup_s3_secret_key=_env("BACKUP_S3_SECRET_KEY") or None,
+            backup_key_file=Path(_env("BACKUP_KEY_FILE") or data_dir / "secrets" / "backup.key"),
+            backup_retention_days=_int("BACKUP_RETENTION_DAYS", 35),
+            backup_drill_storage_url=_env("BACKUP_DRILL_STORAGE_URL") or None,
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -299,6 +324,11 @@ class Settings:
                 f"{ENV_PREFIX}REVIEW_OPENS and {ENV_PREFIX}REVIEW_CLOSES must be days of the "
                 f"same year (MM-JJ, the opening first), not {self.review_opens!r} and "
                 f"{self.review_closes!r}"
+            )
+        if not BACKUP_RETENTION_MIN <= self.backup_retention_days <= BACKUP_RETENTION_MAX:
+            raise SettingsError(
+                f"{ENV_PREFIX}BACKUP_RETENTION_DAYS must be between {BACKUP_RETENTION_MIN} "
+                f"and {BACKUP_RETENTION_MAX} (days), not {self.backup_retention_days}"
             )
         if not MFA_FAILURES_MIN <= self.mfa_failures_max <= MFA_FAILURES_MAX:
             raise SettingsError(

@@ -167,17 +167,20 @@ class S3Store:
         """Upload `chunks` in one request if small, else as a multipart upload in parts."""
         name = self._name(key)
         source = _Filler(chunks)
-        first = bytearray(self.part_size)
-        size = source.fill(first)
+        # Grown to the object's size, not allocated at the part size: most objects are far
+        # smaller than a part, and zeroing 8 MiB for each slowed the copy of many small ones.
+        first = source.take(self.part_size)
+        size = len(first)
         if size == self.part_size:
             second = bytearray(self.part_size)
             more = source.fill(second)
             if more:
                 return self._put_multipart(name, source, [(first, size), (second, more)])
         try:
-            self.client.put_object(
-                Bucket=self.bucket, Key=name, Body=_body(memoryview(first)[:size])
-            )
+            # As bytes, not as a file: botocore sends any file-like body with "Expect:
+            # 100-continue", one more round trip per object, which costs small objects more than
+            # this copy of at most one part does.
+            self.client.put_object(Bucket=self.bucket, Key=name, Body=bytes(first))
         except _BACKEND_ERRORS as e:
             raise _translate(e) from e
         return size
@@ -388,6 +391,21 @@ class _Filler:
     def __init__(self, chunks: Iterable[Chunk]) -> None:
         self._chunks = iter(chunks)
         self._pending = memoryview(b"")
+
+    def take(self, limit: int) -> bytearray:
+        """Up to *limit* bytes of the stream, in a new buffer of their size (fewer at the end)."""
+        buffer = bytearray()
+        while len(buffer) < limit:
+            if not self._pending:
+                chunk = next(self._chunks, None)
+                if chunk is None:
+                    break
+                self._pending = memoryview(chunk).cast("B")
+                continue
+            take = min(limit - len(buffer), len(self._pending))
+            buffer += self._pending[:take]
+            self._pending = self._pending[take:]
+        return buffer
 
     def fill(self, buffer: bytearray) -> int:
         """Fill `buffer` from the stream; return the bytes written, fewer only at the end."""

@@ -15,6 +15,10 @@ main = LazyGroup(
     help="Fil'R : échanges sécurisés entre départements, prestataires et France Travail.",
     lazy={
         "audit": Lazy("portal.cli.audit:audit_group", "Le journal d'audit."),
+        "backup": Lazy(
+            "portal.cli.backup:backup_group",
+            "Sauvegardes vers le site de secours, restaurations, exercices de restauration.",
+        ),
         "db": Lazy("portal.cli.db:db_group", "Migrations de la base de données."),
         "demo": Lazy(
             "portal.cli.demo:demo",

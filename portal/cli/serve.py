@@ -39,6 +39,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     with database_errors(name):
         upgrade(settings.migration_database_url)  # the owner migrates; the app role serves
     check_serving_database(settings)
+    check_no_unfinished_restore(settings)
 
     class _Gunicorn(BaseApplication):  # type: ignore[misc] # gunicorn has no type hints
         def load_config(self) -> None:
@@ -56,7 +57,12 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             self.cfg.set("child_exit", _worker_exited)
 
         def load(self) -> Flask:
-            return create_app(settings)
+            from portal.backup.guard import refuse_connections_while_unfinished
+            from portal.db import db
+
+            app = create_app(settings)
+            refuse_connections_while_unfinished(db.bound(app).engine)
+            return app
 
     def _worker_exited(_server: object, worker: Any) -> None:
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call] # untyped
@@ -99,3 +105,17 @@ def check_serving_database(settings: Settings) -> None:
             raise click.ClickException(str(e)) from None
         finally:
             engine.dispose()
+
+
+def check_no_unfinished_restore(settings: Settings) -> None:
+    """Refuse to serve a restored database whose purge has not succeeded (exit 1, one line)."""
+    from portal.backup.guard import RestoreUnfinished, refuse_unfinished_restore
+
+    engine = engine_or_exit("FILR_DATABASE_URL", settings.migration_database_url)
+    try:
+        with database_errors("FILR_DATABASE_URL"):
+            refuse_unfinished_restore(engine)
+    except RestoreUnfinished as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        engine.dispose()

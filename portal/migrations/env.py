@@ -14,6 +14,7 @@ import audit
 from portal.accounts import models as _accounts  # noqa: F401 - tables on the metadata
 from portal.api import models as _api  # noqa: F401 - as above
 from portal.auth import models as _auth  # noqa: F401 - as above
+from portal.backup import models as _backup  # noqa: F401 - as above
 from portal.db import Base, make_engine
 from portal.deposits import models as _deposits  # noqa: F401 - as above
 from portal.flows import models as _flows  # noqa: F401 - as above

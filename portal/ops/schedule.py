@@ -193,9 +193,8 @@ SCHEDULE: tuple[Entry, ...] = (
     entry("incidents", "jobs incidents", "hourly :20"),
     entry("antivirus", "jobs antivirus", "every 1 min"),
     entry("antivirus-signatures", "jobs antivirus-signatures", "hourly :40"),
-    # Jobs of other issues join here, one line each, once their command exists:
-    # entry("backup", "backup run", "daily 01:30"),
-    # entry("backup-drill", "backup drill", "weekly sun 05:00"),
+    entry("backup", "backup run", "daily 01:30"),
+    entry("backup-drill", "backup drill", "weekly sun 04:30"),
 )
 
 

@@ -289,6 +289,23 @@ def security_officers(session: Session) -> list[User]:
     )
 
 
+def platform_operators(session: Session) -> list[User]:
+    """Active accounts holding the `admin` role (the platform's operators)."""
+    return list(
+        session.execute(
+            sa.select(User)
+            .join(UserRole, UserRole.user_id == User.id)
+            .where(UserRole.role == Role.ADMIN, User.status == AccountStatus.ACTIVE)
+            .order_by(User.id)
+        ).scalars()
+    )
+
+
+# Alerts about the platform itself, e-mailed to its operators as well as to the national
+# security officers: they are the ones who can mend a backup site.
+OPERATOR_ALERT_KINDS = frozenset({AlertKind.BACKUP_FAILED})
+
+
 # Who was already e-mailed about an alert, kept in its details under this key (ids only,
 # never an address): a refused mailbox must not make the others receive the alert every minute.
 NOTIFICATION_KEY = "_notification"
@@ -369,14 +386,23 @@ def notify_new_alerts(
     if not pending:
         return
     officers = [(o.id, o.email, scope_for(session, o)) for o in security_officers(session)]
+    operators = [(o.id, o.email) for o in platform_operators(session)]
     session.commit()  # no transaction is held while the relay is slow
+
+    def recipients(alert: SecurityAlert) -> list[tuple[str, str]]:
+        chosen = [(i, email) for i, email, scope in officers if can_see_alert(scope, alert)]
+        if AlertKind(alert.kind) in OPERATOR_ALERT_KINDS:
+            known = {i for i, _ in chosen}
+            chosen += [(i, email) for i, email in operators if i not in known]
+        return chosen
+
     for alert in pending:
         subject, body = alert_mail(alert, base_url)
         notification = _Notification.of(alert)
         mailed: set[str] = set()
         failed: set[str] = set()
-        for officer_id, email, scope in officers:
-            if not can_see_alert(scope, alert) or notification.is_done_for(officer_id):
+        for officer_id, email in recipients(alert):
+            if notification.is_done_for(officer_id):
                 continue
             try:
                 mailer.send(email, subject, body)
@@ -395,11 +421,7 @@ def notify_new_alerts(
             notification.attempts[officer_id] = notification.attempts.get(officer_id, 0) + 1
         if mailed or failed:
             notification.store(alert)
-        if all(
-            notification.is_done_for(officer_id)
-            for officer_id, _email, scope in officers
-            if can_see_alert(scope, alert)
-        ):
+        if all(notification.is_done_for(officer_id) for officer_id, _email in recipients(alert)):
             alert.notified_at = now
         session.commit()
 

@@ -35,6 +35,7 @@ FAMILY_LABELS = {
     "flow:": "Flux XML (toutes)",
     "job:": "Tâches planifiées",
     "incident:": "Registre des incidents",
+    "backup:": "Sauvegardes et restaurations",
 }
 OUTCOME_LABELS = {
     Outcome.SUCCESS: "Succès",

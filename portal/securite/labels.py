@@ -94,6 +94,10 @@ ACTION_LABELS: dict[str, str] = {
     AuditAction.DEPOSIT_SCAN_BYPASSED: "Fichier admis sans analyse antivirus (contournement)",
     AuditAction.DEPOSIT_HELD_FOR_SCAN: "Dépôt en attente d'analyse antivirus",
     AuditAction.ANTIVIRUS_SIGNATURES_STALE: "Signatures antivirus trop anciennes",
+    AuditAction.BACKUP_COMPLETED: "Sauvegarde terminée",
+    AuditAction.BACKUP_FAILED: "Échec de la sauvegarde",
+    AuditAction.BACKUP_RESTORED: "Sauvegarde restaurée",
+    AuditAction.BACKUP_DRILL: "Exercice de restauration",
 }
 
 TARGET_TYPE_LABELS: dict[str, str] = {

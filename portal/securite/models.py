@@ -26,6 +26,7 @@ class AlertKind(StrEnum):
     STORAGE_INTEGRITY = "storage_integrity"
     MALWARE_DETECTED = "malware_detected"
     ANTIVIRUS_STALE = "antivirus_stale"
+    BACKUP_FAILED = "backup_failed"
 
 
 ALERT_KIND_LABELS = {
@@ -40,6 +41,7 @@ ALERT_KIND_LABELS = {
     AlertKind.STORAGE_INTEGRITY: "Fichier stocké altéré ou endommagé (contrôle d'intégrité)",
     AlertKind.MALWARE_DETECTED: "Fichier malveillant refusé par l'antivirus",
     AlertKind.ANTIVIRUS_STALE: "Signatures de l'antivirus périmées ou sans date",
+    AlertKind.BACKUP_FAILED: "Échec d'une sauvegarde ou d'un exercice de restauration",
 }
 
 

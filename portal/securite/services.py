@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -262,3 +262,24 @@ def acknowledge(
 def chain_status(session: Session) -> AlertJobState | None:
     """The chain status recorded by the last alert job (None before its first run)."""
     return session.get(AlertJobState, 1)
+
+
+# A nightly backup older than this is late: the night's run failed, or did not run.
+BACKUP_LATE_AFTER = timedelta(hours=26)
+
+
+def last_successful_run(session: Session, job: str) -> datetime | None:
+    """When the job *job* last succeeded: its latest `job:run` row (None if it never did).
+
+    `@job` writes that row only for a run that succeeded (a failed backup or drill writes its
+    own `backup:…` row instead), so the row's time is the age the monitoring reads.
+    """
+    return session.execute(
+        sa.select(AuditEvent.occurred_at)
+        .where(
+            AuditEvent.action == str(AuditAction.JOB_RUN),
+            AuditEvent.details.like(f'%"job":"{job}"%'),
+        )
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).scalar_one_or_none()

@@ -98,10 +98,10 @@ def test_help_is_the_same_before_and_after_the_groups_are_imported() -> None:
     after = CliRunner().invoke(loaded, ["--help"], terminal_width=60).output
 
     assert before == after
-    assert "  jobs   Tâches planifiées (cron, minuteries systemd,...\n" in before
+    assert "  jobs    Tâches planifiées (cron, minuteries systemd,...\n" in before
 
 
 def test_an_unknown_command_is_a_usage_error() -> None:
-    result = CliRunner().invoke(main, ["backup"])
+    result = CliRunner().invoke(main, ["restaurer"])
 
-    assert result.exit_code == 2 and "Commande inconnue : 'backup'" in result.output
+    assert result.exit_code == 2 and "Commande inconnue : 'restaurer'" in result.output

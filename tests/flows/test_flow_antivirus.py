@@ -6,8 +6,8 @@ import json
 
 from flask import Flask
 
-from portal.flows import FlowType
-from portal.flows.validator import paris_today
+from portal.flows.core import FlowType
+from portal.flows.core.validator import paris_today
 from tests.conftest import audit_rows
 from tests.factories import FlowWorld
 from tests.flows.conftest import ClientFor, Sample, deposit_file, stored_keys

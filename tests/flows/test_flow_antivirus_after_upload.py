@@ -6,9 +6,9 @@ import pytest
 from flask import Flask
 
 from portal.deposits.models import Deposit, DepositStatus
-from portal.flows import FlowType
+from portal.flows.core import FlowType
+from portal.flows.core.validator import paris_today
 from portal.flows.models import FlowDeposit
-from portal.flows.validator import paris_today
 from portal.settings import Settings
 from tests.cli.conftest import cli_env, filr  # noqa: F401 - the CLI's environment fixture
 from tests.conftest import reread
