@@ -38,6 +38,20 @@ class ReenrolTotpForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type 
     )
 
 
+class EnrolKeyForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
+    """Add a security key: the password and a current code prove who asks; the name tells
+    the keys apart."""
+
+    current = PasswordField("Mot de passe actuel", validators=[DataRequired(), Length(max=MAX_PW)])
+    code = StringField(
+        "Code à 6 chiffres de votre application d'authentification",
+        validators=[DataRequired(), Length(min=6, max=8)],
+    )
+    name = StringField(
+        "Nom de la clé", validators=[DataRequired(), Length(min=1, max=64)], default="Ma clé"
+    )
+
+
 class EmptyForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
     """Buttons that only need the CSRF token."""
 

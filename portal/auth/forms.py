@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 
 MAX_PW = 1024
 
@@ -14,9 +14,10 @@ class LoginForm(FlaskForm):  # type: ignore[misc] # flask_wtf has no type hints
 
     email = EmailField("Adresse électronique", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Mot de passe", validators=[DataRequired(), Length(max=MAX_PW)])
+    # Empty for an account with a security key: the key is asked next.
     code = StringField(
         "Code de votre application d'authentification",
-        validators=[DataRequired(), Length(max=32)],
+        validators=[Optional(), Length(max=32)],
     )
 
 
