@@ -114,6 +114,8 @@ def login_key() -> str | Response | tuple[Response, int]:
     if request.method == "POST":
         user = None
         if state is not None:
+            # One answer per challenge: a retry asks the page again for a fresh one.
+            sess["key_login"] = {k: v for k, v in state.items() if k != "challenge"}
             user = keys.log_in_with_key(
                 db.session, services(), state, request.get_data(as_text=True), audit_context()
             )

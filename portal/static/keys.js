@@ -78,6 +78,8 @@
     }).then(function (result) {
       if (result.redirect) { window.location.assign(result.redirect); return; }
       showError(result.error || button.dataset.failure);
+      // The server spent its challenge: another try starts from a fresh page.
+      button.dataset.stale = "yes";
       button.disabled = false;
     }).catch(function () {
       showError(button.dataset.failure);
@@ -93,6 +95,9 @@
       button.disabled = true;
       return;
     }
-    button.addEventListener("click", function () { run(button); });
+    button.addEventListener("click", function () {
+      if (button.dataset.stale) { window.location.reload(); return; }
+      run(button);
+    });
   });
 })();
