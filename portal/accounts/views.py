@@ -69,7 +69,7 @@ def _account_page(**forms: object) -> str:
         codes_form=forms.get("codes_form") or ConfirmPasswordForm(),
         empty_form=EmptyForm(),
         problems=forms.get("problems") or [],
-        webauthn_enabled=services().settings.webauthn_enabled,
+        webauthn_enabled=keys.available(services().settings),
     )
 
 
@@ -177,7 +177,7 @@ def security_keys() -> str | Response:
     """The account's security keys; the form proves password and code, then the browser
     creates the new credential (static/keys.js)."""
     user, svc = the_user(), services()
-    if not svc.settings.webauthn_enabled:
+    if not keys.available(svc.settings):
         abort(404)
     if request.method == "GET":
         return _keys_page()

@@ -8,6 +8,7 @@ own origin in clientDataJSON, or another RP id hash) is refused even when relaye
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 from dataclasses import dataclass
@@ -54,6 +55,17 @@ def relying_party(settings: Settings) -> tuple[str, str]:
     """(RP id, origin) from `FILR_BASE_URL`."""
     parts = urlsplit(settings.base_url)
     return parts.hostname or "", f"{parts.scheme}://{parts.netloc}"
+
+
+def available(settings: Settings) -> bool:
+    """Keys are offered: enabled, and `FILR_BASE_URL` names a domain (browsers refuse an IP
+    address as RP id, so http://127.0.0.1:8000 cannot; http://localhost:8000 can)."""
+    host = relying_party(settings)[0]
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return settings.webauthn_enabled and bool(host)
+    return False
 
 
 def keys_of(session: Session, user_id: str) -> list[SecurityKey]:
@@ -351,7 +363,7 @@ class KeyPolicy(StrEnum):
 def key_policy(session: Session, settings: Settings, user: User, today: date) -> KeyPolicy:
     """The key policy for *user* on *today*."""
     required = {str(r) for r in user.roles} & settings.webauthn_required_roles
-    if not settings.webauthn_enabled or not required or has_keys(session, user.id):
+    if not available(settings) or not required or has_keys(session, user.id):
         return KeyPolicy.FREE
     deadline = settings.webauthn_enrol_deadline
     if deadline is not None and today < deadline:

@@ -243,7 +243,7 @@ def attempt_login(
         )
         session.commit()
         return LoginOutcome()
-    if not code and svc.settings.webauthn_enabled and keys.has_keys(session, user.id):
+    if not code and keys.available(svc.settings) and keys.has_keys(session, user.id):
         session.commit()
         return LoginOutcome(key_user_id=user.id)
     if not code:
