@@ -5,14 +5,20 @@ ceremonies themselves (real signatures) run in Chromium: tests/browser/test_secu
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import re
+import secrets
 from collections.abc import Callable
 from datetime import date, timedelta
+from typing import Any
 
+import cbor2
 import pytest
 import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.hashes import SHA256
 from flask import Flask
 from flask.testing import FlaskClient
 from webauthn.helpers import bytes_to_base64url
@@ -23,7 +29,7 @@ from portal.auth import services as auth
 from portal.auth.models import SecurityKey
 from portal.db import db, utcnow
 from portal.settings import Settings, SettingsError
-from tests.conftest import audit_rows, csrf_of, https, login, reset_totp_step
+from tests.conftest import audit_rows, csrf_of, https, login, reread, reset_totp_step
 from tests.factories import Account, Factory
 
 GENERIC_LOGIN_ERROR = "Adresse électronique, mot de passe ou code incorrect."
@@ -333,3 +339,144 @@ def test_the_required_roles_setting_refuses_an_unknown_role(
     settings = Settings.from_env()
     assert settings.webauthn_required_roles == {"securite", "admin"}
     assert settings.webauthn_enrol_deadline == date(2027, 3, 1)
+
+
+# --- assertions signed by a software key: the server's checks, one by one ------------------
+
+
+class SoftwareKey:
+    """A P-256 credential held in the test: what an authenticator (or a thief of its private
+    key) would sign."""
+
+    def __init__(self) -> None:
+        self.private = ec.generate_private_key(ec.SECP256R1())
+        numbers = self.private.public_key().public_numbers()
+        self.cose = cbor2.dumps(
+            {
+                1: 2,  # kty: EC2
+                3: -7,  # alg: ES256
+                -1: 1,  # crv: P-256
+                -2: numbers.x.to_bytes(32, "big"),
+                -3: numbers.y.to_bytes(32, "big"),
+            }
+        )
+        self.raw_id = secrets.token_bytes(16)
+
+    def store_for(self, app: Flask, account: Account, sign_count: int = 5) -> str:
+        with app.app_context():
+            key = SecurityKey(
+                user_id=account.id,
+                credential_id=bytes_to_base64url(self.raw_id),
+                public_key=self.cose,
+                sign_count=sign_count,
+                name="Clé logicielle",
+                created_at=utcnow(),
+            )
+            db.session.add(key)
+            db.session.commit()
+            return key.id
+
+    def assertion(
+        self,
+        challenge: str,
+        *,
+        origin: str = "https://filr.test",
+        rp_id: str = "filr.test",
+        count: int = 6,
+        verified: bool = True,
+    ) -> str:
+        client_data = json.dumps(
+            {"type": "webauthn.get", "challenge": challenge, "origin": origin}
+        ).encode()
+        flags = 0x01 | (0x04 if verified else 0)
+        auth_data = (
+            hashlib.sha256(rp_id.encode()).digest() + bytes([flags]) + count.to_bytes(4, "big")
+        )
+        signature = self.private.sign(
+            auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(SHA256())
+        )
+        raw = bytes_to_base64url(self.raw_id)
+        return json.dumps(
+            {
+                "id": raw,
+                "rawId": raw,
+                "type": "public-key",
+                "response": {
+                    "clientDataJSON": bytes_to_base64url(client_data),
+                    "authenticatorData": bytes_to_base64url(auth_data),
+                    "signature": bytes_to_base64url(signature),
+                },
+                "clientExtensionResults": {},
+            }
+        )
+
+
+def _key_step(client: FlaskClient, account: Account) -> tuple[str, str]:
+    """Password step, then the key page: (challenge, CSRF token)."""
+    assert login(client, account, code="").status_code == 302
+    page = client.get("/connexion/cle").get_data(as_text=True)
+    token = re.search(r'data-csrf="([^"]+)"', page)
+    assert token
+    return str(_options(page)["challenge"]), token.group(1)
+
+
+def _post_assertion(client: FlaskClient, token: str, body: str) -> Any:
+    return client.post(
+        "/connexion/cle",
+        data=body,
+        headers={"Content-Type": "application/json", "X-CSRFToken": token},
+    )
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        ({"origin": "https://filr-test.example"}, "bad_assertion"),
+        ({"rp_id": "filr-test.example"}, "bad_assertion"),
+        ({"verified": False}, "bad_assertion"),
+        ({"count": 5}, "sign_count_not_increasing"),
+        ({"count": 2}, "sign_count_not_increasing"),
+    ],
+)
+def test_a_validly_signed_assertion_is_refused_for_origin_rp_id_verification_or_counter(
+    app: Flask, client: FlaskClient, factory: Factory, tamper: dict[str, Any], reason: str
+) -> None:
+    # Given an account whose key was last seen at counter 5
+    account = factory.user(factory.org())
+    key = SoftwareKey()
+    key.store_for(app, account, sign_count=5)
+    challenge, token = _key_step(client, account)
+    # When an assertion signed by the right key has one property wrong
+    r = _post_assertion(client, token, key.assertion(challenge, **tamper))
+    # Then it is refused, audited with the reason, and nobody is logged in
+    assert r.status_code == 400
+    assert client.get("/").status_code == 302
+    rows = audit_rows(app)
+    assert _details(rows[-1])["reason"] == reason
+    if reason == "sign_count_not_increasing":
+        assert rows[-1].action == AuditAction.AUTH_KEY_CLONE_WARNING
+
+
+def test_a_right_assertion_logs_in_once_and_its_challenge_answers_once(
+    app: Flask, client: FlaskClient, factory: Factory
+) -> None:
+    account = factory.user(factory.org())
+    key = SoftwareKey()
+    key_id = key.store_for(app, account, sign_count=5)
+    challenge, token = _key_step(client, account)
+    # A wrong answer spends the challenge: the right one cannot follow on the same page
+    assert (
+        _post_assertion(client, token, key.assertion(challenge, verified=False)).status_code == 400
+    )
+    assert _post_assertion(client, token, key.assertion(challenge, count=6)).status_code == 400
+    # A fresh page, a right answer: logged in, counter and last use stored, audited
+    challenge, token = _key_step(client, account)
+    r = _post_assertion(client, token, key.assertion(challenge, count=7))
+    assert r.status_code == 200 and r.get_json() == {"redirect": "/"}
+    assert client.get("/").status_code == 200
+    stored = reread(app, SecurityKey, key_id)
+    assert stored.sign_count == 7 and stored.last_used_at is not None
+    used = audit_rows(app, AuditAction.AUTH_KEY_SUCCESS)
+    assert [(e.actor_id, e.target_id) for e in used] == [(account.id, key_id)]
+    success = audit_rows(app, AuditAction.AUTH_LOGIN_SUCCESS)[-1]
+    assert _details(success) == {"via": "security_key"}
