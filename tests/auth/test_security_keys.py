@@ -184,17 +184,18 @@ def test_enrolment_asks_for_the_password_and_a_current_code(
     login_as(account)
     token = csrf_of(client, "/compte/cles")
     form = {"csrf_token": token, "current": account.password, "name": "Clé USB"}
+    next_code = account.code(1)  # the log-in spent the current step
     # A wrong code: no ceremony, a failure counted
     r = client.post("/compte/cles", data={**form, "code": "000000"})
     assert "data-options" not in r.get_data(as_text=True)
     assert _details(audit_rows(app, AuditAction.AUTH_MFA_FAILURE)[-1])["purpose"] == "key_enrolment"
     # A wrong password: no ceremony
     r = client.post(
-        "/compte/cles", data={**form, "current": "wrong password", "code": account.code(1)}
+        "/compte/cles", data={**form, "current": "wrong password", "code": next_code}
     )
     assert "data-options" not in r.get_data(as_text=True)
     # Both right: the creation options, user verification required, the held key excluded
-    r = client.post("/compte/cles", data={**form, "code": account.code(1)})
+    r = client.post("/compte/cles", data={**form, "code": next_code})
     options = _options(r.get_data(as_text=True))
     assert options["rp"] == {"name": "Fil'R", "id": "filr.test"}
     selection = options["authenticatorSelection"]
@@ -203,7 +204,7 @@ def test_enrolment_asks_for_the_password_and_a_current_code(
     assert isinstance(excluded, list) and len(excluded) == 1
     assert existing  # the stored row excluded above
     # The same code cannot open a second ceremony (spent)
-    r = client.post("/compte/cles", data={**form, "code": account.code(1)})
+    r = client.post("/compte/cles", data={**form, "code": next_code})
     assert "data-options" not in r.get_data(as_text=True)
 
 
