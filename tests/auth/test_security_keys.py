@@ -190,9 +190,7 @@ def test_enrolment_asks_for_the_password_and_a_current_code(
     assert "data-options" not in r.get_data(as_text=True)
     assert _details(audit_rows(app, AuditAction.AUTH_MFA_FAILURE)[-1])["purpose"] == "key_enrolment"
     # A wrong password: no ceremony
-    r = client.post(
-        "/compte/cles", data={**form, "current": "wrong password", "code": next_code}
-    )
+    r = client.post("/compte/cles", data={**form, "current": "wrong password", "code": next_code})
     assert "data-options" not in r.get_data(as_text=True)
     # Both right: the creation options, user verification required, the held key excluded
     r = client.post("/compte/cles", data={**form, "code": next_code})
