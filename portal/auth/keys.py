@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from webauthn import (
     generate_authentication_options,
@@ -162,6 +163,20 @@ def _credential(raw: str) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
+def _record_enrolment_failure(
+    session: Session, user: User, ctx: audit.Context, reason: str
+) -> None:
+    audit.record(
+        session,
+        AuditAction.AUTH_KEY_FAILURE,
+        actor=user.audit_actor,
+        outcome=Outcome.FAILURE,
+        context=ctx,
+        details={"purpose": "enrolment", "reason": reason},
+    )
+    session.commit()
+
+
 def enrol_key(
     session: Session,
     settings: Settings,
@@ -203,15 +218,7 @@ def enrol_key(
         if taken is not None:
             reason, verified = "already_enrolled", None
     if verified is None:
-        audit.record(
-            session,
-            AuditAction.AUTH_KEY_FAILURE,
-            actor=user.audit_actor,
-            outcome=Outcome.FAILURE,
-            context=ctx,
-            details={"purpose": "enrolment", "reason": reason or "unknown"},
-        )
-        session.commit()
+        _record_enrolment_failure(session, user, ctx, reason or "unknown")
         return None
     name = str(pending.get("name") if isinstance(pending, dict) else "")[:64] or "Clé de sécurité"
     key = SecurityKey(
@@ -223,7 +230,12 @@ def enrol_key(
         created_at=utcnow(),
     )
     session.add(key)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same credential enrolled by a concurrent request: one wins
+        session.rollback()
+        _record_enrolment_failure(session, user, ctx, "already_enrolled")
+        return None
     audit.record(
         session,
         AuditAction.AUTH_KEY_ENROLLED,

@@ -409,6 +409,35 @@ class SoftwareKey:
             }
         )
 
+    def attestation(self, challenge: str, *, origin: str = "https://filr.test") -> str:
+        """The browser's answer to the creation options ("none" attestation)."""
+        client_data = json.dumps(
+            {"type": "webauthn.create", "challenge": challenge, "origin": origin}
+        ).encode()
+        auth_data = (
+            hashlib.sha256(b"filr.test").digest()
+            + bytes([0x01 | 0x04 | 0x40])  # user present, verified, attested credential data
+            + (0).to_bytes(4, "big")
+            + bytes(16)  # AAGUID
+            + len(self.raw_id).to_bytes(2, "big")
+            + self.raw_id
+            + self.cose
+        )
+        attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        raw = bytes_to_base64url(self.raw_id)
+        return json.dumps(
+            {
+                "id": raw,
+                "rawId": raw,
+                "type": "public-key",
+                "response": {
+                    "clientDataJSON": bytes_to_base64url(client_data),
+                    "attestationObject": bytes_to_base64url(attestation),
+                },
+                "clientExtensionResults": {},
+            }
+        )
+
 
 def _key_step(client: FlaskClient, account: Account) -> tuple[str, str]:
     """Password step, then the key page: (challenge, CSRF token)."""
@@ -479,3 +508,47 @@ def test_a_right_assertion_logs_in_once_and_its_challenge_answers_once(
     assert [(e.actor_id, e.target_id) for e in used] == [(account.id, key_id)]
     success = audit_rows(app, AuditAction.AUTH_LOGIN_SUCCESS)[-1]
     assert _details(success) == {"via": "security_key"}
+
+
+def test_enrolment_stores_the_key_under_its_name_and_audits_it_and_refuses_another_origin(
+    app: Flask,
+    client: FlaskClient,
+    factory: Factory,
+    login_as: Callable[[Account], FlaskClient],
+) -> None:
+    account = factory.user(factory.org())
+    login_as(account)
+
+    def ceremony(code: str) -> tuple[str, str]:
+        token = csrf_of(client, "/compte/cles")
+        form = {"csrf_token": token, "current": account.password, "name": "Clé USB", "code": code}
+        page = client.post("/compte/cles", data=form).get_data(as_text=True)
+        csrf = re.search(r'data-csrf="([^"]+)"', page)
+        assert csrf
+        return str(_options(page)["challenge"]), csrf.group(1)
+
+    def post(token: str, body: str) -> Any:
+        return client.post(
+            "/compte/cles/enregistrer",
+            data=body,
+            headers={"Content-Type": "application/json", "X-CSRFToken": token},
+        )
+
+    key = SoftwareKey()
+    # A credential created on a page of another origin is refused and audited
+    challenge, token = ceremony(account.code(1))
+    r = post(token, key.attestation(challenge, origin="https://filr-test.example"))
+    assert r.status_code == 400 and _keys_of(app, account) == []
+    failure = audit_rows(app, AuditAction.AUTH_KEY_FAILURE)[-1]
+    assert _details(failure) == {"purpose": "enrolment", "reason": "bad_attestation"}
+    # The portal's own origin: stored under its name, audited
+    reset_totp_step(app, account)  # the next step is spent, the one after is not valid yet
+    challenge, token = ceremony(account.code(1))
+    r = post(token, key.attestation(challenge))
+    assert r.status_code == 200 and r.get_json() == {"redirect": "/compte/cles"}
+    (key_id,) = _keys_of(app, account)
+    assert reread(app, SecurityKey, key_id).name == "Clé USB"
+    enrolled = audit_rows(app, AuditAction.AUTH_KEY_ENROLLED)
+    assert [(e.actor_id, e.target_id) for e in enrolled] == [(account.id, key_id)]
+    # The challenge answers once
+    assert post(token, key.attestation(challenge)).status_code == 400
