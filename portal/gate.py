@@ -38,7 +38,7 @@ from portal.db import (
     db,
     is_database_unavailable,
 )
-from portal.web import audit_context
+from portal.web import KEY_ENROLMENT_ONLY, audit_context
 
 log = logging.getLogger("portal")
 
@@ -53,10 +53,21 @@ PUBLIC_ENDPOINTS = frozenset(
         "auth.activate",
         "auth.activate_totp",
         "auth.mfa_enrol",
+        "auth.login_key",
         "home.health",
         "ops.ready",
         "ops.metrics",  # its own bearer token (FILR_METRICS_TOKEN), 404 without it
         "home.accessibility",  # the accessibility statement, linked from every page's footer
+    }
+)
+
+# What an account that must enrol a security key (deadline passed) may still reach.
+KEY_ENROLMENT_ENDPOINTS = frozenset(
+    {
+        "accounts.key_required",
+        "accounts.security_keys",
+        "accounts.enrol_key",
+        "auth.logout",
     }
 )
 
@@ -126,6 +137,10 @@ def install(app: Flask) -> None:
         if request.endpoint in PUBLIC_ENDPOINTS:
             return None
         if current_user.is_authenticated:
+            if session.get(KEY_ENROLMENT_ONLY) and request.endpoint not in KEY_ENROLMENT_ENDPOINTS:
+                if _wants_json():
+                    return _problem(403, "Une clé de sécurité doit d'abord être enregistrée.")
+                return redirect(url_for("accounts.key_required"))
             return None
         if _wants_json():
             return _problem(401, "Authentification requise.")

@@ -65,6 +65,29 @@ def _int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+# The roles of portal.accounts.models.Role, spelled out so that settings import nothing.
+KNOWN_ROLES = frozenset({"agent", "technicien", "gestionnaire", "securite", "admin"})
+
+
+def _roles(name: str) -> frozenset[str]:
+    raw = _env(name) or ""
+    roles = frozenset(r.strip() for r in raw.split(",") if r.strip())
+    unknown = roles - KNOWN_ROLES
+    if unknown:
+        raise SettingsError(f"{ENV_PREFIX}{name}: unknown roles {sorted(unknown)}")
+    return roles
+
+
+def _date(name: str) -> date | None:
+    raw = _env(name)
+    if not raw:
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as e:
+        raise SettingsError(f"{ENV_PREFIX}{name} must be a date (AAAA-MM-JJ), not {raw!r}") from e
+
+
 def _load_or_create_secret(path: Path) -> str:
     """Return the secret stored in *path*, creating it (0600) on first start."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -128,6 +151,11 @@ class Settings:
     # Second-factor failures after which the account's log-ins are refused until a password
     # reset by e-mail or an MFA reset (portal.auth.services.mfa_failures_capped).
     mfa_failures_max: int = 10
+    # WebAuthn security keys (portal.auth.keys): offered to everyone unless disabled; the roles
+    # that must hold one, and the day from which those roles without a key are refused.
+    webauthn_enabled: bool = True
+    webauthn_required_roles: frozenset[str] = frozenset()
+    webauthn_enrol_deadline: date | None = None
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     max_upload_bytes: int = 2 * 1024**3
@@ -247,6 +275,9 @@ class Settings:
             throttle_ip_per_minute=_int("THROTTLE_IP_PER_MINUTE", 20, minimum=1),
             api_requests_per_minute=_int("API_REQUESTS_PER_MINUTE", 300, minimum=1),
             mfa_failures_max=_int("MFA_FAILURES_MAX", 10),
+            webauthn_enabled=_bool("WEBAUTHN_ENABLED", True),
+            webauthn_required_roles=_roles("WEBAUTHN_REQUIRED_ROLES"),
+            webauthn_enrol_deadline=_date("WEBAUTHN_ENROL_DEADLINE"),
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1),
             s3_endpoint_url=_env("S3_ENDPOINT_URL") or None,
             s3_region=_env("S3_REGION") or None,

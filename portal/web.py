@@ -49,6 +49,11 @@ def safe_next(target: str | None, default: str = "/") -> str:
     return target
 
 
+# Session flag: the key policy's deadline has passed and this account holds no key; the gate
+# opens only the enrolment pages and the log-out (portal.gate, portal.auth.keys.key_policy).
+KEY_ENROLMENT_ONLY = "key_enrolment_only"
+
+
 def portal_session() -> PortalSession:
     """The server-side session of the current request."""
     sess = session._get_current_object()  # type: ignore[attr-defined] # a werkzeug LocalProxy

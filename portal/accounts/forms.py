@@ -45,6 +45,20 @@ class ReenrolTotpForm(PortalForm):
     )
 
 
+class EnrolKeyForm(PortalForm):
+    """Add a security key: the password and a current code prove who asks; the name tells
+    the keys apart."""
+
+    current = PasswordField("Mot de passe actuel", validators=[DataRequired(), Length(max=MAX_PW)])
+    code = StringField(
+        "Code à 6 chiffres de votre application d'authentification",
+        validators=[DataRequired(), Length(min=6, max=8)],
+    )
+    name = StringField(
+        "Nom de la clé", validators=[DataRequired(), Length(min=1, max=64)], default="Ma clé"
+    )
+
+
 class EmptyForm(PortalForm):
     """Buttons that only need the CSRF token."""
 

@@ -30,8 +30,8 @@ from portal.accounts.models import (
 )
 from portal.accounts.permissions import roles_allowed_for
 from portal.api import services as api_tokens
+from portal.auth import keys, totp
 from portal.auth import services as auth
-from portal.auth import totp
 from portal.auth.models import ServerSession
 from portal.auth.sessions import revoke_user_sessions
 from portal.container import Services
@@ -393,6 +393,7 @@ def revoke(session: Session, user: User, actor: audit.Actor, ctx: audit.Context)
         raise AccountError("Ce compte est déjà révoqué.")
     _set_status(session, user, AccountStatus.REVOKED, AuditAction.ACCOUNT_REVOKED, actor, ctx)
     session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    keys.remove_all_keys(session, user.id)
     user.totp_secret = None
     user.mfa_reset_at = utcnow()
     user.password_hash = None
@@ -419,6 +420,8 @@ def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Conte
     user.totp_last_step = None
     user.mfa_reset_at = utcnow()
     session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    # The keys go too: a lost or stolen key is the other reason for a reset.
+    keys_removed = keys.remove_all_keys(session, user.id)
     revoke_user_sessions(session, user.id)
     token = auth.issue_token(session, user, TokenPurpose.MFA_ENROLMENT)
     audit.record(
@@ -427,6 +430,7 @@ def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Conte
         actor=actor,
         context=ctx,
         target=audit.Target("user", user.id),
+        details={"security_keys_removed": keys_removed},
     )
     revoked = api_tokens.revoke_all_tokens(session, user, actor=actor, ctx=ctx, reason="mfa_reset")
     return MfaReset(token, revoked)
@@ -553,3 +557,15 @@ def close_session(
         target=audit.Target("session", handle),
     )
     session.commit()
+
+
+def start_key_enrolment(
+    session: Session, svc: Services, user: User, code: str, name: str, ctx: audit.Context
+) -> keys.Ceremony | None:
+    """After the password: a current TOTP code opens the enrolment of a key named *name*
+    (the options for the browser and the pending challenge); None for a wrong code."""
+    if not auth.verify_current_code(session, svc, user, code, ctx, "key_enrolment"):
+        return None
+    ceremony = keys.registration_ceremony(session, svc.settings, user, name.strip())
+    session.commit()  # the code's step is spent
+    return ceremony

@@ -17,12 +17,13 @@ from portal.accounts.forms import (
     CreateAccountForm,
     DepartureForm,
     EmptyForm,
+    EnrolKeyForm,
     HabilitationForm,
     ReenrolTotpForm,
 )
 from portal.accounts.models import ROLE_LABELS, SUSPENSION_LABELS, Role, SuspensionReason, User
 from portal.accounts.permissions import can_manage_account, can_manage_accounts, roles_allowed_for
-from portal.auth import notices, totp
+from portal.auth import keys, notices, totp
 from portal.auth import services as auth
 from portal.auth.models import ServerSession
 from portal.container import services
@@ -30,6 +31,7 @@ from portal.db import db, utcnow
 from portal.orgs.models import OrgKind
 from portal.orgs.permissions import spaces_of
 from portal.web import (
+    KEY_ENROLMENT_ONLY,
     actor_of,
     audit_context,
     password_problems_of_reauth,
@@ -66,6 +68,7 @@ def _account_page(**forms: object) -> str:
         empty_form=EmptyForm(),
         problems=forms.get("problems") or [],
         **_habilitation_view(user),
+        webauthn_enabled=keys.available(services().settings),
     )
 
 
@@ -150,6 +153,97 @@ def reenrol_totp() -> str | Response:
     uri = totp.provisioning_uri(secret, user.email)
     return render_template(
         "accounts/reenrol_totp.html", form=form, error=error, qr_svg=totp.qr_svg(uri), secret=secret
+    )
+
+
+# --- Security keys (WebAuthn) -------------------------------------------------------------
+
+
+def _keys_page(form: EnrolKeyForm | None = None, problems: list[str] | None = None) -> str:
+    user = the_user()
+    return render_template(
+        "accounts/security_keys.html",
+        keys=keys.keys_of(db.session, user.id),
+        form=form or EnrolKeyForm(),
+        remove_form=ConfirmPasswordForm(),
+        problems=problems or [],
+        enrolment_only=bool(portal_session().get(KEY_ENROLMENT_ONLY)),
+    )
+
+
+@bp.route("/compte/cles", methods=["GET", "POST"])
+def security_keys() -> str | Response:
+    """The account's security keys; the form proves password and code, then the browser
+    creates the new credential (static/keys.js)."""
+    user, svc = the_user(), services()
+    if not keys.available(svc.settings):
+        abort(404)
+    if request.method == "GET":
+        return _keys_page()
+    form = EnrolKeyForm()
+    if not form.validate_on_submit():
+        return _keys_page(form, ["Renseignez le mot de passe, le code et le nom de la clé."])
+    problems = password_problems_of_reauth(form.current.data, "key_enrolment")
+    if problems:
+        return _keys_page(form, problems)
+    ceremony = accounts.start_key_enrolment(
+        db.session, svc, user, form.code.data, form.name.data, audit_context()
+    )
+    if ceremony is None:
+        return _keys_page(
+            form, ["Code incorrect : saisissez le code affiché par votre application."]
+        )
+    portal_session()["key_enrol"] = ceremony.pending
+    return render_template(
+        "accounts/key_enrol.html", options_json=ceremony.options_json, name=form.name.data
+    )
+
+
+@bp.route("/compte/cles/enregistrer", methods=["POST"])
+def enrol_key() -> tuple[Response, int] | Response:
+    """The browser posts the new credential (JSON); the answer says where to go next."""
+    sess = portal_session()
+    key = keys.enrol_key(
+        db.session,
+        services().settings,
+        the_user(),
+        sess.pop("key_enrol", None),
+        request.get_data(as_text=True),
+        audit_context(),
+    )
+    if key is None:
+        return jsonify(
+            error="La clé n'a pas pu être enregistrée (délai dépassé, clé déjà enregistrée ou "
+            "vérification de l'utilisateur absente). Recommencez."
+        ), 400
+    sess.pop(KEY_ENROLMENT_ONLY, None)
+    flash(f"La clé « {key.name} » est enregistrée.", "success")
+    return jsonify(redirect=url_for("accounts.security_keys"))
+
+
+@bp.route("/compte/cles/<key_id>/supprimer", methods=["POST"])
+def remove_key(key_id: str) -> str | Response:
+    """Remove one of one's own keys, after the password."""
+    form = ConfirmPasswordForm()
+    if not form.validate_on_submit():
+        return _keys_page(problems=["Saisissez votre mot de passe actuel."])
+    problems = password_problems_of_reauth(form.current.data, "key_removal")
+    if problems:
+        return _keys_page(problems=problems)
+    if not keys.remove_key(db.session, the_user(), key_id, audit_context()):
+        abort(404)
+    flash("La clé a été supprimée.", "success")
+    return redirect(url_for("accounts.security_keys"))
+
+
+@bp.route("/compte/cle-obligatoire")
+def key_required() -> str:
+    """The key policy's page: why a key is needed, and until when one may go without."""
+    settings = services().settings
+    return render_template(
+        "accounts/key_required.html",
+        deadline=settings.webauthn_enrol_deadline,
+        enrolment_only=bool(portal_session().get(KEY_ENROLMENT_ONLY)),
     )
 
 

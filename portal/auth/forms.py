@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from wtforms import EmailField, PasswordField, StringField
-from wtforms.validators import DataRequired, Length
+from wtforms.validators import DataRequired, Length, Optional
 
 from portal.forms import PortalForm
 
@@ -17,9 +17,10 @@ class LoginForm(PortalForm):
 
     email = EmailField("Adresse électronique", validators=[DataRequired(), Length(max=254)])
     password = PasswordField("Mot de passe", validators=[DataRequired(), Length(max=MAX_PW)])
+    # Empty for an account with a security key: the key is asked next.
     code = StringField(
         "Code de votre application d'authentification",
-        validators=[DataRequired(), Length(max=32)],
+        validators=[Optional(), Length(max=32)],
     )
 
 

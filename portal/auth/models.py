@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from portal.db import Base, UTCDateTime, new_id
@@ -35,3 +42,22 @@ class ThrottleEvent(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     key: Mapped[str] = mapped_column(String(128), nullable=False, index=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
+class SecurityKey(Base):
+    """A WebAuthn credential (security key or passkey) enrolled as a second factor."""
+
+    __tablename__ = "security_key"
+    __table_args__ = (CheckConstraint("sign_count >= 0", name="sign_count"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    # base64url of the credential id the authenticator chose (at most 1023 bytes, WebAuthn L3).
+    credential_id: Mapped[str] = mapped_column(String(1400), nullable=False, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary, nullable=False)  # COSE key
+    sign_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    name: Mapped[str] = mapped_column(String(64), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

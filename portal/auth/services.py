@@ -24,7 +24,7 @@ from portal.accounts.models import (
     UserToken,
 )
 from portal.api import services as api_tokens
-from portal.auth import totp
+from portal.auth import keys, totp
 from portal.auth.passwords import MIN_LENGTH, MIN_LENGTH_PRIVILEGED, password_problems
 from portal.auth.sessions import revoke_user_sessions
 from portal.auth.throttle import account_key, ip_key
@@ -57,6 +57,9 @@ class LoginOutcome:
 
     user: User | None = None
     retry_after: int | None = None
+    # The password was right, no code was given and the account holds security keys: the
+    # log-in continues with a key (`portal.auth.keys.log_in_with_key`).
+    key_user_id: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -160,7 +163,10 @@ def mfa_failures_capped(session: Session, user: User, maximum: int) -> bool:
 def attempt_login(
     session: Session, svc: Services, email: str, password: str, code: str, ctx: audit.Context
 ) -> LoginOutcome:
-    """Check password then TOTP (or a recovery code); throttle and audit every outcome."""
+    """Check password then TOTP (or a recovery code); throttle and audit every outcome.
+
+    Without a code, an account holding security keys is sent on to its key (`key_user_id`).
+    """
     akey, ikey = account_key(email), ip_key(ctx.source_ip)
     settings = svc.settings
     # Until the password is verified, a known and an unknown address take the same statements:
@@ -237,6 +243,11 @@ def attempt_login(
         )
         session.commit()
         return LoginOutcome()
+    if not code and keys.available(svc.settings) and keys.has_keys(session, user.id):
+        session.commit()
+        return LoginOutcome(key_user_id=user.id)
+    if not code:
+        return fail(AuditAction.AUTH_MFA_FAILURE, "no_code")
     if user.totp_secret is None:
         return fail(AuditAction.AUTH_MFA_FAILURE, "mfa_not_enrolled")
 
@@ -603,3 +614,36 @@ def complete_enrolment(
     )
     session.commit()
     return codes
+
+
+def verify_current_code(
+    session: Session, svc: Services, user: User, code: str, ctx: audit.Context, purpose: str
+) -> bool:
+    """Check a TOTP code of the logged-in *user* before a sensitive change; commits a failure.
+
+    The code is spent like at log-in (compare-and-set on the last step) and a failure counts
+    as a second-factor failure, so a stolen session cannot use this page to guess codes.
+    """
+    secret = svc.secret_box.open(user.totp_secret, user.id) if user.totp_secret else None
+    step = totp.matching_step(secret, code) if secret else None
+    if step is not None:
+        claimed = session.execute(
+            sa.update(User)
+            .where(
+                User.id == user.id,
+                sa.or_(User.totp_last_step.is_(None), User.totp_last_step < step),
+            )
+            .values(totp_last_step=step)
+        )
+        if claimed.rowcount == 1:  # type: ignore[attr-defined] # DML returns a CursorResult
+            return True
+    audit.record(
+        session,
+        AuditAction.AUTH_MFA_FAILURE,
+        actor=user.audit_actor,
+        outcome=Outcome.FAILURE,
+        context=ctx,
+        details={"purpose": purpose, "reason": "bad_code" if step is None else "code_already_used"},
+    )
+    session.commit()
+    return False

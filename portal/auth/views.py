@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.wrappers.response import Response
 
 from portal.accounts.models import AccountStatus, TokenPurpose, User, UserToken
-from portal.auth import notices, totp
+from portal.auth import keys, notices, totp
 from portal.auth import services as auth
 from portal.auth.forms import (
     ForgotPasswordForm,
@@ -19,11 +29,21 @@ from portal.auth.forms import (
 )
 from portal.container import services
 from portal.db import db, utcnow
-from portal.web import audit_context, portal_session, safe_next, the_user
+from portal.web import (
+    KEY_ENROLMENT_ONLY,
+    audit_context,
+    portal_session,
+    safe_next,
+    the_user,
+)
 
 bp = Blueprint("auth", __name__)
 
 GENERIC_LOGIN_ERROR = "Adresse électronique, mot de passe ou code incorrect."
+KEY_LOGIN_ERROR = (
+    "La clé de sécurité n'a pas été acceptée. Réessayez, ou connectez-vous avec le code de "
+    "votre application d'authentification."
+)
 
 
 @bp.route("/connexion", methods=["GET", "POST"])
@@ -49,11 +69,67 @@ def login() -> str | Response | tuple[str, int]:
                 f"{minutes} minute{'s' if minutes > 1 else ''}."
             )
             return render_template("auth/login.html", form=form, error=error), 429
+        if outcome.key_user_id is not None:
+            portal_session()["key_login"] = {
+                "user_id": outcome.key_user_id,
+                "next": next_url,
+                "since": int(time.time()),
+            }
+            return redirect(url_for("auth.login_key"))
         if outcome.user is None:
             return render_template("auth/login.html", form=form, error=GENERIC_LOGIN_ERROR), 200
-        portal_session().authenticate(outcome.user.id)
-        return redirect(next_url)
+        return _logged_in(outcome.user, next_url)
     return render_template("auth/login.html", form=form, error=None)
+
+
+def _logged_in(user: User, next_url: str) -> Response:
+    """Open the session, then apply the key policy (`FILR_WEBAUTHN_REQUIRED_ROLES`)."""
+    sess = portal_session()
+    sess.authenticate(user.id)
+    policy = keys.key_policy(db.session, services().settings, user, utcnow().date())
+    if policy is keys.KeyPolicy.FREE:
+        return redirect(next_url)
+    keys.record_key_required(db.session, user, policy, audit_context())
+    if policy is keys.KeyPolicy.ENROL_NOW:
+        sess[KEY_ENROLMENT_ONLY] = True
+    return redirect(url_for("accounts.key_required"))
+
+
+def _key_login_state() -> dict[str, Any] | None:
+    """The pending key log-in of this browser, while its password step is fresh."""
+    state = portal_session().get("key_login")
+    if not isinstance(state, dict) or not isinstance(state.get("since"), int):
+        return None
+    if not 0 <= time.time() - state["since"] <= keys.CHALLENGE_LIFETIME_SECONDS:
+        return None
+    return state
+
+
+@bp.route("/connexion/cle", methods=["GET", "POST"])
+def login_key() -> str | Response | tuple[Response, int]:
+    """Second step with a security key: the page asks the browser (static/keys.js), which
+    posts the assertion back here as JSON."""
+    sess = portal_session()
+    state = _key_login_state()
+    if request.method == "POST":
+        user = None
+        if state is not None:
+            # One answer per challenge: a retry asks the page again for a fresh one.
+            sess["key_login"] = {k: v for k, v in state.items() if k != "challenge"}
+            user = keys.log_in_with_key(
+                db.session, services(), state, request.get_data(as_text=True), audit_context()
+            )
+        if user is None:
+            return jsonify(error=KEY_LOGIN_ERROR), 400
+        done = _logged_in(user, safe_next(state.get("next") if state else None))
+        return jsonify(redirect=done.location)
+    if state is None:
+        sess.pop("key_login", None)
+        flash("La connexion a expiré : saisissez de nouveau vos identifiants.", "info")
+        return redirect(url_for("auth.login"))
+    ceremony = keys.authentication_ceremony(db.session, services().settings, state["user_id"])
+    sess["key_login"] = {**state, **ceremony.pending}
+    return render_template("auth/login_key.html", options_json=ceremony.options_json)
 
 
 @bp.route("/deconnexion", methods=["POST"])

@@ -98,6 +98,12 @@ ACTION_LABELS: dict[str, str] = {
     AuditAction.BACKUP_FAILED: "Échec de la sauvegarde",
     AuditAction.BACKUP_RESTORED: "Sauvegarde restaurée",
     AuditAction.BACKUP_DRILL: "Exercice de restauration",
+    AuditAction.AUTH_KEY_ENROLLED: "Clé de sécurité enregistrée",
+    AuditAction.AUTH_KEY_REMOVED: "Clé de sécurité retirée",
+    AuditAction.AUTH_KEY_SUCCESS: "Connexion par clé de sécurité",
+    AuditAction.AUTH_KEY_FAILURE: "Clé de sécurité refusée",
+    AuditAction.AUTH_KEY_CLONE_WARNING: "Clé de sécurité peut-être clonée (compteur)",
+    AuditAction.AUTH_KEY_REQUIRED: "Clé de sécurité exigée par la politique",
 }
 
 TARGET_TYPE_LABELS: dict[str, str] = {

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,16 +146,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=STOP_TIMEOUT)
 
 
-@pytest.fixture(scope="session")
-def live_server(
-    tmp_path_factory: pytest.TempPathFactory, smtp_session: SmtpSink
+@contextmanager
+def serve(
+    root: Path, smtp: SmtpSink, *, host_name: str = "127.0.0.1", **extra_env: str
 ) -> Iterator[LiveServer]:
-    """`filr serve` on a free loopback port, fresh data directory, SQLite, real SMTP."""
+    """`filr serve` on a free loopback port, data in *root*, SQLite, real SMTP; its public URL
+    names *host_name* (WebAuthn needs a domain name: `localhost`), *extra_env* adds settings."""
     if not FILR.exists():
         unavailable(f"the filr console script at {FILR}")
-    root = tmp_path_factory.mktemp("live")
     port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{host_name}:{port}"
     # Only this process and its CLI calls see these variables; FILR_* of the caller are dropped
     # so a developer's own configuration cannot leak into the test server.
     env = {k: v for k, v in os.environ.items() if not k.startswith("FILR_")}
@@ -164,13 +165,14 @@ def live_server(
         FILR_SECRET_KEY=secrets.token_urlsafe(48),
         FILR_SECURE_COOKIES="false",  # plain http on loopback: Secure cookies would be dropped
         FILR_BASE_URL=url,
-        FILR_SMTP_HOST=smtp_session.host,
-        FILR_SMTP_PORT=str(smtp_session.port),
+        FILR_SMTP_HOST=smtp.host,
+        FILR_SMTP_PORT=str(smtp.port),
         # The session's clamd, on the test signature database (tests/support/clamd.py).
         FILR_CLAMD_URL=shared_clamd().url,
         # gunicorn (27 here) opens a control socket in $XDG_RUNTIME_DIR, else ~/.gunicorn/: keep it
         # in our tmp dir, so parallel test servers neither share nor unlink each other's socket.
         XDG_RUNTIME_DIR=str(root),
+        **extra_env,
     )
     log = root / "server.log"
     # Output goes to a file, not a pipe: no pipe to fill up or leave unclosed.
@@ -183,10 +185,19 @@ def live_server(
             stderr=subprocess.STDOUT,
         )
     try:
-        _wait_until_healthy(url, process, log)
-        yield LiveServer(url=url, env=env, smtp=smtp_session, log=log)
+        _wait_until_healthy(f"http://127.0.0.1:{port}", process, log)
+        yield LiveServer(url=url, env=env, smtp=smtp, log=log)
     finally:
         _stop(process)
+
+
+@pytest.fixture(scope="session")
+def live_server(
+    tmp_path_factory: pytest.TempPathFactory, smtp_session: SmtpSink
+) -> Iterator[LiveServer]:
+    """`filr serve` on a free loopback port, fresh data directory, SQLite, real SMTP."""
+    with serve(tmp_path_factory.mktemp("live"), smtp_session) as server:
+        yield server
 
 
 # --- Chromium --------------------------------------------------------------------------

@@ -98,6 +98,7 @@ EXPECTED_PUBLIC_ENDPOINTS = {
     "auth.activate",
     "auth.activate_totp",
     "auth.mfa_enrol",
+    "auth.login_key",  # the second step of a log-in whose password was right
     "home.health",
     "ops.ready",  # says only which component is down
     "ops.metrics",  # its own bearer token: tests/ops/test_health_metrics.py
