@@ -99,3 +99,13 @@ def iter_json_array(events: Iterable[AuditEvent]) -> Iterator[str]:
         yield separator + _json(event)
         separator = ",\n"
     yield "\n]\n"
+
+
+def iter_rows_csv(
+    headers: Iterable[str], rows: Iterable[Iterable[Any]], *, delimiter: str = ","
+) -> Iterator[str]:
+    """Any table as CSV lines, header first, with the same neutralised cells as the audit
+    export (formulas quoted, bidirectional controls escaped): the portal's other CSV files."""
+    yield _csv_line([_csv_cell(h) for h in headers], delimiter)
+    for row in rows:
+        yield _csv_line([_csv_cell(cell) for cell in row], delimiter)

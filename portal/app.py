@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from portal.home.views import bp as home_bp
     from portal.ops.views import bp as ops_bp
     from portal.ops.views import install as install_metrics
+    from portal.orgs.views import bp as usage_bp
     from portal.securite.incident_views import bp as incidents_bp
     from portal.securite.views import bp as securite_bp
 
@@ -143,6 +144,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(preferences_bp)
     app.register_blueprint(securite_bp)
     app.register_blueprint(ops_bp)
+    app.register_blueprint(usage_bp)
     install_metrics(app)
     app.register_blueprint(incidents_bp)
 

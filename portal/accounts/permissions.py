@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from portal.accounts.models import Role, User
-from portal.orgs.models import OrgKind
-from portal.orgs.permissions import is_national
+from portal.orgs.models import Organisation, OrgKind
+from portal.orgs.permissions import can_see_space, is_national
 
 
 def can_manage_accounts(actor: User) -> bool:
@@ -43,3 +43,28 @@ def can_see_national_review(user: User) -> bool:
 def can_open_review(user: User) -> bool:
     """Opening a campaign by hand for one organisation: the platform operator."""
     return user.is_active and user.has_role(Role.ADMIN)
+
+
+def can_see_usage(user: User) -> bool:
+    """The usage statistics page: account managers, security officers, the platform operator."""
+    return user.is_active and any(
+        user.has_role(r) for r in (Role.ADMIN, Role.GESTIONNAIRE, Role.SECURITE)
+    )
+
+
+def can_see_usage_of(user: User, org: Organisation) -> bool:
+    """Whose usage statistics *user* sees: every organisation for the platform operator and the
+    national security officers (as the national review); otherwise its own organisation and, for
+    a département, the providers it mandates in its space (the isolation rule, `can_see_space`).
+    A France Travail structure's figures span several spaces: only its own people see them."""
+    if not can_see_usage(user):
+        return False
+    if can_see_national_review(user):
+        return True
+    if org.id == user.organisation_id:
+        return True
+    return (
+        OrgKind(user.organisation.kind) is OrgKind.DEPARTEMENT
+        and OrgKind(org.kind) is OrgKind.PRESTATAIRE
+        and can_see_space(user, org.departement_code)
+    )

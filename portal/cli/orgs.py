@@ -125,3 +125,39 @@ def orgs_review(org_ref: str, days: int) -> None:
         except ReviewError as e:
             raise click.ClickException(str(e)) from e
         click.echo(f"Revue ouverte pour {org.name} jusqu'au {campaign.closes_on:%d/%m/%Y}.")
+
+
+@orgs.command("stats")
+@click.argument("month", metavar="AAAA-MM")
+@click.option("--csv", "as_csv", is_flag=True, help="CSV français (« ; », UTF-8 avec BOM).")
+@click.option("--organisation", "org_ref", help="Une seule organisation (identifiant ou nom).")
+def orgs_stats(month: str, as_csv: bool, org_ref: str | None) -> None:
+    """Statistiques d'utilisation d'un mois (heure de Paris), par organisation : comptes actifs,
+    connexions, dépôts envoyés et reçus, téléchargements, flux à temps, en retard et refusés.
+    """
+    from portal.orgs import usage
+
+    try:
+        wanted = usage.Month.parse(month)
+    except usage.MonthError as e:
+        raise click.BadParameter(str(e), param_hint="AAAA-MM") from None
+    with app_context():
+        if org_ref is not None:
+            organisations = [find_org(org_ref)]
+        else:
+            organisations = list(
+                db.session.execute(sa.select(Organisation).order_by(Organisation.name)).scalars()
+            )
+        rows = usage.usage(db.session, organisations, wanted, now=utcnow())
+        if as_csv:
+            click.echo("\ufeff" + "".join(usage.iter_usage_csv(rows, wanted)), nl=False)
+            return
+        click.echo(f"Statistiques d'utilisation — {usage.month_label(wanted)}")
+        for r in rows:
+            click.echo(
+                f"{r.organisation.name} : {r.active_accounts} compte(s) actif(s), "
+                f"{r.logins} connexion(s), {r.deposits_sent} dépôt(s) envoyé(s), "
+                f"{r.deposits_received} reçu(s), {r.downloads} téléchargement(s) ; flux : "
+                f"{r.flows_on_time} à temps, {r.flows_late} en retard, "
+                f"{r.flows_refused} refusé(s)"
+            )
