@@ -158,18 +158,17 @@ def usage(
     ids = [o.id for o in organisations]
     if not ids:
         return []
-    logins: dict[str, int] = dict(
-        session.execute(  # type: ignore[arg-type] # (org id, count) pairs
-            sa.select(AuditEvent.actor_org_id, sa.func.count())
-            .where(
-                AuditEvent.action == str(AuditAction.AUTH_LOGIN_SUCCESS),
-                AuditEvent.outcome == "success",
-                AuditEvent.actor_org_id.in_(ids),
-                _in_month(AuditEvent.occurred_at, month),
-            )
-            .group_by(AuditEvent.actor_org_id)
-        ).all()
-    )
+    login_counts = session.execute(
+        sa.select(AuditEvent.actor_org_id, sa.func.count())
+        .where(
+            AuditEvent.action == str(AuditAction.AUTH_LOGIN_SUCCESS),
+            AuditEvent.outcome == "success",
+            AuditEvent.actor_org_id.in_(ids),
+            _in_month(AuditEvent.occurred_at, month),
+        )
+        .group_by(AuditEvent.actor_org_id)
+    ).all()
+    logins = {org_id: count for org_id, count in login_counts if org_id is not None}
     # Active: the account logged in, or acted (through the pages or the API: every change is
     # audited with its actor), or used an API token, during the month.
     active: dict[str, set[str]] = defaultdict(set)
