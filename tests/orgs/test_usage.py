@@ -371,3 +371,19 @@ def test_a_formula_in_an_organisation_name_is_neutralised_in_the_csv(
     text = login_as(admin).get("/statistiques.csv?mois=2027-01").get_data(as_text=True)
     # Then the cell is quoted, shown and never evaluated
     assert "'=HYPERLINK" in text and ";=HYPERLINK" not in text and org_id
+
+
+def test_managers_officers_and_the_operator_find_the_statistics_where_they_look(
+    app: Flask, sw: StatsWorld, login_as: Callable[[Account], FlaskClient]
+) -> None:
+    # The account management page, the security workspace's tabs, the operator's home page
+    for who, path in (
+        (sw.manager62, "/gestion/comptes"),
+        (sw.officer62, "/securite"),
+        (sw.officer_national, "/securite"),
+        (sw.admin, "/"),
+    ):
+        page = login_as(who).get(path).get_data(as_text=True)
+        assert 'href="/statistiques"' in page, path
+    # An agent is shown no such link
+    assert 'href="/statistiques"' not in login_as(sw.agent62).get("/").get_data(as_text=True)
