@@ -182,7 +182,7 @@ def security_keys() -> str | Response:
         return _keys_page()
     form = EnrolKeyForm()
     if not form.validate_on_submit():
-        return _keys_page(form, ["Renseignez le mot de passe, le code et le nom de la clé."])
+        return _keys_page(form)  # the error summary links each field in error
     problems = password_problems_of_reauth(form.current.data, "key_enrolment")
     if problems:
         return _keys_page(form, problems)
