@@ -737,21 +737,63 @@ def concurrent_downloads(
 # --- d.: listing -----------------------------------------------------------------------------
 
 COMMUNES_62 = [
-    "Arras", "Lens", "Béthune", "Calais", "Boulogne-sur-Mer", "Liévin", "Hénin-Beaumont",
-    "Saint-Omer", "Montreuil", "Étaples", "Bruay-la-Buissière", "Carvin", "Berck", "Avion",
-]  # fmt: skip
+    "Arras",
+    "Lens",
+    "Béthune",
+    "Calais",
+    "Boulogne-sur-Mer",
+    "Liévin",
+    "Hénin-Beaumont",
+    "Saint-Omer",
+    "Montreuil",
+    "Étaples",
+    "Bruay-la-Buissière",
+    "Carvin",
+    "Berck",
+    "Avion",
+]
 COMMUNES_59 = [
-    "Lille", "Roubaix", "Tourcoing", "Dunkerque", "Valenciennes", "Douai", "Cambrai",
-    "Maubeuge", "Villeneuve-d'Ascq", "Armentières", "Hazebrouck", "Caudry",
-]  # fmt: skip
+    "Lille",
+    "Roubaix",
+    "Tourcoing",
+    "Dunkerque",
+    "Valenciennes",
+    "Douai",
+    "Cambrai",
+    "Maubeuge",
+    "Villeneuve-d'Ascq",
+    "Armentières",
+    "Hazebrouck",
+    "Caudry",
+]
 DOCUMENTS = [
-    "Contrat d'engagement réciproque", "Bilan d'orientation", "Liste des bénéficiaires orientés",
-    "Compte rendu d'équipe pluridisciplinaire", "Attestation de suivi", "Relevé des sanctions",
-]  # fmt: skip
+    "Contrat d'engagement réciproque",
+    "Bilan d'orientation",
+    "Liste des bénéficiaires orientés",
+    "Compte rendu d'équipe pluridisciplinaire",
+    "Attestation de suivi",
+    "Relevé des sanctions",
+]
 SURNAMES = [
-    "Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Leroy",
-    "Moreau", "Simon", "Laurent", "Michel", "Garcia", "David", "Bertrand", "Roux", "Vincent",
-]  # fmt: skip
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Simon",
+    "Laurent",
+    "Michel",
+    "Garcia",
+    "David",
+    "Bertrand",
+    "Roux",
+    "Vincent",
+]
 # Share of the deposits held by each space: 62 and 59 are large, the rest of Hauts-de-France
 # medium, and the other départements share what is left (a few hundred each at 100,000).
 HEAVY_SPACES = {"62": 0.40, "59": 0.15, "02": 0.05, "60": 0.05, "80": 0.05}
@@ -1041,7 +1083,7 @@ class ListingPlan:
         "title order": ["/depots?boite=recus&tri=titre"],
         "box=all": ["/depots?boite=tous", "/depots?boite=tous&tri=ancien"],
         "sent box": ["/depots?boite=envoyes"],
-    }  # fmt: skip
+    }
     WEIGHTS: ClassVar[dict[str, int]] = {
         "first page": 30,
         "next pages": 50,
@@ -1337,6 +1379,295 @@ def provision(env: dict[str, str]) -> tuple[Account, Account, Parties]:
     return sender, recipient, parties
 
 
+# --- local mode: the embedded defaults against copyparty --------------------------------------
+
+COPYPARTY_VERSION = "1.20.0"
+COPYPARTY_VENV = Path(tempfile.gettempdir()) / "filr-bench-copyparty"
+LOCAL_TARGETS = {"download": 0.5, "upload": 1.0}
+LOCAL_CPU_TARGET_MS = 0.6  # worker CPU per MiB downloaded
+
+
+def copyparty_python() -> Path:
+    """copyparty in its own virtualenv under /tmp (never a dependency of the portal)."""
+    python = COPYPARTY_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(COPYPARTY_VENV)], check=True)
+    probe = subprocess.run([str(python), "-c", "import copyparty"], capture_output=True)
+    if probe.returncode != 0:
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"copyparty=={COPYPARTY_VERSION}"],
+            check=True,
+        )
+    return python
+
+
+@contextlib.contextmanager
+def running_copyparty(root: Path, port: int, log: Path) -> Any:
+    """copyparty serving `root` read-write to anyone, on 127.0.0.1:`port`."""
+    root.mkdir(parents=True, exist_ok=True)
+    command = [
+        str(copyparty_python()),
+        "-m",
+        "copyparty",
+        "-i",
+        HOST,
+        "-p",
+        str(port),
+        "-v",
+        f"{root}::rw",
+        "-q",
+        "--no-robots",
+        "-e2d",
+        "--hist",
+        str(root.parent / "hist"),
+    ]
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"copyparty exited:\n{log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError):
+                probe = Browser(port)
+                status = probe.get("/").status
+                probe.close()
+                if status == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"copyparty did not answer:\n{log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        yield process
+    finally:
+        stop_process_group(process)
+
+
+def copyparty_upload(port: int, root: Path, content: Content, name: str) -> float:
+    """PUT the content, then fsync the file it wrote (the portal fsyncs every object)."""
+    client = Browser(port)
+    try:
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(content.size)}
+        start = time.perf_counter()
+        reply = client.request("PUT", f"/{name}", content.chunks(), headers)
+        fd = os.open(root / name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        seconds = time.perf_counter() - start
+    finally:
+        client.close()
+    if reply.status not in (200, 201):
+        raise RuntimeError(f"copyparty PUT answered {reply.status}: {reply.text[:300]}")
+    return seconds
+
+
+def copyparty_download(port: int, name: str, content: Content) -> float:
+    client = Browser(port)
+    try:
+        start = time.perf_counter()
+        response = client.open("GET", f"/{name}")
+        digest = hashlib.sha256()
+        received = read_all(response, digest)
+        seconds = time.perf_counter() - start
+    finally:
+        client.close()
+    if response.status != 200 or received != content.size or digest.hexdigest() != content.sha256:
+        raise RuntimeError(f"copyparty GET: wrong content ({response.status}, {received} bytes)")
+    return seconds
+
+
+def api_download(port: int, secret: str, deposit_id: str, file_id: str, content: Content) -> float:
+    client = Browser(port)
+    try:
+        start = time.perf_counter()
+        response = client.open(
+            "GET",
+            f"/api/v1/deposits/{deposit_id}/files/{file_id}/content",
+            headers={"Authorization": f"Bearer {secret}"},
+        )
+        digest = hashlib.sha256()
+        received = read_all(response, digest)
+        seconds = time.perf_counter() - start
+    finally:
+        client.close()
+    if response.status != 200 or received != content.size or digest.hexdigest() != content.sha256:
+        raise RuntimeError(f"API download: wrong content ({response.status}, {received} bytes)")
+    return seconds
+
+
+def main_local(args: argparse.Namespace, size: int, repeat: int) -> int:
+    """The portal on its embedded defaults (SQLite, local store) against copyparty, same disk."""
+    with ExitStack() as stack:
+        base = Path(args.local_dir) if args.local_dir else None
+        work = Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="filr-local-bench-", dir=base))
+        )
+        port, peer_port = free_port(), free_port()
+        env = {
+            **os.environ,
+            "FILR_DATA_DIR": str(work / "data"),
+            "FILR_SECRET_KEY": secrets.token_urlsafe(48),
+            "FILR_SECURE_COOKIES": "false",
+            "FILR_BASE_URL": f"http://{HOST}:{port}",
+            "FILR_MAIL_DIR": str(work / "mails"),
+            "FILR_SESSION_IDLE_MINUTES": "120",
+            # No antivirus: it measures clamd (40-50 MiB/s), not the transfer. An unreachable
+            # clamd with the bypass lets every file through at once (audited as bypassed).
+            "FILR_CLAMD_URL": f"unix://{work / 'no-clamd.sock'}",
+            "FILR_ANTIVIRUS_BYPASS": "true",
+            "FILR_ANTIVIRUS_INLINE_MAX_BYTES": str(1 << 40),
+            "PYTHONPATH": str(ROOT),
+        }
+        for name in ("FILR_DATABASE_URL", "FILR_STORAGE_URL"):
+            env.pop(name, None)
+        (work / "data").mkdir(mode=0o700)
+        run_filr(env, "db", "upgrade", "--revision", "heads")
+        sender_account, recipient_account, _ = provision(env)
+        portal = stack.enter_context(
+            running_portal(env, port, args.workers, args.threads, work / "gunicorn.log")
+        )
+        peer_root = work / "copyparty" / "files"
+        peer = stack.enter_context(running_copyparty(peer_root, peer_port, work / "copyparty.log"))
+        sender, recipient = Browser(port), Browser(port)
+        stack.callback(sender.close)
+        stack.callback(recipient.close)
+        log_in(sender, sender_account)
+        log_in(recipient, recipient_account)
+        secret = api_token(recipient, recipient_account)
+        recipient.close()
+        recipient = Browser(port, recipient.cookies)
+        stack.callback(recipient.close)
+        pool = make_pool()
+        content = Content(pool, size)
+        print(
+            f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; gunicorn "
+            f"{args.workers} workers x {args.threads} threads; embedded defaults (SQLite, "
+            f"local store in {work}); copyparty {COPYPARTY_VERSION} on the same disk",
+            flush=True,
+        )
+
+        def workers() -> list[int]:
+            return worker_pids(portal.pid)
+
+        portal_cpu = {
+            "client": lambda: sum(os.times()[:2]),
+            "server": lambda: cpu_seconds(workers()),
+        }
+        peer_cpu = {
+            "client": lambda: sum(os.times()[:2]),
+            "server": lambda: cpu_seconds([peer.pid]),
+        }
+        runs: dict[str, list[tuple[float, float]]] = {}
+
+        def timed(
+            case: str, meter: dict[str, Callable[[], float]], action: Callable[[], float]
+        ) -> None:
+            before = meter["server"]()
+            seconds = action()
+            runs.setdefault(case, []).append((seconds, meter["server"]() - before))
+
+        # Warm-up, untimed: each worker loads its code paths, copyparty its database.
+        warm = Content(pool, 16 * MIB)
+        for n in range(2):
+            deposit_id = create_deposit(sender, recipient_account.org_id, f"Chauffe {n}")
+            upload(sender, deposit_id, warm, "chauffe.png")
+        copyparty_upload(peer_port, peer_root, warm, "warm.png")
+        copyparty_download(peer_port, "warm.png", warm)
+
+        deposit_id = create_deposit(sender, recipient_account.org_id, "Banc d'essai local")
+        _, file_id = upload(sender, deposit_id, content, "banc.png")
+        publish(sender, deposit_id)
+        token = recipient.get(f"/depots/{deposit_id}").csrf()
+        copyparty_upload(peer_port, peer_root, content, "banc.png")
+        print(f"\nUpload and download of {human(size)}, {repeat} alternating round(s):", flush=True)
+        for run in range(repeat):
+            order = ["peer", "portal"] if run % 2 == 0 else ["portal", "peer"]
+            for side in order:
+                if side == "peer":
+                    name = f"up-{run}.png"
+                    timed(
+                        "copyparty PUT+fsync",
+                        peer_cpu,
+                        lambda name=name: copyparty_upload(peer_port, peer_root, content, name),
+                    )
+                    (peer_root / name).unlink()
+                    timed(
+                        "copyparty GET",
+                        peer_cpu,
+                        lambda: copyparty_download(peer_port, "banc.png", content),
+                    )
+                else:
+                    draft = create_deposit(sender, recipient_account.org_id, f"Envoi {run}")
+                    timed(
+                        "portal upload",
+                        portal_cpu,
+                        lambda draft=draft, run=run: upload(
+                            sender, draft, content, f"up-{run}.png"
+                        )[0],
+                    )
+                    timed(
+                        "portal web download",
+                        portal_cpu,
+                        lambda: portal_download(recipient, deposit_id, file_id, token, content),
+                    )
+                    timed(
+                        "portal API download",
+                        portal_cpu,
+                        lambda: api_download(port, secret, deposit_id, file_id, content),
+                    )
+            print(
+                f"  round {run + 1}/{repeat}: "
+                + ", ".join(
+                    f"{case} {size / MIB / r[-1][0]:.0f} MiB/s" for case, r in runs.items()
+                ),
+                flush=True,
+            )
+
+        mib = size / MIB
+
+        def rate(case: str) -> float:
+            return mib / statistics.median(s for s, _ in runs[case])
+
+        def cpu_ms(case: str) -> float:
+            return statistics.median(c for _, c in runs[case]) * 1000 / mib
+
+        print(
+            f"\nMedians of {repeat} (MiB/s; server CPU ms per MiB: the gunicorn workers, copyparty)"
+        )
+        for case in runs:
+            print(f"  {case:22} {rate(case):7.0f} MiB/s   {cpu_ms(case):5.2f} ms CPU/MiB")
+        failures = 0
+        judged = size >= 256 * MIB
+        for case, peer_case, target in (
+            ("portal web download", "copyparty GET", LOCAL_TARGETS["download"]),
+            ("portal API download", "copyparty GET", LOCAL_TARGETS["download"]),
+            ("portal upload", "copyparty PUT+fsync", LOCAL_TARGETS["upload"]),
+        ):
+            ratio = rate(case) / rate(peer_case)
+            ok = ratio >= target
+            failures += judged and not ok
+            verdict = ("ok" if ok else "MISSED") if judged else "not judged below 256 MiB"
+            print(f"  ratio {case} / {peer_case}: {ratio:.2f} (target {target}): {verdict}")
+        for case in ("portal web download", "portal API download"):
+            ok = cpu_ms(case) <= LOCAL_CPU_TARGET_MS
+            failures += not ok
+            print(
+                f"  worker CPU of the {case}: {cpu_ms(case):.2f} ms/MiB "
+                f"(target <= {LOCAL_CPU_TARGET_MS}): {'ok' if ok else 'MISSED'}"
+            )
+        peaks = [proc_field(pid, "VmHWM") for pid in workers()]
+        print("gunicorn workers peak RSS: " + ", ".join(f"{p / MIB:.0f} MiB" for p in peaks))
+    print("\nAll targets met." if not failures else f"\n{failures} target(s) missed.")
+    return 1 if failures else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, one repeat")
@@ -1356,6 +1687,12 @@ def main() -> int:
         type=Path,
         help="after the timed runs, one portal upload and download under py-spy (raw stacks here)",
     )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="only the portal on its embedded defaults against copyparty (no S3, no PostgreSQL)",
+    )
+    parser.add_argument("--local-dir", help="where the local mode puts its files (default /tmp)")
     args = parser.parse_args()
     size = (args.size or (32 if args.quick else 256)) * MIB
     repeat = args.repeat or (1 if args.quick else 3)
@@ -1369,6 +1706,9 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
+
+    if args.local:
+        return main_local(args, size, repeat)
 
     from storage import S3Store
     from tests.support.seaweedfs import running_seaweedfs

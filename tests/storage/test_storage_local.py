@@ -113,13 +113,13 @@ def test_other_os_errors_are_storage_errors() -> None:
     assert type(error) is StorageError
 
 
-@pytest.mark.parametrize("has_fadvise", [True, False])
+@pytest.mark.parametrize("has_sync_file_range", [True, False])
 def test_early_writeback_keeps_the_content_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_fadvise: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_sync_file_range: bool
 ) -> None:
-    # Given write-back started every 64 KiB (or a system without posix_fadvise)
-    if not has_fadvise:
-        monkeypatch.setattr("storage.local._posix_fadvise", None)
+    # Given write-back started every 64 KiB (or a system without sync_file_range)
+    if not has_sync_file_range:
+        monkeypatch.setattr("storage.local._sync_file_range", None)
     store = LocalStore(tmp_path, writeback_every=64 * 1024)
     data = os.urandom(1024 * 1024 + 333)
 
@@ -130,6 +130,30 @@ def test_early_writeback_keeps_the_content_whole(
     assert size == len(data)
     assert read_all(store, "obj") == data
     assert sorted(p.name for p in tmp_path.iterdir()) == ["obj"]
+
+
+def test_early_writeback_starts_each_range_once_and_keeps_it_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the system calls of the write-back recorded
+    ranges: list[tuple[int, int, int]] = []
+    dropped: list[tuple[int, ...]] = []
+    monkeypatch.setattr(
+        "storage.local._sync_file_range",
+        lambda fd, offset, length, flags: ranges.append((offset, length, flags)) or 0,
+    )
+    monkeypatch.setattr(os, "posix_fadvise", lambda *args: dropped.append(args), raising=False)
+    store = LocalStore(tmp_path, writeback_every=64 * 1024)
+
+    # When 200,000 bytes are written in 50,000-byte chunks
+    data = os.urandom(200_000)
+    store.put("obj", (data[i : i + 50_000] for i in range(0, len(data), 50_000)))
+
+    # Then the write-back of each range written is started once, without waiting
+    # (SYNC_FILE_RANGE_WRITE alone), and nothing asks the kernel to drop the cached pages:
+    # the first download after an upload reads memory, not the disk (docs/storage.md)
+    assert ranges == [(0, 100_000, 2), (100_000, 100_000, 2)]
+    assert dropped == []
 
 
 def test_a_stream_can_fill_the_readers_buffers_directly(tmp_path: Path) -> None:
