@@ -144,7 +144,7 @@ def test_the_collector_caps_per_rule_and_overall() -> None:
 
 
 def test_birth_dates_keep_only_their_year_in_the_report() -> None:
-    from portal.flows.report import mask_birth_date
+    from portal.flows.core.report import mask_birth_date
 
     assert mask_birth_date("1985-07-12") == "1985-**-**"
     assert mask_birth_date("12/07/1985") == "**/**/1985"
