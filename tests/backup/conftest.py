@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from portal.settings import Settings
+from tests.support.clamd import shared_clamd
 from tests.support.seaweedfs import S3Endpoint, find_weed, running_seaweedfs
 from tests.support.services import SmtpSink, unavailable
 
@@ -104,6 +105,7 @@ def stack(
         argon2_time_cost=1,
         argon2_memory_kib=8,
         testing=True,
+        clamd_url=shared_clamd().url,  # the session's clamd (tests/support/clamd.py)
         backup_url=backup_url,
         backup_key_file=key_file,
         backup_s3_endpoint_url=site.endpoint_url if site else None,
@@ -134,6 +136,7 @@ def backup_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
         "FILR_BASE_URL": settings.base_url,
         "FILR_STORAGE_URL": settings.storage_url,
         "FILR_MASTER_KEY_FILE": str(settings.master_key_file),
+        "FILR_CLAMD_URL": settings.clamd_url,
         "FILR_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
         "FILR_S3_REGION": settings.s3_region or "",
         "FILR_S3_ACCESS_KEY": settings.s3_access_key or "",

@@ -29,10 +29,11 @@ from tests.cli.conftest import filr
 from tests.conftest import audit_rows, csrf_of, https, login, reset_totp_step
 from tests.deposits.conftest import download, file_ids, sent_deposit
 from tests.factories import Account, Factory, World
+from tests.support.pdf import make_pdf
 from tests.support.services import SmtpSink, postgres_database
 
-PDF_A = b"%PDF-1.7\n" + b"1 0 obj <<>> endobj\n" * 3000 + b"%%EOF\n"
-PDF_B = b"%PDF-1.7\n" + b"2 0 obj <<>> endobj\n" * 500 + b"%%EOF\n"
+PDF_A = make_pdf(padding=3000)
+PDF_B = make_pdf(padding=500)
 
 
 @pytest.fixture
