@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.clamd import shared_clamd
 from tests.support.services import unavailable
 
 FILR = Path(sys.executable).with_name("filr")
@@ -40,6 +41,7 @@ def portal_env(root: Path, **settings: str) -> dict[str, str]:
         FILR_SECRET_KEY=secrets.token_urlsafe(48),
         FILR_SECURE_COOKIES="false",
         FILR_ALLOW_SUPERUSER="1",  # the test PostgreSQL's only role is its superuser
+        FILR_CLAMD_URL=shared_clamd().url,  # the session's clamd (tests/support/clamd.py)
         XDG_RUNTIME_DIR=str(root),
     )
     env.update({f"FILR_{name.upper()}": value for name, value in settings.items()})
