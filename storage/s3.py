@@ -386,9 +386,13 @@ class S3Store:
         older_than: timedelta = timedelta(days=1),
         *,
         in_progress: Callable[[Sequence[str]], AbstractSet[str]] | None = None,
+        keep: AbstractSet[str] = frozenset(),
         dry_run: bool = False,
     ) -> int:
         """Abort multipart uploads that can no longer complete; return how many (or would).
+
+        Uploads whose id is in `keep` (resumable uploads that the application still tracks,
+        `storage.resumable`) are never aborted here, whatever their age.
 
         A job for uploads whose abort could not reach the service (it was down, or the process
         died mid-way): their parts take space until aborted. Uploads started more than
@@ -403,7 +407,7 @@ class S3Store:
         stale = [
             (key, upload_id)
             for key, upload_id, started in uploads
-            if started <= limit or key not in alive
+            if (started <= limit or key not in alive) and upload_id not in keep
         ]
         if dry_run:
             return len(stale)
