@@ -338,3 +338,47 @@ def test_off_by_default(make_app: Callable[..., Flask], world: World) -> None:
         "/api/v1/uploads", headers={"Authorization": f"Bearer {token}"}
     )
     assert response.status_code == 404
+
+
+def test_the_checks_run_when_the_last_piece_is_in_and_a_refused_file_is_destroyed(
+    app: Flask, world: World, api_for: Apis
+) -> None:
+    from tests.support.clamd import EICAR, EICAR_SIGNATURE
+
+    api = api_for(world.agent62)
+    deposit_id = new_deposit(api, [world.ft62])
+    # The antivirus: EICAR in one (last) piece is refused with its signature.
+    location = _create(api, deposit_id, len(EICAR), "notes.txt")
+    refused = _patch(api, location, 0, EICAR)
+    assert refused.status_code == 422
+    assert refused.json["code"] == "file_infected"  # type: ignore[index]
+    assert EICAR_SIGNATURE in refused.json["detail"]  # type: ignore[index]
+    # The content check on the decrypted stream: a .txt that is a web page.
+    page = b"<html><script>alert(1)</script></html>\n" * 10
+    location = _create(api, deposit_id, len(page), "page.txt")
+    assert _patch(api, location, 0, page).status_code == 422
+    # Neither joined the deposit, and nothing of them is left in the store.
+    assert api.get(f"/api/v1/deposits/{deposit_id}").json["files"] == []  # type: ignore[index]
+    with app.app_context():
+        store = services().store
+        assert [k for k in store.inner.list(f"deposits/{deposit_id}/") if store.exists(k)] == []
+        assert db.session.query(ResumableUpload).count() == 0
+
+
+def test_a_second_patch_while_one_works_gets_409(app: Flask, world: World, api_for: Apis) -> None:
+    api = api_for(world.agent62)
+    deposit_id = new_deposit(api, [world.ft62])
+    location = _create(api, deposit_id, 10 * MiB)
+    upload_id = location.rsplit("/", 1)[1]
+    with app.app_context():
+        # A PATCH at work holds the claim (as one in another worker would).
+        db.session.query(ResumableUpload).filter_by(id=upload_id).update(
+            {"busy_until": utcnow() + timedelta(minutes=5)}
+        )
+        db.session.commit()
+    assert _patch(api, location, 0, text_file(5 * MiB)).status_code == 409
+    assert _tus(api, "delete", location).status_code == 409
+    with app.app_context():
+        db.session.query(ResumableUpload).filter_by(id=upload_id).update({"busy_until": None})
+        db.session.commit()
+    assert _patch(api, location, 0, text_file(5 * MiB)).status_code == 204
