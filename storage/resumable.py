@@ -112,7 +112,7 @@ class PartStore(Protocol):
 
     def begin_parts(self, key: str) -> str: ...
 
-    def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str: ...
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> str: ...
 
     def complete_parts(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None: ...
 
@@ -223,7 +223,7 @@ class ResumableUploads:
         number = len(state.parts) + 1
         inner = self._inner
         if isinstance(inner, PartStore):
-            etag = inner.put_part(state.object_key, state.upload_id, number, bytes(out))
+            etag = inner.put_part(state.object_key, state.upload_id, number, out)
         else:
             inner.put(_part_key(state, number), [out])
             etag = ""

@@ -279,7 +279,7 @@ class S3Store:
             raise _translate(e) from e
         return response["UploadId"]
 
-    def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> str:
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> str:
         """Upload part `number` (every part but the last at least 5 MiB); return its ETag."""
         if not 1 <= number <= MAX_PARTS:
             raise StorageError("too many parts")
