@@ -117,6 +117,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.init_app(app)
     gate.install(app)
 
+    import portal.api.tus  # noqa: F401 - its routes join the API blueprint
     from portal.accounts.review_views import bp as review_bp
     from portal.accounts.views import bp as accounts_bp
     from portal.api.token_views import bp as api_tokens_bp

@@ -213,6 +213,12 @@ class Settings:
     # only once the stream has ended, at 40-50 MiB/s on one core, which would halve the upload
     # rate of big files (benchmarks/storage_throughput.py).
     antivirus_inline_max_bytes: int = 32 * 1024**2
+    # Resumable uploads (tus 1.0.0, docs/storage.md): off by default; every PATCH but the last
+    # carries a multiple of the encryption segment size, at least 5 MiB (the smallest S3 part),
+    # at most `resumable_max_chunk_bytes` (held in memory while it is encrypted).
+    resumable_uploads: bool = False
+    resumable_max_chunk_bytes: int = 64 * 1024**2
+    resumable_expiry_hours: int = 24
     # Backups (docs/operations.md): the backup site (s3://bucket/prefix with its own endpoint
     # and credentials, or file:///dir), the backup key (never the master key), retention.
     backup_url: str | None = None
@@ -316,6 +322,11 @@ class Settings:
             ),
             antivirus_bypass=_bool("ANTIVIRUS_BYPASS", False),
             antivirus_inline_max_bytes=_int("ANTIVIRUS_INLINE_MAX_BYTES", 32 * 1024**2),
+            resumable_uploads=_bool("RESUMABLE_UPLOADS", False),
+            resumable_max_chunk_bytes=_int(
+                "RESUMABLE_MAX_CHUNK_BYTES", 64 * 1024**2, minimum=5 * 1024**2
+            ),
+            resumable_expiry_hours=_int("RESUMABLE_EXPIRY_HOURS", 24, minimum=1),
             # Embedded default (objects in a local directory): backups in another one, so that
             # the demo's scheduled backup and drill work; production names its backup site.
             backup_url=_env("BACKUP_URL")

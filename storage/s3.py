@@ -269,6 +269,44 @@ class S3Store:
             raise _translate(e) from e
         return {"PartNumber": number, "ETag": response["ETag"]}
 
+    # Multipart uploads driven by the caller, one part per request (storage.resumable).
+
+    def begin_parts(self, key: str) -> str:
+        """Start a multipart upload of `key`; return its upload id."""
+        try:
+            response = self.client.create_multipart_upload(Bucket=self.bucket, Key=self._name(key))
+        except _BACKEND_ERRORS as e:
+            raise _translate(e) from e
+        return response["UploadId"]
+
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes | bytearray) -> str:
+        """Upload part `number` (every part but the last at least 5 MiB); return its ETag."""
+        if not 1 <= number <= MAX_PARTS:
+            raise StorageError("too many parts")
+        return self._upload_part(self._name(key), upload_id, number, memoryview(data))["ETag"]
+
+    def complete_parts(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """Join the parts into the object."""
+        try:
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self._name(key),
+                UploadId=upload_id,
+                MultipartUpload={"Parts": [{"PartNumber": n, "ETag": e} for n, e in parts]},
+            )
+        except _BACKEND_ERRORS as e:
+            raise _translate(e) from e
+
+    def abort_parts(self, key: str, upload_id: str) -> None:
+        """Abort the multipart upload; an upload already gone is not an error."""
+        try:
+            self.client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self._name(key), UploadId=upload_id
+            )
+        except _BACKEND_ERRORS as e:
+            if _code(e) != "NoSuchUpload":
+                raise _translate(e) from e
+
     def get(self, key: str) -> Iterator[bytes]:
         """Return the object as a stream of chunks; raise ObjectNotFound before streaming."""
         return primed(self._stream(self._name(key)))
@@ -348,9 +386,13 @@ class S3Store:
         older_than: timedelta = timedelta(days=1),
         *,
         in_progress: Callable[[Sequence[str]], AbstractSet[str]] | None = None,
+        keep: AbstractSet[str] = frozenset(),
         dry_run: bool = False,
     ) -> int:
         """Abort multipart uploads that can no longer complete; return how many (or would).
+
+        Uploads whose id is in `keep` (resumable uploads that the application still tracks,
+        `storage.resumable`) are never aborted here, whatever their age.
 
         A job for uploads whose abort could not reach the service (it was down, or the process
         died mid-way): their parts take space until aborted. Uploads started more than
@@ -365,7 +407,7 @@ class S3Store:
         stale = [
             (key, upload_id)
             for key, upload_id, started in uploads
-            if started <= limit or key not in alive
+            if (started <= limit or key not in alive) and upload_id not in keep
         ]
         if dry_run:
             return len(stale)

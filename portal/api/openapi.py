@@ -362,6 +362,15 @@ def _param(name: str, where: str, description: str, schema: Schema | None = None
 
 DEPOSIT_ID = _param("deposit_id", "path", "Identifiant du dépôt.", ID)
 FILE_ID = _param("file_id", "path", "Identifiant du fichier.", ID)
+UPLOAD_ID = _param("upload_id", "path", "Identifiant de l'envoi reprenable.", ID)
+TUS_RULES = (
+    "Désactivé sauf si RESUMABLE_UPLOADS est activé. `OPTIONS /api/v1/uploads` annonce la "
+    "version, les extensions (creation, termination, expiration) et les règles des morceaux : "
+    "chacun sauf le dernier compte un multiple de `Filr-Chunk-Granularity` octets, entre "
+    "`Filr-Min-Chunk-Size` et `Filr-Max-Chunk-Size`. `HEAD /api/v1/uploads/{upload_id}` "
+    "donne `Upload-Offset` pour reprendre après une coupure ; un envoi inachevé expire "
+    "(`Upload-Expires`, 24 h)."
+)
 
 
 def _operation(
@@ -539,6 +548,94 @@ def _paths() -> dict[str, Any]:
                     "content": {"application/octet-stream": {}},
                 },
             )
+        },
+        "/deposits/{deposit_id}/uploads": {
+            "post": _operation(
+                "createResumableUpload",
+                "Envoi reprenable (tus 1.0.0, extension creation) : annonce un fichier de "
+                "`Upload-Length` octets ; `Location` donne l'adresse de l'envoi.",
+                ApiScope.DEPOSIT,
+                {
+                    "201": {"description": "Envoi créé (en-têtes Location, Upload-Expires)."},
+                    "400": _error("Invalid"),
+                    "404": _error("NotFound"),
+                    "412": _error("Invalid"),
+                    "413": _error("TooLarge"),
+                    "422": _error("Invalid"),
+                    "503": _error("Unavailable"),
+                },
+                parameters=[
+                    DEPOSIT_ID,
+                    _param("Tus-Resumable", "header", "1.0.0", required=True),
+                    _param("Upload-Length", "header", "Taille du fichier.", required=True),
+                    _param(
+                        "Upload-Metadata",
+                        "header",
+                        "`filename` suivi du nom en base64 (UTF-8).",
+                        required=True,
+                    ),
+                ],
+                description=TUS_RULES,
+            )
+        },
+        "/uploads": {
+            "options": _operation(
+                "resumableUploadOptions",
+                "Ce que le serveur prend en charge (tus 1.0.0) et les règles des morceaux.",
+                None,
+                {"204": {"description": "En-têtes Tus-Version, Tus-Extension, Tus-Max-Size."}},
+                description=TUS_RULES,
+            )
+        },
+        "/uploads/{upload_id}": {
+            "head": _operation(
+                "headResumableUpload",
+                "Où en est l'envoi : Upload-Offset, Upload-Length, Upload-Expires (jamais en "
+                "cache).",
+                ApiScope.DEPOSIT,
+                {
+                    "200": {"description": "L'état de l'envoi, en en-têtes."},
+                    "404": _error("NotFound"),
+                    "412": _error("Invalid"),
+                },
+                parameters=[UPLOAD_ID, _param("Tus-Resumable", "header", "1.0.0", required=True)],
+            ),
+            "patch": _operation(
+                "patchResumableUpload",
+                "Un morceau à `Upload-Offset` ; enregistré en entier ou pas du tout. Après le "
+                "dernier, le fichier est vérifié (type, antivirus) et rejoint le dépôt "
+                "(en-têtes Filr-File-Id, Filr-File-Sha256).",
+                ApiScope.DEPOSIT,
+                {
+                    "204": {"description": "Morceau enregistré (en-tête Upload-Offset)."},
+                    "400": _error("Invalid"),
+                    "404": _error("NotFound"),
+                    "409": _error("Invalid"),
+                    "412": _error("Invalid"),
+                    "413": _error("TooLarge"),
+                    "415": _error("Invalid"),
+                    "422": _error("Invalid"),
+                    "503": _error("Unavailable"),
+                },
+                parameters=[
+                    UPLOAD_ID,
+                    _param("Tus-Resumable", "header", "1.0.0", required=True),
+                    _param("Upload-Offset", "header", "Où commence ce morceau.", required=True),
+                ],
+                body={
+                    "required": True,
+                    "description": "Les octets du morceau.",
+                    "content": {"application/offset+octet-stream": {}},
+                },
+                description=TUS_RULES,
+            ),
+            "delete": _operation(
+                "deleteResumableUpload",
+                "Abandonner un envoi inachevé (extension termination) : rien n'en reste.",
+                ApiScope.DEPOSIT,
+                {"204": {"description": "Envoi abandonné."}, "404": _error("NotFound")},
+                parameters=[UPLOAD_ID, _param("Tus-Resumable", "header", "1.0.0", required=True)],
+            ),
         },
         "/deposits/{deposit_id}/publish": {
             "post": _operation(

@@ -58,6 +58,7 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
         finish_destructions,
         purge_expired_deposits,
     )
+    from portal.deposits.resumable import expire_uploads
 
     dry_run, ctx, store = run.dry_run, run.context, services().store
     # First what an earlier destruction recorded but could not finish (store unavailable).
@@ -69,6 +70,8 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
     # Multipart uploads interrupted by a crash hold storage until aborted (S3 only); after the
     # purge, so that the uploads of the drafts it destroyed go too.
     aborted = abort_stale_uploads(db.session, store, dry_run=dry_run)
+    if not dry_run:
+        aborted += expire_uploads(db.session, store, utcnow())
     pending = late.pending + report.removal_pending
     return JobRun(
         f"{report.expired} dépôts expirés, "

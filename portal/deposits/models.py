@@ -210,6 +210,41 @@ class DepositFile(Base):
     deposit: Mapped[Deposit] = relationship(back_populates="files")
 
 
+class ResumableUpload(Base):
+    """A file being uploaded in pieces (tus): where it stands, to go on after a cut or a restart.
+
+    The data key is kept wrapped by the département key, as in the key store; the digest state
+    is the SHA-256 midstate of what was received (storage.resumable). The row disappears when
+    the file joins its deposit, when its sender ends it, or when the purge finds it expired.
+    """
+
+    __tablename__ = "resumable_upload"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    deposit_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("deposit.id"), nullable=False, index=True
+    )
+    user_id: Mapped[str] = mapped_column(String(32), nullable=False)
+    departement_code: Mapped[str] = mapped_column(String(3), nullable=False)
+    file_id: Mapped[str] = mapped_column(String(32), nullable=False, unique=True)
+    object_key: Mapped[str] = mapped_column(String(200), nullable=False, unique=True)
+    filename: Mapped[str] = mapped_column(String(200), nullable=False)
+    length: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    offset: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
+    kek_version: Mapped[int] = mapped_column(Integer, nullable=False)
+    wrapped_key: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)
+    header: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)
+    store_upload_id: Mapped[str] = mapped_column(String(1024), nullable=False)
+    digest_state: Mapped[bytes] = mapped_column(sa.LargeBinary, nullable=False)
+    # [[part number, ETag], ...] as JSON text.
+    parts: Mapped[str] = mapped_column(sa.Text, nullable=False, default="[]")
+    # Set while one PATCH works on the upload (a conditional UPDATE claims it): a second
+    # PATCH at the same time gets 409 instead of writing the same part with the same nonces.
+    busy_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, index=True)
+
+
 class DepositRecipient(Base):
     """A recipient: an organisation of the space (shared inbox) or a named user."""
 

@@ -18,7 +18,13 @@ import audit
 import storage
 from audit import AuditAction
 from portal.db import is_well_formed_id, utcnow
-from portal.deposits.models import Category, Deposit, DepositFile, DepositStatus
+from portal.deposits.models import (
+    Category,
+    Deposit,
+    DepositFile,
+    DepositStatus,
+    ResumableUpload,
+)
 from portal.flows.models import FlowDeposit
 from portal.text import fold
 from storage.sql import storage_data_key
@@ -405,7 +411,10 @@ def abort_stale_uploads(
         # it may be in progress, so only its age (the timeout) may condemn it.
         return {key for key, owner in owners.items() if owner is None or owner in drafts}
 
-    return int(abort(timeout, in_progress=in_progress, dry_run=dry_run))
+    # Resumable uploads go on across hours and restarts: their own expiry ends them.
+    keep = frozenset(session.execute(sa.select(ResumableUpload.store_upload_id)).scalars())
+    session.commit()
+    return int(abort(timeout, in_progress=in_progress, keep=keep, dry_run=dry_run))
 
 
 def cleanup_orphans(

@@ -325,8 +325,14 @@ def add_file(
     antivirus: Antivirus,
     declared_size: int | None = None,
     validated_flow: bool = False,
+    stored: storage.StoredObject | None = None,
+    file_id: str | None = None,
 ) -> DepositFile:
     """Stream one file into the encrypted store and the antivirus; attach it to a draft deposit.
+
+    With *stored* (and its *file_id*), the file is already in the store (a resumable upload,
+    `portal.deposits.resumable`): *chunks* is its decrypted content, read back once through the
+    same checks (type, PDF content, antivirus), and the object is destroyed if they refuse it.
 
     The request's transaction is committed before the upload so that no database lock is held
     while bytes arrive; on any failure the object is destroyed and nothing is attached. A file
@@ -343,8 +349,8 @@ def add_file(
     _only_through_flows(deposit, validated_flow)
     display_name = safe_filename(filename)
     deposit_id, departement = deposit.id, deposit.departement_code
-    file_id = new_id()
-    object_key = f"deposits/{deposit_id}/{file_id}"
+    file_id = file_id or new_id()
+    object_key = stored.object_key if stored is not None else f"deposits/{deposit_id}/{file_id}"
     session.commit()
     guard = _Guard(
         TypeSniffer(display_name),
@@ -353,8 +359,12 @@ def add_file(
         keeps_pdf=extension_of(display_name) == "pdf",
     )
     try:
-        store.keyring.ensure(departement)  # the space's first file creates its key
-        stored = store.put(object_key, guard.wrap(chunks), departement=departement)
+        if stored is None:
+            store.keyring.ensure(departement)  # the space's first file creates its key
+            stored = store.put(object_key, guard.wrap(chunks), departement=departement)
+        else:
+            for _ in guard.wrap(chunks):
+                pass
     except FileRefused:
         guard.scan.close()
         _destroy_quietly(store, object_key)
