@@ -22,7 +22,7 @@ CATALOGUE = LOCALE_DIR / "fr" / "LC_MESSAGES"
 # Words of English help and click's English strings that are not French words.
 ENGLISH = re.compile(
     r"(?<![-\w])(Usage|Show this|the|and|of|an|with|Commands|Create|List|Run|Print|Delete|Send|"
-    r"Error|Missing|Try|Invalid|does not|exist|default|trail)\b"
+    r"Error|Missing|Try|Invalid|does not|exist|default|trail|required)\b"
 )
 
 
