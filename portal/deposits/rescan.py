@@ -61,7 +61,9 @@ def rescan_pending(
         .where(
             DepositFile.scan_status == ScanStatus.PENDING,
             DepositFile.destroyed_at.is_(None),
-            Deposit.status == DepositStatus.DRAFT,
+            # Published ones too: none should be (`publish` holds a deposit with a pending
+            # file), but one left by an older version must still be scanned (never served).
+            Deposit.status.in_((DepositStatus.DRAFT, DepositStatus.AVAILABLE)),
         )
         .order_by(DepositFile.created_at)
     ).all()
@@ -113,13 +115,16 @@ def _refuse(
     deposit = session.get(Deposit, deposit_id)
     if deposit is None:
         return
-    departement, sender = (
+    departement, sender, status = (
         deposit.departement_code,
         audit.Actor(deposit.sender_id, deposit.sender_org_id),
+        DepositStatus(deposit.status),
     )
+    if status not in (DepositStatus.DRAFT, DepositStatus.AVAILABLE):
+        return
     destroyed = destroy_content(
         session, svc.store, deposit_id, reason="infected", actor=audit.SYSTEM, ctx=ctx,
-        expected_status=DepositStatus.DRAFT,
+        expected_status=status,
     )  # fmt: skip
     if destroyed is None:
         return  # withdrawn or destroyed meanwhile: nothing of it reaches anyone
