@@ -30,6 +30,8 @@ from portal.accounts.models import (
 from portal.accounts.suspensions import managers_of, notify, suspend_by_job
 from portal.container import Services
 from portal.db import new_id, utcnow
+from portal.filecheck.clamd import ClamdClient, ClamdUnavailable
+from portal.filecheck.pdf_content import check_pdf
 from portal.orgs.models import Organisation, OrgKind
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -370,17 +372,28 @@ def store_form(
     user: User,
     content: bytes,
     *,
+    clamd: ClamdClient,
+    antivirus_bypass: bool,
     actor: audit.Actor,
     ctx: audit.Context,
     now: datetime,
 ) -> None:
     """Encrypt and store the signed habilitation form (a PDF of at most 10 Mio) of *user*,
-    replacing (and destroying) the previous one; commits."""
+    replacing (and destroying) the previous one; commits.
+
+    Managers open it later: it is checked as a deposited PDF is (active content, then clamd)
+    before it is stored. While clamd is unavailable it is refused, unless the audited bypass
+    (FILR_ANTIVIRUS_BYPASS) is on.
+    """
     hab = user.habilitation
     if hab is None:
         raise HabilitationError("Renseignez d'abord l'habilitation du compte.")
     if not content.startswith(b"%PDF-") or len(content) > FORM_MAX_BYTES:
         raise HabilitationError("Le formulaire doit être un fichier PDF de 10 Mo au plus.")
+    finding = check_pdf(content)
+    if finding is not None:
+        raise HabilitationError(finding.message_fr)
+    scan = _scan_form(clamd, content, antivirus_bypass)
     departement = form_key_departement(user.organisation)
     object_key = FORM_PREFIX + new_id()
     # The keyring writes through its own connection: no transaction of ours may hold the
@@ -398,11 +411,31 @@ def store_form(
         actor=actor,
         context=ctx,
         target=audit.Target("user", user.id, user.organisation.departement_code),
-        details={"size": len(content), "replaced": previous is not None},
+        details={"size": len(content), "replaced": previous is not None, "scan": scan},
     )
     session.commit()
     if previous is not None:
         store.delete(previous)  # crypto-shredded, then removed
+
+
+def _scan_form(clamd: ClamdClient, content: bytes, bypass: bool) -> str:
+    """clamd's verdict on a form: "clean", or "bypassed" (clamd down, bypass on); refused
+    otherwise (fail closed)."""
+    try:
+        verdict = clamd.scan([content])
+    except ClamdUnavailable:
+        if bypass and not clamd.ping():
+            return "bypassed"
+        raise HabilitationError(
+            "L'antivirus est indisponible : le formulaire ne peut pas être vérifié ni "
+            "enregistré pour l'instant. Réessayez dans quelques minutes."
+        ) from None
+    if verdict.signature is not None:
+        raise HabilitationError(
+            f"Formulaire refusé : l'antivirus y a détecté « {verdict.signature} ». Il n'a pas "
+            "été enregistré."
+        )
+    return "clean"
 
 
 def open_form(

@@ -31,10 +31,13 @@ from portal.accounts.models import Habilitation, Role, User
 from portal.auth.models import ServerSession
 from portal.container import services
 from portal.db import db
+from portal.filecheck.pdf_content import check_pdf
 from portal.orgs.models import OrgKind
 from portal.settings import Settings
 from tests.conftest import audit_rows, csrf_of, reread
 from tests.factories import Account, Factory
+from tests.support.clamd import EICAR
+from tests.support.pdf import make_pdf
 from tests.support.services import SmtpSink, body_of
 
 GRANTED = date(2027, 1, 4)
@@ -300,7 +303,8 @@ def test_two_servers_running_the_job_at_once_send_one_set_of_notices_and_suspend
 
 # --- the signed form ------------------------------------------------------------------------
 
-PDF = b"%PDF-1.7\n% formulaire d'habilitation signe par Alice Agent\n%%EOF\n"
+# A real PDF (it is parsed for active content before it is stored), naming its signatory.
+PDF = make_pdf([b"<< /Title (formulaire d'habilitation signe par Alice Agent) >>"])
 
 
 def test_the_signed_form_is_stored_encrypted_and_given_back_to_the_manager_only(
@@ -354,3 +358,45 @@ def test_the_signed_form_is_stored_encrypted_and_given_back_to_the_manager_only(
     for outsider in (other, agent):
         login_as(outsider)
         assert client.get(f"{page}/habilitation/formulaire.pdf").status_code == 404
+
+
+def test_a_form_with_active_content_or_a_virus_or_unscanned_is_not_stored(
+    app: Flask,
+    make_app: Callable[..., Flask],
+    team: tuple[Account, Account, Account],
+    settings: Settings,
+) -> None:
+    from tests.conftest import https, login, reset_totp_step
+
+    agent, manager, _ = team
+    _habilitate(app, agent)
+    page = f"/gestion/comptes/{agent.id}"
+
+    def upload(on: Flask, content: bytes) -> tuple[int, str]:
+        client = https(on.test_client())
+        reset_totp_step(app, manager)
+        assert login(client, manager).status_code == 302
+        token = csrf_of(client, page)
+        response = client.post(
+            f"{page}/habilitation/formulaire",
+            data=content,
+            headers={"X-CSRFToken": token, "Content-Type": "application/pdf"},
+        )
+        return response.status_code, str((response.json or {}).get("error"))
+
+    # A form that runs JavaScript, or that reaches out when closed, is refused
+    scripted = make_pdf(catalog_extra=b" /OpenAction << /S /JavaScript /JS (app.alert(1)) >>")
+    assert upload(app, scripted) == (422, check_pdf(scripted).message_fr)  # type: ignore[union-attr]
+    # A form clamd finds a signature in is refused
+    status, error = upload(app, make_pdf([b"<< /Subject (" + EICAR + b") >>"]))
+    assert status == 422 and "l'antivirus y a détecté" in error
+    # While clamd is down, nothing is stored (fail closed) unless the bypass is on
+    down = make_app(clamd_url=f"unix://{settings.data_dir}/no-clamd.sock")
+    status, error = upload(down, PDF)
+    assert status == 422 and "antivirus est indisponible" in error
+    assert reread(app, Habilitation, agent.id).form_object_key is None
+    bypassing = make_app(
+        clamd_url=f"unix://{settings.data_dir}/no-clamd.sock", antivirus_bypass=True
+    )
+    assert upload(bypassing, PDF)[0] == 201
+    assert reread(app, Habilitation, agent.id).form_object_key is not None
