@@ -44,6 +44,7 @@ class RescanReport:
     infected: int = 0
     published: int = 0
     still_held: int = 0
+    unscannable: int = 0
     unavailable: str | None = None
 
 
@@ -79,8 +80,15 @@ def rescan_pending(
         try:
             verdict = svc.clamd.scan(svc.store.open(object_key))
         except ClamdUnavailable as e:
-            report.unavailable = str(e)
-            break
+            if not svc.clamd.ping():
+                report.unavailable = str(e)
+                break
+            # clamd is up but gave no verdict on this one file (over its StreamMaxLength, an
+            # ERROR reply, a timeout on a big file): the others are scanned all the same; this
+            # one stays pending, tried again at the next run, and the run exits 1.
+            report.unscannable += 1
+            log.warning("antivirus: clamd gave no verdict on file %s (%s)", file_id, e)
+            continue
         except storage.StorageError as e:
             # Unreadable now (store down, or damaged): it stays pending, tried at the next run.
             log.warning("antivirus: file %s cannot be read back (%s)", file_id, type(e).__name__)

@@ -413,7 +413,7 @@ def add_file(
         raise FileInfected(infected_message(scanned.signature))
     if scanned is not None:
         scan_status = ScanStatus.CLEAN
-    elif guard.scan.failure is not None and antivirus.bypass:
+    elif antivirus.lets_through(guard.scan):
         scan_status = ScanStatus.BYPASSED
     else:
         scan_status = ScanStatus.PENDING
