@@ -287,3 +287,16 @@ def test_a_file_clamd_cannot_scan_does_not_block_the_others(
         assert [f.scan_status for f in reread(app, Deposit, small_id).files] == [ScanStatus.CLEAN]
     finally:
         small.close()
+
+
+def test_a_job_run_that_exits_non_zero_is_recorded_as_a_failure(
+    app: Flask,
+    own_clamd: ClamdServer,
+    cli_env: Settings,  # noqa: F811 - imported fixture
+) -> None:
+    # Given clamd down: the antivirus job exits 1
+    own_clamd.stop()
+    filr(["jobs", "antivirus"], code=1)
+    # Then its job:run row says so (no success for the monitoring or the security page)
+    (row,) = audit_rows(app, "job:run")
+    assert row.outcome == "failure" and row.target_id == "antivirus"
