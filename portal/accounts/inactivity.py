@@ -1,11 +1,12 @@
 """Unused accounts: the job behind `filr jobs inactive-accounts`.
 
-An active account with no log-in for `FILR_ACCOUNT_INACTIVE_DAYS` days (counted in French
-calendar days from its last log-in, its activation or its last reactivation, whichever is
-latest) is suspended; a notice goes to the person 7 days before. Accounts never activated are
-left alone: they expire with their activation link. Safe on two servers: the notice and the
-suspension are each claimed by a conditional UPDATE that also checks the last log-in did not
-move, so that exactly one run acts and a log-in in between wins.
+An active account with no log-in nor use of its API tokens for `FILR_ACCOUNT_INACTIVE_DAYS`
+days (counted in French calendar days from its last log-in, the last use of one of its API
+tokens, its activation or its last reactivation, whichever is latest) is suspended; a notice
+goes to the person 7 days before. Accounts never activated are left alone: they expire with
+their activation link. Safe on two servers: the notice and the suspension are each claimed
+by a conditional UPDATE that also checks the last use did not move, so that exactly one run
+acts and a log-in (or a token's use) in between wins.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from audit import AuditAction
 from portal.accounts.habilitations import today_in_paris
 from portal.accounts.models import AccountStatus, SuspensionReason, User
 from portal.accounts.suspensions import SIGNATURE, notify, suspend_by_job
+from portal.api.models import ApiToken
 from portal.container import Services
 
 NOTICE_DAYS_BEFORE = 7
@@ -38,19 +40,38 @@ class InactivityReport:
 
 
 def last_use(
-    last_login_at: datetime | None, activated_at: datetime | None, reactivated_at: datetime | None
+    last_login_at: datetime | None,
+    activated_at: datetime | None,
+    reactivated_at: datetime | None,
+    token_used_at: datetime | None = None,
 ) -> datetime | None:
-    """When the account was last in use: last log-in, activation or reactivation."""
-    known = [t for t in (last_login_at, activated_at, reactivated_at) if t is not None]
+    """When the account was last in use: last log-in, last use of one of its API tokens (a
+    script depositing every day uses it), activation or reactivation."""
+    known = [
+        t for t in (last_login_at, activated_at, reactivated_at, token_used_at) if t is not None
+    ]
     return max(known) if known else None
 
 
+def _token_use() -> sa.ScalarSelect[datetime | None]:
+    """The last use of any API token of the account (correlated to `User`)."""
+    return (
+        sa.select(sa.func.max(ApiToken.last_used_at))
+        .where(ApiToken.user_id == User.id)
+        .correlate(User)
+        .scalar_subquery()
+    )
+
+
 def _unchanged(
-    last_login_at: datetime | None, reactivated_at: datetime | None
+    last_login_at: datetime | None,
+    reactivated_at: datetime | None,
+    token_used_at: datetime | None,
 ) -> sa.ColumnElement[bool]:
     return sa.and_(
         User.last_login_at.is_not_distinct_from(last_login_at),
         User.reactivated_at.is_not_distinct_from(reactivated_at),
+        _token_use().is_not_distinct_from(token_used_at),
     )
 
 
@@ -82,13 +103,15 @@ def suspend_unused_accounts(
             User.activated_at,
             User.reactivated_at,
             User.inactivity_notice_at,
+            _token_use(),
         )
         .where(User.status == AccountStatus.ACTIVE)
         .order_by(User.id)
     ).all()
     session.commit()
-    for user_id, last_login_at, activated_at, reactivated_at, notice_at in rows:
-        since = last_use(last_login_at, activated_at, reactivated_at)
+    for user_id, last_login_at, activated_at, reactivated_at, notice_at, token_used in rows:
+        since = last_use(last_login_at, activated_at, reactivated_at, token_used)
+        unchanged = _unchanged(last_login_at, reactivated_at, token_used)
         if since is None:
             continue
         unused = (today - today_in_paris(since)).days
@@ -103,9 +126,7 @@ def suspend_unused_accounts(
                 SuspensionReason.INACTIVITY,
                 ctx,
                 now,
-                still_due=sa.and_(
-                    User.status == AccountStatus.ACTIVE, _unchanged(last_login_at, reactivated_at)
-                ),
+                still_due=sa.and_(User.status == AccountStatus.ACTIVE, unchanged),
             )
             if done is not None:
                 report.suspended += 1
@@ -126,7 +147,7 @@ def suspend_unused_accounts(
                 User.id == user_id,
                 User.status == AccountStatus.ACTIVE,
                 User.inactivity_notice_at.is_not_distinct_from(notice_at),
-                _unchanged(last_login_at, reactivated_at),
+                unchanged,
             )
             .values(inactivity_notice_at=now)
             .execution_options(synchronize_session=False)

@@ -220,3 +220,26 @@ def test_a_suspended_account_is_reactivated_by_its_manager_only_with_a_new_passw
     # And the next day's run does not suspend it again: its days count from the reactivation
     _run(app, today_in_paris(utcnow()) + timedelta(days=1))
     assert reread(app, User, agent.id).status == "active"
+
+
+def test_a_script_using_the_api_every_day_keeps_its_account(
+    app: Flask, pair: tuple[Account, Account]
+) -> None:
+    from portal.api.models import ApiToken
+
+    agent, manager = pair
+    _last_login(app, agent)
+    make_token(app, agent)
+    # Given the person never logs in again, but its script used its token on day 50
+    used = datetime.combine(_after(50), time(9, 0), PARIS)
+    with app.app_context():
+        db.session.execute(
+            sa.update(ApiToken).where(ApiToken.user_id == agent.id).values(last_used_at=used)
+        )
+        db.session.commit()
+    # Then day 60 neither suspends nor notifies; the notice comes 53 days after that use
+    for day, notices in ((60, 0), (50 + 52, 0), (50 + 53, 1)):
+        _last_login(app, manager, _after(day))  # the manager logs in every day
+        report = _run(app, _after(day))
+        assert (report.suspended, report.notices) == (0, notices), day
+    assert reread(app, User, agent.id).status == AccountStatus.ACTIVE
