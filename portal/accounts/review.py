@@ -13,7 +13,6 @@ deciding at once: one wins); a reminder and a closing are conditional UPDATEs.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -415,7 +414,7 @@ STATUS_FR = {"open": "ouverte", "closed": "close"}
 def progress_csv(rows: Sequence[Progress]) -> str:
     """The national view as a French CSV (`;`, CRLF; the caller adds the BOM)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer = audit.SafeCsvWriter(buffer)  # no cell runs as a formula
     writer.writerow(
         [
             "organisation",

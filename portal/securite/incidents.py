@@ -9,7 +9,6 @@ No Flask here.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -315,7 +314,7 @@ def incident_csv(
 ) -> str:
     """The incident's file for the CNIL notification (French CSV: `;`; the caller adds a BOM)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer = audit.SafeCsvWriter(buffer)  # no cell runs as a formula
     partner = incident.notified(NoticeKind.PARTNER)
     cnil = incident.notified(NoticeKind.CNIL)
     for key, value in (

