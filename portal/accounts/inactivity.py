@@ -3,7 +3,9 @@
 An active account with no log-in nor use of its API tokens for `FILR_ACCOUNT_INACTIVE_DAYS`
 days (counted in French calendar days from its last log-in, the last use of one of its API
 tokens, its activation or its last reactivation, whichever is latest) is suspended; a notice
-goes to the person 7 days before. Accounts never activated are left alone: they expire with
+goes to the person 7 days before, and no account is suspended without one sent at least 7
+days earlier (an account found past the limit, on a first run or after a long stop of the
+scheduler, is told first). Accounts never activated are left alone: they expire with
 their activation link. Safe on two servers: the notice and the suspension are each claimed
 by a conditional UPDATE that also checks the last use did not move, so that exactly one run
 acts and a log-in (or a token's use) in between wins.
@@ -115,7 +117,11 @@ def suspend_unused_accounts(
         if since is None:
             continue
         unused = (today - today_in_paris(since)).days
-        if unused >= limit:
+        told = notice_at is not None and notice_at >= since  # since the last use
+        if unused >= limit and told:
+            assert notice_at is not None  # noqa: S101 - told
+            if (today - today_in_paris(notice_at)).days < NOTICE_DAYS_BEFORE:
+                continue  # told less than 7 days ago: suspended once they have passed
             if dry_run:
                 report.suspended += 1
                 continue
@@ -126,7 +132,11 @@ def suspend_unused_accounts(
                 SuspensionReason.INACTIVITY,
                 ctx,
                 now,
-                still_due=sa.and_(User.status == AccountStatus.ACTIVE, unchanged),
+                still_due=sa.and_(
+                    User.status == AccountStatus.ACTIVE,
+                    unchanged,
+                    User.inactivity_notice_at.is_not_distinct_from(notice_at),
+                ),
             )
             if done is not None:
                 report.suspended += 1
@@ -136,8 +146,10 @@ def suspend_unused_accounts(
             continue
         if unused < limit - NOTICE_DAYS_BEFORE:
             continue
-        if notice_at is not None and notice_at >= since:
+        if told:
             continue  # already told since the last use
+        # Past the limit but never told (first run, a scheduler down for days): the notice
+        # goes now, the suspension 7 days later, never without it.
         if dry_run:
             report.notices += 1
             continue
@@ -168,7 +180,8 @@ def suspend_unused_accounts(
         session.commit()
         report.notices += 1
         report.user_ids.append(user_id)
-        suspend_day = today.fromordinal(today.toordinal() + limit - unused)
+        days_left = max(limit - unused, NOTICE_DAYS_BEFORE)
+        suspend_day = today.fromordinal(today.toordinal() + days_left)
         sent, failed = notify(
             svc,
             [(user.email, _notice_body(user, unused, f"{suspend_day:%d/%m/%Y}"))],
