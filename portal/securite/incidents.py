@@ -193,6 +193,21 @@ def incident_from_alert(
     scope = scope_for(session, officer)
     if scope is None or not can_see_alert(scope, alert):
         raise IncidentError("Alerte inconnue.")
+    # Once per alert (a double submit, two officers at once): the alert's row is locked until
+    # the commit, and an incident already linked to it is the answer.
+    session.execute(
+        sa.select(SecurityAlert.id).where(SecurityAlert.id == alert.id).with_for_update()
+    )
+    existing = session.execute(
+        sa.select(Incident)
+        .join(IncidentLink, IncidentLink.incident_id == Incident.id)
+        .where(IncidentLink.kind == "alert", IncidentLink.ref == alert.id)
+        .order_by(Incident.number)
+        .limit(1)
+    ).scalar_one_or_none()
+    if existing is not None:
+        session.commit()
+        return existing
     departements = frozenset({alert.departement_code}) if alert.departement_code else frozenset()
     if scope.departements is not None:
         departements &= scope.departements

@@ -148,6 +148,10 @@ def test_an_alert_turned_into_an_incident_keeps_its_audit_rows(
     token = csrf_of(client, f"/securite/alertes/{alert_id}")
     response = client.post(f"/securite/alertes/{alert_id}/incident", data={"csrf_token": token})
     assert response.status_code == 302
+    # (a second submit, a double click, leads to the same incident: none is created twice)
+    again = client.post(f"/securite/alertes/{alert_id}/incident", data={"csrf_token": token})
+    assert again.status_code == 302 and again.location == response.location
+    assert len(audit_rows(app, AuditAction.INCIDENT_CREATED)) == 1
     # Then the incident is detected when the alert was first seen, in 62, and lists the row
     incident = _only_incident(app)
     assert incident.detected_at == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
