@@ -10,6 +10,7 @@ committed before any mail leaves, so that two runs at once send one set of notic
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -398,22 +399,41 @@ def store_form(
     object_key = FORM_PREFIX + new_id()
     # The keyring writes through its own connection: no transaction of ours may hold the
     # database meanwhile (SQLite has one writer).
+    previous = hab.form_object_key
     session.commit()
     store.keyring.ensure(departement)
     store.put(object_key, [content], departement=departement)
-    previous = hab.form_object_key
-    hab.form_object_key = object_key
-    hab.form_size = len(content)
-    hab.form_uploaded_at = now
-    audit.record(
-        session,
-        AuditAction.ACCOUNT_HABILITATION_FORM_STORED,
-        actor=actor,
-        context=ctx,
-        target=audit.Target("user", user.id, user.organisation.departement_code),
-        details={"size": len(content), "replaced": previous is not None, "scan": scan},
-    )
-    session.commit()
+    try:
+        # Of two replacements at once, one wins; the other's object is destroyed below.
+        won = session.execute(
+            sa.update(Habilitation)
+            .where(
+                Habilitation.user_id == user.id,
+                Habilitation.form_object_key.is_not_distinct_from(previous),
+            )
+            .values(form_object_key=object_key, form_size=len(content), form_uploaded_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if won.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
+            raise HabilitationError(
+                "Un autre formulaire vient d'être enregistré pour ce compte : rechargez la page."
+            )
+        audit.record(
+            session,
+            AuditAction.ACCOUNT_HABILITATION_FORM_STORED,
+            actor=actor,
+            context=ctx,
+            target=audit.Target("user", user.id, user.organisation.departement_code),
+            details={"size": len(content), "replaced": previous is not None, "scan": scan},
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        # Nothing references the new object: destroyed now (or by the orphan cleanup).
+        with contextlib.suppress(storage.StorageError):
+            store.delete(object_key)
+        raise
+    session.expire(hab)
     if previous is not None:
         store.delete(previous)  # crypto-shredded, then removed
 

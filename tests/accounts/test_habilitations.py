@@ -30,7 +30,7 @@ from portal.accounts.habilitations import (
 from portal.accounts.models import Habilitation, Role, User
 from portal.auth.models import ServerSession
 from portal.container import services
-from portal.db import db
+from portal.db import db, utcnow
 from portal.filecheck.pdf_content import check_pdf
 from portal.orgs.models import OrgKind
 from portal.settings import Settings
@@ -400,3 +400,47 @@ def test_a_form_with_active_content_or_a_virus_or_unscanned_is_not_stored(
     )
     assert upload(bypassing, PDF)[0] == 201
     assert reread(app, Habilitation, agent.id).form_object_key is not None
+
+
+def test_a_replacement_that_loses_a_race_or_an_orphan_form_leaves_no_object(
+    app: Flask, team: tuple[Account, Account, Account]
+) -> None:
+    from datetime import timedelta as td
+
+    from sqlalchemy.orm import Session
+
+    from portal.deposits.purge import cleanup_orphans
+
+    agent, manager, _ = team
+    _habilitate(app, agent)
+    with app.app_context():
+        svc = services()
+        store = svc.store
+        options = {"clamd": svc.clamd, "antivirus_bypass": False, "ctx": audit.NO_CONTEXT}
+        engine = db.bound(app).engine
+        db.session.commit()
+        stale = {"expire_on_commit": False}  # what each request read stays as it read it
+        with Session(engine, **stale) as first, Session(engine, **stale) as second:
+            # Given two managers' requests that both read the account without a form
+            users = []
+            for s in (first, second):
+                user = s.get(User, agent.id)
+                assert user is not None and user.habilitation is not None
+                assert user.habilitation.form_object_key is None and user.organisation.name
+                users.append(user)
+                s.commit()
+            by = audit.Actor(manager.id, manager.org_id)
+            # When both store a form, one after the other
+            habilitations.store_form(first, store, users[0], PDF, actor=by, now=utcnow(),
+                                     **options)  # type: ignore[arg-type]  # fmt: skip
+            with pytest.raises(habilitations.HabilitationError):
+                habilitations.store_form(second, store, users[1], PDF, actor=by, now=utcnow(),
+                                         **options)  # type: ignore[arg-type]  # fmt: skip
+        # Then only the winner's object is stored
+        kept = reread(app, Habilitation, agent.id).form_object_key
+        assert list(store.inner.list("habilitations/")) == [kept]
+        # And an object no habilitation references (a failure after its upload) is removed
+        # by the orphan cleanup, the referenced form kept
+        store.put("habilitations/" + "0" * 32, [PDF], departement="62")
+        assert cleanup_orphans(db.session, store, older_than=td(0)) == 1
+        assert list(store.inner.list("habilitations/")) == [kept]
