@@ -28,7 +28,7 @@ from portal.accounts.models import (
     SuspensionReason,
     User,
 )
-from portal.accounts.suspensions import managers_of, notify, suspend_by_job
+from portal.accounts.suspensions import SIGNATURE, managers_of, notify, suspend_by_job
 from portal.container import Services
 from portal.db import new_id, utcnow
 from portal.filecheck.clamd import ClamdClient, ClamdUnavailable
@@ -256,13 +256,13 @@ def _notice_mail(user: User, ends_on: date, days: int) -> tuple[str, str, str]:
         f"Bonjour,\n\nVotre habilitation à Fil'R ({user.organisation.name}) prend fin le {day}, "
         f"{when}. Ce jour-là, votre compte sera suspendu.\n\nSi vous devez continuer à utiliser "
         "Fil'R, demandez au gestionnaire de comptes de votre organisation de prolonger votre "
-        "habilitation.\n\n-- \nFil'R, échanges sécurisés RSA / France Travail\n"
+        "habilitation.\n" + SIGNATURE
     )
     to_manager = (
         f"Bonjour,\n\nL'habilitation de {user.full_name} ({user.organisation.name}) prend fin "
         f"le {day}, {when}. Ce jour-là, son compte sera suspendu.\n\nSi cette personne doit "
         "continuer à utiliser Fil'R, prolongez son habilitation depuis la page du compte "
-        "(Gestion des comptes).\n\n-- \nFil'R, échanges sécurisés RSA / France Travail\n"
+        "(Gestion des comptes).\n" + SIGNATURE
     )
     return subject, to_person, to_manager
 

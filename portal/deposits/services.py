@@ -288,7 +288,7 @@ class _Guard:
             self.size += len(chunk)
             if self.size > self.limit:
                 self.refused = FileTooLarge(
-                    f"Fichier trop volumineux : la taille maximale est de {_human(self.limit)}."
+                    f"Fichier trop volumineux : la taille maximale est de {size_fr(self.limit)}."
                 )
                 raise self.refused
             self.sniffer.feed(chunk)
@@ -306,10 +306,6 @@ class _Guard:
                 self.pdf.append(bytes(chunk))
             self.scan.feed(chunk)
             yield chunk
-
-
-def _human(size: int) -> str:
-    return size_fr(size)
 
 
 def add_file(

@@ -25,6 +25,7 @@ from audit.query import Scope
 from portal.accounts.models import AccountStatus, Role, User, UserRole
 from portal.accounts.suspensions import SIGNATURE, notify
 from portal.container import Services
+from portal.formats import datetime_fr
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation
 from portal.securite.incident_models import (
@@ -321,7 +322,7 @@ def record_notice(
 
 
 def _paris(value: datetime | None) -> str:
-    return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M") if value else ""
+    return datetime_fr(value, at=" ") if value else ""
 
 
 def incident_csv(
