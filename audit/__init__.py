@@ -1,7 +1,14 @@
 """Append-only, hash-chained audit trail (framework-free)."""
 
 from audit.actions import AuditAction, Outcome
-from audit.export import CSV_COLUMNS, event_as_dict, iter_csv, iter_json_array, iter_jsonl
+from audit.export import (
+    CSV_COLUMNS,
+    SafeCsvWriter,
+    event_as_dict,
+    iter_csv,
+    iter_json_array,
+    iter_jsonl,
+)
 from audit.models import AuditBase, AuditChainHead, AuditCheckpoint, AuditEvent, metadata
 from audit.query import AuditFilter, Scope, iter_matching, search
 from audit.trail import (
@@ -28,6 +35,7 @@ __all__ = [
     "AuditFilter",
     "Context",
     "Outcome",
+    "SafeCsvWriter",
     "Scope",
     "Target",
     "VerificationResult",

@@ -52,6 +52,18 @@ def _csv_cell(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+class SafeCsvWriter:
+    """A CSV writer (CRLF) whose every cell is neutralised as the trail's export does: a
+    leading formula character is quoted, bidirectional controls are escaped. For any CSV a
+    person opens in a spreadsheet (incident files, review progress)."""
+
+    def __init__(self, buffer: io.StringIO, *, delimiter: str = ";") -> None:
+        self._writer = csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n")
+
+    def writerow(self, row: Iterable[Any]) -> None:
+        self._writer.writerow([_csv_cell(value) for value in row])
+
+
 def _csv_line(cells: Iterable[str], delimiter: str = ",") -> str:
     buffer = io.StringIO()
     csv.writer(buffer, delimiter=delimiter, lineterminator="\r\n").writerow(list(cells))

@@ -10,6 +10,7 @@ committed before any mail leaves, so that two runs at once send one set of notic
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -27,9 +28,11 @@ from portal.accounts.models import (
     SuspensionReason,
     User,
 )
-from portal.accounts.suspensions import managers_of, notify, suspend_by_job
+from portal.accounts.suspensions import SIGNATURE, managers_of, notify, suspend_by_job
 from portal.container import Services
 from portal.db import new_id, utcnow
+from portal.filecheck.clamd import ClamdClient, ClamdUnavailable
+from portal.filecheck.pdf_content import check_pdf
 from portal.orgs.models import Organisation, OrgKind
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -253,13 +256,13 @@ def _notice_mail(user: User, ends_on: date, days: int) -> tuple[str, str, str]:
         f"Bonjour,\n\nVotre habilitation à Fil'R ({user.organisation.name}) prend fin le {day}, "
         f"{when}. Ce jour-là, votre compte sera suspendu.\n\nSi vous devez continuer à utiliser "
         "Fil'R, demandez au gestionnaire de comptes de votre organisation de prolonger votre "
-        "habilitation.\n\n-- \nFil'R, échanges sécurisés RSA / France Travail\n"
+        "habilitation.\n" + SIGNATURE
     )
     to_manager = (
         f"Bonjour,\n\nL'habilitation de {user.full_name} ({user.organisation.name}) prend fin "
         f"le {day}, {when}. Ce jour-là, son compte sera suspendu.\n\nSi cette personne doit "
         "continuer à utiliser Fil'R, prolongez son habilitation depuis la page du compte "
-        "(Gestion des comptes).\n\n-- \nFil'R, échanges sécurisés RSA / France Travail\n"
+        "(Gestion des comptes).\n" + SIGNATURE
     )
     return subject, to_person, to_manager
 
@@ -370,39 +373,89 @@ def store_form(
     user: User,
     content: bytes,
     *,
+    clamd: ClamdClient,
+    antivirus_bypass: bool,
     actor: audit.Actor,
     ctx: audit.Context,
     now: datetime,
 ) -> None:
     """Encrypt and store the signed habilitation form (a PDF of at most 10 Mio) of *user*,
-    replacing (and destroying) the previous one; commits."""
+    replacing (and destroying) the previous one; commits.
+
+    Managers open it later: it is checked as a deposited PDF is (active content, then clamd)
+    before it is stored. While clamd is unavailable it is refused, unless the audited bypass
+    (FILR_ANTIVIRUS_BYPASS) is on.
+    """
     hab = user.habilitation
     if hab is None:
         raise HabilitationError("Renseignez d'abord l'habilitation du compte.")
     if not content.startswith(b"%PDF-") or len(content) > FORM_MAX_BYTES:
         raise HabilitationError("Le formulaire doit être un fichier PDF de 10 Mo au plus.")
+    finding = check_pdf(content)
+    if finding is not None:
+        raise HabilitationError(finding.message_fr)
+    scan = _scan_form(clamd, content, antivirus_bypass)
     departement = form_key_departement(user.organisation)
     object_key = FORM_PREFIX + new_id()
     # The keyring writes through its own connection: no transaction of ours may hold the
     # database meanwhile (SQLite has one writer).
+    previous = hab.form_object_key
     session.commit()
     store.keyring.ensure(departement)
     store.put(object_key, [content], departement=departement)
-    previous = hab.form_object_key
-    hab.form_object_key = object_key
-    hab.form_size = len(content)
-    hab.form_uploaded_at = now
-    audit.record(
-        session,
-        AuditAction.ACCOUNT_HABILITATION_FORM_STORED,
-        actor=actor,
-        context=ctx,
-        target=audit.Target("user", user.id, user.organisation.departement_code),
-        details={"size": len(content), "replaced": previous is not None},
-    )
-    session.commit()
+    try:
+        # Of two replacements at once, one wins; the other's object is destroyed below.
+        won = session.execute(
+            sa.update(Habilitation)
+            .where(
+                Habilitation.user_id == user.id,
+                Habilitation.form_object_key.is_not_distinct_from(previous),
+            )
+            .values(form_object_key=object_key, form_size=len(content), form_uploaded_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if won.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
+            raise HabilitationError(
+                "Un autre formulaire vient d'être enregistré pour ce compte : rechargez la page."
+            )
+        audit.record(
+            session,
+            AuditAction.ACCOUNT_HABILITATION_FORM_STORED,
+            actor=actor,
+            context=ctx,
+            target=audit.Target("user", user.id, user.organisation.departement_code),
+            details={"size": len(content), "replaced": previous is not None, "scan": scan},
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        # Nothing references the new object: destroyed now (or by the orphan cleanup).
+        with contextlib.suppress(storage.StorageError):
+            store.delete(object_key)
+        raise
+    session.expire(hab)
     if previous is not None:
         store.delete(previous)  # crypto-shredded, then removed
+
+
+def _scan_form(clamd: ClamdClient, content: bytes, bypass: bool) -> str:
+    """clamd's verdict on a form: "clean", or "bypassed" (clamd down, bypass on); refused
+    otherwise (fail closed)."""
+    try:
+        verdict = clamd.scan([content])
+    except ClamdUnavailable:
+        if bypass and not clamd.ping():
+            return "bypassed"
+        raise HabilitationError(
+            "L'antivirus est indisponible : le formulaire ne peut pas être vérifié ni "
+            "enregistré pour l'instant. Réessayez dans quelques minutes."
+        ) from None
+    if verdict.signature is not None:
+        raise HabilitationError(
+            f"Formulaire refusé : l'antivirus y a détecté « {verdict.signature} ». Il n'a pas "
+            "été enregistré."
+        )
+    return "clean"
 
 
 def open_form(

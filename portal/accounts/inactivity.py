@@ -1,11 +1,14 @@
 """Unused accounts: the job behind `filr jobs inactive-accounts`.
 
-An active account with no log-in for `FILR_ACCOUNT_INACTIVE_DAYS` days (counted in French
-calendar days from its last log-in, its activation or its last reactivation, whichever is
-latest) is suspended; a notice goes to the person 7 days before. Accounts never activated are
-left alone: they expire with their activation link. Safe on two servers: the notice and the
-suspension are each claimed by a conditional UPDATE that also checks the last log-in did not
-move, so that exactly one run acts and a log-in in between wins.
+An active account with no log-in nor use of its API tokens for `FILR_ACCOUNT_INACTIVE_DAYS`
+days (counted in French calendar days from its last log-in, the last use of one of its API
+tokens, its activation or its last reactivation, whichever is latest) is suspended; a notice
+goes to the person 7 days before, and no account is suspended without one sent at least 7
+days earlier (an account found past the limit, on a first run or after a long stop of the
+scheduler, is told first). Accounts never activated are left alone: they expire with
+their activation link. Safe on two servers: the notice and the suspension are each claimed
+by a conditional UPDATE that also checks the last use did not move, so that exactly one run
+acts and a log-in (or a token's use) in between wins.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from audit import AuditAction
 from portal.accounts.habilitations import today_in_paris
 from portal.accounts.models import AccountStatus, SuspensionReason, User
 from portal.accounts.suspensions import SIGNATURE, notify, suspend_by_job
+from portal.api.models import ApiToken
 from portal.container import Services
 
 NOTICE_DAYS_BEFORE = 7
@@ -38,19 +42,38 @@ class InactivityReport:
 
 
 def last_use(
-    last_login_at: datetime | None, activated_at: datetime | None, reactivated_at: datetime | None
+    last_login_at: datetime | None,
+    activated_at: datetime | None,
+    reactivated_at: datetime | None,
+    token_used_at: datetime | None = None,
 ) -> datetime | None:
-    """When the account was last in use: last log-in, activation or reactivation."""
-    known = [t for t in (last_login_at, activated_at, reactivated_at) if t is not None]
+    """When the account was last in use: last log-in, last use of one of its API tokens (a
+    script depositing every day uses it), activation or reactivation."""
+    known = [
+        t for t in (last_login_at, activated_at, reactivated_at, token_used_at) if t is not None
+    ]
     return max(known) if known else None
 
 
+def _token_use() -> sa.ScalarSelect[datetime | None]:
+    """The last use of any API token of the account (correlated to `User`)."""
+    return (
+        sa.select(sa.func.max(ApiToken.last_used_at))
+        .where(ApiToken.user_id == User.id)
+        .correlate(User)
+        .scalar_subquery()
+    )
+
+
 def _unchanged(
-    last_login_at: datetime | None, reactivated_at: datetime | None
+    last_login_at: datetime | None,
+    reactivated_at: datetime | None,
+    token_used_at: datetime | None,
 ) -> sa.ColumnElement[bool]:
     return sa.and_(
         User.last_login_at.is_not_distinct_from(last_login_at),
         User.reactivated_at.is_not_distinct_from(reactivated_at),
+        _token_use().is_not_distinct_from(token_used_at),
     )
 
 
@@ -82,17 +105,23 @@ def suspend_unused_accounts(
             User.activated_at,
             User.reactivated_at,
             User.inactivity_notice_at,
+            _token_use(),
         )
         .where(User.status == AccountStatus.ACTIVE)
         .order_by(User.id)
     ).all()
     session.commit()
-    for user_id, last_login_at, activated_at, reactivated_at, notice_at in rows:
-        since = last_use(last_login_at, activated_at, reactivated_at)
+    for user_id, last_login_at, activated_at, reactivated_at, notice_at, token_used in rows:
+        since = last_use(last_login_at, activated_at, reactivated_at, token_used)
+        unchanged = _unchanged(last_login_at, reactivated_at, token_used)
         if since is None:
             continue
         unused = (today - today_in_paris(since)).days
-        if unused >= limit:
+        told = notice_at is not None and notice_at >= since  # since the last use
+        if unused >= limit and told:
+            assert notice_at is not None  # noqa: S101 - told
+            if (today - today_in_paris(notice_at)).days < NOTICE_DAYS_BEFORE:
+                continue  # told less than 7 days ago: suspended once they have passed
             if dry_run:
                 report.suspended += 1
                 continue
@@ -104,7 +133,9 @@ def suspend_unused_accounts(
                 ctx,
                 now,
                 still_due=sa.and_(
-                    User.status == AccountStatus.ACTIVE, _unchanged(last_login_at, reactivated_at)
+                    User.status == AccountStatus.ACTIVE,
+                    unchanged,
+                    User.inactivity_notice_at.is_not_distinct_from(notice_at),
                 ),
             )
             if done is not None:
@@ -115,8 +146,10 @@ def suspend_unused_accounts(
             continue
         if unused < limit - NOTICE_DAYS_BEFORE:
             continue
-        if notice_at is not None and notice_at >= since:
+        if told:
             continue  # already told since the last use
+        # Past the limit but never told (first run, a scheduler down for days): the notice
+        # goes now, the suspension 7 days later, never without it.
         if dry_run:
             report.notices += 1
             continue
@@ -126,7 +159,7 @@ def suspend_unused_accounts(
                 User.id == user_id,
                 User.status == AccountStatus.ACTIVE,
                 User.inactivity_notice_at.is_not_distinct_from(notice_at),
-                _unchanged(last_login_at, reactivated_at),
+                unchanged,
             )
             .values(inactivity_notice_at=now)
             .execution_options(synchronize_session=False)
@@ -147,7 +180,8 @@ def suspend_unused_accounts(
         session.commit()
         report.notices += 1
         report.user_ids.append(user_id)
-        suspend_day = today.fromordinal(today.toordinal() + limit - unused)
+        days_left = max(limit - unused, NOTICE_DAYS_BEFORE)
+        suspend_day = today.fromordinal(today.toordinal() + days_left)
         sent, failed = notify(
             svc,
             [(user.email, _notice_body(user, unused, f"{suspend_day:%d/%m/%Y}"))],

@@ -13,7 +13,6 @@ deciding at once: one wins); a reminder and a closing are conditional UPDATEs.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -272,7 +271,14 @@ def decide(
     belongs to it. One decision per account: a second one (two managers at once, a replayed
     form) is refused with ReviewError and changes nothing.
     """
-    if campaign.status != ReviewStatus.OPEN:
+    # The campaign as the database has it now, locked until the commit: a closing run (its
+    # conditional UPDATE) waits for this decision, or this decision sees the campaign closed.
+    still_open = session.execute(
+        sa.select(ReviewCampaign.id)
+        .where(ReviewCampaign.id == campaign.id, ReviewCampaign.status == ReviewStatus.OPEN)
+        .with_for_update()
+    ).scalar_one_or_none()
+    if still_open is None:
         raise ReviewError("Cette revue est close.")
     if target.status not in IN_REVIEW:
         raise ReviewError("Ce compte n'est plus actif : rien à décider.")
@@ -408,7 +414,7 @@ STATUS_FR = {"open": "ouverte", "closed": "close"}
 def progress_csv(rows: Sequence[Progress]) -> str:
     """The national view as a French CSV (`;`, CRLF; the caller adds the BOM)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer = audit.SafeCsvWriter(buffer)  # no cell runs as a formula
     writer.writerow(
         [
             "organisation",
@@ -621,14 +627,19 @@ def _close(
     now: datetime,
     dry_run: bool,
 ) -> None:
-    undecided = [u.id for u in _undecided(session, campaign)]
-    session.commit()
     if dry_run:
         report.closed += 1
-        report.suspended += len(undecided)
+        report.suspended += len(_undecided(session, campaign))
+        session.commit()
         return
     if not _claim_closing(session, campaign.id, now):
         return  # another run closed it
+    # Listed once the campaign is closed: a decision made until then is seen (see `decide`).
+    undecided = [u.id for u in _undecided(session, campaign)]
+    session.commit()
+    no_decision = ~sa.exists().where(
+        ReviewDecision.campaign_id == campaign.id, ReviewDecision.user_id == User.id
+    )
     report.closed += 1
     report.campaign_ids.append(campaign.id)
     suspended = 0
@@ -641,6 +652,7 @@ def _close(
             ctx,
             now,
             tell_managers=False,  # one summary below instead of one mail per account
+            still_due=no_decision,
         )
         if done is not None:
             suspended += 1

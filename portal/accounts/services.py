@@ -29,6 +29,7 @@ from portal.accounts.models import (
     UserRole,
 )
 from portal.accounts.permissions import roles_allowed_for
+from portal.accounts.suspensions import SIGNATURE
 from portal.api import services as api_tokens
 from portal.auth import keys, totp
 from portal.auth import services as auth
@@ -357,8 +358,7 @@ def reactivation_mail(svc: Services, user: User, token: str) -> tuple[str, str]:
         "gestionnaire de comptes de votre organisation.\n\nAvant de vous connecter, choisissez "
         f"un nouveau mot de passe en suivant ce lien, valable 72 heures et utilisable une seule "
         f"fois :\n\n{link}\n\nVotre double authentification reste inchangée. Si le lien a "
-        "expiré, utilisez « Mot de passe oublié » sur la page de connexion.\n\n-- \nFil'R, "
-        "échanges sécurisés RSA / France Travail\n"
+        "expiré, utilisez « Mot de passe oublié » sur la page de connexion.\n" + SIGNATURE
     )
     return "Fil'R : votre compte a été réactivé", body
 

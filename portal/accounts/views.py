@@ -426,12 +426,15 @@ def manage_habilitation_form(user_id: str) -> tuple[Response, int]:
     if request.content_length is not None and request.content_length > FORM_LIMIT:
         return jsonify(error="Le formulaire doit être un fichier PDF de 10 Mo au plus."), 413
     content = request.stream.read(FORM_LIMIT + 1)
+    svc = services()
     try:
         habilitations.store_form(
             db.session,
-            services().store,
+            svc.store,
             target,
             content,
+            clamd=svc.clamd,
+            antivirus_bypass=svc.settings.antivirus_bypass,
             actor=actor_of(actor),
             ctx=audit_context(),
             now=utcnow(),

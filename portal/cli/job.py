@@ -18,7 +18,7 @@ import click
 from flask import Flask
 
 import audit
-from audit import AuditAction
+from audit import AuditAction, Outcome
 from portal.cli.runtime import app_context, audit_context
 from portal.db import db, job_lock
 from portal.settings import Settings
@@ -76,6 +76,9 @@ def job(
                         # The job as target: its last run is one indexed look-up (/metrics).
                         target=audit.Target("job", name),
                         context=run.context,
+                        # A run that exits non-zero (clamd down…) failed: it is no success for
+                        # the monitoring, the security page or the backup's age.
+                        outcome=Outcome.FAILURE if result.exit_code else Outcome.SUCCESS,
                         details={"job": name, **result.details},
                     )
                     db.session.commit()

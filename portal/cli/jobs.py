@@ -116,6 +116,11 @@ def jobs_antivirus(run: Job) -> JobRun:
     )
     if report.unavailable is not None:
         summary += " L'antivirus (clamd) est indisponible : rien n'a été publié sans analyse."
+    if report.unscannable:
+        summary += (
+            f" {report.unscannable} fichiers n'ont pas pu être analysés (trop gros pour clamd "
+            "ou erreur) : ils restent en attente."
+        )
     return JobRun(
         summary,
         details={
@@ -125,9 +130,10 @@ def jobs_antivirus(run: Job) -> JobRun:
             "published": report.published,
             "still_held": report.still_held,
             "clamd_available": report.unavailable is None,
+            "unscannable": report.unscannable,
         },
-        # Monitoring must see a clamd that is down: deposits wait until it is back.
-        exit_code=1 if report.unavailable is not None else 0,
+        # Monitoring must see a clamd that is down, or files it cannot scan: deposits wait.
+        exit_code=1 if report.unavailable is not None or report.unscannable else 0,
     )
 
 

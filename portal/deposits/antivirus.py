@@ -39,6 +39,14 @@ class Antivirus:
     base_url: str
     inline_max_bytes: int
 
+    def lets_through(self, scan: UploadScan) -> bool:
+        """Whether the bypass lets the file of a failed *scan* through unscanned: only when it
+        is on and clamd does not answer PING now. A scan that failed while clamd is up (an
+        upload stalled past clamd's ReadTimeout, a stream over its StreamMaxLength) waits for
+        `filr jobs antivirus` instead."""
+        scan.bypassed = scan.failure is not None and self.bypass and not self.client.ping()
+        return scan.bypassed
+
     @classmethod
     def of(cls, svc: Services) -> Antivirus:
         """The antivirus of the application's services."""
@@ -78,6 +86,7 @@ class UploadScan:
         # No client: the file is scanned after its upload (`is_after_upload`).
         self.is_after_upload = client is None and failure is None
         self.failure = failure
+        self.bypassed = False  # decided by `Antivirus.lets_through`
         self._stream: ClamdStream | None = None
         if client is not None:
             try:
@@ -189,7 +198,7 @@ def record_unscanned(
             details={"deposit_id": deposit_id, "reason": "after_upload"},
         )
         return
-    bypassed = antivirus.bypass
+    bypassed = scan.bypassed
     audit.record(
         session,
         AuditAction.DEPOSIT_SCAN_BYPASSED if bypassed else AuditAction.DEPOSIT_SCAN_DEFERRED,

@@ -21,7 +21,13 @@ from portal.accounts.models import User
 from portal.container import Services
 from portal.db import utcnow
 from portal.deposits.integrity import report_integrity_failure
-from portal.deposits.models import Deposit, DepositFile, DownloadCounter, DownloadReceipt
+from portal.deposits.models import (
+    Deposit,
+    DepositFile,
+    DownloadCounter,
+    DownloadReceipt,
+    ScanStatus,
+)
 from portal.deposits.permissions import can_download, can_see_deposit, is_sender_side
 from portal.deposits.services import FileCorrupted, LinkRefused
 
@@ -154,6 +160,8 @@ def redeem_link(
         raise _refuse_link(session, user, "forbidden", ctx, target)
     if not deposit.is_downloadable() or file.destroyed_at is not None:
         raise _refuse_link(session, user, "expired_deposit", ctx, target)
+    if file.scan_status == ScanStatus.PENDING:  # never served before clamd has read it
+        raise _refuse_link(session, user, "scan_pending", ctx, target)
     object_key = file.object_key
     sending = _Sending(
         session, svc, user_id=user.id, actor=user.audit_actor, ctx=ctx, target=target,

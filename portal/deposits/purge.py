@@ -6,6 +6,7 @@ No request and no flash here: callers pass the session, the store and the audit 
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session
 import audit
 import storage
 from audit import AuditAction
+from portal.accounts.models import Habilitation
 from portal.db import is_well_formed_id, utcnow
 from portal.deposits.models import (
     Category,
@@ -425,12 +427,16 @@ def cleanup_orphans(
     dry_run: bool = False,
     ctx: audit.Context = audit.NO_CONTEXT,
 ) -> int:
-    """Destroy stored objects that no deposit file references (abandoned or failed uploads)."""
+    """Destroy stored objects that no deposit file nor habilitation form references (abandoned
+    or failed uploads, replacements that lost a race)."""
     known = set(session.execute(sa.select(DepositFile.object_key)).scalars())
+    forms = sa.select(Habilitation.form_object_key).where(Habilitation.form_object_key.is_not(None))
+    known.update(key for key in session.execute(forms).scalars() if key is not None)
     session.commit()
     destroyed = 0
     horizon = utcnow() - older_than
-    for key in store.inner.list("deposits/"):
+    keys = itertools.chain(store.inner.list("deposits/"), store.inner.list("habilitations/"))
+    for key in keys:
         if key in known:
             continue
         try:

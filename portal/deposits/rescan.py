@@ -44,6 +44,7 @@ class RescanReport:
     infected: int = 0
     published: int = 0
     still_held: int = 0
+    unscannable: int = 0
     unavailable: str | None = None
 
 
@@ -61,7 +62,9 @@ def rescan_pending(
         .where(
             DepositFile.scan_status == ScanStatus.PENDING,
             DepositFile.destroyed_at.is_(None),
-            Deposit.status == DepositStatus.DRAFT,
+            # Published ones too: none should be (`publish` holds a deposit with a pending
+            # file), but one left by an older version must still be scanned (never served).
+            Deposit.status.in_((DepositStatus.DRAFT, DepositStatus.AVAILABLE)),
         )
         .order_by(DepositFile.created_at)
     ).all()
@@ -77,8 +80,15 @@ def rescan_pending(
         try:
             verdict = svc.clamd.scan(svc.store.open(object_key))
         except ClamdUnavailable as e:
-            report.unavailable = str(e)
-            break
+            if not svc.clamd.ping():
+                report.unavailable = str(e)
+                break
+            # clamd is up but gave no verdict on this one file (over its StreamMaxLength, an
+            # ERROR reply, a timeout on a big file): the others are scanned all the same; this
+            # one stays pending, tried again at the next run, and the run exits 1.
+            report.unscannable += 1
+            log.warning("antivirus: clamd gave no verdict on file %s (%s)", file_id, e)
+            continue
         except storage.StorageError as e:
             # Unreadable now (store down, or damaged): it stays pending, tried at the next run.
             log.warning("antivirus: file %s cannot be read back (%s)", file_id, type(e).__name__)
@@ -113,13 +123,16 @@ def _refuse(
     deposit = session.get(Deposit, deposit_id)
     if deposit is None:
         return
-    departement, sender = (
+    departement, sender, status = (
         deposit.departement_code,
         audit.Actor(deposit.sender_id, deposit.sender_org_id),
+        DepositStatus(deposit.status),
     )
+    if status not in (DepositStatus.DRAFT, DepositStatus.AVAILABLE):
+        return
     destroyed = destroy_content(
         session, svc.store, deposit_id, reason="infected", actor=audit.SYSTEM, ctx=ctx,
-        expected_status=DepositStatus.DRAFT,
+        expected_status=status,
     )  # fmt: skip
     if destroyed is None:
         return  # withdrawn or destroyed meanwhile: nothing of it reaches anyone

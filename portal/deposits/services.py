@@ -288,7 +288,7 @@ class _Guard:
             self.size += len(chunk)
             if self.size > self.limit:
                 self.refused = FileTooLarge(
-                    f"Fichier trop volumineux : la taille maximale est de {_human(self.limit)}."
+                    f"Fichier trop volumineux : la taille maximale est de {size_fr(self.limit)}."
                 )
                 raise self.refused
             self.sniffer.feed(chunk)
@@ -306,10 +306,6 @@ class _Guard:
                 self.pdf.append(bytes(chunk))
             self.scan.feed(chunk)
             yield chunk
-
-
-def _human(size: int) -> str:
-    return size_fr(size)
 
 
 def add_file(
@@ -423,14 +419,15 @@ def add_file(
         raise FileInfected(infected_message(scanned.signature))
     if scanned is not None:
         scan_status = ScanStatus.CLEAN
-    elif guard.scan.failure is not None and antivirus.bypass:
+    elif antivirus.lets_through(guard.scan):
         scan_status = ScanStatus.BYPASSED
     else:
         scan_status = ScanStatus.PENDING
     try:
-        # Re-read under the new transaction: the deposit may have been withdrawn meanwhile.
-        current = session.get(Deposit, deposit_id, populate_existing=True)
-        if current is None or current.status != DepositStatus.DRAFT:
+        # Re-read under the new transaction, locked until the commit: the deposit may have been
+        # withdrawn or sent meanwhile, and `publish` (which takes the same lock) must see this
+        # file, pending or not, before it decides.
+        if _lock_open_draft(session, deposit_id) is None:
             raise DepositError("Ce dépôt n'accepte plus de fichiers.")
         record = DepositFile(
             id=file_id,
@@ -507,28 +504,71 @@ def publish(
         raise DepositError("Ajoutez au moins un fichier avant d'envoyer le dépôt.")
     if deposit.is_expired():
         raise DepositError("Ce brouillon a expiré : créez un nouveau dépôt.")
-    pending = sum(1 for f in deposit.files if f.scan_status == ScanStatus.PENDING)
-    if pending:
-        deposit.held_for_scan_at = utcnow()
-        audit.record(
-            session,
-            AuditAction.DEPOSIT_HELD_FOR_SCAN,
-            actor=sender.audit_actor,
-            context=ctx,
-            target=_target(deposit),
-            details={"files": len(deposit.files), "pending": pending},
+    # The files loaded with *deposit* may be stale: another request may have attached one whose
+    # scan is pending since. Under the deposit's lock (taken by `add_file` too) one conditional
+    # UPDATE decides, against the files committed by now.
+    if _lock_open_draft(session, deposit.id) is None:
+        raise DepositError("Ce dépôt a déjà été envoyé.")
+    now = utcnow()
+    pending_file = sa.exists().where(
+        DepositFile.deposit_id == Deposit.id,
+        DepositFile.scan_status == ScanStatus.PENDING,
+        DepositFile.destroyed_at.is_(None),
+    )
+    won = session.execute(
+        sa.update(Deposit)
+        .where(
+            Deposit.id == deposit.id,
+            Deposit.status == DepositStatus.DRAFT,
+            Deposit.held_for_scan_at.is_(None),
+            ~pending_file,
         )
-        return False
-    release(session, deposit, sender.audit_actor, ctx)
-    return True
+        .values(status=DepositStatus.AVAILABLE, published_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if won.rowcount == 1:  # type: ignore[attr-defined] # DML returns a CursorResult
+        session.refresh(deposit)
+        session.expire(deposit, ["files"])
+        _record_published(session, deposit, sender.audit_actor, ctx)
+        return True
+    session.execute(
+        sa.update(Deposit)
+        .where(Deposit.id == deposit.id)
+        .values(held_for_scan_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.refresh(deposit)
+    session.expire(deposit, ["files"])
+    pending = sum(1 for f in deposit.files if f.scan_status == ScanStatus.PENDING)
+    audit.record(
+        session,
+        AuditAction.DEPOSIT_HELD_FOR_SCAN,
+        actor=sender.audit_actor,
+        context=ctx,
+        target=_target(deposit),
+        details={"files": len(deposit.files), "pending": pending},
+    )
+    return False
 
 
-def release(
+def _lock_open_draft(session: Session, deposit_id: str) -> Deposit | None:
+    """The draft *deposit_id*, locked until the transaction ends, if it still takes files and
+    has not been sent (neither published nor held for its scan); None otherwise."""
+    return session.execute(
+        sa.select(Deposit)
+        .where(
+            Deposit.id == deposit_id,
+            Deposit.status == DepositStatus.DRAFT,
+            Deposit.held_for_scan_at.is_(None),
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def _record_published(
     session: Session, deposit: Deposit, actor: audit.Actor, ctx: audit.Context, **details: object
 ) -> None:
-    """Publish *deposit* (the caller checked it may be): visible to its recipients from now."""
-    deposit.status = DepositStatus.AVAILABLE
-    deposit.published_at = utcnow()
     audit.record(
         session,
         AuditAction.DEPOSIT_PUBLISHED,

@@ -9,8 +9,10 @@ and every dictionary nested in them, is looked at, without rendering anything.
 Refused (ISO 32000-1 §12.6 actions, §12.7.8 XFA, §7.11.4 embedded files):
 - JavaScript anywhere: an action `/S /JavaScript`, a `/JS` entry, the `/JavaScript` name tree
   (document-level scripts), whatever triggers it (`/OpenAction`, `/AA`, a link, a form field);
-- `/Launch` actions (start a program or open a file), and an `/OpenAction` that is an action
-  other than a plain "go to" (the document acts as soon as it is opened);
+- `/Launch`, `/ImportData`, `/GoToE` actions (start a program or open a file), `/GoToR` and
+  `/SubmitForm` anywhere (open a remote document, send data out: an SMB path leaks the
+  reader's NTLM hash), and an `/OpenAction` or an additional action (`/AA` of the catalog, a
+  page or a field) that is anything but a plain "go to" (the document acts by itself);
 - XFA forms (`/XFA` in the AcroForm): they carry their own scripts;
 - embedded files (`/EmbeddedFile` streams, attachments) that the portal would refuse if they were
   deposited on their own (checked by `sniff` on their content and their declared name);
@@ -35,6 +37,9 @@ is refused: it cannot be checked."""
 # and "URI" (a link the reader asks about) are the only ones an opening may trigger.
 _SCRIPT_ACTIONS: Final = frozenset({"/JavaScript", "/Rendition", "/RichMediaExecute"})
 _LAUNCH_ACTIONS: Final = frozenset({"/Launch", "/ImportData", "/GoToE"})
+# Actions that reach out of the document without asking: open a remote document (an SMB path
+# leaks the reader's NTLM hash) or send the form's fields somewhere. Refused anywhere.
+_REMOTE_ACTIONS: Final = frozenset({"/GoToR", "/SubmitForm"})
 _HARMLESS_OPEN_ACTIONS: Final = frozenset({"/GoTo"})
 _MAX_NESTING: Final = 64
 
@@ -58,6 +63,18 @@ LAUNCH: Final = PdfFinding(
     "PDF refusé : il contient une action qui lance un programme ou ouvre un autre fichier "
     "(/Launch). Imprimez-le en PDF pour obtenir un document sans action, puis déposez-le à "
     "nouveau.",
+)
+REMOTE_ACTION: Final = PdfFinding(
+    "pdf_remote_action",
+    "PDF refusé : il contient une action qui ouvre un document distant ou envoie des données "
+    "à l'extérieur (/GoToR, /SubmitForm). Imprimez-le en PDF pour obtenir un document sans "
+    "action, puis déposez-le à nouveau.",
+)
+AUTOMATIC_ACTION: Final = PdfFinding(
+    "pdf_automatic_action",
+    "PDF refusé : il déclenche une action automatique (à l'ouverture, à la fermeture, sur une "
+    "page ou un champ : /AA). Imprimez-le en PDF pour obtenir un document sans action, puis "
+    "déposez-le à nouveau.",
 )
 OPEN_ACTION: Final = PdfFinding(
     "pdf_open_action",
@@ -153,9 +170,13 @@ def _finding_in(obj: Any, depth: int) -> PdfFinding | None:
         return JAVASCRIPT
     if action in _LAUNCH_ACTIONS or obj.get("/Type") == "/Launch":
         return LAUNCH
+    if action in _REMOTE_ACTIONS:
+        return REMOTE_ACTION
     if "/XFA" in keys:
         return XFA
     if "/OpenAction" in keys and (found := _open_action(obj["/OpenAction"])) is not None:
+        return found
+    if "/AA" in keys and (found := _additional_actions(obj["/AA"])) is not None:
         return found
     is_filespec = obj.get("/Type") == "/Filespec" or "/EF" in keys
     if is_filespec and (found := _embedded(obj)) is not None:
@@ -185,6 +206,40 @@ def _open_action(value: Any) -> PdfFinding | None:
     return None
 
 
+def _additional_actions(value: Any) -> PdfFinding | None:
+    """Actions triggered by events (opening, closing, a page shown, a field focused): only a
+    plain "go to" (and its /Next chain of "go to") is accepted."""
+    from pypdf.generic import ArrayObject, DictionaryObject
+
+    triggers = value.get_object()
+    if not isinstance(triggers, DictionaryObject):
+        return AUTOMATIC_ACTION
+    pending = list(triggers.values())
+    seen = 0
+    while pending:
+        seen += 1
+        if seen > _MAX_NESTING:
+            raise RecursionError("PDF action chain too long")
+        action = pending.pop().get_object()
+        if isinstance(action, ArrayObject):
+            pending += list(action)
+            continue
+        if not isinstance(action, DictionaryObject):
+            return AUTOMATIC_ACTION
+        kind = action.get("/S")
+        if kind in _SCRIPT_ACTIONS or "/JS" in action:
+            return JAVASCRIPT
+        if kind in _LAUNCH_ACTIONS:
+            return LAUNCH
+        if kind in _REMOTE_ACTIONS:
+            return REMOTE_ACTION
+        if kind not in _HARMLESS_OPEN_ACTIONS:
+            return AUTOMATIC_ACTION
+        if "/Next" in action:
+            pending.append(action["/Next"])
+    return None
+
+
 def _embedded(filespec: Any) -> PdfFinding | None:
     from pypdf.generic import DictionaryObject
 
@@ -206,12 +261,14 @@ def _embedded(filespec: Any) -> PdfFinding | None:
 
 
 __all__ = [
+    "AUTOMATIC_ACTION",
     "EMBEDDED_REFUSED",
     "ENCRYPTED",
     "JAVASCRIPT",
     "LAUNCH",
     "OPEN_ACTION",
     "PDF_CHECK_MAX_BYTES",
+    "REMOTE_ACTION",
     "TOO_LARGE",
     "UNREADABLE",
     "XFA",

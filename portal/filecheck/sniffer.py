@@ -294,10 +294,49 @@ class TypeSniffer:
         raise AssertionError("the head check leaves a verdict or a way to reach one")
 
 
-def _member_sniffer(extension: str, **limits: int) -> TypeSniffer:
+def _member_sniffer(extension: str, **limits: int) -> TypeSniffer | _PdfMemberSniffer:
     # A member is checked like a file of its extension, but one level deep: an archive inside
     # it is refused by its name, or by its content when disguised as another type.
-    return TypeSniffer(f"{FALLBACK_FILENAME}.{extension}", **limits, check_zip_members=False)
+    sniffer = TypeSniffer(f"{FALLBACK_FILENAME}.{extension}", **limits, check_zip_members=False)
+    return _PdfMemberSniffer(sniffer) if extension == "pdf" else sniffer
+
+
+class _PdfMemberSniffer:
+    """A PDF member's sniffer that also checks its active content (`pdf_content.check_pdf`),
+    as for a PDF deposited on its own: its bytes are kept (one member at a time) until its
+    end."""
+
+    def __init__(self, inner: TypeSniffer) -> None:
+        self._inner = inner
+        self._data = bytearray()
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._inner.buffered_bytes + len(self._data)
+
+    def feed(self, chunk: Chunk) -> None:
+        from portal.filecheck.pdf_content import PDF_CHECK_MAX_BYTES
+
+        self._inner.feed(chunk)
+        if len(self._data) <= PDF_CHECK_MAX_BYTES:  # beyond: refused as too large at finish
+            self._data += chunk
+
+    def early_verdict(self) -> SniffResult | None:
+        return self._inner.early_verdict()
+
+    def finish(self) -> SniffResult:
+        from portal.filecheck.pdf_content import check_pdf
+
+        verdict = self._inner.finish()
+        data, self._data = bytes(self._data), bytearray()
+        if not verdict.ok or verdict.kind is not FileKind.PDF:
+            return verdict
+        finding = check_pdf(data)
+        if finding is None:
+            return verdict
+        return SniffResult(
+            FileKind.PDF, None, "pdf", False, Refusal.ACTIVE_CONTENT, finding.message_fr
+        )
 
 
 def _zip_verdict(

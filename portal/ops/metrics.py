@@ -21,7 +21,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from prometheus_client import (
@@ -146,7 +146,7 @@ class MetricsMiddleware:
         body = self.app(environ, _start_response)
         route = str(environ.get(ROUTE_ENVIRON_KEY) or UNMATCHED_ROUTE)
         status = status_holder[0] if status_holder else 500
-        REQUEST_SECONDS.labels(route, environ.get("REQUEST_METHOD", "GET"), str(status)).observe(
+        REQUEST_SECONDS.labels(route, method_label(environ), str(status)).observe(
             time.perf_counter() - started
         )
         kind = error_kind(
@@ -159,6 +159,16 @@ class MetricsMiddleware:
         if route in DOWNLOAD_ROUTES and status < 400:
             return _counted(body, route)
         return body
+
+
+KNOWN_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(environ: dict[str, Any]) -> str:
+    """The request's method as a metric label: any other (sent by anyone, unauthenticated)
+    is OTHER, so that the number of series stays bounded."""
+    method = str(environ.get("REQUEST_METHOD", "GET"))
+    return method if method in KNOWN_METHODS else "OTHER"
 
 
 def _counted(body: Iterable[bytes], route: str) -> Iterator[bytes]:

@@ -9,7 +9,6 @@ No Flask here.
 
 from __future__ import annotations
 
-import csv
 import io
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from audit.query import Scope
 from portal.accounts.models import AccountStatus, Role, User, UserRole
 from portal.accounts.suspensions import SIGNATURE, notify
 from portal.container import Services
+from portal.formats import datetime_fr
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation
 from portal.securite.incident_models import (
@@ -194,6 +194,21 @@ def incident_from_alert(
     scope = scope_for(session, officer)
     if scope is None or not can_see_alert(scope, alert):
         raise IncidentError("Alerte inconnue.")
+    # Once per alert (a double submit, two officers at once): the alert's row is locked until
+    # the commit, and an incident already linked to it is the answer.
+    session.execute(
+        sa.select(SecurityAlert.id).where(SecurityAlert.id == alert.id).with_for_update()
+    )
+    existing = session.execute(
+        sa.select(Incident)
+        .join(IncidentLink, IncidentLink.incident_id == Incident.id)
+        .where(IncidentLink.kind == "alert", IncidentLink.ref == alert.id)
+        .order_by(Incident.number)
+        .limit(1)
+    ).scalar_one_or_none()
+    if existing is not None:
+        session.commit()
+        return existing
     departements = frozenset({alert.departement_code}) if alert.departement_code else frozenset()
     if scope.departements is not None:
         departements &= scope.departements
@@ -307,7 +322,7 @@ def record_notice(
 
 
 def _paris(value: datetime | None) -> str:
-    return value.astimezone(PARIS).strftime("%d/%m/%Y %H:%M") if value else ""
+    return datetime_fr(value, at=" ") if value else ""
 
 
 def incident_csv(
@@ -315,7 +330,7 @@ def incident_csv(
 ) -> str:
     """The incident's file for the CNIL notification (French CSV: `;`; the caller adds a BOM)."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer = audit.SafeCsvWriter(buffer)  # no cell runs as a formula
     partner = incident.notified(NoticeKind.PARTNER)
     cnil = incident.notified(NoticeKind.CNIL)
     for key, value in (

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 import audit
-from audit import AuditAction, AuditEvent
+from audit import AuditAction, AuditEvent, Outcome
 from audit.query import AuditFilter, Scope, iter_matching, search
 from portal.accounts.models import User
 from portal.db import utcnow
@@ -269,16 +269,23 @@ BACKUP_LATE_AFTER = timedelta(hours=26)
 
 
 def last_successful_run(session: Session, job: str) -> datetime | None:
-    """When the job *job* last succeeded: its latest `job:run` row (None if it never did).
-
-    `@job` writes that row only for a run that succeeded (a failed backup or drill writes its
-    own `backup:…` row instead), so the row's time is the age the monitoring reads.
+    """When the job *job* last succeeded: its latest `job:run` row of outcome success (None if
+    it never did). The scheduler and `@job` also write `job:run` rows for failed runs (outcome
+    failure): those never count.
     """
     return session.execute(
         sa.select(AuditEvent.occurred_at)
         .where(
             AuditEvent.action == str(AuditAction.JOB_RUN),
-            AuditEvent.details.like(f'%"job":"{job}"%'),
+            AuditEvent.outcome == str(Outcome.SUCCESS),
+            sa.or_(
+                AuditEvent.target_id == job,
+                # Rows written before the job was their target (see ops.metrics.last_job_runs).
+                sa.and_(
+                    AuditEvent.target_id.is_(None),
+                    AuditEvent.details.like(f'%"job":"{job}"%'),
+                ),
+            ),
         )
         .order_by(AuditEvent.seq.desc())
         .limit(1)

@@ -30,11 +30,14 @@ from portal.accounts.habilitations import (
 from portal.accounts.models import Habilitation, Role, User
 from portal.auth.models import ServerSession
 from portal.container import services
-from portal.db import db
+from portal.db import db, utcnow
+from portal.filecheck.pdf_content import check_pdf
 from portal.orgs.models import OrgKind
 from portal.settings import Settings
 from tests.conftest import audit_rows, csrf_of, reread
 from tests.factories import Account, Factory
+from tests.support.clamd import EICAR
+from tests.support.pdf import make_pdf
 from tests.support.services import SmtpSink, body_of
 
 GRANTED = date(2027, 1, 4)
@@ -300,7 +303,8 @@ def test_two_servers_running_the_job_at_once_send_one_set_of_notices_and_suspend
 
 # --- the signed form ------------------------------------------------------------------------
 
-PDF = b"%PDF-1.7\n% formulaire d'habilitation signe par Alice Agent\n%%EOF\n"
+# A real PDF (it is parsed for active content before it is stored), naming its signatory.
+PDF = make_pdf([b"<< /Title (formulaire d'habilitation signe par Alice Agent) >>"])
 
 
 def test_the_signed_form_is_stored_encrypted_and_given_back_to_the_manager_only(
@@ -354,3 +358,89 @@ def test_the_signed_form_is_stored_encrypted_and_given_back_to_the_manager_only(
     for outsider in (other, agent):
         login_as(outsider)
         assert client.get(f"{page}/habilitation/formulaire.pdf").status_code == 404
+
+
+def test_a_form_with_active_content_or_a_virus_or_unscanned_is_not_stored(
+    app: Flask,
+    make_app: Callable[..., Flask],
+    team: tuple[Account, Account, Account],
+    settings: Settings,
+) -> None:
+    from tests.conftest import https, login, reset_totp_step
+
+    agent, manager, _ = team
+    _habilitate(app, agent)
+    page = f"/gestion/comptes/{agent.id}"
+
+    def upload(on: Flask, content: bytes) -> tuple[int, str]:
+        client = https(on.test_client())
+        reset_totp_step(app, manager)
+        assert login(client, manager).status_code == 302
+        token = csrf_of(client, page)
+        response = client.post(
+            f"{page}/habilitation/formulaire",
+            data=content,
+            headers={"X-CSRFToken": token, "Content-Type": "application/pdf"},
+        )
+        return response.status_code, str((response.json or {}).get("error"))
+
+    # A form that runs JavaScript, or that reaches out when closed, is refused
+    scripted = make_pdf(catalog_extra=b" /OpenAction << /S /JavaScript /JS (app.alert(1)) >>")
+    assert upload(app, scripted) == (422, check_pdf(scripted).message_fr)  # type: ignore[union-attr]
+    # A form clamd finds a signature in is refused
+    status, error = upload(app, make_pdf([b"<< /Subject (" + EICAR + b") >>"]))
+    assert status == 422 and "l'antivirus y a détecté" in error
+    # While clamd is down, nothing is stored (fail closed) unless the bypass is on
+    down = make_app(clamd_url=f"unix://{settings.data_dir}/no-clamd.sock")
+    status, error = upload(down, PDF)
+    assert status == 422 and "antivirus est indisponible" in error
+    assert reread(app, Habilitation, agent.id).form_object_key is None
+    bypassing = make_app(
+        clamd_url=f"unix://{settings.data_dir}/no-clamd.sock", antivirus_bypass=True
+    )
+    assert upload(bypassing, PDF)[0] == 201
+    assert reread(app, Habilitation, agent.id).form_object_key is not None
+
+
+def test_a_replacement_that_loses_a_race_or_an_orphan_form_leaves_no_object(
+    app: Flask, team: tuple[Account, Account, Account]
+) -> None:
+    from datetime import timedelta as td
+
+    from sqlalchemy.orm import Session
+
+    from portal.deposits.purge import cleanup_orphans
+
+    agent, manager, _ = team
+    _habilitate(app, agent)
+    with app.app_context():
+        svc = services()
+        store = svc.store
+        options = {"clamd": svc.clamd, "antivirus_bypass": False, "ctx": audit.NO_CONTEXT}
+        engine = db.bound(app).engine
+        db.session.commit()
+        stale = {"expire_on_commit": False}  # what each request read stays as it read it
+        with Session(engine, **stale) as first, Session(engine, **stale) as second:
+            # Given two managers' requests that both read the account without a form
+            users = []
+            for s in (first, second):
+                user = s.get(User, agent.id)
+                assert user is not None and user.habilitation is not None
+                assert user.habilitation.form_object_key is None and user.organisation.name
+                users.append(user)
+                s.commit()
+            by = audit.Actor(manager.id, manager.org_id)
+            # When both store a form, one after the other
+            habilitations.store_form(first, store, users[0], PDF, actor=by, now=utcnow(),
+                                     **options)  # type: ignore[arg-type]  # fmt: skip
+            with pytest.raises(habilitations.HabilitationError):
+                habilitations.store_form(second, store, users[1], PDF, actor=by, now=utcnow(),
+                                         **options)  # type: ignore[arg-type]  # fmt: skip
+        # Then only the winner's object is stored
+        kept = reread(app, Habilitation, agent.id).form_object_key
+        assert list(store.inner.list("habilitations/")) == [kept]
+        # And an object no habilitation references (a failure after its upload) is removed
+        # by the orphan cleanup, the referenced form kept
+        store.put("habilitations/" + "0" * 32, [PDF], departement="62")
+        assert cleanup_orphans(db.session, store, older_than=td(0)) == 1
+        assert list(store.inner.list("habilitations/")) == [kept]

@@ -89,13 +89,15 @@ def test_unused_59_days_stays_60_is_suspended_with_the_notice_at_53(
 def test_a_log_in_after_the_notice_keeps_the_account_and_rearms_the_notice(
     app: Flask, pair: tuple[Account, Account]
 ) -> None:
-    agent, _ = pair
+    agent, manager = pair
     _last_login(app, agent)
+    _last_login(app, manager, _after(60))  # the manager is in use throughout
     assert _run(app, _after(53)).notices == 1
     # Given the person logs in on day 56
     _last_login(app, agent, _after(56))
     # Then day 60 suspends nothing, and the next notice comes 53 days after the new log-in
     assert _run(app, _after(60)).suspended == 0
+    _last_login(app, manager, _after(56 + 53))
     assert _run(app, _after(56 + 52)).notices == 0
     assert _run(app, _after(56 + 53)).notices == 1
 
@@ -138,6 +140,7 @@ def test_two_servers_running_the_job_at_once_send_one_notice_and_suspend_once(
     for account in at_60:
         _last_login(app, account)
     _last_login(app, manager, _after(60))
+    assert _run(app, _after(53)).notices == 3  # those at day 60 were told on day 53
     other = make_app()
     smtp.clear()
     # When both run the job on day 60 at the same moment
@@ -157,7 +160,7 @@ def test_two_servers_running_the_job_at_once_send_one_notice_and_suspend_once(
     assert len(reports) == 2
     assert sum(r.notices for r in reports) == 3
     assert sum(r.suspended for r in reports) == 3
-    assert len(audit_rows(app, AuditAction.ACCOUNT_NOTICE_SENT)) == 3
+    assert len(audit_rows(app, AuditAction.ACCOUNT_NOTICE_SENT)) == 3 + 3
     assert len(audit_rows(app, AuditAction.ACCOUNT_SUSPENDED)) == 3
     assert len(smtp.to(manager.email)) == 3
     for account in at_53 + at_60:
@@ -176,6 +179,7 @@ def test_a_suspended_account_is_reactivated_by_its_manager_only_with_a_new_passw
     token = make_token(app, agent)
     _last_login(app, agent)
     _last_login(app, manager, _after(60))
+    assert _run(app, _after(53)).notices == 1  # never suspended without this notice
     assert _run(app, _after(60)).suspended == 1
     # Then its token stops at once, it cannot log in, nor ask itself for a reset link
     api = bare_client(app)
@@ -220,3 +224,42 @@ def test_a_suspended_account_is_reactivated_by_its_manager_only_with_a_new_passw
     # And the next day's run does not suspend it again: its days count from the reactivation
     _run(app, today_in_paris(utcnow()) + timedelta(days=1))
     assert reread(app, User, agent.id).status == "active"
+
+
+def test_a_script_using_the_api_every_day_keeps_its_account(
+    app: Flask, pair: tuple[Account, Account]
+) -> None:
+    from portal.api.models import ApiToken
+
+    agent, manager = pair
+    _last_login(app, agent)
+    make_token(app, agent)
+    # Given the person never logs in again, but its script used its token on day 50
+    used = datetime.combine(_after(50), time(9, 0), PARIS)
+    with app.app_context():
+        db.session.execute(
+            sa.update(ApiToken).where(ApiToken.user_id == agent.id).values(last_used_at=used)
+        )
+        db.session.commit()
+    # Then day 60 neither suspends nor notifies; the notice comes 53 days after that use
+    for day, notices in ((60, 0), (50 + 52, 0), (50 + 53, 1)):
+        _last_login(app, manager, _after(day))  # the manager logs in every day
+        report = _run(app, _after(day))
+        assert (report.suspended, report.notices) == (0, notices), day
+    assert reread(app, User, agent.id).status == AccountStatus.ACTIVE
+
+
+def test_an_account_past_the_limit_but_never_told_is_told_first_and_suspended_7_days_later(
+    app: Flask, pair: tuple[Account, Account], smtp: SmtpSink
+) -> None:
+    agent, manager = pair
+    _last_login(app, agent)
+    # Given the job runs for the first time on day 80 (first production run, scheduler down)
+    for day, notices, suspended in ((80, 1, 0), (86, 0, 0), (87, 0, 1)):
+        _last_login(app, manager, _after(day))  # the manager logs in every day
+        report = _run(app, _after(day))
+        # Then the notice goes first, and the suspension 7 days after it, not before
+        assert (report.notices, report.suspended) == (notices, suspended), day
+    (notice,) = smtp.to(agent.email)[:1]
+    assert f"sera suspendu le {_after(87):%d/%m/%Y}" in body_of(notice)
+    assert reread(app, User, agent.id).status == AccountStatus.SUSPENDED

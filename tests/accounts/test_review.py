@@ -258,3 +258,29 @@ def test_the_review_window_is_checked_at_start(settings: Settings) -> None:
         with pytest.raises(SettingsError, match="REVIEW_OPENS"):
             settings.with_overrides(review_opens=opens, review_closes=closes)
     assert settings.with_overrides(review_opens="09-15", review_closes="10-31")
+
+
+def test_a_decision_on_a_campaign_closed_meanwhile_is_refused(app: Flask, cast: Cast) -> None:
+    from sqlalchemy.orm import Session
+
+    _run(app, date(2027, 3, 1))
+    # Given a manager's request that loaded the open campaign
+    with Session(db.bound(app).engine, expire_on_commit=False) as request:
+        campaign = request.execute(
+            sa.select(ReviewCampaign).where(ReviewCampaign.organisation_id == cast.cd62)
+        ).scalar_one()
+        by, agent = request.get(User, cast.manager62.id), request.get(User, cast.agents62[0].id)
+        assert by is not None and agent is not None
+        request.commit()
+        assert campaign.status == "open"
+        # When the job closes it first
+        assert _run(app, date(2027, 5, 1)).closed == 2
+        # Then the decision is refused and nothing is recorded
+        with pytest.raises(review.ReviewError):
+            review.decide(
+                request, campaign, agent, ReviewDecisionKind.CONFIRMED, manager=by,
+                ctx=audit.NO_CONTEXT,
+            )  # fmt: skip
+        request.rollback()
+    with app.app_context():
+        assert db.session.execute(sa.select(ReviewDecision)).first() is None

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 import audit
 from portal.container import services
 from portal.db import db
+from portal.deposits.models import DepositFile, ScanStatus
 from portal.deposits.rescan import rescan_pending
 from portal.securite.models import AlertKind
 from portal.settings import Settings
@@ -61,3 +63,30 @@ def test_eicar_uploaded_through_the_api_is_refused_and_alerted(
     assert json.loads(infected.details)["signature"] == EICAR_SIGNATURE
     (raised,) = [r for r in audit_rows(app, "alert:raised")]
     assert json.loads(raised.details)["kind"] == AlertKind.MALWARE_DETECTED
+
+
+def test_a_file_whose_scan_is_pending_is_never_served_through_the_api(
+    app: Flask, world: World, api_for: Apis
+) -> None:
+    api = api_for(world.agent62)
+    deposit_id = new_deposit(api, [world.ft62])
+    assert api.upload(deposit_id, "fiche.pdf", PDF).status_code == 201
+    assert api.post(f"/api/v1/deposits/{deposit_id}/publish").status_code == 200
+    with app.app_context():
+        assert rescan_pending(db.session, services(), audit.Context()).published == 1
+    file_id = api.get(f"/api/v1/deposits/{deposit_id}").json["files"][0]["id"]  # type: ignore[index]
+    content = f"/api/v1/deposits/{deposit_id}/files/{file_id}/content"
+    reader = api_for(world.adviser_ft)
+    assert reader.get(content).data == PDF
+    # Given a published file whose scan is pending again (as an older version could leave it)
+    with app.app_context():
+        db.session.execute(
+            sa.update(DepositFile)
+            .where(DepositFile.id == file_id)
+            .values(scan_status=ScanStatus.PENDING)
+        )
+        db.session.commit()
+    # Then neither side gets its bytes
+    for script in (reader, api):
+        response = script.get(content)
+        assert response.status_code == 410 and PDF not in response.data

