@@ -31,6 +31,7 @@ from portal.deposits import services
 from portal.deposits.antivirus import Antivirus
 from portal.deposits.models import Deposit, DepositFile, DepositStatus, ResumableUpload
 from portal.filecheck import safe_filename
+from portal.formats import size_fr
 from storage.resumable import ResumableState, ResumableUploads
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ def begin(
         raise services.DepositError("Ce dépôt n'accepte plus de fichiers.")
     services._only_through_flows(deposit, False)
     if length > limits.max_size:
-        largest = services._human(limits.max_size)
+        largest = size_fr(limits.max_size)
         raise services.FileTooLarge(
             f"Fichier trop volumineux : la taille maximale est de {largest}."
         )
