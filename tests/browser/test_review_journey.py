@@ -85,7 +85,9 @@ def test_a_manager_reviews_30_accounts_with_the_keyboard_only(
 
     # When the manager logs in and opens the review, with the keyboard only
     _log_in_with_the_keyboard(page, email, totp)
+    watched_page.wait_for_axe()  # every page the journey loads is checked before it leaves
     page.goto("/gestion/revue")
+    watched_page.wait_for_axe()
     assert "30 comptes sans décision sur 30" in page.inner_text("#review-summary")
     # Tab to the first "Confirmer" button
     for _ in range(200):
@@ -98,6 +100,7 @@ def test_a_manager_reviews_30_accounts_with_the_keyboard_only(
         with page.expect_navigation():
             page.keyboard.press("Enter")
         page.wait_for_load_state("load")
+        watched_page.wait_for_axe()
         page.wait_for_function("document.activeElement?.tagName === 'BUTTON'")
     # And suspends the last 2 (Tab from "Confirmer" to "Suspendre", then Enter)
     for name in ("Yann Parti", "Zora Partie"):
@@ -107,6 +110,7 @@ def test_a_manager_reviews_30_accounts_with_the_keyboard_only(
         with page.expect_navigation():
             page.keyboard.press("Enter")
         page.wait_for_load_state("load")
+        watched_page.wait_for_axe()
 
     # Then every account has its decision
     assert "0 compte sans décision sur 30" in page.inner_text("#review-summary")
