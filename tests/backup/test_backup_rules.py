@@ -134,8 +134,8 @@ def test_a_drill_killed_with_sigterm_removes_its_scratch_database_and_files(
 
     world = World.build(factory)
     sender = _client(app, world.agent62)
-    big = PDF + os.urandom(24 * 1024 * 1024)
-    sent_deposit(sender, [world.ft62], files={"a.pdf": PDF, "b.pdf": big})
+    big = b"\x89PNG\r\n\x1a\n" + os.urandom(24 * 1024 * 1024)  # an image: checked by type only
+    sent_deposit(sender, [world.ft62], files={"a.pdf": PDF, "b.png": big})
     filr(["backup", "run"])
     drills = backup_env.settings.data_dir / "drills"
     process = subprocess.Popen(

@@ -91,6 +91,7 @@ def _log_in(watched: WatchedPage, server: LiveServer, person: Person, code: str)
     page.click("#login-submit")
     page.wait_for_url(server.url + "/")
     assert person.name in page.inner_text("h1")
+    watched.wait_for_axe()  # the home page is checked before the journey leaves it
 
 
 def _log_out(watched: WatchedPage) -> None:

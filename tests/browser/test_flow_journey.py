@@ -43,6 +43,7 @@ def _log_in(watched: WatchedPage, server: LiveServer, email: str, code: str) -> 
     page.fill("#code", code)
     page.click("#login-submit")
     page.wait_for_url(server.url + "/")
+    watched.wait_for_axe()  # the home page is checked before the journey leaves it
 
 
 def test_technicien_deposits_an_invalid_then_a_valid_cgpem_france_travail_downloads_it(
