@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from portal.settings import Settings
+from tests.cli.conftest import cli_environment
 from tests.support.clamd import shared_clamd
 from tests.support.seaweedfs import S3Endpoint, find_weed, running_seaweedfs
 from tests.support.services import SmtpSink, unavailable
@@ -126,22 +127,6 @@ def settings(stack: Stack) -> Settings:
 @pytest.fixture
 def backup_env(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> Stack:
     """The `filr` command's environment: production and its backup site."""
-    settings = stack.settings
-    for name, value in {
-        "FILR_DATA_DIR": str(settings.data_dir),
-        "FILR_DATABASE_URL": settings.database_url,
-        "FILR_SECRET_KEY": settings.secret_key,
-        "FILR_SMTP_HOST": settings.smtp_host or "",
-        "FILR_SMTP_PORT": str(settings.smtp_port),
-        "FILR_BASE_URL": settings.base_url,
-        "FILR_STORAGE_URL": settings.storage_url,
-        "FILR_MASTER_KEY_FILE": str(settings.master_key_file),
-        "FILR_CLAMD_URL": settings.clamd_url,
-        "FILR_S3_ENDPOINT_URL": settings.s3_endpoint_url or "",
-        "FILR_S3_REGION": settings.s3_region or "",
-        "FILR_S3_ACCESS_KEY": settings.s3_access_key or "",
-        "FILR_S3_SECRET_KEY": settings.s3_secret_key or "",
-        **stack.backup_env,
-    }.items():
+    for name, value in {**cli_environment(stack.settings), **stack.backup_env}.items():
         monkeypatch.setenv(name, value)
     return stack

@@ -9,10 +9,9 @@ from portal.cli import main
 from portal.settings import Settings
 
 
-@pytest.fixture
-def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The environment of the `filr` command, pointing at the test's database, mail and files."""
-    for name, value in {
+def cli_environment(settings: Settings) -> dict[str, str]:
+    """The `FILR_*` variables pointing `filr` at the test's database, mail and files."""
+    return {
         "FILR_DATA_DIR": str(settings.data_dir),
         "FILR_DATABASE_URL": settings.database_url,
         "FILR_SECRET_KEY": settings.secret_key,
@@ -27,7 +26,13 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
         "FILR_S3_REGION": settings.s3_region or "",
         "FILR_S3_ACCESS_KEY": settings.s3_access_key or "",
         "FILR_S3_SECRET_KEY": settings.s3_secret_key or "",
-    }.items():
+    }
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The environment of the `filr` command, pointing at the test's database, mail and files."""
+    for name, value in cli_environment(settings).items():
         monkeypatch.setenv(name, value)
     return settings
 
