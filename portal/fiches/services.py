@@ -127,8 +127,12 @@ def _write_values(store: storage.EncryptedStore, fiche: Fiche, values: Mapping[s
     return object_key
 
 
-def read_values(store: storage.EncryptedStore, fiche: Fiche) -> dict[str, Any]:
-    """The decrypted values of *fiche* (empty once destroyed)."""
+def read_values(session: Session, store: storage.EncryptedStore, fiche: Fiche) -> dict[str, Any]:
+    """The decrypted values of *fiche* (empty once destroyed).
+
+    The session's transaction ends first: the key store has its own connection, which must not
+    wait for this one's lock (SQLite takes it at BEGIN)."""
+    session.commit()
     if fiche.values_key is None:
         return {}
     data = json.loads(b"".join(store.open(fiche.values_key)))
@@ -362,7 +366,7 @@ def send(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audit.C
     if form is None or fiche.sender_id != user.id or fiche.state != FicheState.DRAFT:
         raise FicheError("Cette fiche ne peut pas être envoyée.")
     _checked_recipient(session, user, form, fiche.departement_code, fiche.recipient_org_id)
-    values = read_values(svc.store, fiche)
+    values = read_values(session, svc.store, fiche)
     refs = references(session, user, form, fiche.departement_code, values)
     errors = validate(form, values, allowed=refs.allowed)
     if errors:
@@ -494,7 +498,7 @@ def open_fiche(
     form = svc.catalogue.get(fiche.form_key)
     if form is None:
         raise FicheError("Le formulaire de cette fiche n'est plus au catalogue.")
-    values = read_values(svc.store, fiche)
+    values = read_values(session, svc.store, fiche)
     first = False
     if is_recipient_side(user, fiche) and fiche.state == FicheState.SENT:
         now = utcnow()
@@ -779,7 +783,7 @@ def correct(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audi
     """A new draft with the values of a sent fiche, that replaces it once sent. Commits."""
     if not can_correct(user, fiche):
         raise FicheError("Cette fiche ne peut plus être corrigée.")
-    values = read_values(svc.store, fiche)
+    values = read_values(session, svc.store, fiche)
     draft = Draft(fiche.form_key, fiche.departement_code, fiche.recipient_org_id, values)
     new, _ = save_draft(session, svc, user, draft, ctx)
     new.replaces_id = fiche.id
