@@ -115,7 +115,7 @@ def test_a_bilaterale_fiche_from_sending_to_decision(
         data={
             "csrf_token": token,
             "decision-entree_accompagnement": "oui",
-            "decision-date_decision": "2026-12-08",
+            "decision-date_decision": "08/12/2026",
         },
     )
     assert decided.status_code == 302
