@@ -61,7 +61,7 @@ def values_from_form(form: Form, data: MultiDict, filled_by: str = "sender") -> 
             raw = _text(data, name)
             value = int(raw) if raw is not None and raw.isdigit() and len(raw) < 6 else raw
         elif f.type == "attachment":
-            value = None  # not offered on the web form yet (see docs/fiches.md)
+            value = _text(data, name)  # the id of the PDF joined on the draft's page
         else:
             value = _text(data, name)
         if value is not None:
