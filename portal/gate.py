@@ -54,6 +54,10 @@ PUBLIC_ENDPOINTS = frozenset(
         "auth.activate_totp",
         "auth.mfa_enrol",
         "auth.login_key",
+        "auth.proconnect_start",
+        "auth.proconnect_callback",
+        "auth.proconnect_code",
+        "auth.proconnect_logged_out",
         "home.health",
         "ops.ready",
         "ops.metrics",  # its own bearer token (FILR_METRICS_TOKEN), 404 without it

@@ -156,6 +156,15 @@ class Settings:
     webauthn_enabled: bool = True
     webauthn_required_roles: frozenset[str] = frozenset()
     webauthn_enrol_deadline: date | None = None
+    # ProConnect (portal.auth.proconnect): on when the issuer, client id and secret are set;
+    # the discovery document defaults to <issuer>/.well-known/openid-configuration.
+    proconnect_issuer: str | None = None
+    proconnect_discovery_url: str | None = None
+    proconnect_client_id: str | None = None
+    proconnect_client_secret: str | None = field(default=None, repr=False)
+    proconnect_scopes: str = "openid email given_name usual_name uid"
+    proconnect_acr_values: str | None = None
+    proconnect_timeout_seconds: int = 10
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     max_upload_bytes: int = 2 * 1024**3
@@ -284,6 +293,13 @@ class Settings:
             webauthn_enabled=_bool("WEBAUTHN_ENABLED", True),
             webauthn_required_roles=_roles("WEBAUTHN_REQUIRED_ROLES"),
             webauthn_enrol_deadline=_date("WEBAUTHN_ENROL_DEADLINE"),
+            proconnect_issuer=(_env("PROCONNECT_ISSUER") or "").rstrip("/") or None,
+            proconnect_discovery_url=_env("PROCONNECT_DISCOVERY_URL") or None,
+            proconnect_client_id=_env("PROCONNECT_CLIENT_ID") or None,
+            proconnect_client_secret=_env("PROCONNECT_CLIENT_SECRET") or None,
+            proconnect_scopes=_env("PROCONNECT_SCOPES") or "openid email given_name usual_name uid",
+            proconnect_acr_values=_env("PROCONNECT_ACR_VALUES") or None,
+            proconnect_timeout_seconds=_int("PROCONNECT_TIMEOUT_SECONDS", 10, minimum=1),
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1),
             s3_endpoint_url=_env("S3_ENDPOINT_URL") or None,
             s3_region=_env("S3_REGION") or None,
@@ -379,6 +395,15 @@ class Settings:
             )
 
         parse_clamd_url(self.clamd_url)
+        if self.proconnect_issuer and "openid" not in self.proconnect_scopes.split():
+            raise SettingsError(f"{ENV_PREFIX}PROCONNECT_SCOPES must contain openid")
+
+    @property
+    def proconnect_enabled(self) -> bool:
+        """ProConnect log-in is configured (issuer, client id and secret)."""
+        return bool(
+            self.proconnect_issuer and self.proconnect_client_id and self.proconnect_client_secret
+        )
 
     @property
     def migration_database_url(self) -> str:

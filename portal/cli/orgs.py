@@ -15,6 +15,7 @@ from portal.orgs.services import (
     create_organisation,
     organisation_named,
     set_national,
+    set_proconnect,
 )
 
 
@@ -71,6 +72,7 @@ def orgs_list(as_json: bool) -> None:
                 "kind": org.kind,
                 "departements": sorted(spaces_of_organisation(org)),
                 "national": org.is_national,
+                "proconnect": org.proconnect_enabled,
             }
             for org in db.session.execute(
                 sa.select(Organisation).order_by(Organisation.name)
@@ -99,6 +101,22 @@ def orgs_national(org_ref: str, unset: bool) -> None:
             raise click.ClickException(str(e)) from None
         db.session.commit()
         click.echo(f"{org.name} : {'périmètre national retiré' if unset else 'périmètre national'}")
+
+
+@orgs.command("proconnect")
+@click.argument("org_ref", metavar="ORGANISATION")
+@click.option("--desactiver", "disable", is_flag=True, help="Retire la connexion par ProConnect.")
+def orgs_proconnect(org_ref: str, disable: bool) -> None:
+    """Ouvre la connexion par ProConnect aux comptes existants d'une organisation (ou la ferme).
+
+    Les comptes et leurs habilitations restent l'affaire du gestionnaire de comptes.
+    """
+    with app_context():
+        org = find_org(org_ref)
+        set_proconnect(db.session, org, enabled=not disable, ctx=audit_context())
+        db.session.commit()
+        state = "connexion par ProConnect fermée" if disable else "connexion par ProConnect ouverte"
+        click.echo(f"{org.name} : {state}")
 
 
 @orgs.command("review")
