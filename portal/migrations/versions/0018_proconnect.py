@@ -19,9 +19,7 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("organisation", schema=None) as batch_op:
         batch_op.add_column(
-            sa.Column(
-                "proconnect_enabled", sa.Boolean(), server_default=sa.false(), nullable=False
-            )
+            sa.Column("proconnect_enabled", sa.Boolean(), server_default=sa.false(), nullable=False)
         )
     op.create_table(
         "federated_identity",
