@@ -38,7 +38,7 @@ class OidcProvider:
             return metadata
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -53,6 +53,7 @@ def oidc_provider(
     *,
     users_file: Path | None = None,
     jwks: dict[str, Any] | None = None,
+    port: int | None = None,
 ) -> Iterator[OidcProvider]:
     """Start `oidc-provider` on a free loopback port with *client* and *users* (or those of
     *users_file*, read at each use) signing with *jwks* (private keys) if given; stop it after."""
@@ -61,7 +62,7 @@ def oidc_provider(
         unavailable("node (for the npm oidc-provider)")
     if not (ROOT / "node_modules" / "oidc-provider").is_dir():
         unavailable("the npm package oidc-provider (npm install --ignore-scripts)")
-    port = _free_port()
+    port = port or free_port()
     env = {
         **os.environ,
         "OIDC_PORT": str(port),

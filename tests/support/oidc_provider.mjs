@@ -50,7 +50,17 @@ const configuration = {
     devInteractions: { enabled: false },
     claimsParameter: { enabled: true },
     jwtUserinfo: { enabled: true },
-    rpInitiatedLogout: { enabled: true },
+    rpInitiatedLogout: {
+      enabled: true,
+      // The provider's confirmation page, in French and accessible (the journeys run axe-core
+      // on every page they load).
+      async logoutSource(ctx, form) {
+        ctx.body = `<!doctype html><html lang="fr"><head><title>Déconnexion</title><link rel="icon" href="data:,"></head>
+<body><main><h1>Se déconnecter du fournisseur d'identité de test ?</h1>${form}
+<input type="hidden" form="op.logoutForm" name="logout" value="yes">
+<button type="submit" form="op.logoutForm" id="idp-logout">Se déconnecter</button></main></body></html>`;
+      },
+    },
   },
   interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
   async findAccount(_ctx, id) {
@@ -90,7 +100,7 @@ provider.use(async (ctx, next) => {
   if (prompt.name === "login") {
     if (ctx.method !== "POST" || !match[2]) {
       ctx.type = "html";
-      ctx.body = `<!doctype html><html lang="fr"><head><title>Fournisseur d'identité de test</title></head>
+      ctx.body = `<!doctype html><html lang="fr"><head><title>Fournisseur d'identité de test</title><link rel="icon" href="data:,"></head>
 <body><main><h1>Fournisseur d'identité de test</h1>
 <form method="post" action="/interaction/${escape(match[1])}/login">
 <label for="login">Identifiant</label><input id="login" name="login" value="">
