@@ -556,3 +556,25 @@ def test_proconnect_settings_from_the_environment(
     monkeypatch.delenv("FILR_PROCONNECT_SCOPES")
     monkeypatch.delenv("FILR_PROCONNECT_CLIENT_SECRET_FILE")
     assert not Settings.from_env().proconnect_enabled
+
+
+def test_my_account_shows_the_link_and_detaches_it(
+    pc_app: Flask, pc_client: FlaskClient, pc_factory: Factory, bed: Bed
+) -> None:
+    # Given Camille logged in through ProConnect
+    org = _enabled_org(pc_app, pc_factory)
+    camille = pc_factory.user(org, email=USERS["camille"]["email"], name="Camille Dupuis")
+    _link(pc_app, camille, bed, "sub-camille")
+    assert _proconnect(pc_client, "camille").headers["Location"] == "/"
+    page = pc_client.get("/compte").get_data(as_text=True)
+    assert "relié à votre identité ProConnect depuis le" in page
+    # When she detaches her account
+    token = csrf_of(pc_client, "/compte")
+    done = pc_client.post("/compte/proconnect/detacher", data={"csrf_token": token})
+    # Then the link is gone (audited), and ProConnect asks the password log-in again
+    assert done.status_code == 302
+    assert _links(pc_app) == []
+    [row] = audit_rows(pc_app, AuditAction.AUTH_PROCONNECT_UNLINKED)
+    assert row.actor_id == camille.id
+    again = _proconnect(https(pc_app.test_client()), "camille")
+    assert urllib.parse.urlsplit(again.headers["Location"]).path == "/connexion"
