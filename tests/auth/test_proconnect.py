@@ -32,7 +32,7 @@ from flask.testing import FlaskClient
 from audit import AuditAction
 from portal.accounts.models import AccountStatus, User
 from portal.auth import proconnect
-from portal.auth.models import FederatedIdentity, ServerSession
+from portal.auth.models import FederatedIdentity, SecurityKey, ServerSession
 from portal.db import db, utcnow
 from portal.orgs.models import Organisation
 from portal.settings import Settings, SettingsError
@@ -414,6 +414,30 @@ def test_without_a_second_factor_from_the_provider_the_portal_asks_its_own(
     success = audit_rows(pc_app, AuditAction.AUTH_LOGIN_SUCCESS)[-1]
     assert _details(success)["via"] == "proconnect" and _details(success)["amr"] == "pwd"
     assert _details(audit_rows(pc_app, AuditAction.AUTH_MFA_SUCCESS)[-1]).get("factor") is None
+
+
+def test_without_a_second_factor_from_the_provider_an_account_with_a_key_is_sent_to_it(
+    pc_app: Flask, pc_client: FlaskClient, pc_factory: Factory, bed: Bed
+) -> None:
+    org = _enabled_org(pc_app, pc_factory)
+    dominique = pc_factory.user(org, email=USERS["dominique"]["email"], name="Dominique Petit")
+    _link(pc_app, dominique, bed, "sub-dominique")
+    with pc_app.app_context():
+        db.session.add(
+            SecurityKey(
+                user_id=dominique.id,
+                credential_id="Y3JlZGVudGlhbA",
+                public_key=b"not a real COSE key",
+                sign_count=0,
+                name="Clé bleue",
+                created_at=utcnow(),
+            )
+        )
+        db.session.commit()
+    back = _proconnect(pc_client, "dominique")
+    assert back.headers["Location"] == "/connexion/cle"
+    assert pc_client.get("/connexion/cle").status_code == 200  # the key's ceremony page
+    assert not _logged_in_as(pc_client, "Dominique Petit")
 
 
 def test_an_eidas2_acr_counts_as_the_second_factor(
