@@ -29,9 +29,12 @@ def orgs() -> None:
 @click.option("--name", required=True)
 @click.option("--departement", help="Pour un département ou un prestataire mandaté.")
 @click.option("--territory", default="", help="France Travail : codes séparés par des virgules.")
+@click.option(
+    "--proconnect", is_flag=True, help="Ouvre la connexion par ProConnect à ses comptes existants."
+)
 @click.option("--json", "as_json", is_flag=True)
 def orgs_create(
-    kind: str, name: str, departement: str | None, territory: str, as_json: bool
+    kind: str, name: str, departement: str | None, territory: str, proconnect: bool, as_json: bool
 ) -> None:
     """Crée une organisation."""
     codes = [c.strip() for c in territory.split(",") if c.strip()]
@@ -49,6 +52,9 @@ def orgs_create(
             )
         except OrganisationError as e:
             raise click.BadParameter(str(e)) from e
+        if proconnect:
+            db.session.flush()
+            set_proconnect(db.session, org, enabled=True, ctx=audit_context())
         db.session.commit()
         if as_json:
             click.echo(json.dumps({"id": org.id, "kind": org.kind, "name": org.name}))
