@@ -602,3 +602,51 @@ def test_my_account_shows_the_link_and_detaches_it(
     assert row.actor_id == camille.id
     again = _proconnect(https(pc_app.test_client()), "camille")
     assert urllib.parse.urlsplit(again.headers["Location"]).path == "/connexion"
+
+
+def test_the_managers_mfa_reset_and_a_departure_remove_the_link(
+    pc_app: Flask, pc_client: FlaskClient, pc_factory: Factory, bed: Bed
+) -> None:
+    # Given Camille's account linked to her ProConnect identity (which asserts "mfa")
+    from datetime import date
+
+    import audit
+    from portal.accounts import services as accounts
+    from portal.accounts.departure import record_departure
+
+    org = _enabled_org(pc_app, pc_factory)
+    camille = pc_factory.user(org, email=USERS["camille"]["email"], name="Camille Dupuis")
+    _link(pc_app, camille, bed, "sub-camille")
+    ctx = audit.Context(source_ip="127.0.0.1", user_agent="test", request_id="test")
+    # When the account manager resets her second factor (a lost or compromised factor)
+    with pc_app.app_context():
+        user = db.session.get(User, camille.id)
+        assert user is not None
+        accounts.reset_mfa(db.session, user, audit.SYSTEM, ctx)
+        db.session.commit()
+    # Then the link is gone (audited): ProConnect alone no longer opens the account, and a
+    # new link needs the password and the new second factor
+    assert _links(pc_app) == []
+    [row] = audit_rows(pc_app, AuditAction.AUTH_PROCONNECT_UNLINKED)
+    assert row.target_id == camille.id
+    assert _details(row) == {"provider": "ProConnect", "reason": "mfa_reset"}
+    back = _proconnect(pc_client, "camille")
+    assert urllib.parse.urlsplit(back.headers["Location"]).path == "/connexion"
+    assert not _logged_in_as(pc_client, "Camille Dupuis")
+    # And a departure (a revocation) removes it too
+    _link(pc_app, camille, bed, "sub-camille")
+    with pc_app.app_context():
+        user = db.session.get(User, camille.id)
+        assert user is not None
+        record_departure(
+            db.session,
+            user,
+            reason="fin_contrat",
+            left_on=date.today(),
+            actor=audit.SYSTEM,
+            ctx=ctx,
+            today=date.today(),
+        )
+    assert _links(pc_app) == []
+    last = audit_rows(pc_app, AuditAction.AUTH_PROCONNECT_UNLINKED)[-1]
+    assert _details(last) == {"provider": "ProConnect", "reason": "revocation"}
