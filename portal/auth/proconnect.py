@@ -51,6 +51,7 @@ from sqlalchemy.orm import Session
 import audit
 from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, User
+from portal.auth import keys
 from portal.auth.models import FederatedIdentity
 from portal.auth.throttle import account_key
 from portal.container import Services
@@ -390,6 +391,21 @@ def finish(settings: Settings, pending: object, args: dict[str, str]) -> Identit
         acr=acr if isinstance(acr, str) else None,
         id_token=raw,
     )
+
+
+def provider_mfa_accepted(
+    session: Session, settings: Settings, user: User, identity: Identity
+) -> bool:
+    """The provider's second factor stands for the portal's own.
+
+    Not for an account that holds a security key and whose role must hold one
+    (`FILR_WEBAUTHN_REQUIRED_ROLES`): the provider's "mfa" may be a code that a phishing page
+    relays, the key is what that policy asks for, so such an account is sent to its key.
+    """
+    if not identity.mfa_asserted:
+        return False
+    required = {str(r) for r in user.roles} & settings.webauthn_required_roles
+    return not (required and keys.available(settings) and keys.has_keys(session, user.id))
 
 
 def record_refusal(

@@ -276,7 +276,7 @@ def proconnect_callback() -> Response | tuple[str, int]:
             "info",
         )
         return redirect(url_for("auth.login", next=next_url if next_url != "/" else None))
-    if identity.mfa_asserted:
+    if proconnect.provider_mfa_accepted(db.session, svc.settings, user, identity):
         done = proconnect.log_in_with_provider_mfa(db.session, svc, user, waiting, audit_context())
         return _logged_in(done, next_url, provider_session={"id_token": waiting["id_token"]})
     if keys.available(svc.settings) and keys.has_keys(db.session, user.id):

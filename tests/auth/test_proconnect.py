@@ -650,3 +650,56 @@ def test_the_managers_mfa_reset_and_a_departure_remove_the_link(
     assert _links(pc_app) == []
     last = audit_rows(pc_app, AuditAction.AUTH_PROCONNECT_UNLINKED)[-1]
     assert _details(last) == {"provider": "ProConnect", "reason": "revocation"}
+
+
+def _add_key(app: Flask, account: Account) -> None:
+    with app.app_context():
+        db.session.add(
+            SecurityKey(
+                user_id=account.id,
+                credential_id="Y3JlZGVudGlhbA",
+                public_key=b"not a real COSE key",
+                sign_count=0,
+                name="Clé bleue",
+                created_at=utcnow(),
+            )
+        )
+        db.session.commit()
+
+
+def test_a_role_that_must_hold_a_key_is_sent_to_its_key_even_when_the_provider_asserts_mfa(
+    make_app: Callable[..., Flask], bed: Bed
+) -> None:
+    # Given FILR_WEBAUTHN_REQUIRED_ROLES=securite, and a security officer holding a key, linked
+    from portal.accounts.models import Role
+
+    proconnect.forget_cached_metadata()
+    app = make_app(
+        proconnect_issuer=bed.provider.issuer,
+        proconnect_discovery_url=bed.proxy.discovery_url,
+        proconnect_client_id=CLIENT["client_id"],
+        proconnect_client_secret=CLIENT_SECRET,
+        proconnect_timeout_seconds=3,
+        webauthn_required_roles=frozenset({"securite"}),
+    )
+    factory = Factory(app)
+    org = _enabled_org(app, factory)
+    officer = factory.user(
+        org, roles=(Role.SECURITE,), email=USERS["camille"]["email"], name="Camille Dupuis"
+    )
+    agent = factory.user(org, email=USERS["eidas"]["email"], name="Sacha Roux")
+    _link(app, officer, bed, "sub-camille")
+    _link(app, agent, bed, "sub-eidas")
+    _add_key(app, officer)
+    # When the provider asserts a second factor ("mfa"): a relayable code, not the key the
+    # policy asks of this role
+    browser = https(app.test_client())
+    back = _proconnect(browser, "camille")
+    # Then the key is asked for, and no session opens on the provider's word alone
+    assert back.headers["Location"] == "/connexion/cle"
+    assert not _logged_in_as(browser, "Camille Dupuis")
+    assert audit_rows(app, AuditAction.AUTH_LOGIN_SUCCESS) == []
+    # While an account outside those roles keeps the provider's second factor
+    other = https(app.test_client())
+    assert _proconnect(other, "eidas").headers["Location"] == "/"
+    proconnect.forget_cached_metadata()
