@@ -397,6 +397,12 @@ class Settings:
         parse_clamd_url(self.clamd_url)
         if self.proconnect_issuer and "openid" not in self.proconnect_scopes.split():
             raise SettingsError(f"{ENV_PREFIX}PROCONNECT_SCOPES must contain openid")
+        for name, url in (
+            ("PROCONNECT_ISSUER", self.proconnect_issuer),
+            ("PROCONNECT_DISCOVERY_URL", self.proconnect_discovery_url),
+        ):
+            if url is not None:
+                _check_provider_url(name, url)
 
     @property
     def proconnect_enabled(self) -> bool:
@@ -413,3 +419,30 @@ class Settings:
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with some fields replaced (tests, CLI)."""
         return replace(self, **overrides)
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _check_provider_url(name: str, url: str) -> None:
+    """An identity provider's URL: HTTPS (plain HTTP only on the loopback, for tests), no
+    credentials, query or fragment: its keys are fetched from there, and its origin goes into
+    the CSP's form-action (portal.gate.csp_for)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise SettingsError(f"{ENV_PREFIX}{name} is not a URL: {url!r}") from None
+    plain_ok = parts.scheme == "http" and host in _LOOPBACK
+    if (
+        not (parts.scheme == "https" or plain_ok)
+        or not host
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+        or any(c in url for c in " ;,'\"\n\r\t")
+    ):
+        raise SettingsError(
+            f"{ENV_PREFIX}{name} must be an https:// URL without credentials, query or "
+            f"fragment, not {url!r}"
+        )

@@ -578,6 +578,21 @@ def test_proconnect_settings_from_the_environment(
     with pytest.raises(SettingsError):
         Settings.from_env()
     monkeypatch.delenv("FILR_PROCONNECT_SCOPES")
+    # The keys come from the issuer and its origin goes into the CSP: HTTPS, nothing more
+    for bad in (
+        "http://auth.proconnect.gouv.fr/api/v2",
+        "https://x@auth.proconnect.gouv.fr",
+        "https://auth.proconnect.gouv.fr; script-src *",
+        "https://auth.proconnect.gouv.fr/?a=b",
+    ):
+        monkeypatch.setenv("FILR_PROCONNECT_ISSUER", bad)
+        with pytest.raises(SettingsError, match="PROCONNECT_ISSUER"):
+            Settings.from_env()
+    monkeypatch.setenv("FILR_PROCONNECT_ISSUER", "https://auth.proconnect.gouv.fr/api/v2")
+    monkeypatch.setenv("FILR_PROCONNECT_DISCOVERY_URL", "http://proxy.example/.well-known/x")
+    with pytest.raises(SettingsError, match="PROCONNECT_DISCOVERY_URL"):
+        Settings.from_env()
+    monkeypatch.delenv("FILR_PROCONNECT_DISCOVERY_URL")
     monkeypatch.delenv("FILR_PROCONNECT_CLIENT_SECRET_FILE")
     assert not Settings.from_env().proconnect_enabled
 
