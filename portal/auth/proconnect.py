@@ -27,6 +27,7 @@ from __future__ import annotations
 import binascii
 import hmac
 import json
+import re
 import secrets
 import threading
 import time
@@ -72,6 +73,7 @@ ALGORITHMS = ("RS256", "ES256", "PS256", "RS384", "ES384", "RS512", "ES512")
 MFA_ACR = frozenset({"eidas2", "eidas3"})
 MAX_ID_TOKEN = 16_384
 _SEAL_CONTEXT = "proconnect-id-token:"
+_ERROR_CODE = re.compile(r"[a-z_]{1,40}")
 
 
 class ProviderUnavailable(Exception):
@@ -354,7 +356,10 @@ def finish(settings: Settings, pending: object, args: dict[str, str]) -> Identit
     if not hmac.compare_digest(state.encode(), str(request.get("state", "")).encode()):
         raise Refused("bad_state")
     if args.get("error"):
-        raise Refused("provider_error:" + args["error"][:40])
+        # An OAuth error code (RFC 6749 §4.1.2.1) is a word; any other text, which anyone can
+        # put in this URL, stays out of the audit trail.
+        error = args["error"]
+        raise Refused("provider_error:" + (error if _ERROR_CODE.fullmatch(error) else "other"))
     code = args.get("code")
     if not code or len(code) > 2048:
         raise Refused("no_code")

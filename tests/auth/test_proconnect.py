@@ -718,3 +718,23 @@ def test_a_role_that_must_hold_a_key_is_sent_to_its_key_even_when_the_provider_a
     other = https(app.test_client())
     assert _proconnect(other, "eidas").headers["Location"] == "/"
     proconnect.forget_cached_metadata()
+
+
+def test_an_error_answer_is_audited_by_its_code_only(
+    pc_app: Flask, pc_client: FlaskClient, pc_factory: Factory
+) -> None:
+    # The callback's `error` is whatever the URL says: only an OAuth error code is kept
+    started = pc_client.get("/connexion/proconnect")
+    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(started.headers["Location"]).query))[
+        "state"
+    ]
+    query = urllib.parse.urlencode({"state": state, "error": "jean.dupont@exemple.fr a dit"})
+    refused = pc_client.get(proconnect.CALLBACK_PATH + "?" + query)
+    assert refused.status_code == 400
+    started = pc_client.get("/connexion/proconnect")
+    state = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(started.headers["Location"]).query))[
+        "state"
+    ]
+    query = urllib.parse.urlencode({"state": state, "error": "access_denied"})
+    assert pc_client.get(proconnect.CALLBACK_PATH + "?" + query).status_code == 400
+    assert _failure_reasons(pc_app) == ["provider_error:other", "provider_error:access_denied"]
