@@ -574,6 +574,28 @@ class CodeOutcome:
 
     user: User | None = None
     retry_after: int | None = None
+    # The log-in may not go on (the account, its organisation or its link changed meanwhile).
+    stale: bool = False
+
+
+def _still_allowed(session: Session, user: User | None, pending: dict[str, Any]) -> bool:
+    """What `resolve` found is still so: the account active, its organisation open to
+    ProConnect, and the link of the pending identity in place (not removed by its holder nor
+    by a second-factor reset meanwhile)."""
+    if user is None or user.status != AccountStatus.ACTIVE:
+        return False
+    if not user.organisation.proconnect_enabled:
+        return False
+    return (
+        session.execute(
+            sa.select(FederatedIdentity.id).where(
+                FederatedIdentity.user_id == user.id,
+                FederatedIdentity.issuer == pending.get("issuer"),
+                FederatedIdentity.subject == pending.get("subject"),
+            )
+        ).first()
+        is not None
+    )
 
 
 def log_in_with_local_code(
@@ -584,8 +606,12 @@ def log_in_with_local_code(
     from portal.auth.services import check_code, mfa_failures_capped
 
     user = session.get(User, pending["user_id"])
-    if user is None or user.status != AccountStatus.ACTIVE:
-        return CodeOutcome()
+    if not _still_allowed(session, user, pending):
+        record_refusal(
+            session, "no_longer_allowed", ctx, actor=user.audit_actor if user else audit.SYSTEM
+        )
+        return CodeOutcome(stale=True)
+    assert user is not None  # noqa: S101 - _still_allowed refused None
     actor = user.audit_actor
     limit = svc.settings.throttle_account_per_minute
     verdict = svc.throttle.attempt(account_key(user.email), limit)

@@ -307,6 +307,10 @@ def proconnect_code() -> str | Response | tuple[str, int]:
         outcome = proconnect.log_in_with_local_code(
             db.session, services(), pending, form.code.data, audit_context()
         )
+        if outcome.stale:
+            sess.pop(PROCONNECT_MFA, None)
+            flash("La connexion a expiré : recommencez.", "info")
+            return redirect(url_for("auth.login"))
         if outcome.retry_after is not None:
             minutes = max(1, (outcome.retry_after + 59) // 60)
             error = (

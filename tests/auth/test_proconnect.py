@@ -738,3 +738,42 @@ def test_an_error_answer_is_audited_by_its_code_only(
     query = urllib.parse.urlencode({"state": state, "error": "access_denied"})
     assert pc_client.get(proconnect.CALLBACK_PATH + "?" + query).status_code == 400
     assert _failure_reasons(pc_app) == ["provider_error:other", "provider_error:access_denied"]
+
+
+def test_the_local_second_factor_step_stops_when_the_link_or_the_opening_went_meanwhile(
+    pc_app: Flask, pc_client: FlaskClient, pc_factory: Factory, bed: Bed
+) -> None:
+    # Given Dominique waiting at the local second factor after ProConnect
+    org = _enabled_org(pc_app, pc_factory)
+    dominique = pc_factory.user(org, email=USERS["dominique"]["email"], name="Dominique Petit")
+    _link(pc_app, dominique, bed, "sub-dominique")
+    assert _proconnect(pc_client, "dominique").headers["Location"] == "/connexion/proconnect/code"
+    token = csrf_of(pc_client, "/connexion/proconnect/code")
+    # When the link is removed meanwhile (by its holder, or a second-factor reset)
+    with pc_app.app_context():
+        db.session.execute(sa.delete(FederatedIdentity))
+        db.session.commit()
+    reset_totp_step(pc_app, dominique)
+    page = pc_client.post(
+        "/connexion/proconnect/code", data={"csrf_token": token, "code": dominique.code()}
+    )
+    # Then even the right code opens nothing: the log-in starts again
+    assert page.status_code == 302 and page.headers["Location"] == "/connexion"
+    assert not _logged_in_as(pc_client, "Dominique Petit")
+    assert "no_longer_allowed" in _failure_reasons(pc_app)
+    # And an organisation closed meanwhile stops it the same way
+    _link(pc_app, dominique, bed, "sub-dominique")
+    other = https(pc_app.test_client())
+    assert _proconnect(other, "dominique").headers["Location"] == "/connexion/proconnect/code"
+    token = csrf_of(other, "/connexion/proconnect/code")
+    with pc_app.app_context():
+        db.session.execute(
+            sa.update(Organisation).where(Organisation.id == org).values(proconnect_enabled=False)
+        )
+        db.session.commit()
+    reset_totp_step(pc_app, dominique)
+    page = other.post(
+        "/connexion/proconnect/code", data={"csrf_token": token, "code": dominique.code()}
+    )
+    assert page.status_code == 302 and page.headers["Location"] == "/connexion"
+    assert not _logged_in_as(other, "Dominique Petit")
