@@ -23,6 +23,8 @@ class AuditAction(StrEnum):
     AUTH_KEY_FAILURE = "auth:key:failure"
     AUTH_KEY_CLONE_WARNING = "auth:key:clone-warning"
     AUTH_KEY_REQUIRED = "auth:key:required"
+    AUTH_PROCONNECT_LINKED = "auth:proconnect:linked"
+    AUTH_PROCONNECT_UNLINKED = "auth:proconnect:unlinked"
     AUTH_RECOVERY_CODES_REGENERATED = "auth:recovery-codes:regenerated"
     AUTH_REAUTH_FAILURE = "auth:reauth:failure"
     AUTH_LOGOUT = "auth:logout"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from flask import (
@@ -38,6 +39,7 @@ from portal.db import (
     db,
     is_database_unavailable,
 )
+from portal.settings import Settings
 from portal.web import KEY_ENROLMENT_ONLY, audit_context
 
 log = logging.getLogger("portal")
@@ -54,6 +56,10 @@ PUBLIC_ENDPOINTS = frozenset(
         "auth.activate_totp",
         "auth.mfa_enrol",
         "auth.login_key",
+        "auth.proconnect_start",
+        "auth.proconnect_callback",
+        "auth.proconnect_code",
+        "auth.proconnect_logged_out",
         "home.health",
         "ops.ready",
         "ops.metrics",  # its own bearer token (FILR_METRICS_TOKEN), 404 without it
@@ -87,12 +93,23 @@ SECURITY_HEADERS = {
 }
 
 
+def csp_for(settings: Settings) -> str:
+    """The CSP of *settings*: the log-out's form may also be redirected to ProConnect's end of
+    session (Chromium applies form-action to the redirects of a form's navigation)."""
+    if not settings.proconnect_enabled or not settings.proconnect_issuer:
+        return CSP
+    parts = urlsplit(settings.proconnect_issuer)
+    return CSP.replace("form-action 'self'", f"form-action 'self' {parts.scheme}://{parts.netloc}")
+
+
 def _wants_json() -> bool:
     return request.path.startswith("/api/")
 
 
 def install(app: Flask) -> None:
     """Register the gate, the headers and the error handlers on *app*."""
+
+    csp = csp_for(app.config["FILR_SETTINGS"])
 
     def _request_id() -> None:
         g.request_id = secrets.token_hex(8)
@@ -151,7 +168,7 @@ def install(app: Flask) -> None:
     @app.after_request
     def _headers(response: Response) -> Response:
         h = response.headers
-        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("Content-Security-Policy", csp)
         for name, value in SECURITY_HEADERS.items():
             h[name] = value
         if app.config["SESSION_COOKIE_SECURE"]:

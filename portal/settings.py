@@ -156,6 +156,15 @@ class Settings:
     webauthn_enabled: bool = True
     webauthn_required_roles: frozenset[str] = frozenset()
     webauthn_enrol_deadline: date | None = None
+    # ProConnect (portal.auth.proconnect): on when the issuer, client id and secret are set;
+    # the discovery document defaults to <issuer>/.well-known/openid-configuration.
+    proconnect_issuer: str | None = None
+    proconnect_discovery_url: str | None = None
+    proconnect_client_id: str | None = None
+    proconnect_client_secret: str | None = field(default=None, repr=False)
+    proconnect_scopes: str = "openid email given_name usual_name uid"
+    proconnect_acr_values: str | None = None
+    proconnect_timeout_seconds: int = 10
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     max_upload_bytes: int = 2 * 1024**3
@@ -287,6 +296,13 @@ class Settings:
             webauthn_enabled=_bool("WEBAUTHN_ENABLED", True),
             webauthn_required_roles=_roles("WEBAUTHN_REQUIRED_ROLES"),
             webauthn_enrol_deadline=_date("WEBAUTHN_ENROL_DEADLINE"),
+            proconnect_issuer=(_env("PROCONNECT_ISSUER") or "").rstrip("/") or None,
+            proconnect_discovery_url=_env("PROCONNECT_DISCOVERY_URL") or None,
+            proconnect_client_id=_env("PROCONNECT_CLIENT_ID") or None,
+            proconnect_client_secret=_env("PROCONNECT_CLIENT_SECRET") or None,
+            proconnect_scopes=_env("PROCONNECT_SCOPES") or "openid email given_name usual_name uid",
+            proconnect_acr_values=_env("PROCONNECT_ACR_VALUES") or None,
+            proconnect_timeout_seconds=_int("PROCONNECT_TIMEOUT_SECONDS", 10, minimum=1),
             max_upload_bytes=_int("MAX_UPLOAD_BYTES", 2 * 1024**3, minimum=1),
             s3_endpoint_url=_env("S3_ENDPOINT_URL") or None,
             s3_region=_env("S3_REGION") or None,
@@ -385,6 +401,21 @@ class Settings:
             )
 
         parse_clamd_url(self.clamd_url)
+        if self.proconnect_issuer and "openid" not in self.proconnect_scopes.split():
+            raise SettingsError(f"{ENV_PREFIX}PROCONNECT_SCOPES must contain openid")
+        for name, url in (
+            ("PROCONNECT_ISSUER", self.proconnect_issuer),
+            ("PROCONNECT_DISCOVERY_URL", self.proconnect_discovery_url),
+        ):
+            if url is not None:
+                _check_provider_url(name, url)
+
+    @property
+    def proconnect_enabled(self) -> bool:
+        """ProConnect log-in is configured (issuer, client id and secret)."""
+        return bool(
+            self.proconnect_issuer and self.proconnect_client_id and self.proconnect_client_secret
+        )
 
     @property
     def migration_database_url(self) -> str:
@@ -394,3 +425,30 @@ class Settings:
     def with_overrides(self, **overrides: Any) -> Settings:
         """Return a copy with some fields replaced (tests, CLI)."""
         return replace(self, **overrides)
+
+
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _check_provider_url(name: str, url: str) -> None:
+    """An identity provider's URL: HTTPS (plain HTTP only on the loopback, for tests), no
+    credentials, query or fragment: its keys are fetched from there, and its origin goes into
+    the CSP's form-action (portal.gate.csp_for)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        raise SettingsError(f"{ENV_PREFIX}{name} is not a URL: {url!r}") from None
+    plain_ok = parts.scheme == "http" and host in _LOOPBACK
+    if (
+        not (parts.scheme == "https" or plain_ok)
+        or not host
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+        or any(c in url for c in " ;,'\"\n\r\t")
+    ):
+        raise SettingsError(
+            f"{ENV_PREFIX}{name} must be an https:// URL without credentials, query or "
+            f"fragment, not {url!r}"
+        )

@@ -33,7 +33,7 @@ from portal.accounts.suspensions import SIGNATURE
 from portal.api import services as api_tokens
 from portal.auth import keys, totp
 from portal.auth import services as auth
-from portal.auth.models import ServerSession
+from portal.auth.models import FederatedIdentity, ServerSession
 from portal.auth.sessions import revoke_user_sessions
 from portal.container import Services
 from portal.db import utcnow
@@ -394,9 +394,32 @@ def revoke(session: Session, user: User, actor: audit.Actor, ctx: audit.Context)
     _set_status(session, user, AccountStatus.REVOKED, AuditAction.ACCOUNT_REVOKED, actor, ctx)
     session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     keys.remove_all_keys(session, user.id)
+    _remove_federated_identities(session, user, actor, ctx, "revocation")
     user.totp_secret = None
     user.mfa_reset_at = utcnow()
     user.password_hash = None
+
+
+def _remove_federated_identities(
+    session: Session, user: User, actor: audit.Actor, ctx: audit.Context, reason: str
+) -> int:
+    """Delete *user*'s ProConnect links (an MFA reset, a revocation or a departure): the
+    identity linked may be the very thing the reset answers, and a link made again needs the
+    password and the new second factor. Audited when there was one; not committed."""
+    result = session.execute(
+        sa.delete(FederatedIdentity).where(FederatedIdentity.user_id == user.id)
+    )
+    removed = int(result.rowcount)  # type: ignore[attr-defined] # DML returns a CursorResult
+    if removed:
+        audit.record(
+            session,
+            AuditAction.AUTH_PROCONNECT_UNLINKED,
+            actor=actor,
+            context=ctx,
+            target=audit.Target("user", user.id, user.organisation.departement_code),
+            details={"provider": "ProConnect", "reason": reason},
+        )
+    return removed
 
 
 @dataclass(frozen=True)
@@ -422,6 +445,7 @@ def reset_mfa(session: Session, user: User, actor: audit.Actor, ctx: audit.Conte
     session.execute(sa.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
     # The keys go too: a lost or stolen key is the other reason for a reset.
     keys_removed = keys.remove_all_keys(session, user.id)
+    _remove_federated_identities(session, user, actor, ctx, "mfa_reset")
     revoke_user_sessions(session, user.id)
     token = auth.issue_token(session, user, TokenPurpose.MFA_ENROLMENT)
     audit.record(

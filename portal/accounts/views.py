@@ -23,7 +23,7 @@ from portal.accounts.forms import (
 )
 from portal.accounts.models import ROLE_LABELS, SUSPENSION_LABELS, Role, SuspensionReason, User
 from portal.accounts.permissions import can_manage_account, can_manage_accounts, roles_allowed_for
-from portal.auth import keys, notices, totp
+from portal.auth import keys, notices, proconnect, totp
 from portal.auth import services as auth
 from portal.auth.models import ServerSession
 from portal.container import services
@@ -69,6 +69,9 @@ def _account_page(**forms: object) -> str:
         problems=forms.get("problems") or [],
         **_habilitation_view(user),
         webauthn_enabled=keys.available(services().settings),
+        proconnect_offered=proconnect.available(services().settings)
+        and user.organisation.proconnect_enabled,
+        proconnect_link=proconnect.link_of(db.session, user.id),
     )
 
 
@@ -76,6 +79,20 @@ def _account_page(**forms: object) -> str:
 def my_account() -> str:
     """Profile, password, second factor, recovery codes and active sessions."""
     return _account_page()
+
+
+@bp.route("/compte/proconnect/detacher", methods=["POST"])
+def unlink_proconnect() -> Response:
+    """Detach the account from its ProConnect identity (linked again after a password log-in)."""
+    if EmptyForm().validate_on_submit() and proconnect.unlink(
+        db.session, the_user(), audit_context()
+    ):
+        flash(
+            "Votre compte n'est plus relié à ProConnect. Pour l'utiliser de nouveau, "
+            "connectez-vous une fois avec votre mot de passe après ProConnect.",
+            "success",
+        )
+    return redirect(url_for("accounts.my_account"))
 
 
 @bp.route("/compte/mot-de-passe", methods=["POST"])

@@ -53,3 +53,12 @@ class ForgotPasswordForm(PortalForm):
     """Ask for a reset link."""
 
     email = EmailField("Adresse électronique", validators=[DataRequired(), Length(max=254)])
+
+
+class SecondFactorForm(PortalForm):
+    """The local second factor after a ProConnect log-in that asserted none."""
+
+    code = StringField(
+        "Code de votre application d'authentification",
+        validators=[DataRequired(), Length(max=32)],
+    )

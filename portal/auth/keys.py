@@ -358,10 +358,16 @@ def log_in_with_key(
         AuditAction.AUTH_LOGIN_SUCCESS,
         actor=actor,
         context=ctx,
-        details={"via": "security_key"},
+        details={"via": "security_key", **_provider_of(pending)},
     )
     session.commit()
     return user
+
+
+def _provider_of(pending: object) -> dict[str, str]:
+    """The identity provider that preceded the key (a ProConnect log-in), for the audit row."""
+    provider = pending.get("provider") if isinstance(pending, dict) else None
+    return {"provider": provider} if isinstance(provider, str) else {}
 
 
 class KeyPolicy(StrEnum):

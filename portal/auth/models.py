@@ -13,6 +13,7 @@ from sqlalchemy import (
     Text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.schema import UniqueConstraint
 
 from portal.db import Base, UTCDateTime, new_id
 
@@ -60,4 +61,28 @@ class SecurityKey(Base):
     sign_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     name: Mapped[str] = mapped_column(String(64), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class FederatedIdentity(Base):
+    """The link between an account and its identity at a federation (ProConnect).
+
+    Made once the person has also logged in with password and second factor
+    (`portal.auth.proconnect`); afterwards the provider's (issuer, sub) alone finds the
+    account: a change of e-mail address at the provider does not move the link.
+    """
+
+    __tablename__ = "federated_identity"
+    __table_args__ = (
+        UniqueConstraint("issuer", "subject", name="uq_federated_identity_issuer_subject"),
+        UniqueConstraint("user_id", "issuer", name="uq_federated_identity_user_issuer"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("user_account.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    issuer: Mapped[str] = mapped_column(String(255), nullable=False)
+    subject: Mapped[str] = mapped_column(String(255), nullable=False)
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -251,6 +251,37 @@ def attempt_login(
     if user.totp_secret is None:
         return fail(AuditAction.AUTH_MFA_FAILURE, "mfa_not_enrolled")
 
+    failure = check_code(session, svc, user, code, actor, ctx)
+    if failure is not None:
+        return fail(*failure)
+    svc.throttle.reset(akey)
+    # A success is no failure of the address (colleagues behind one office NAT log in).
+    svc.throttle.withdraw(ikey, now)
+    user.last_login_at = utcnow()
+    if user.password_hash and svc.argon2.needs_rehash(user.password_hash):
+        user.password_hash = svc.argon2.hash(password)
+    audit.record(session, AuditAction.AUTH_LOGIN_SUCCESS, actor=actor, context=ctx)
+    session.commit()
+    return LoginOutcome(user=user)
+
+
+def check_code(
+    session: Session,
+    svc: Services,
+    user: User,
+    code: str,
+    actor: audit.Actor,
+    ctx: audit.Context,
+    details: dict[str, str] | None = None,
+) -> tuple[AuditAction, str] | None:
+    """Check a TOTP code (spent by compare-and-set) or a recovery code (spent) of *user*.
+
+    None on success (its row recorded, with *details*); else the failure's action and reason,
+    for the caller to record. Shared by the password log-in and the ProConnect log-in without
+    a second factor asserted by the provider.
+    """
+    if user.totp_secret is None:
+        return AuditAction.AUTH_MFA_FAILURE, "mfa_not_enrolled"
     if totp.looks_like_recovery_code(code):
         used = session.execute(
             sa.update(RecoveryCode)
@@ -262,34 +293,32 @@ def attempt_login(
             .values(used_at=utcnow())
         )
         if used.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
-            return fail(AuditAction.AUTH_MFA_FAILURE, "bad_recovery_code")
-        audit.record(session, AuditAction.AUTH_MFA_RECOVERY_CODE_USED, actor=actor, context=ctx)
-    else:
-        secret = svc.secret_box.open(user.totp_secret, user.id)
-        step = totp.matching_step(secret, code)
-        if step is None:
-            return fail(AuditAction.AUTH_MFA_FAILURE, "bad_code")
-        # Atomic compare-and-set: of two requests carrying the same code, one wins.
-        claimed = session.execute(
-            sa.update(User)
-            .where(
-                User.id == user.id,
-                sa.or_(User.totp_last_step.is_(None), User.totp_last_step < step),
-            )
-            .values(totp_last_step=step)
+            return AuditAction.AUTH_MFA_FAILURE, "bad_recovery_code"
+        audit.record(
+            session,
+            AuditAction.AUTH_MFA_RECOVERY_CODE_USED,
+            actor=actor,
+            context=ctx,
+            details=details,
         )
-        if claimed.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
-            return fail(AuditAction.AUTH_MFA_REPLAY, "code_already_used")
-        audit.record(session, AuditAction.AUTH_MFA_SUCCESS, actor=actor, context=ctx)
-    svc.throttle.reset(akey)
-    # A success is no failure of the address (colleagues behind one office NAT log in).
-    svc.throttle.withdraw(ikey, now)
-    user.last_login_at = utcnow()
-    if user.password_hash and svc.argon2.needs_rehash(user.password_hash):
-        user.password_hash = svc.argon2.hash(password)
-    audit.record(session, AuditAction.AUTH_LOGIN_SUCCESS, actor=actor, context=ctx)
-    session.commit()
-    return LoginOutcome(user=user)
+        return None
+    secret = svc.secret_box.open(user.totp_secret, user.id)
+    step = totp.matching_step(secret, code)
+    if step is None:
+        return AuditAction.AUTH_MFA_FAILURE, "bad_code"
+    # Atomic compare-and-set: of two requests carrying the same code, one wins.
+    claimed = session.execute(
+        sa.update(User)
+        .where(
+            User.id == user.id,
+            sa.or_(User.totp_last_step.is_(None), User.totp_last_step < step),
+        )
+        .values(totp_last_step=step)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult
+        return AuditAction.AUTH_MFA_REPLAY, "code_already_used"
+    audit.record(session, AuditAction.AUTH_MFA_SUCCESS, actor=actor, context=ctx, details=details)
+    return None
 
 
 def _digest(raw: str) -> str:
@@ -491,9 +520,18 @@ def reauthenticate_for_enrolment(
     return result
 
 
-def log_out(session: Session, user: User, ctx: audit.Context) -> None:
-    """Record that *user* logs out; commits (the caller then ends the session)."""
-    audit.record(session, AuditAction.AUTH_LOGOUT, actor=user.audit_actor, context=ctx)
+def log_out(
+    session: Session, user: User, ctx: audit.Context, *, via_provider: bool = False
+) -> None:
+    """Record that *user* logs out (and is sent to end the ProConnect session too, when
+    *via_provider*); commits (the caller then ends the session)."""
+    audit.record(
+        session,
+        AuditAction.AUTH_LOGOUT,
+        actor=user.audit_actor,
+        context=ctx,
+        details={"provider": "ProConnect"} if via_provider else None,
+    )
     session.commit()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import logging
 import time
 from typing import Any
 
@@ -9,6 +11,7 @@ from flask import (
     Blueprint,
     abort,
     flash,
+    g,
     jsonify,
     redirect,
     render_template,
@@ -18,13 +21,14 @@ from flask import (
 from werkzeug.wrappers.response import Response
 
 from portal.accounts.models import AccountStatus, TokenPurpose, User, UserToken
-from portal.auth import keys, notices, totp
+from portal.auth import keys, notices, proconnect, totp
 from portal.auth import services as auth
 from portal.auth.forms import (
     ForgotPasswordForm,
     LoginForm,
     NewPasswordForm,
     PasswordThenTotpForm,
+    SecondFactorForm,
     TotpConfirmForm,
 )
 from portal.container import services
@@ -38,12 +42,28 @@ from portal.web import (
 )
 
 bp = Blueprint("auth", __name__)
+log = logging.getLogger("portal")
 
 GENERIC_LOGIN_ERROR = "Adresse électronique, mot de passe ou code incorrect."
+# Server-session keys of the ProConnect log-in (portal.auth.proconnect).
+PROCONNECT_REQUEST = "proconnect_request"  # state, nonce, PKCE verifier: until the callback
+PROCONNECT_LINK = "proconnect_link"  # an identity to link after a password log-in
+PROCONNECT_MFA = "proconnect_mfa"  # an identity waiting for the local second factor
+PROCONNECT_SESSION = "proconnect"  # a session opened through ProConnect: the sealed ID token
+PROCONNECT_LOGOUT = "proconnect_logout"  # the state of the provider's end of session
+PROCONNECT_UNAVAILABLE = (
+    "ProConnect est momentanément indisponible. Réessayez plus tard, ou connectez-vous avec "
+    "votre adresse électronique, votre mot de passe et votre second facteur."
+)
 KEY_LOGIN_ERROR = (
     "La clé de sécurité n'a pas été acceptée. Réessayez, ou connectez-vous avec le code de "
     "votre application d'authentification."
 )
+
+
+@bp.context_processor
+def _proconnect_offered() -> dict[str, Any]:
+    return {"proconnect": proconnect.available(services().settings)}
 
 
 @bp.route("/connexion", methods=["GET", "POST"])
@@ -53,7 +73,9 @@ def login() -> str | Response | tuple[str, int]:
     next_url = safe_next(request.args.get("next"))
     if request.method == "POST":
         if not form.validate_on_submit():
-            return render_template("auth/login.html", form=form, error=GENERIC_LOGIN_ERROR), 200
+            return render_template(
+                "auth/login.html", form=form, error=GENERIC_LOGIN_ERROR, next_url=next_url
+            ), 200
         outcome = auth.attempt_login(
             db.session,
             services(),
@@ -68,7 +90,9 @@ def login() -> str | Response | tuple[str, int]:
                 "Trop de tentatives de connexion. Par sécurité, réessayez dans "
                 f"{minutes} minute{'s' if minutes > 1 else ''}."
             )
-            return render_template("auth/login.html", form=form, error=error), 429
+            return render_template(
+                "auth/login.html", form=form, error=error, next_url=next_url
+            ), 429
         if outcome.key_user_id is not None:
             portal_session()["key_login"] = {
                 "user_id": outcome.key_user_id,
@@ -77,15 +101,37 @@ def login() -> str | Response | tuple[str, int]:
             }
             return redirect(url_for("auth.login_key"))
         if outcome.user is None:
-            return render_template("auth/login.html", form=form, error=GENERIC_LOGIN_ERROR), 200
+            return render_template(
+                "auth/login.html", form=form, error=GENERIC_LOGIN_ERROR, next_url=next_url
+            ), 200
         return _logged_in(outcome.user, next_url)
-    return render_template("auth/login.html", form=form, error=None)
+    return render_template("auth/login.html", form=form, error=None, next_url=next_url)
 
 
-def _logged_in(user: User, next_url: str) -> Response:
-    """Open the session, then apply the key policy (`FILR_WEBAUTHN_REQUIRED_ROLES`)."""
+def _logged_in(
+    user: User, next_url: str, *, provider_session: dict[str, Any] | None = None
+) -> Response:
+    """Open the session, then apply the key policy (`FILR_WEBAUTHN_REQUIRED_ROLES`).
+
+    A ProConnect identity waiting in this browser for its first password log-in is linked
+    now, when it names this very account (`proconnect.link`).
+    """
     sess = portal_session()
+    pending_link = sess.get(PROCONNECT_LINK)
+    linked = False
+    if provider_session is None and pending_link is not None:
+        linked = proconnect.link(db.session, user, pending_link, audit_context())
+        if linked:
+            provider_session = {"id_token": pending_link["id_token"]}
     sess.authenticate(user.id)
+    if provider_session is not None:
+        sess[PROCONNECT_SESSION] = {"id_token": provider_session.get("id_token")}
+    if linked:
+        flash(
+            "Votre compte est désormais relié à votre identité ProConnect : la prochaine fois, "
+            "le bouton « S’identifier avec ProConnect » suffit.",
+            "success",
+        )
     policy = keys.key_policy(db.session, services().settings, user, utcnow().date())
     if policy is keys.KeyPolicy.FREE:
         return redirect(next_url)
@@ -121,7 +167,12 @@ def login_key() -> str | Response | tuple[Response, int]:
             )
         if user is None:
             return jsonify(error=KEY_LOGIN_ERROR), 400
-        done = _logged_in(user, safe_next(state.get("next") if state else None))
+        provider_session = state.get("proconnect") if state else None
+        done = _logged_in(
+            user,
+            safe_next(state.get("next") if state else None),
+            provider_session=provider_session if isinstance(provider_session, dict) else None,
+        )
         return jsonify(redirect=done.location)
     if state is None:
         sess.pop("key_login", None)
@@ -134,10 +185,156 @@ def login_key() -> str | Response | tuple[Response, int]:
 
 @bp.route("/deconnexion", methods=["POST"])
 def logout() -> Response:
-    """End the session server-side; the old cookie is worthless afterwards."""
-    auth.log_out(db.session, the_user(), audit_context())
-    portal_session().destroy()
+    """End the session server-side; the old cookie is worthless afterwards. A session opened
+    through ProConnect then ends the provider's too (its `end_session_endpoint`, whose origin
+    the CSP's form-action allows: `portal.gate.csp_for`)."""
+    user = the_user()
+    sess = portal_session()
+    provider = proconnect.end_session(services(), sess.get(PROCONNECT_SESSION), user.id)
+    auth.log_out(db.session, user, audit_context(), via_provider=provider is not None)
+    sess.destroy()
+    if provider is not None:
+        sess[PROCONNECT_LOGOUT] = provider.state
+        return redirect(provider.url)
     flash("Vous êtes déconnecté(e).", "info")
+    return redirect(url_for("auth.login"))
+
+
+def _proconnect_error(title: str, message: str, status: int) -> tuple[str, int]:
+    return (
+        render_template(
+            "auth/proconnect_error.html",
+            title=title,
+            message=message,
+            request_id=g.get("request_id"),
+        ),
+        status,
+    )
+
+
+def _unavailable() -> tuple[str, int]:
+    return _proconnect_error("ProConnect indisponible", PROCONNECT_UNAVAILABLE, 503)
+
+
+@bp.route("/connexion/proconnect")
+def proconnect_start() -> Response | tuple[str, int]:
+    """Send the browser to ProConnect (state, nonce and PKCE wait in the server session)."""
+    settings = services().settings
+    if not proconnect.available(settings):
+        abort(404)
+    try:
+        started = proconnect.start(settings, safe_next(request.args.get("next")))
+    except proconnect.ProviderUnavailable as e:
+        proconnect.record_refusal(db.session, "provider_unavailable", audit_context())
+        log.warning("ProConnect unavailable at the start of a log-in: %s", e)
+        return _unavailable()
+    portal_session()[PROCONNECT_REQUEST] = started.pending
+    return redirect(started.url)
+
+
+@bp.route(proconnect.CALLBACK_PATH)
+def proconnect_callback() -> Response | tuple[str, int]:
+    """The provider's answer: check it, find the existing account, then the second factor."""
+    svc = services()
+    if not proconnect.available(svc.settings):
+        abort(404)
+    sess = portal_session()
+    pending = sess.pop(PROCONNECT_REQUEST, None)
+    try:
+        identity = proconnect.finish(svc.settings, pending, request.args.to_dict())
+    except proconnect.ProviderUnavailable as e:
+        proconnect.record_refusal(db.session, "provider_unavailable", audit_context())
+        log.warning("ProConnect unavailable during a log-in: %s", e)
+        return _unavailable()
+    except proconnect.Refused as e:
+        proconnect.record_refusal(db.session, e.reason, audit_context())
+        return _proconnect_error(
+            "Connexion avec ProConnect impossible",
+            "La connexion avec ProConnect n'a pas abouti (réponse expirée, interrompue ou non "
+            "conforme). Recommencez depuis la page de connexion.",
+            400,
+        )
+    resolution = proconnect.resolve(db.session, identity, audit_context())
+    if resolution is None:
+        return _proconnect_error(
+            "Aucun compte Fil'R pour cette identité",
+            "ProConnect vous a bien identifié(e), mais aucun compte actif de Fil'R ne vous "
+            "correspond, ou votre organisation n'a pas ouvert la connexion par ProConnect. Les "
+            "comptes sont créés par le gestionnaire de comptes de votre organisation : "
+            "adressez-vous à lui.",
+            403,
+        )
+    next_url = safe_next(pending.get("next") if isinstance(pending, dict) else None)
+    user = resolution.user
+    waiting = proconnect.pending_login(svc, identity, user, next_url)
+    if not resolution.linked:
+        sess[PROCONNECT_LINK] = waiting
+        flash(
+            "Première connexion avec ProConnect : connectez-vous une fois avec votre adresse "
+            "électronique, votre mot de passe et votre second facteur. Votre compte sera alors "
+            "relié à votre identité ProConnect.",
+            "info",
+        )
+        return redirect(url_for("auth.login", next=next_url if next_url != "/" else None))
+    if proconnect.provider_mfa_accepted(db.session, svc.settings, user, identity):
+        done = proconnect.log_in_with_provider_mfa(db.session, svc, user, waiting, audit_context())
+        return _logged_in(done, next_url, provider_session={"id_token": waiting["id_token"]})
+    if keys.available(svc.settings) and keys.has_keys(db.session, user.id):
+        sess["key_login"] = {
+            "user_id": user.id,
+            "next": next_url,
+            "since": int(time.time()),
+            "provider": proconnect.PROVIDER_NAME,
+            "proconnect": {"id_token": waiting["id_token"]},
+        }
+        return redirect(url_for("auth.login_key"))
+    sess[PROCONNECT_MFA] = waiting
+    return redirect(url_for("auth.proconnect_code"))
+
+
+@bp.route("/connexion/proconnect/code", methods=["GET", "POST"])
+def proconnect_code() -> str | Response | tuple[str, int]:
+    """The local second factor when ProConnect asserted none."""
+    sess = portal_session()
+    pending = proconnect.fresh_pending(sess.get(PROCONNECT_MFA))
+    if pending is None:
+        sess.pop(PROCONNECT_MFA, None)
+        flash("La connexion a expiré : recommencez.", "info")
+        return redirect(url_for("auth.login"))
+    form = SecondFactorForm()
+    error = None
+    if form.validate_on_submit():
+        outcome = proconnect.log_in_with_local_code(
+            db.session, services(), pending, form.code.data, audit_context()
+        )
+        if outcome.stale:
+            sess.pop(PROCONNECT_MFA, None)
+            flash("La connexion a expiré : recommencez.", "info")
+            return redirect(url_for("auth.login"))
+        if outcome.retry_after is not None:
+            minutes = max(1, (outcome.retry_after + 59) // 60)
+            error = (
+                "Trop de tentatives. Par sécurité, réessayez dans "
+                f"{minutes} minute{'s' if minutes > 1 else ''}."
+            )
+            return render_template("auth/proconnect_code.html", form=form, error=error), 429
+        if outcome.user is not None:
+            return _logged_in(
+                outcome.user,
+                safe_next(pending.get("next")),
+                provider_session={"id_token": pending["id_token"]},
+            )
+        error = "Code incorrect."
+    return render_template("auth/proconnect_code.html", form=form, error=error)
+
+
+@bp.route(proconnect.POST_LOGOUT_PATH)
+def proconnect_logged_out() -> Response:
+    """Back from the provider's end of session: its `state` must be the one sent."""
+    expected = portal_session().pop(PROCONNECT_LOGOUT, None)
+    got = request.args.get("state") or ""
+    if isinstance(expected, str) and hmac.compare_digest(expected.encode(), got.encode()):
+        flash("Vous êtes déconnecté(e) de Fil'R et de ProConnect.", "info")
     return redirect(url_for("auth.login"))
 
 

@@ -15,6 +15,7 @@ from portal.orgs.services import (
     create_organisation,
     organisation_named,
     set_national,
+    set_proconnect,
 )
 
 
@@ -28,9 +29,12 @@ def orgs() -> None:
 @click.option("--name", required=True)
 @click.option("--departement", help="Pour un département ou un prestataire mandaté.")
 @click.option("--territory", default="", help="France Travail : codes séparés par des virgules.")
+@click.option(
+    "--proconnect", is_flag=True, help="Ouvre la connexion par ProConnect à ses comptes existants."
+)
 @click.option("--json", "as_json", is_flag=True)
 def orgs_create(
-    kind: str, name: str, departement: str | None, territory: str, as_json: bool
+    kind: str, name: str, departement: str | None, territory: str, proconnect: bool, as_json: bool
 ) -> None:
     """Crée une organisation."""
     codes = [c.strip() for c in territory.split(",") if c.strip()]
@@ -48,6 +52,9 @@ def orgs_create(
             )
         except OrganisationError as e:
             raise click.BadParameter(str(e)) from e
+        if proconnect:
+            db.session.flush()
+            set_proconnect(db.session, org, enabled=True, ctx=audit_context())
         db.session.commit()
         if as_json:
             click.echo(json.dumps({"id": org.id, "kind": org.kind, "name": org.name}))
@@ -71,6 +78,7 @@ def orgs_list(as_json: bool) -> None:
                 "kind": org.kind,
                 "departements": sorted(spaces_of_organisation(org)),
                 "national": org.is_national,
+                "proconnect": org.proconnect_enabled,
             }
             for org in db.session.execute(
                 sa.select(Organisation).order_by(Organisation.name)
@@ -99,6 +107,22 @@ def orgs_national(org_ref: str, unset: bool) -> None:
             raise click.ClickException(str(e)) from None
         db.session.commit()
         click.echo(f"{org.name} : {'périmètre national retiré' if unset else 'périmètre national'}")
+
+
+@orgs.command("proconnect")
+@click.argument("org_ref", metavar="ORGANISATION")
+@click.option("--desactiver", "disable", is_flag=True, help="Retire la connexion par ProConnect.")
+def orgs_proconnect(org_ref: str, disable: bool) -> None:
+    """Ouvre la connexion par ProConnect aux comptes existants d'une organisation (ou la ferme).
+
+    Les comptes et leurs habilitations restent l'affaire du gestionnaire de comptes.
+    """
+    with app_context():
+        org = find_org(org_ref)
+        set_proconnect(db.session, org, enabled=not disable, ctx=audit_context())
+        db.session.commit()
+        state = "connexion par ProConnect fermée" if disable else "connexion par ProConnect ouverte"
+        click.echo(f"{org.name} : {state}")
 
 
 @orgs.command("review")

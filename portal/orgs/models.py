@@ -67,6 +67,10 @@ class Organisation(Base):
     is_national: Mapped[bool] = mapped_column(
         sa.Boolean, nullable=False, default=False, server_default=sa.false()
     )
+    # Its members may log in through ProConnect (`filr orgs proconnect`, portal.auth.proconnect).
+    proconnect_enabled: Mapped[bool] = mapped_column(
+        sa.Boolean, nullable=False, default=False, server_default=sa.false()
+    )
 
     territory: Mapped[list[FtTerritory]] = relationship(
         back_populates="organisation", cascade="all, delete-orphan", lazy="selectin"

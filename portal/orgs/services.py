@@ -85,3 +85,23 @@ def set_national(
         target=audit.Target("organisation", org.id),
         details={"is_national": is_national},
     )
+
+
+def set_proconnect(
+    session: Session, org: Organisation, *, enabled: bool, ctx: audit.Context
+) -> None:
+    """Let the organisation's members log in through ProConnect, or stop it (not committed).
+
+    The accounts and their habilitations stay the account manager's: ProConnect only proves
+    who logs in (portal.auth.proconnect).
+    """
+    session.execute(
+        sa.update(Organisation).where(Organisation.id == org.id).values(proconnect_enabled=enabled)
+    )
+    audit.record(
+        session,
+        AuditAction.ORGANISATION_UPDATED,
+        context=ctx,
+        target=audit.Target("organisation", org.id),
+        details={"proconnect": enabled},
+    )

@@ -114,6 +114,8 @@ ACTION_LABELS: dict[str, str] = {
     AuditAction.AUTH_KEY_FAILURE: "Clé de sécurité refusée",
     AuditAction.AUTH_KEY_CLONE_WARNING: "Clé de sécurité peut-être clonée (compteur)",
     AuditAction.AUTH_KEY_REQUIRED: "Clé de sécurité exigée par la politique",
+    AuditAction.AUTH_PROCONNECT_LINKED: "Compte relié à ProConnect",
+    AuditAction.AUTH_PROCONNECT_UNLINKED: "Compte détaché de ProConnect",
 }
 
 TARGET_TYPE_LABELS: dict[str, str] = {

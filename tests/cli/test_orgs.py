@@ -56,3 +56,27 @@ def test_create_checks_codes_and_names_and_audits_the_organisation(
     out = filr([*create, "--kind", "france_travail", "--territory", "59"], code=1).output
     assert "existe déjà" in out
     assert f"{made['id']}  france_travail  59,62" in filr(["orgs", "list"]).output
+
+
+def test_orgs_proconnect_opens_and_closes_proconnect_and_audits_it(
+    cli_env: Settings, app: Flask, factory: Factory
+) -> None:
+    org_id = factory.org()
+    assert "connexion par ProConnect ouverte" in filr(["orgs", "proconnect", org_id]).output
+    listed = {o["id"]: o for o in json.loads(filr(["orgs", "list", "--json"]).output)}
+    assert listed[org_id]["proconnect"] is True
+    assert "fermée" in filr(["orgs", "proconnect", org_id, "--desactiver"]).output
+    with app.app_context():
+        org = db.session.get(Organisation, org_id)
+        assert org is not None and not org.proconnect_enabled
+    created = json.loads(
+        filr(
+            ["orgs", "create", "--kind", "departement", "--departement", "59", "--name",
+             "Département du Nord", "--proconnect", "--json"]
+        ).output
+    )  # fmt: skip
+    with app.app_context():
+        org = db.session.get(Organisation, created["id"])
+        assert org is not None and org.proconnect_enabled
+    details = [json.loads(r.details) for r in audit_rows(app, AuditAction.ORGANISATION_UPDATED)]
+    assert details == [{"proconnect": True}, {"proconnect": False}, {"proconnect": True}]

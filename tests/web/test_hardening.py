@@ -99,6 +99,12 @@ EXPECTED_PUBLIC_ENDPOINTS = {
     "auth.activate_totp",
     "auth.mfa_enrol",
     "auth.login_key",  # the second step of a log-in whose password was right
+    # ProConnect (404 unless configured): the start, the provider's answer (state, nonce,
+    # PKCE), the local second factor when the provider asserted none, the end of session
+    "auth.proconnect_start",
+    "auth.proconnect_callback",
+    "auth.proconnect_code",
+    "auth.proconnect_logged_out",
     "home.health",
     "ops.ready",  # says only which component is down
     "ops.metrics",  # its own bearer token: tests/ops/test_health_metrics.py
