@@ -144,6 +144,7 @@ class Settings:
     mail_from: str = "Fil'R <ne-pas-repondre@filr.localhost>"
     mail_dir: Path | None = None
     dsfr_dir: Path | None = None
+    tus_client_dir: Path | None = None  # tus-js-client's dist/ (npm), for resumable uploads
     throttle_account_per_minute: int = 5
     throttle_ip_per_minute: int = 20
     api_requests_per_minute: int = 300
@@ -246,6 +247,10 @@ class Settings:
         if dsfr is None:
             candidate = Path(__file__).resolve().parent.parent / "node_modules/@gouvfr/dsfr/dist"
             dsfr = str(candidate) if candidate.is_dir() else None
+        tus_client = _env("TUS_CLIENT_DIR")
+        if tus_client is None:
+            candidate = Path(__file__).resolve().parent.parent / "node_modules/tus-js-client/dist"
+            tus_client = str(candidate) if candidate.is_dir() else None
         base_url = (_env("BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
         # Secure cookies follow the scheme of the public URL; plain HTTP is only tolerated on
         # the loopback interface (the embedded default), where browsers refuse Secure cookies.
@@ -277,6 +282,7 @@ class Settings:
             mail_from=_env("MAIL_FROM") or "Fil'R <ne-pas-repondre@filr.localhost>",
             mail_dir=Path(mail_dir) if mail_dir else (None if smtp_host else data_dir / "mails"),
             dsfr_dir=Path(dsfr) if dsfr else None,
+            tus_client_dir=Path(tus_client) if tus_client else None,
             throttle_account_per_minute=_int("THROTTLE_ACCOUNT_PER_MINUTE", 5, minimum=1),
             throttle_ip_per_minute=_int("THROTTLE_IP_PER_MINUTE", 20, minimum=1),
             api_requests_per_minute=_int("API_REQUESTS_PER_MINUTE", 300, minimum=1),
