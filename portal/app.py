@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.init_app(app)
     gate.install(app)
 
-    import portal.api.tus  # noqa: F401 - its routes join the API blueprint
+    import portal.api.tus  # its routes join the API blueprint
     import portal.deposits.tus_views  # noqa: F401 - its routes join the deposits blueprint
     from portal.accounts.review_views import bp as review_bp
     from portal.accounts.views import bp as accounts_bp

@@ -42,7 +42,9 @@ def _limits() -> resumable.Limits:
     return resumable.limits_of(svc.store, svc.settings)
 
 
-def _answer(status: int, headers: dict[str, str] | None = None, error: str | None = None) -> Response:
+def _answer(
+    status: int, headers: dict[str, str] | None = None, error: str | None = None
+) -> Response:
     response = jsonify(error=error) if error is not None else Response(status=status)
     response.status_code = status
     response.headers["Tus-Resumable"] = TUS_VERSION
@@ -118,7 +120,9 @@ def tus_create(deposit_id: str) -> Response:
     if name is None:
         return _answer(400, error="Nom de fichier manquant.")
     try:
-        upload = resumable.begin(db.session, services().store, user, deposit, name, length, _limits())
+        upload = resumable.begin(
+            db.session, services().store, user, deposit, name, length, _limits()
+        )
     except deposits.DepositError as e:
         return _refused(e)
     except storage.StorageUnavailable as e:

@@ -56,7 +56,11 @@ def _create(client: FlaskClient, deposit_id: str, length: int, token: str) -> st
 
 
 def _patch(client: FlaskClient, location: str, offset: int, data: bytes, token: str | None) -> int:
-    headers = {**TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
+    headers = {
+        **TUS,
+        "Upload-Offset": str(offset),
+        "Content-Type": "application/offset+octet-stream",
+    }
     if token is not None:
         headers["X-CSRFToken"] = token
     status: int = client.patch(location, data=data, headers=headers).status_code
