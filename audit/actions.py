@@ -63,6 +63,7 @@ class AuditAction(StrEnum):
     DEPOSIT_FILE_INFECTED = "deposit:file-infected"
     DEPOSIT_SCAN_DEFERRED = "deposit:scan-deferred"
     DEPOSIT_SCAN_BYPASSED = "deposit:scan-bypassed"
+    DEPOSIT_SCAN_FAILING = "deposit:scan-failing"
     DEPOSIT_HELD_FOR_SCAN = "deposit:held-for-scan"
     DEPOSIT_NOTIFICATION_SENT = "deposit:notification-sent"
     DEPOSIT_REMINDER_SENT = "deposit:reminder-sent"

@@ -214,6 +214,9 @@ class Settings:
     # only once the stream has ended, at 40-50 MiB/s on one core, which would halve the upload
     # rate of big files (benchmarks/storage_throughput.py).
     antivirus_inline_max_bytes: int = 32 * 1024**2
+    # A pending file on which clamd failed this many times (up but no verdict: a timeout, an
+    # ERROR reply) raises one alert; it stays pending and is still tried at each run.
+    antivirus_max_scan_attempts: int = 10
     # Resumable uploads (tus 1.0.0, docs/storage.md): off by default; every PATCH but the last
     # carries a multiple of the encryption segment size, at least 5 MiB (the smallest S3 part),
     # at most `resumable_max_chunk_bytes` (held in memory while it is encrypted).
@@ -328,6 +331,7 @@ class Settings:
             ),
             antivirus_bypass=_bool("ANTIVIRUS_BYPASS", False),
             antivirus_inline_max_bytes=_int("ANTIVIRUS_INLINE_MAX_BYTES", 32 * 1024**2),
+            antivirus_max_scan_attempts=_int("ANTIVIRUS_MAX_SCAN_ATTEMPTS", 10, minimum=1),
             resumable_uploads=_bool("RESUMABLE_UPLOADS", False),
             resumable_max_chunk_bytes=_int(
                 "RESUMABLE_MAX_CHUNK_BYTES", 64 * 1024**2, minimum=5 * 1024**2

@@ -92,6 +92,7 @@ ACTION_LABELS: dict[str, str] = {
     AuditAction.DEPOSIT_FILE_INFECTED: "Fichier refusé par l'antivirus",
     AuditAction.DEPOSIT_SCAN_DEFERRED: "Analyse antivirus différée",
     AuditAction.DEPOSIT_SCAN_BYPASSED: "Fichier admis sans analyse antivirus (contournement)",
+    AuditAction.DEPOSIT_SCAN_FAILING: "Analyse antivirus d'un fichier en échec répété",
     AuditAction.DEPOSIT_HELD_FOR_SCAN: "Dépôt en attente d'analyse antivirus",
     AuditAction.ANTIVIRUS_SIGNATURES_STALE: "Signatures antivirus trop anciennes",
     AuditAction.BACKUP_COMPLETED: "Sauvegarde terminée",
