@@ -40,6 +40,7 @@ class AuditAction(StrEnum):
     ACCOUNT_HABILITATION_UPDATED = "account:habilitation:updated"
     ACCOUNT_HABILITATION_FORM_STORED = "account:habilitation:form-stored"
     ACCOUNT_HABILITATION_FORM_DOWNLOADED = "account:habilitation:form-downloaded"
+    ACCOUNT_HABILITATION_FORM_INFECTED = "account:habilitation:form-infected"
     # A notice before a suspension (end of habilitation, non-use); details say which.
     ACCOUNT_NOTICE_SENT = "account:notice:sent"
     # "Départ de l'agent": the account is revoked and its named deposits go to the shared inbox.

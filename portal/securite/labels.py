@@ -78,6 +78,9 @@ ACTION_LABELS: dict[str, str] = {
     AuditAction.ACCOUNT_HABILITATION_UPDATED: "Habilitation enregistrée",
     AuditAction.ACCOUNT_HABILITATION_FORM_STORED: "Formulaire d'habilitation signé déposé",
     AuditAction.ACCOUNT_HABILITATION_FORM_DOWNLOADED: "Formulaire d'habilitation signé téléchargé",
+    AuditAction.ACCOUNT_HABILITATION_FORM_INFECTED: (
+        "Formulaire d'habilitation refusé par l'antivirus"
+    ),
     AuditAction.ACCOUNT_NOTICE_SENT: "Avis envoyé au titulaire du compte",
     AuditAction.ACCOUNT_DEPARTED: "Départ de l'agent enregistré",
     AuditAction.ACCOUNT_REVIEW_OPENED: "Revue des habilitations ouverte",
