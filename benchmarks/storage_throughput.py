@@ -52,8 +52,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as a script from anywhere in the checkout
+# Run as a script from anywhere in the checkout: the project's packages come first, before
+# this folder (whose audit.py, a benchmark, would shadow the `audit` package).
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != ROOT / "benchmarks"]
 
 MIB = 1024 * 1024
 POOL_BLOCKS = 16  # 16 MiB of random data, cycled: incompressible and cheap to produce

@@ -12,8 +12,6 @@ audited FILR_ANTIVIRUS_BYPASS.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -81,18 +79,8 @@ def infected_message(signature: str) -> str:
     )
 
 
-# Chunks queued for clamd while the upload goes on (1 MiB each on the web: a few MiB at most).
-SEND_AHEAD = 4
-_END = None
-
-
 class UploadScan:
-    """The scan of one upload, fed chunk by chunk; a failure of clamd is kept, never raised.
-
-    The chunks are written to clamd's socket by a thread of the scan's own, so that the
-    upload (sniffing, encrypting, storing) goes on while clamd receives the previous ones:
-    `feed` only queues a chunk (waiting when `SEND_AHEAD` are queued already).
-    """
+    """The scan of one upload, fed chunk by chunk; a failure of clamd is kept, never raised."""
 
     def __init__(self, client: ClamdClient | None, *, failure: str | None = None) -> None:
         # No client: the file is scanned after its upload (`is_after_upload`).
@@ -100,54 +88,26 @@ class UploadScan:
         self.failure = failure
         self.bypassed = False  # decided by `Antivirus.lets_through`
         self._stream: ClamdStream | None = None
-        self._queue: queue.Queue[bytes | None] | None = None
-        self._sender: threading.Thread | None = None
         if client is not None:
             try:
                 self._stream = client.stream()
             except ClamdUnavailable as e:
                 self.failure = str(e)
 
-    def _send(self, stream: ClamdStream, chunks: queue.Queue[bytes | None]) -> None:
-        failed = False
-        while (chunk := chunks.get()) is not _END:
-            if failed:
-                continue  # drained, so that `feed` never waits on a dead sender
-            try:
-                stream.feed(chunk)
-            except ClamdUnavailable as e:
-                self.failure = str(e)
-                failed = True
-
-    def _stop_sender(self) -> None:
-        if self._sender is not None and self._queue is not None:
-            self._queue.put(_END)
-            self._sender.join()
-        self._sender = self._queue = None
-
     def feed(self, chunk: Chunk) -> None:
-        """Queue one chunk for clamd; a failure stops the sending and is remembered."""
+        """Send one chunk to clamd; on a failure, stop sending and remember it."""
         if self._stream is None:
             return
-        if self._sender is None:
-            self._queue = queue.Queue(SEND_AHEAD)
-            self._sender = threading.Thread(
-                target=self._send, args=(self._stream, self._queue), daemon=True,
-                name="clamd-instream",
-            )  # fmt: skip
-            self._sender.start()
-        assert self._queue is not None  # noqa: S101 - made with the sender
-        # A chunk is kept until sent: a caller's reused buffer is copied.
-        self._queue.put(chunk if isinstance(chunk, bytes) else bytes(chunk))
+        try:
+            self._stream.feed(chunk)
+        except ClamdUnavailable as e:
+            self.failure = str(e)
+            self._stream = None
 
     def finish(self) -> ScanVerdict | None:
         """clamd's verdict, or None when it could not give one (the scan is then pending)."""
-        self._stop_sender()
         stream, self._stream = self._stream, None
         if stream is None:
-            return None
-        if self.failure is not None:
-            stream.close()
             return None
         try:
             return stream.finish()
@@ -158,9 +118,8 @@ class UploadScan:
     def close(self) -> None:
         """Abandon the scan (the upload failed or was refused)."""
         if self._stream is not None:
-            self._stream.close()  # a send in progress fails at once: the sender ends
-        self._stop_sender()
-        self._stream = None
+            self._stream.close()
+            self._stream = None
 
 
 def report_infected(

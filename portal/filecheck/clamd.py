@@ -18,7 +18,6 @@ should not give, its stream size limit) is `ClamdUnavailable`: the caller fails 
 
 from __future__ import annotations
 
-import contextlib
 import re
 import socket
 import struct
@@ -197,13 +196,10 @@ class ClamdStream:
         raise ClamdUnavailable(f"clamd gave no verdict: {reply[:200]!r}")
 
     def close(self) -> None:
-        """Drop the connection (clamd abandons the scan); a send blocked in another thread
-        (`portal.deposits.antivirus.UploadScan`'s sender) fails at once."""
-        sock, self._sock = self._sock, None
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+        """Drop the connection (clamd abandons the scan)."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
 
 
 def _read_reply(sock: socket.socket) -> str:
