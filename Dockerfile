@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Same install steps as scripts/setup: the package into a virtualenv, DSFR assets from npm.
+# Same install steps as scripts/setup: the package into a virtualenv, DSFR and tus-js-client
+# assets from npm.
 # Python 3.13: the newest the suite passes on (scripts/test runs it on 3.11 and on the newest).
 
 FROM node:20-bookworm-slim AS assets
@@ -26,9 +27,11 @@ RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin filr
     && mkdir -p /data && chown filr /data
 COPY --from=build /opt/filr /opt/filr
 COPY --from=assets /build/node_modules/@gouvfr/dsfr/dist /opt/dsfr
+COPY --from=assets /build/node_modules/tus-js-client/dist/tus.min.js /opt/tus-js-client/
 ENV PATH=/opt/filr/bin:$PATH \
     FILR_DATA_DIR=/data \
     FILR_DSFR_DIR=/opt/dsfr \
+    FILR_TUS_CLIENT_DIR=/opt/tus-js-client \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER filr

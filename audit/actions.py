@@ -42,6 +42,7 @@ class AuditAction(StrEnum):
     ACCOUNT_HABILITATION_UPDATED = "account:habilitation:updated"
     ACCOUNT_HABILITATION_FORM_STORED = "account:habilitation:form-stored"
     ACCOUNT_HABILITATION_FORM_DOWNLOADED = "account:habilitation:form-downloaded"
+    ACCOUNT_HABILITATION_FORM_INFECTED = "account:habilitation:form-infected"
     # A notice before a suspension (end of habilitation, non-use); details say which.
     ACCOUNT_NOTICE_SENT = "account:notice:sent"
     # "Départ de l'agent": the account is revoked and its named deposits go to the shared inbox.
@@ -65,6 +66,7 @@ class AuditAction(StrEnum):
     DEPOSIT_FILE_INFECTED = "deposit:file-infected"
     DEPOSIT_SCAN_DEFERRED = "deposit:scan-deferred"
     DEPOSIT_SCAN_BYPASSED = "deposit:scan-bypassed"
+    DEPOSIT_SCAN_FAILING = "deposit:scan-failing"
     DEPOSIT_HELD_FOR_SCAN = "deposit:held-for-scan"
     DEPOSIT_NOTIFICATION_SENT = "deposit:notification-sent"
     DEPOSIT_REMINDER_SENT = "deposit:reminder-sent"

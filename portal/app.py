@@ -117,7 +117,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     csrf.init_app(app)
     gate.install(app)
 
-    import portal.api.tus  # noqa: F401 - its routes join the API blueprint
+    import portal.api.tus  # its routes join the API blueprint
+    import portal.deposits.tus_views  # noqa: F401 - its routes join the deposits blueprint
     from portal.accounts.review_views import bp as review_bp
     from portal.accounts.views import bp as accounts_bp
     from portal.api.token_views import bp as api_tokens_bp
@@ -159,6 +160,16 @@ def create_app(settings: Settings | None = None) -> Flask:
         if dsfr_dir is None or not Path(dsfr_dir).is_dir():
             abort(404)
         return send_from_directory(dsfr_dir, filename, max_age=86400)
+
+    tus_client_dir = settings.tus_client_dir
+
+    @app.route("/vendor/tus.min.js", endpoint="tus_client")
+    def _tus_client() -> Response:
+        # tus-js-client's browser bundle (npm, never committed), for the resumable uploads of
+        # the deposit page: served from our origin, so the CSP's script-src 'self' holds.
+        if tus_client_dir is None or not (Path(tus_client_dir) / "tus.min.js").is_file():
+            abort(404)
+        return send_from_directory(tus_client_dir, "tus.min.js", max_age=86400)
 
     from portal.templating import install as install_templating
 

@@ -173,7 +173,7 @@ def install(app: Flask) -> None:
             h[name] = value
         if app.config["SESSION_COOKIE_SECURE"]:
             h["Strict-Transport-Security"] = HSTS
-        if request.endpoint not in ("static", "dsfr"):
+        if request.endpoint not in ("static", "dsfr", "tus_client"):
             h["Cache-Control"] = "no-store"
             h["Pragma"] = "no-cache"
         h["X-Request-ID"] = g.get("request_id", "")

@@ -144,6 +144,7 @@ class Settings:
     mail_from: str = "Fil'R <ne-pas-repondre@filr.localhost>"
     mail_dir: Path | None = None
     dsfr_dir: Path | None = None
+    tus_client_dir: Path | None = None  # tus-js-client's dist/ (npm), for resumable uploads
     throttle_account_per_minute: int = 5
     throttle_ip_per_minute: int = 20
     api_requests_per_minute: int = 300
@@ -222,6 +223,9 @@ class Settings:
     # only once the stream has ended, at 40-50 MiB/s on one core, which would halve the upload
     # rate of big files (benchmarks/storage_throughput.py).
     antivirus_inline_max_bytes: int = 32 * 1024**2
+    # A pending file on which clamd failed this many times (up but no verdict: a timeout, an
+    # ERROR reply) raises one alert; it stays pending and is still tried at each run.
+    antivirus_max_scan_attempts: int = 10
     # Resumable uploads (tus 1.0.0, docs/storage.md): off by default; every PATCH but the last
     # carries a multiple of the encryption segment size, at least 5 MiB (the smallest S3 part),
     # at most `resumable_max_chunk_bytes` (held in memory while it is encrypted).
@@ -258,6 +262,10 @@ class Settings:
         if dsfr is None:
             candidate = Path(__file__).resolve().parent.parent / "node_modules/@gouvfr/dsfr/dist"
             dsfr = str(candidate) if candidate.is_dir() else None
+        tus_client = _env("TUS_CLIENT_DIR")
+        if tus_client is None:
+            candidate = Path(__file__).resolve().parent.parent / "node_modules/tus-js-client/dist"
+            tus_client = str(candidate) if candidate.is_dir() else None
         base_url = (_env("BASE_URL") or "http://127.0.0.1:8000").rstrip("/")
         # Secure cookies follow the scheme of the public URL; plain HTTP is only tolerated on
         # the loopback interface (the embedded default), where browsers refuse Secure cookies.
@@ -289,6 +297,7 @@ class Settings:
             mail_from=_env("MAIL_FROM") or "Fil'R <ne-pas-repondre@filr.localhost>",
             mail_dir=Path(mail_dir) if mail_dir else (None if smtp_host else data_dir / "mails"),
             dsfr_dir=Path(dsfr) if dsfr else None,
+            tus_client_dir=Path(tus_client) if tus_client else None,
             throttle_account_per_minute=_int("THROTTLE_ACCOUNT_PER_MINUTE", 5, minimum=1),
             throttle_ip_per_minute=_int("THROTTLE_IP_PER_MINUTE", 20, minimum=1),
             api_requests_per_minute=_int("API_REQUESTS_PER_MINUTE", 300, minimum=1),
@@ -341,6 +350,7 @@ class Settings:
             ),
             antivirus_bypass=_bool("ANTIVIRUS_BYPASS", False),
             antivirus_inline_max_bytes=_int("ANTIVIRUS_INLINE_MAX_BYTES", 32 * 1024**2),
+            antivirus_max_scan_attempts=_int("ANTIVIRUS_MAX_SCAN_ATTEMPTS", 10, minimum=1),
             resumable_uploads=_bool("RESUMABLE_UPLOADS", False),
             resumable_max_chunk_bytes=_int(
                 "RESUMABLE_MAX_CHUNK_BYTES", 64 * 1024**2, minimum=5 * 1024**2

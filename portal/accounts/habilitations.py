@@ -11,6 +11,7 @@ committed before any mail leaves, so that two runs at once send one set of notic
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
@@ -21,7 +22,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 
 import audit
 import storage
-from audit import AuditAction
+from audit import AuditAction, Outcome
 from portal.accounts.models import (
     AccountStatus,
     Habilitation,
@@ -31,9 +32,15 @@ from portal.accounts.models import (
 from portal.accounts.suspensions import SIGNATURE, managers_of, notify, suspend_by_job
 from portal.container import Services
 from portal.db import new_id, utcnow
-from portal.filecheck.clamd import ClamdClient, ClamdUnavailable
+from portal.deposits.antivirus import Antivirus
+from portal.filecheck.clamd import ClamdUnavailable
 from portal.filecheck.pdf_content import check_pdf
 from portal.orgs.models import Organisation, OrgKind
+from portal.securite.alerts import alert_at_once
+from portal.securite.detectors import Hit
+from portal.securite.models import AlertKind
+
+log = logging.getLogger(__name__)
 
 PARIS = ZoneInfo("Europe/Paris")
 OTHER = "autre"
@@ -373,8 +380,7 @@ def store_form(
     user: User,
     content: bytes,
     *,
-    clamd: ClamdClient,
-    antivirus_bypass: bool,
+    antivirus: Antivirus,
     actor: audit.Actor,
     ctx: audit.Context,
     now: datetime,
@@ -384,7 +390,8 @@ def store_form(
 
     Managers open it later: it is checked as a deposited PDF is (active content, then clamd)
     before it is stored. While clamd is unavailable it is refused, unless the audited bypass
-    (FILR_ANTIVIRUS_BYPASS) is on.
+    (FILR_ANTIVIRUS_BYPASS) is on. A signature found raises the alert of an infected deposit
+    (`malware_detected`, e-mailed at once), audited `account:habilitation:form-infected`.
     """
     hab = user.habilitation
     if hab is None:
@@ -394,7 +401,7 @@ def store_form(
     finding = check_pdf(content)
     if finding is not None:
         raise HabilitationError(finding.message_fr)
-    scan = _scan_form(clamd, content, antivirus_bypass)
+    scan = _scan_form(session, antivirus, content, user, actor=actor, ctx=ctx)
     departement = form_key_departement(user.organisation)
     object_key = FORM_PREFIX + new_id()
     # The keyring writes through its own connection: no transaction of ours may hold the
@@ -438,24 +445,77 @@ def store_form(
         store.delete(previous)  # crypto-shredded, then removed
 
 
-def _scan_form(clamd: ClamdClient, content: bytes, bypass: bool) -> str:
+def _scan_form(
+    session: Session,
+    antivirus: Antivirus,
+    content: bytes,
+    user: User,
+    *,
+    actor: audit.Actor,
+    ctx: audit.Context,
+) -> str:
     """clamd's verdict on a form: "clean", or "bypassed" (clamd down, bypass on); refused
-    otherwise (fail closed)."""
+    otherwise (fail closed), with an alert when clamd found a signature."""
+    clamd = antivirus.client
     try:
         verdict = clamd.scan([content])
     except ClamdUnavailable:
-        if bypass and not clamd.ping():
+        if antivirus.bypass and not clamd.ping():
             return "bypassed"
         raise HabilitationError(
             "L'antivirus est indisponible : le formulaire ne peut pas être vérifié ni "
             "enregistré pour l'instant. Réessayez dans quelques minutes."
         ) from None
     if verdict.signature is not None:
+        _report_infected_form(session, antivirus, user, verdict.signature, len(content),
+                              actor=actor, ctx=ctx)  # fmt: skip
         raise HabilitationError(
             f"Formulaire refusé : l'antivirus y a détecté « {verdict.signature} ». Il n'a pas "
             "été enregistré."
         )
     return "clean"
+
+
+def _report_infected_form(
+    session: Session,
+    antivirus: Antivirus,
+    user: User,
+    signature: str,
+    size: int,
+    *,
+    actor: audit.Actor,
+    ctx: audit.Context,
+) -> None:
+    """Audit the refusal and open (and e-mail) the alert of an infected deposit; commits."""
+    departement = user.organisation.departement_code
+    event = audit.record(
+        session,
+        AuditAction.ACCOUNT_HABILITATION_FORM_INFECTED,
+        actor=actor,
+        context=ctx,
+        outcome=Outcome.DENIED,
+        target=audit.Target("user", user.id, departement),
+        details={"signature": signature, "size": size},
+    )
+    log.warning("antivirus: signature %s found in a habilitation form", signature)
+    alert_at_once(
+        session,
+        antivirus.mailer,
+        antivirus.base_url,
+        Hit(
+            kind=AlertKind.MALWARE_DETECTED,
+            subject_type="user",
+            subject_id=user.id,
+            first_at=event.occurred_at,
+            last_at=event.occurred_at,
+            first_seq=event.seq,
+            last_seq=event.seq,
+            departement=departement,
+            organisation_id=actor.org_id,
+            details={"habilitation_form": True, "signature": signature},
+        ),
+        ctx,
+    )
 
 
 def open_form(

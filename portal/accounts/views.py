@@ -28,6 +28,7 @@ from portal.auth import services as auth
 from portal.auth.models import ServerSession
 from portal.container import services
 from portal.db import db, utcnow
+from portal.deposits.antivirus import Antivirus
 from portal.orgs.models import OrgKind
 from portal.orgs.permissions import spaces_of
 from portal.web import (
@@ -450,8 +451,7 @@ def manage_habilitation_form(user_id: str) -> tuple[Response, int]:
             svc.store,
             target,
             content,
-            clamd=svc.clamd,
-            antivirus_bypass=svc.settings.antivirus_bypass,
+            antivirus=Antivirus.of(svc),
             actor=actor_of(actor),
             ctx=audit_context(),
             now=utcnow(),

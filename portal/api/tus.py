@@ -15,9 +15,6 @@ PATCH but the last carries a multiple of `Filr-Chunk-Granularity` bytes, at leas
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import timedelta
 from email.utils import format_datetime
 
 from flask import request, url_for
@@ -33,7 +30,6 @@ from portal.deposits import services as deposits
 from portal.deposits.antivirus import Antivirus
 from portal.deposits.models import DepositFile, ResumableUpload
 from portal.web import audit_context, the_user
-from storage.resumable import ResumableUploads
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = "creation,termination,expiration"
@@ -43,17 +39,7 @@ NO_UPLOAD = "Cet envoi n'existe pas ou vous n'y avez pas accès."
 def limits() -> resumable.Limits:
     """The piece rules of this deployment."""
     svc = services()
-    settings = svc.settings
-    granularity = ResumableUploads(svc.store).segment_size
-    # The smallest piece: 5 MiB rounded up to whole segments.
-    smallest = -(-resumable.MIN_CHUNK // granularity) * granularity
-    return resumable.Limits(
-        granularity=granularity,
-        min_chunk=smallest,
-        max_chunk=max(smallest, settings.resumable_max_chunk_bytes // granularity * granularity),
-        max_size=settings.max_upload_bytes,
-        expiry=timedelta(hours=settings.resumable_expiry_hours),
-    )
+    return resumable.limits_of(svc.store, svc.settings)
 
 
 def _tus_headers(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -87,17 +73,13 @@ def _number(name: str) -> int:
 
 
 def _filename(metadata: str) -> str:
-    for pair in metadata.split(","):
-        key, _, value = pair.strip().partition(" ")
-        if key == "filename":
-            try:
-                return base64.b64decode(value, validate=True).decode("utf-8")[:1000]
-            except (binascii.Error, UnicodeDecodeError):
-                break
-    raise ApiProblem(
-        400, "Nom de fichier manquant (Upload-Metadata filename).", code="invalid",
-        headers=_tus_headers(),
-    )  # fmt: skip
+    name = resumable.filename_from_metadata(metadata)
+    if name is None:
+        raise ApiProblem(
+            400, "Nom de fichier manquant (Upload-Metadata filename).", code="invalid",
+            headers=_tus_headers(),
+        )  # fmt: skip
+    return name
 
 
 def _upload_or_404(upload_id: str) -> ResumableUpload:

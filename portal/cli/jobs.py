@@ -126,6 +126,11 @@ def jobs_antivirus(run: Job) -> JobRun:
             f" {report.unscannable} fichiers n'ont pas pu être analysés (trop gros pour clamd "
             "ou erreur) : ils restent en attente."
         )
+    if report.alerted:
+        summary += (
+            f" {report.alerted} fichiers ont atteint le nombre maximal d'échecs d'analyse : "
+            "alerte de sécurité levée."
+        )
     return JobRun(
         summary,
         details={
@@ -136,6 +141,7 @@ def jobs_antivirus(run: Job) -> JobRun:
             "still_held": report.still_held,
             "clamd_available": report.unavailable is None,
             "unscannable": report.unscannable,
+            "alerted": report.alerted,
         },
         # Monitoring must see a clamd that is down, or files it cannot scan: deposits wait.
         exit_code=1 if report.unavailable is not None or report.unscannable else 0,

@@ -206,6 +206,8 @@ class DepositFile(Base):
     scan_status: Mapped[str] = mapped_column(
         String(16), nullable=False, server_default=ScanStatus.UNSCANNED
     )
+    # Failed clamd attempts on this pending file (no verdict); an alert at the setting's count.
+    scan_attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
 
     deposit: Mapped[Deposit] = relationship(back_populates="files")
 

@@ -45,6 +45,7 @@ class RescanReport:
     published: int = 0
     still_held: int = 0
     unscannable: int = 0
+    alerted: int = 0  # files whose failed attempts reached the setting's count in this run
     unavailable: str | None = None
 
 
@@ -85,9 +86,11 @@ def rescan_pending(
                 break
             # clamd is up but gave no verdict on this one file (over its StreamMaxLength, an
             # ERROR reply, a timeout on a big file): the others are scanned all the same; this
-            # one stays pending, tried again at the next run, and the run exits 1.
+            # one stays pending, tried again at the next run, and the run exits 1. Its failed
+            # attempts are counted: at the setting's count, one alert.
             report.unscannable += 1
             log.warning("antivirus: clamd gave no verdict on file %s (%s)", file_id, e)
+            report.alerted += _count_failed_attempt(session, svc, ctx, file_id, deposit_id)
             continue
         except storage.StorageError as e:
             # Unreadable now (store down, or damaged): it stays pending, tried at the next run.
@@ -108,6 +111,57 @@ def rescan_pending(
     report.published = _publish_cleared(session, svc, ctx)
     report.still_held = _held_count(session)
     return report
+
+
+def _count_failed_attempt(
+    session: Session, svc: Services, ctx: audit.Context, file_id: str, deposit_id: str
+) -> int:
+    """Count one failed scan of a pending file; 1 if this attempt raised the alert, else 0.
+
+    The count goes up in one UPDATE that returns it: of two runs at the same time, exactly
+    one sees the count reach the setting, so the alert is raised once.
+    """
+    attempts = session.execute(
+        sa.update(DepositFile)
+        .where(DepositFile.id == file_id, DepositFile.scan_status == ScanStatus.PENDING)
+        .values(scan_attempts=DepositFile.scan_attempts + 1)
+        .returning(DepositFile.scan_attempts)
+    ).scalar_one_or_none()
+    session.commit()
+    if attempts != svc.settings.antivirus_max_scan_attempts:
+        return 0
+    deposit = session.get(Deposit, deposit_id)
+    if deposit is None:
+        return 0
+    departement, org_id = deposit.departement_code, deposit.sender_org_id
+    event = audit.record(
+        session,
+        AuditAction.DEPOSIT_SCAN_FAILING,
+        context=ctx,
+        outcome=Outcome.FAILURE,
+        target=audit.Target("file", file_id, departement),
+        details={"deposit_id": deposit_id, "attempts": attempts},
+    )
+    log.warning("antivirus: %d failed scans of file %s: alert raised", attempts, file_id)
+    alert_at_once(
+        session,
+        svc.mailer,
+        svc.settings.base_url,
+        Hit(
+            kind=AlertKind.ANTIVIRUS_SCAN_FAILING,
+            subject_type="file",
+            subject_id=file_id,
+            first_at=event.occurred_at,
+            last_at=event.occurred_at,
+            first_seq=event.seq,
+            last_seq=event.seq,
+            departement=departement,
+            organisation_id=org_id,
+            details={"deposit_id": deposit_id, "attempts": attempts},
+        ),
+        ctx,
+    )
+    return 1
 
 
 def _refuse(

@@ -8,11 +8,14 @@ streams, through the checks of every upload (`services.add_file`: type on conten
 content, antivirus inline or "analyse en attente" for the job of `rescan`), and joins its
 deposit only if they pass. Unfinished uploads expire (`expire_uploads`, run by the purge).
 
-No request here: the API views parse the tus headers and call one function.
+No request here: the API views (`portal.api.tus`) and the web page's (`portal.deposits.tus_views`)
+parse the tus headers and call one function.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import json
 import logging
@@ -32,11 +35,13 @@ from portal.deposits.antivirus import Antivirus
 from portal.deposits.models import Deposit, DepositFile, DepositStatus, ResumableUpload
 from portal.filecheck import safe_filename
 from portal.formats import size_fr
+from portal.settings import Settings
 from storage.resumable import ResumableState, ResumableUploads
 
 log = logging.getLogger(__name__)
 
 MIN_CHUNK = 5 * 1024 * 1024  # the smallest S3 part but the last
+BROWSER_CHUNK = 8 * 1024 * 1024  # a cut costs at most this much to send again
 # How long one PATCH may hold its claim on an upload (a crashed worker's claim lapses).
 CLAIM = timedelta(minutes=10)
 
@@ -62,6 +67,38 @@ class Limits:
     max_chunk: int
     max_size: int
     expiry: timedelta
+
+    @property
+    def browser_chunk(self) -> int:
+        """The piece size the deposit page's client uses: 8 MiB, within the rules."""
+        wanted = BROWSER_CHUNK // self.granularity * self.granularity
+        return min(self.max_chunk, max(self.min_chunk, wanted))
+
+
+def limits_of(store: storage.EncryptedStore, settings: Settings) -> Limits:
+    """The piece rules of a deployment (the API and the web page announce the same)."""
+    granularity = ResumableUploads(store).segment_size
+    # The smallest piece: 5 MiB rounded up to whole segments.
+    smallest = -(-MIN_CHUNK // granularity) * granularity
+    return Limits(
+        granularity=granularity,
+        min_chunk=smallest,
+        max_chunk=max(smallest, settings.resumable_max_chunk_bytes // granularity * granularity),
+        max_size=settings.max_upload_bytes,
+        expiry=timedelta(hours=settings.resumable_expiry_hours),
+    )
+
+
+def filename_from_metadata(metadata: str) -> str | None:
+    """The `filename` of a tus Upload-Metadata header (base64 of UTF-8), or None."""
+    for pair in metadata.split(","):
+        key, _, value = pair.strip().partition(" ")
+        if key == "filename":
+            try:
+                return base64.b64decode(value, validate=True).decode("utf-8")[:1000] or None
+            except (binascii.Error, UnicodeDecodeError):
+                return None
+    return None
 
 
 def _state(upload: ResumableUpload) -> ResumableState:

@@ -24,7 +24,7 @@ import storage
 from portal.accounts.models import User
 from portal.container import services
 from portal.db import db, is_database_unavailable, utcnow
-from portal.deposits import downloads, notifications
+from portal.deposits import downloads, notifications, resumable
 from portal.deposits import services as deposits
 from portal.deposits.antivirus import Antivirus
 from portal.deposits.forms import DIGEST, EACH, HINTS, NewDepositForm, NotificationPreferenceForm
@@ -149,8 +149,15 @@ def files(deposit_id: str) -> str:
     user, deposit = _deposit_or_404(deposit_id)
     if deposit.status != "draft" or deposit.sender_id != user.id:
         abort(404)
+    svc = services()
+    chunk_bytes = None
+    if svc.settings.resumable_uploads:  # tus-js-client's pieces, on the rules of the API's
+        chunk_bytes = resumable.limits_of(svc.store, svc.settings).browser_chunk
     return render_template(
-        "deposits/files.html", deposit=deposit, max_bytes=services().settings.max_upload_bytes
+        "deposits/files.html",
+        deposit=deposit,
+        max_bytes=svc.settings.max_upload_bytes,
+        chunk_bytes=chunk_bytes,
     )
 
 
@@ -192,7 +199,7 @@ def upload(deposit_id: str) -> tuple[Response, int]:
         return jsonify(
             error="Le stockage est momentanément indisponible : réessayez plus tard."
         ), 503
-    return jsonify(id=record.id, name=record.filename, size=record.size), 201
+    return jsonify(id=record.id, name=record.filename, size=record.size, sha256=record.sha256), 201
 
 
 @bp.route("/depots/<deposit_id>/envoyer", methods=["POST"])

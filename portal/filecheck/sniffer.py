@@ -33,6 +33,7 @@ from portal.filecheck.zip import (
     EOCD_MAGIC,
     ZIP_CONTAINER_EXTENSIONS,
     ZIP_LOCAL_MAGIC,
+    MemberSniffer,
     MemberWalk,
     TailRing,
     ZipRefused,
@@ -134,20 +135,32 @@ class TypeSniffer:
                 before = memoryview(bytes(self._head[:offset]))
                 self._tail.write(before)
                 self._tail.write(view)
+                limits: dict[str, int] = {
+                    "head_size": self._head_size,
+                    "tail_size": self._tail_size,
+                    "max_zip_members": self._max_zip_members,
+                    "max_zip_uncompressed": self._max_zip_uncompressed,
+                    "max_zip_ratio": self._max_zip_ratio,
+                }
                 if self._extension == "zip" and self._check_zip_members:
                     self._walk = MemberWalk(
-                        sniffer_for=partial(
-                            _member_sniffer,
-                            head_size=self._head_size,
-                            tail_size=self._tail_size,
-                            max_zip_members=self._max_zip_members,
-                            max_zip_uncompressed=self._max_zip_uncompressed,
-                            max_zip_ratio=self._max_zip_ratio,
-                        ),
+                        sniffer_for=lambda extension: _member_sniffer(extension, **limits),
                         max_members=self._max_zip_members,
                         max_uncompressed=self._max_zip_uncompressed,
                         max_ratio=self._max_zip_ratio,
                     )
+                elif self._extension in CONTAINER_EXTENSIONS and self._check_zip_members:
+                    # An office document: its PDF members (embedded objects) are checked for
+                    # active content as a ZIP's are; its other members are left to the checks
+                    # of the package (kind, macros). No ratio limit: XML packs tightly.
+                    self._walk = MemberWalk(
+                        sniffer_for=partial(_embedded_sniffer, limits=limits),
+                        unnamed=partial(_embedded_sniffer, limits=limits),
+                        max_members=self._max_zip_members,
+                        max_uncompressed=self._max_zip_uncompressed,
+                        max_ratio=self._max_zip_uncompressed,
+                    )
+                if self._walk is not None:
                     self._walk_more(before)
                     self._walk_more(view)
         if self._verdict is not None:
@@ -203,6 +216,8 @@ class TypeSniffer:
         self._walk.feed(data)
         if self._walk.refusal is not None:
             self._verdict = self._walk.refusal
+            if self._extension in CONTAINER_EXTENSIONS:
+                self._verdict = _embedded_refusal(self._walk.refusal, self._extension)
             self._tail = None
             self._walk = None
         elif self._walk.failure is not None:
@@ -339,6 +354,76 @@ class _PdfMemberSniffer:
         )
 
 
+# The extensions of ZIP-based office documents (OOXML, OpenDocument).
+CONTAINER_EXTENSIONS: Final = ZIP_CONTAINER_EXTENSIONS - {"zip"}
+
+
+def _embedded_sniffer(extension: str = "", *, limits: dict[str, int]) -> MemberSniffer:
+    """What checks one member of an office document, whatever its name: accepted, unless its
+    content is a PDF's, which must then pass the checks of a PDF deposited on its own."""
+    return _EmbeddedPdfSniffer(limits)
+
+
+class _EmbeddedPdfSniffer:
+    """Accepts any member, except one that readers would open as a PDF (`%PDF-` in its first
+    `PDF_WINDOW` bytes): that one is checked for active content (`_PdfMemberSniffer`)."""
+
+    def __init__(self, limits: dict[str, int]) -> None:
+        self._limits = limits
+        self._head = bytearray()
+        self._pdf: TypeSniffer | _PdfMemberSniffer | None = None
+        self._other = False
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._head) + (0 if self._pdf is None else self._pdf.buffered_bytes)
+
+    def feed(self, chunk: Chunk) -> None:
+        if self._other:
+            return
+        if self._pdf is not None:
+            self._pdf.feed(chunk)
+            return
+        view = memoryview(chunk).cast("B")
+        take = PDF_WINDOW - len(self._head)
+        self._head += view[:take]
+        if pdf_header_at(bytes(self._head)) >= 0:
+            pdf = self._start_pdf()
+            if len(view) > take:
+                pdf.feed(view[take:])
+        elif len(self._head) >= PDF_WINDOW:
+            self._other = True
+            self._head = bytearray()
+
+    def _start_pdf(self) -> TypeSniffer | _PdfMemberSniffer:
+        self._pdf = pdf = _member_sniffer("pdf", **self._limits)
+        pdf.feed(bytes(self._head))
+        self._head = bytearray()
+        return pdf
+
+    def early_verdict(self) -> SniffResult | None:
+        return None if self._pdf is None else self._pdf.early_verdict()
+
+    def finish(self) -> SniffResult:
+        if self._pdf is None and self._head and pdf_header_at(bytes(self._head)) >= 0:
+            self._start_pdf()
+        if self._pdf is None:
+            return SniffResult.accepted(FileKind.TXT, "")  # not a PDF: left to the package
+        return self._pdf.finish()
+
+
+def _embedded_refusal(member: SniffResult, extension: str) -> SniffResult:
+    """An office document refused for a PDF it holds, said as such (not as a ZIP archive)."""
+    position, reason = member.member_position, member.member_reason
+    assert position is not None and reason is not None  # noqa: S101 - a member's refusal
+    detail = member.message_fr.split(". ", 1)[-1]
+    message = (
+        f"Document refusé : le fichier n° {position} qu'il contient (un PDF incorporé) est "
+        f"refusé. {detail}"
+    )
+    return SniffResult(None, None, extension, False, reason, message, position, reason)
+
+
 def _zip_verdict(
     ring: TailRing,
     head: bytes,
@@ -377,8 +462,10 @@ def _zip_verdict(
         for member in members:
             if refusal := member_refusal(member):
                 return SniffResult.refused(refusal, extension, kind)
-        if walk is not None and (refusal := walk.disagreement(members, directory.offset)):
-            return SniffResult.refused(refusal, extension, kind)
+    # The members checked are those the central directory lists (an office document's walk
+    # too: a PDF only the directory points at would escape it).
+    if walk is not None and (refusal := walk.disagreement(members, directory.offset)):
+        return SniffResult.refused(refusal, extension, kind)
     return SniffResult.accepted(kind, extension)
 
 

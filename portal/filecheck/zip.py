@@ -500,8 +500,12 @@ class MemberWalk:
         max_members: int,
         max_uncompressed: int,
         max_ratio: int,
+        unnamed: Callable[[], MemberSniffer] | None = None,
     ) -> None:
         self._sniffer_for = sniffer_for
+        # The sniffer of a member without an extension (none by default: a plain archive's
+        # member named without one is left to the central directory's checks).
+        self._unnamed = unnamed
         self._max_members = max_members
         self._max_uncompressed = max_uncompressed
         self._max_ratio = max_ratio
@@ -652,6 +656,8 @@ class MemberWalk:
         if extensions or not names[0].replace("\\", "/").endswith("/"):
             self._files += 1  # the position people count: folders are not files
         sniffers = tuple(self._sniffer_for(extension) for extension in sorted(extensions))
+        if not extensions and self._unnamed is not None:
+            sniffers = (self._unnamed(),)
         self._member = _Inflow(
             offset=offset,
             data_at=offset + len(header),

@@ -88,6 +88,9 @@ ACTION_LABELS: dict[str, str] = {
     AuditAction.ACCOUNT_HABILITATION_UPDATED: "Habilitation enregistrée",
     AuditAction.ACCOUNT_HABILITATION_FORM_STORED: "Formulaire d'habilitation signé déposé",
     AuditAction.ACCOUNT_HABILITATION_FORM_DOWNLOADED: "Formulaire d'habilitation signé téléchargé",
+    AuditAction.ACCOUNT_HABILITATION_FORM_INFECTED: (
+        "Formulaire d'habilitation refusé par l'antivirus"
+    ),
     AuditAction.ACCOUNT_NOTICE_SENT: "Avis envoyé au titulaire du compte",
     AuditAction.ACCOUNT_DEPARTED: "Départ de l'agent enregistré",
     AuditAction.ACCOUNT_REVIEW_OPENED: "Revue des habilitations ouverte",
@@ -102,6 +105,7 @@ ACTION_LABELS: dict[str, str] = {
     AuditAction.DEPOSIT_FILE_INFECTED: "Fichier refusé par l'antivirus",
     AuditAction.DEPOSIT_SCAN_DEFERRED: "Analyse antivirus différée",
     AuditAction.DEPOSIT_SCAN_BYPASSED: "Fichier admis sans analyse antivirus (contournement)",
+    AuditAction.DEPOSIT_SCAN_FAILING: "Analyse antivirus d'un fichier en échec répété",
     AuditAction.DEPOSIT_HELD_FOR_SCAN: "Dépôt en attente d'analyse antivirus",
     AuditAction.ANTIVIRUS_SIGNATURES_STALE: "Signatures antivirus trop anciennes",
     AuditAction.BACKUP_COMPLETED: "Sauvegarde terminée",

@@ -27,6 +27,7 @@ class AlertKind(StrEnum):
     MALWARE_DETECTED = "malware_detected"
     ANTIVIRUS_STALE = "antivirus_stale"
     BACKUP_FAILED = "backup_failed"
+    ANTIVIRUS_SCAN_FAILING = "antivirus_scan_failing"
 
 
 ALERT_KIND_LABELS = {
@@ -42,6 +43,7 @@ ALERT_KIND_LABELS = {
     AlertKind.MALWARE_DETECTED: "Fichier malveillant refusé par l'antivirus",
     AlertKind.ANTIVIRUS_STALE: "Signatures de l'antivirus périmées ou sans date",
     AlertKind.BACKUP_FAILED: "Échec d'une sauvegarde ou d'un exercice de restauration",
+    AlertKind.ANTIVIRUS_SCAN_FAILING: "Fichier que l'antivirus n'arrive pas à analyser",
 }
 
 

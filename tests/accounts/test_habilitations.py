@@ -5,6 +5,7 @@ The job is driven with a frozen clock (`now` given to the service, `--as-of` for
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import date, timedelta
@@ -31,12 +32,14 @@ from portal.accounts.models import Habilitation, Role, User
 from portal.auth.models import ServerSession
 from portal.container import services
 from portal.db import db, utcnow
+from portal.deposits.antivirus import Antivirus
 from portal.filecheck.pdf_content import check_pdf
 from portal.orgs.models import OrgKind
+from portal.securite.models import AlertKind, SecurityAlert
 from portal.settings import Settings
 from tests.conftest import audit_rows, csrf_of, reread
 from tests.factories import Account, Factory
-from tests.support.clamd import EICAR
+from tests.support.clamd import EICAR, EICAR_SIGNATURE
 from tests.support.pdf import make_pdf
 from tests.support.services import SmtpSink, body_of
 
@@ -387,9 +390,21 @@ def test_a_form_with_active_content_or_a_virus_or_unscanned_is_not_stored(
     # A form that runs JavaScript, or that reaches out when closed, is refused
     scripted = make_pdf(catalog_extra=b" /OpenAction << /S /JavaScript /JS (app.alert(1)) >>")
     assert upload(app, scripted) == (422, check_pdf(scripted).message_fr)  # type: ignore[union-attr]
-    # A form clamd finds a signature in is refused
+    # A form clamd finds a signature in (the real clamd) is refused, and raises the alert of
+    # an infected deposit, audited with the signature and never the person's name
     status, error = upload(app, make_pdf([b"<< /Subject (" + EICAR + b") >>"]))
     assert status == 422 and "l'antivirus y a détecté" in error
+    [refused] = audit_rows(app, AuditAction.ACCOUNT_HABILITATION_FORM_INFECTED)
+    assert refused.target_id == agent.id and refused.actor_id == manager.id
+    assert json.loads(refused.details)["signature"] == EICAR_SIGNATURE
+    with app.app_context():
+        [alert] = db.session.execute(
+            sa.select(SecurityAlert).where(SecurityAlert.kind == AlertKind.MALWARE_DETECTED)
+        ).scalars()
+        assert (alert.subject_type, alert.subject_id) == ("user", agent.id)
+        assert json.loads(alert.details)["signature"] == EICAR_SIGNATURE
+        user = db.session.get(User, agent.id)
+        assert user is not None and user.full_name not in alert.details + refused.details
     # While clamd is down, nothing is stored (fail closed) unless the bypass is on
     down = make_app(clamd_url=f"unix://{settings.data_dir}/no-clamd.sock")
     status, error = upload(down, PDF)
@@ -416,7 +431,7 @@ def test_a_replacement_that_loses_a_race_or_an_orphan_form_leaves_no_object(
     with app.app_context():
         svc = services()
         store = svc.store
-        options = {"clamd": svc.clamd, "antivirus_bypass": False, "ctx": audit.NO_CONTEXT}
+        options = {"antivirus": Antivirus.of(svc), "ctx": audit.NO_CONTEXT}
         engine = db.bound(app).engine
         db.session.commit()
         stale = {"expire_on_commit": False}  # what each request read stays as it read it

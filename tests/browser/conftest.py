@@ -13,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +99,8 @@ class LiveServer:
     env: dict[str, str]
     smtp: SmtpSink
     log: Path
+    # Stops the server and starts it again on the same port, data and secrets (a restart).
+    restart: Callable[[], None] = field(default=lambda: None, compare=False, repr=False)
 
     def filr(self, *args: str, stdin: str | None = None) -> str:
         """Run `filr ARGS` against the same database and SMTP server; return its stdout."""
@@ -175,20 +177,30 @@ def serve(
         **extra_env,
     )
     log = root / "server.log"
-    # Output goes to a file, not a pipe: no pipe to fill up or leave unclosed.
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [str(FILR), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+
+    def start() -> subprocess.Popen[bytes]:
+        # Output goes to a file, not a pipe: no pipe to fill up or leave unclosed.
+        with log.open("ab") as out:
+            return subprocess.Popen(
+                [str(FILR), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    running = [start()]
+
+    def restart() -> None:
+        _stop(running[0])
+        running[0] = start()
+        _wait_until_healthy(f"http://127.0.0.1:{port}", running[0], log)
+
     try:
-        _wait_until_healthy(f"http://127.0.0.1:{port}", process, log)
-        yield LiveServer(url=url, env=env, smtp=smtp, log=log)
+        _wait_until_healthy(f"http://127.0.0.1:{port}", running[0], log)
+        yield LiveServer(url=url, env=env, smtp=smtp, log=log, restart=restart)
     finally:
-        _stop(process)
+        _stop(running[0])
 
 
 @pytest.fixture(scope="session")

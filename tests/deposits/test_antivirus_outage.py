@@ -300,3 +300,50 @@ def test_a_job_run_that_exits_non_zero_is_recorded_as_a_failure(
     # Then its job:run row says so (no success for the monitoring or the security page)
     (row,) = audit_rows(app, "job:run")
     assert row.outcome == "failure" and row.target_id == "antivirus"
+
+
+def test_a_file_clamd_keeps_failing_on_raises_one_alert_at_the_settings_count(
+    make_app: Callable[..., Flask], login_as: Callable[..., FlaskClient], world: World,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    # Given a clamd that is up but takes streams of 1 MiB at most, a limit of 3 failed
+    # attempts, and a file of 2 MiB pending
+    root = tmp_path / "small-clamd"
+    root.mkdir()
+    small = ClamdServer(root, stream_max="1M").start()
+    try:
+        app = make_app(
+            clamd_url=small.url, antivirus_inline_max_bytes=1024, antivirus_max_scan_attempts=3
+        )
+        sender = login_as(world.agent62, on=https(app.test_client()))
+        deposit_id = create_deposit(sender, [world.ft62])
+        assert (
+            upload(sender, deposit_id, "gros.pdf", make_pdf(padding=2 * 2**20)).status_code == 201
+        )
+        from portal.deposits.rescan import rescan_pending
+
+        def run() -> tuple[int, list[str]]:
+            with app.app_context():
+                report = rescan_pending(db.session, services(), audit.Context())
+                alerts = db.session.execute(
+                    sa.select(SecurityAlert.kind, SecurityAlert.subject_id)
+                ).all()
+                db.session.commit()
+            kinds = [k for k, _ in alerts if k == AlertKind.ANTIVIRUS_SCAN_FAILING]
+            return report.alerted, kinds
+
+        # When the job fails on it twice: counted, no alert yet
+        assert run() == (0, []) and run() == (0, [])
+        [file] = reread(app, Deposit, deposit_id).files
+        assert (file.scan_status, file.scan_attempts) == (ScanStatus.PENDING, 2)
+        # Then the third failure raises the alert, audited without the file's name
+        assert run() == (1, [AlertKind.ANTIVIRUS_SCAN_FAILING])
+        [row] = audit_rows(app, "deposit:scan-failing")
+        assert row.target_id == file.id and json.loads(row.details)["attempts"] == 3
+        assert "gros.pdf" not in row.details
+        # And later failures neither raise another nor stop the tries
+        assert run() == (0, [AlertKind.ANTIVIRUS_SCAN_FAILING])
+        [file] = reread(app, Deposit, deposit_id).files
+        assert (file.scan_status, file.scan_attempts) == (ScanStatus.PENDING, 4)
+    finally:
+        small.close()

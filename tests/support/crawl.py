@@ -12,7 +12,9 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 # Never followed by the crawler: leaving the session, assets, one-time download links.
-SKIPPED_PREFIXES = ("/deconnexion", "/dsfr/", "/static/", "/telechargement/", "/api/v1/")
+SKIPPED_PREFIXES = (
+    "/deconnexion", "/dsfr/", "/static/", "/vendor/", "/telechargement/", "/api/v1/",
+)  # fmt: skip
 
 
 @dataclass
