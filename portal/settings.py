@@ -165,6 +165,9 @@ class Settings:
     s3_secret_key: str | None = None
     weekly_flow_lifetime_days: int = 7
     monthly_flow_lifetime_days: int = 35
+    # Life (default and maximum) of a weekly experimentation file, category
+    # hebdo_experimentation: "un délai d'expiration court".
+    weekly_file_lifetime_days: int = 7
     # Sanity of a flow against its previous period: relative drop and jump (percent) flagged.
     flow_sanity_drop_percent: int = 50
     flow_sanity_jump_percent: int = 100
@@ -291,6 +294,7 @@ class Settings:
             s3_secret_key=_env("S3_SECRET_KEY") or None,
             weekly_flow_lifetime_days=_int("WEEKLY_FLOW_LIFETIME_DAYS", 7, minimum=1),
             monthly_flow_lifetime_days=_int("MONTHLY_FLOW_LIFETIME_DAYS", 35, minimum=1),
+            weekly_file_lifetime_days=_int("WEEKLY_FILE_LIFETIME_DAYS", 7, minimum=1),
             flow_sanity_drop_percent=_int("FLOW_SANITY_DROP_PERCENT", 50, minimum=1),
             flow_sanity_jump_percent=_int("FLOW_SANITY_JUMP_PERCENT", 100, minimum=1),
             flow_reminder_working_days=_int("FLOW_REMINDER_WORKING_DAYS", 3, minimum=1),
@@ -355,6 +359,11 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}ACCOUNT_INACTIVE_DAYS must be between {ACCOUNT_INACTIVE_MIN} "
                 f"and {ACCOUNT_INACTIVE_MAX} (days), not {self.account_inactive_days}"
+            )
+        if not 1 <= self.weekly_file_lifetime_days <= 90:
+            raise SettingsError(
+                f"{ENV_PREFIX}WEEKLY_FILE_LIFETIME_DAYS must be between 1 and 90 (days), "
+                f"not {self.weekly_file_lifetime_days}"
             )
         if not 1 <= self.incident_partner_notice_hours <= 168:
             raise SettingsError(
