@@ -139,7 +139,7 @@ class Deposit(Base):
     departement_code: Mapped[str] = mapped_column(
         String(3), ForeignKey("departement.code"), nullable=False
     )
-    category: Mapped[str] = mapped_column(String(16), nullable=False)
+    category: Mapped[str] = mapped_column(String(32), nullable=False)
     title: Mapped[str] = mapped_column(String(200), nullable=False)
     # Lower case without accents: French sorting and accent-blind search on every database.
     title_sort: Mapped[str] = mapped_column(String(200), nullable=False, default="")

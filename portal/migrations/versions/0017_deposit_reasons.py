@@ -12,8 +12,8 @@ Create Date: 2026-12-08
   them (`portal.deposits.models.REASON_LABELS`).
 - The category `hebdo_experimentation` (weekly files of the experimentation conventions, kept
   `FILR_WEEKLY_FILE_LIFETIME_DAYS`, 7 days by default): the check constraint takes it, and its
-  trigram search index is created where 0008 could create pg_trgm. The way back turns such
-  deposits into documents.
+  trigram search index is created where 0008 could create pg_trgm, and the column widens
+  to 32 characters. The way back turns such deposits into documents.
 """
 
 from __future__ import annotations
@@ -57,6 +57,13 @@ def upgrade() -> None:
     with op.batch_alter_table("deposit", schema=None) as batch_op:
         batch_op.drop_column("message")
         batch_op.add_column(sa.Column("reason", sa.String(length=32), nullable=True))
+        # "hebdo_experimentation" is longer than the 16 characters of 0002.
+        batch_op.alter_column(
+            "category",
+            existing_type=sa.String(length=16),
+            type_=sa.String(length=32),
+            existing_nullable=False,
+        )
         batch_op.create_check_constraint(
             op.f("ck_deposit_reason_known"), f"reason IS NULL OR {_in_list('reason', REASONS)}"
         )
@@ -89,5 +96,11 @@ def downgrade() -> None:
             op.f("ck_deposit_category_known"), _in_list("category", OLD_CATEGORIES)
         )
         batch_op.drop_constraint(op.f("ck_deposit_reason_known"), type_="check")
+        batch_op.alter_column(
+            "category",
+            existing_type=sa.String(length=32),
+            type_=sa.String(length=16),
+            existing_nullable=False,
+        )
         batch_op.drop_column("reason")
         batch_op.add_column(sa.Column("message", sa.String(length=1000), nullable=True))
