@@ -125,6 +125,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from portal.auth.views import bp as auth_bp
     from portal.deposits.views import bp as deposits_bp
     from portal.deposits.views import preferences_bp
+    from portal.fiches.views import bp as fiches_bp
     from portal.flows.views import bp as flows_bp
     from portal.home.views import bp as home_bp
     from portal.ops.views import bp as ops_bp
@@ -139,6 +140,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(home_bp)
     app.register_blueprint(deposits_bp)
     app.register_blueprint(flows_bp)
+    app.register_blueprint(fiches_bp)
     app.register_blueprint(api_tokens_bp)
     app.register_blueprint(api_bp)
     csrf.exempt(api_bp)  # bearer tokens only: no cookie, nothing for a forged request to ride

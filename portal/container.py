@@ -12,6 +12,7 @@ from portal.auth.passwords import Argon2
 from portal.auth.throttle import DatabaseFailureStore, FailureStore, RedisFailureStore, Throttle
 from portal.auth.totp import SecretBox
 from portal.db import Database
+from portal.fiches.catalogue import Catalogue, load_catalogue
 from portal.filecheck.clamd import ClamdClient
 from portal.mail import Mailer, make_mailer
 from portal.settings import Settings
@@ -36,6 +37,8 @@ class Services:
     secret_box: SecretBox
     store: EncryptedStore
     clamd: ClamdClient
+    # The forms of the fiches (portal/fiches/catalogue.py): a malformed file stops the start-up.
+    catalogue: Catalogue
 
 
 def build_store(settings: Settings, engine: Engine) -> EncryptedStore:
@@ -76,6 +79,7 @@ def build_services(settings: Settings, database: Database, engine: Engine) -> Se
         secret_box=SecretBox(settings.secret_key),
         store=build_store(settings, engine),
         clamd=ClamdClient(settings.clamd_url, timeout=settings.clamd_timeout_seconds),
+        catalogue=load_catalogue(settings.fiches_catalogue_dirs),
     )
 
 

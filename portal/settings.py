@@ -233,6 +233,9 @@ class Settings:
     backup_retention_days: int = 35
     # Where the restore drill restores the object store (default: a directory under data_dir).
     backup_drill_storage_url: str | None = None
+    # Further directories of fiche forms (JSON files, docs/fiches.md), read after the shipped
+    # catalogue: a département's own or corrected forms, without a code change.
+    fiches_catalogue_dirs: tuple[Path, ...] = ()
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -342,6 +345,9 @@ class Settings:
             backup_key_file=Path(_env("BACKUP_KEY_FILE") or data_dir / "secrets" / "backup.key"),
             backup_retention_days=_int("BACKUP_RETENTION_DAYS", 35),
             backup_drill_storage_url=_env("BACKUP_DRILL_STORAGE_URL") or None,
+            fiches_catalogue_dirs=tuple(
+                Path(p) for p in (_env("FICHES_CATALOGUE_DIRS") or "").split(":") if p.strip()
+            ),
         )
         return replace(settings, **overrides) if overrides else settings
 

@@ -16,6 +16,7 @@ from portal.deposits.models import (
     Category,
     Reason,
 )
+from portal.fiches.catalogue import Catalogue
 
 Schema = dict[str, Any]
 
@@ -83,6 +84,7 @@ SCHEMAS: dict[str, Schema] = {
         {
             "pointer": {"type": "string", "description": "JSON Pointer dans le corps."},
             "parameter": {"type": "string", "description": "Paramètre ou en-tête."},
+            "field": {"type": "string", "description": "Champ d'une fiche (son identifiant)."},
         },
     ),
     "Organisation": _object(
@@ -776,8 +778,14 @@ def _paths() -> dict[str, Any]:
     }
 
 
-def openapi_document(base_url: str) -> dict[str, Any]:
-    """The OpenAPI 3.1 document of the API served under *base_url*."""
+def openapi_document(base_url: str, catalogue: Catalogue | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API served under *base_url*; the fiches' forms come
+    from *catalogue* (the one of the running app)."""
+    from portal.api.fiche_openapi import fiche_paths, fiche_schemas
+
+    catalogue = catalogue or Catalogue()
+    paths = {**_paths(), **fiche_paths(_operation, _json, _error, _param)}
+    schemas = {**SCHEMAS, **fiche_schemas(catalogue)}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -793,7 +801,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
         },
         "servers": [{"url": f"{base_url}/api/v1"}],
         "security": [{"bearerToken": []}],
-        "paths": _paths(),
+        "paths": paths,
         "components": {
             "securitySchemes": {
                 "bearerToken": {
@@ -802,7 +810,7 @@ def openapi_document(base_url: str) -> dict[str, Any]:
                     "description": "Jeton personnel filr_…, à portées read et/ou deposit.",
                 }
             },
-            "schemas": SCHEMAS,
+            "schemas": schemas,
             "responses": RESPONSES,
         },
     }

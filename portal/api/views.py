@@ -603,8 +603,10 @@ def deposit_withdraw(deposit_id: str) -> Response:
 @requires(None)
 def openapi() -> Response:
     """This API described in OpenAPI 3.1 (kept true by a test)."""
-    return jsonify(openapi_document(services().settings.base_url))
+    svc = services()
+    return jsonify(openapi_document(svc.settings.base_url, svc.catalogue))
 
 
 # The flows' endpoints live in their own module, on this blueprint.
+from portal.api import fiches as _fiches  # noqa: E402,F401 - registers its routes, after the blueprint
 from portal.api import flows as _flows  # noqa: E402,F401 - registers its routes, after the blueprint

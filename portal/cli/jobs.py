@@ -72,13 +72,17 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
     aborted = abort_stale_uploads(db.session, store, dry_run=dry_run)
     if not dry_run:
         aborted += expire_uploads(db.session, store, utcnow())
+    from portal.fiches.services import purge as purge_fiches
+
+    fiches = 0 if dry_run else purge_fiches(db.session, services(), utcnow())
     pending = late.pending + report.removal_pending
     return JobRun(
         f"{report.expired} dépôts expirés, "
         f"{report.withdrawn} retirés, {report.abandoned_drafts} brouillons abandonnés, "
         f"{report.files_destroyed} fichiers détruits, {orphans} objets orphelins, "
         f"{aborted} envois interrompus annulés, {late.removed} contenus de dépôts déjà "
-        f"détruits supprimés du stockage ({late.shredded} clés effacées en retard)"
+        f"détruits supprimés du stockage ({late.shredded} clés effacées en retard), "
+        f"{fiches} fiches de liaison détruites"
         + (
             f" ; {pending} contenus en attente de suppression (stockage indisponible)."
             if pending
@@ -90,6 +94,7 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
             "abandoned_drafts": report.abandoned_drafts,
             "files_destroyed": report.files_destroyed,
             "orphans": orphans,
+            "fiches_destroyed": fiches,
             "aborted_uploads": aborted,
             "late_shreds": late.shredded,
             "late_removals": late.removed,
@@ -304,6 +309,24 @@ def jobs_flow_reminders(run: Job) -> JobRun:
             "failed": report.mails_failed,
             "reports_forgotten": report.reports_forgotten,
         },
+    )
+
+
+@jobs.command("fiches-rappels")
+@click.option("--dry-run", is_flag=True, help="Dit ce qui serait envoyé ; n'envoie rien.")
+@job("fiches-rappels", busy="Un autre envoi de rappels de fiches est en cours : rien à faire.")
+def jobs_fiches_reminders(run: Job) -> JobRun:
+    """Rappels des fiches de liaison bilatérales sans décision, 7 puis 2 jours avant le terme."""
+    from portal.fiches.services import send_reminders, waiting_reminders
+
+    if run.dry_run:
+        report = waiting_reminders(db.session, utcnow())
+    else:
+        report = send_reminders(db.session, services(), utcnow())
+    return JobRun(
+        f"Rappels de fiches de liaison : {report['j7']} à 7 jours, {report['j2']} à 2 jours"
+        + (" (à envoyer)." if run.dry_run else "."),
+        details=report,
     )
 
 

@@ -27,6 +27,7 @@ from portal.deposits.models import (
     DepositStatus,
     ResumableUpload,
 )
+from portal.fiches.models import Fiche
 from portal.flows.models import FlowDeposit
 from portal.text import fold
 from storage.sql import storage_data_key
@@ -426,15 +427,21 @@ def cleanup_orphans(
     dry_run: bool = False,
     ctx: audit.Context = audit.NO_CONTEXT,
 ) -> int:
-    """Destroy stored objects that no deposit file nor habilitation form references (abandoned
-    or failed uploads, replacements that lost a race)."""
+    """Destroy stored objects that no deposit file, habilitation form nor fiche references
+    (abandoned or failed uploads, replacements that lost a race, a draft's previous values)."""
     known = set(session.execute(sa.select(DepositFile.object_key)).scalars())
     forms = sa.select(Habilitation.form_object_key).where(Habilitation.form_object_key.is_not(None))
     known.update(key for key in session.execute(forms).scalars() if key is not None)
+    fiches = sa.select(Fiche.values_key).where(Fiche.values_key.is_not(None))
+    known.update(key for key in session.execute(fiches).scalars() if key is not None)
     session.commit()
     destroyed = 0
     horizon = utcnow() - older_than
-    keys = itertools.chain(store.inner.list("deposits/"), store.inner.list("habilitations/"))
+    keys = itertools.chain(
+        store.inner.list("deposits/"),
+        store.inner.list("habilitations/"),
+        store.inner.list("fiches/"),
+    )
     for key in keys:
         if key in known:
             continue

@@ -17,6 +17,7 @@ from portal.auth import models as _auth  # noqa: F401 - as above
 from portal.backup import models as _backup  # noqa: F401 - as above
 from portal.db import Base, make_engine
 from portal.deposits import models as _deposits  # noqa: F401 - as above
+from portal.fiches import models as _fiches  # noqa: F401 - as above
 from portal.flows import models as _flows  # noqa: F401 - as above
 from portal.ops import models as _ops  # noqa: F401 - as above
 from portal.orgs import models as _orgs  # noqa: F401 - as above

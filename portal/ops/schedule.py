@@ -187,6 +187,7 @@ SCHEDULE: tuple[Entry, ...] = (
     entry("digest", "jobs digest", "daily 07:30"),
     entry("reminders", "jobs reminders", "daily 08:00"),
     entry("flow-reminders", "jobs flow-reminders", "weekdays 08:30"),
+    entry("fiches-rappels", "jobs fiches-rappels", "daily 08:15"),
     entry("habilitations", "jobs habilitations", "daily 06:00"),
     entry("inactive-accounts", "jobs inactive-accounts", "daily 06:05"),
     entry("review", "jobs review", "daily 06:10"),
