@@ -236,6 +236,9 @@ class Settings:
     # Further directories of fiche forms (JSON files, docs/fiches.md), read after the shipped
     # catalogue: a département's own or corrected forms, without a code change.
     fiches_catalogue_dirs: tuple[Path, ...] = ()
+    # The data-protection contacts printed on fiches, per département (JSON whose keys replace
+    # those of portal/data/protection-donnees.json; portal/fiches/protection.py).
+    data_protection_contacts_file: Path | None = None
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -347,6 +350,9 @@ class Settings:
             backup_drill_storage_url=_env("BACKUP_DRILL_STORAGE_URL") or None,
             fiches_catalogue_dirs=tuple(
                 Path(p) for p in (_env("FICHES_CATALOGUE_DIRS") or "").split(":") if p.strip()
+            ),
+            data_protection_contacts_file=(
+                Path(contacts) if (contacts := _env("DATA_PROTECTION_CONTACTS_FILE")) else None
             ),
         )
         return replace(settings, **overrides) if overrides else settings

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
 import audit
 from audit import AuditAction
@@ -159,3 +160,13 @@ def fiche_pdf(
     )
     title = f"{opened.form.title} — fiche {fiche.id}"
     return render_pdf(html, title=title, generated_at=now)
+
+
+def pdf_response(content: bytes, fiche_id: str) -> Response:
+    """The download of a fiche's PDF: named after its id only (never the person), not cached."""
+    from flask import Response as FlaskResponse
+
+    response: Response = FlaskResponse(content, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = f'attachment; filename="fiche-{fiche_id}.pdf"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

@@ -139,9 +139,10 @@ def test_the_pdf_holds_every_value_notice_contact_and_the_digest_of_the_page(
     rows = [r for r in audit_rows(app, "fiche:pdf-downloaded") if r.target_id == fiche_id]
     assert len(rows) == 1 and rows[0].actor_id == fw.slai62.id
     assert NOM not in repr(rows[0].details) and CAF not in repr(rows[0].details)
-    # And page 1 renders to an image (looked at when the layout changes)
+    # And page 1 renders to an image (looked at when the layout changes: --basetemp keeps it)
+    (tmp_path / "fiche.pdf").write_bytes(pdf)
     subprocess.run(
-        [_tool("pdftoppm"), "-png", "-r", "50", "-f", "1", "-l", "1", "-", str(tmp_path / "p")],
+        [_tool("pdftoppm"), "-png", "-r", "60", "-f", "1", "-l", "1", "-", str(tmp_path / "p")],
         input=pdf, check=True,
     )  # fmt: skip
     [png] = list(tmp_path.glob("p*.png"))
