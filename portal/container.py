@@ -86,7 +86,6 @@ def build_services(settings: Settings, database: Database, engine: Engine) -> Se
     )
 
 
-
 def services() -> Services:
     """The services of the current app."""
     value = current_app.extensions["filr"]

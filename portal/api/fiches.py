@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, jsonify, request, url_for
+from werkzeug.wrappers.response import Response as BaseResponse
 
 from portal.api.models import ApiScope
 from portal.api.problems import ApiProblem
@@ -19,8 +20,7 @@ from portal.container import services
 from portal.db import db
 from portal.fiches import pdf
 from portal.fiches import services as fiches
-from portal.fiches.models import FicheState
-from portal.fiches.models import Fiche
+from portal.fiches.models import Fiche, FicheState
 from portal.web import audit_context, the_user
 
 FICHE_NOT_FOUND = fiches.NOT_FOUND
@@ -160,7 +160,7 @@ def fiche_show(fiche_id: str) -> Response:
 
 @bp.get("/fiches/<fiche_id>/pdf")
 @requires(ApiScope.READ)
-def fiche_pdf(fiche_id: str) -> Response:
+def fiche_pdf(fiche_id: str) -> BaseResponse:
     """The fiche as a PDF (the page's layout, tagged PDF/UA-1), audited as a download."""
     user, fiche = _fiche_or_404(fiche_id)
     if fiche.state == FicheState.DESTROYED:

@@ -104,9 +104,7 @@ class Deposit(Base):
             "status IN ('draft', 'available', 'withdrawn', 'destroyed')", name="status_known"
         ),
         sa.CheckConstraint(_in_list("category", Category), name="category_known"),
-        sa.CheckConstraint(
-            f"reason IS NULL OR {_in_list('reason', Reason)}", name="reason_known"
-        ),
+        sa.CheckConstraint(f"reason IS NULL OR {_in_list('reason', Reason)}", name="reason_known"),
         sa.CheckConstraint(
             "max_downloads IS NULL OR max_downloads > 0", name="max_downloads_positive"
         ),

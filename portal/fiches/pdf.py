@@ -69,7 +69,9 @@ def verification(fiche_id: str, form_key: str, values: Mapping[str, Any]) -> Ver
     return Verification(fiche_id, "-".join(short[i : i + 4] for i in range(0, len(short), 4)), full)
 
 
-def with_contacts(blocks: Sequence[RenderedBlock], contacts: Iterable[Contact]) -> list[RenderedBlock]:
+def with_contacts(
+    blocks: Sequence[RenderedBlock], contacts: Iterable[Contact]
+) -> list[RenderedBlock]:
     """*blocks* with the data-protection contacts printed right after the GDPR notice (the
     first notice naming "protection des données"), or in a last block of their own when the
     form has no such notice."""

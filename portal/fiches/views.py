@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import (
-    Blueprint,
-    Response,
-    abort,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers.response import Response as BaseResponse
 from wtforms.fields.choices import SelectChoice
 
@@ -211,7 +202,7 @@ def show(fiche_id: str) -> str:
 
 
 @bp.route("/fiches/<fiche_id>/pdf")
-def pdf_download(fiche_id: str) -> Response:
+def pdf_download(fiche_id: str) -> BaseResponse:
     """The fiche as a PDF: the page's template in a print layout, rendered in memory, audited."""
     user, fiche = _fiche_or_404(fiche_id)
     if fiche.state == FicheState.DESTROYED:

@@ -89,9 +89,7 @@ def test_the_form_offers_reasons_and_no_message_and_the_page_and_mail_show_the_r
     assert re.search(r"<dt>Motif</dt><dd[^>]*>Complément demandé</dd>", page)
     assert "Motif : Complément demandé" in body_of(smtp.last_to(world.agent62.email))
     # And a "message" posted by an old page is stored nowhere (there is no column for it)
-    status, _ = _post_new(
-        sender, title="T", message=f"Mme LEFEBVRE {NIR}", recipients=[world.cd62]
-    )
+    status, _ = _post_new(sender, title="T", message=f"Mme LEFEBVRE {NIR}", recipients=[world.cd62])
     assert status == 302 and not hasattr(Deposit, "message")
     with app.app_context():
         rows = db.session.execute(sa.select(Deposit.__table__)).all()
@@ -324,9 +322,7 @@ def test_migration_0017_erases_the_messages_and_its_way_back_keeps_weekly_files(
         assert "message" not in columns and "reason" in columns
         assert NIR not in repr(conn.execute(sa.text("SELECT * FROM deposit")).all())
         conn.execute(
-            sa.text(
-                "UPDATE deposit SET category = 'hebdo_experimentation', reason = 'correction'"
-            )
+            sa.text("UPDATE deposit SET category = 'hebdo_experimentation', reason = 'correction'")
         )
     # And a reason off the list is refused by the database itself
     with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:

@@ -195,9 +195,9 @@ def test_the_digest_is_stable_documented_and_changes_with_any_value() -> None:
     assert re.fullmatch(r"[0-9A-F]{4}(-[0-9A-F]{4}){3}", first.digest)
     assert first == verification("f" * 32, "liaison-bilaterale@1", dict(reversed(values.items())))
     assert canonical_json("f" * 32, "liaison-bilaterale@1", values) == (
-        '{"fiche":"ffffffffffffffffffffffffffffffff","formulaire":"liaison-bilaterale@1",'
-        '"valeurs":{"brsa":true,"demandeur":{"nom":"A","prenom":"B"},"freins":["logement"]}}'
-    ).encode()
+        b'{"fiche":"ffffffffffffffffffffffffffffffff","formulaire":"liaison-bilaterale@1",'
+        b'"valeurs":{"brsa":true,"demandeur":{"nom":"A","prenom":"B"},"freins":["logement"]}}'
+    )
     changed = [
         verification("f" * 32, "liaison-bilaterale@1", {**values, "brsa": False}),
         verification("e" * 32, "liaison-bilaterale@1", values),
