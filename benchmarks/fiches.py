@@ -70,7 +70,19 @@ SEND_RATE_TARGET = 200.0  # fiches per second
 SEND_P95_TARGET_MS = 200.0
 PDF_P95_TARGET_MS = 500.0
 INBOX_P95_TARGET_MS = 50.0
-SURNAMES = "Martin Bernard Dubois Thomas Robert Richard Petit Durand Leroy Moreau Simon".split()
+SURNAMES = [
+    "Martin",
+    "Bernard",
+    "Dubois",
+    "Thomas",
+    "Robert",
+    "Richard",
+    "Petit",
+    "Durand",
+    "Leroy",
+    "Moreau",
+    "Simon",
+]
 FIRST_NAMES = ["Camille", "Louis", "Léa", "Hugo", "Chloé", "Lucas", "Inès", "Jules", "Zoé"]
 
 
@@ -327,6 +339,8 @@ def main() -> int:
             "FILR_MAIL_DIR": str(work / "mails"),
             "FILR_SESSION_IDLE_MINUTES": "120",
             "FILR_API_REQUESTS_PER_MINUTE": "1000000",
+            # The throwaway database belongs to the maintenance role (a benchmark, not a server).
+            "FILR_ALLOW_SUPERUSER": "1",
             "PYTHONPATH": str(ROOT),
         }
         run_filr(env, "db", "upgrade")
