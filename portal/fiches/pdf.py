@@ -20,6 +20,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -96,13 +97,20 @@ def _no_fetch(url: str, *args: Any, **kwargs: Any) -> Any:
     raise ValueError(f"Ressource refusée dans une fiche imprimée : {url[:40]}")
 
 
+@cache
+def _stylesheet() -> Any:
+    """The print style sheet, parsed once per process (read-only afterwards)."""
+    import weasyprint
+
+    return weasyprint.CSS(string=PRINT_CSS.read_text(encoding="utf-8"))
+
+
 def render_pdf(html: str, *, title: str, generated_at: datetime) -> bytes:
     """*html* (the print layout, rendered) as a tagged PDF/UA-1, in memory."""
     import weasyprint  # imported here: pango is loaded only by processes that print
 
     document = weasyprint.HTML(string=html, base_url=None, url_fetcher=_no_fetch)
-    stylesheet = weasyprint.CSS(string=PRINT_CSS.read_text(encoding="utf-8"))
-    rendered = document.render(stylesheets=[stylesheet], pdf_variant="pdf/ua-1")
+    rendered = document.render(stylesheets=[_stylesheet()], pdf_variant="pdf/ua-1")
     rendered.metadata.title = title
     rendered.metadata.lang = "fr"
     rendered.metadata.authors = ["Fil'R"]
