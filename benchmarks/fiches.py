@@ -382,6 +382,7 @@ def main() -> int:
         client.request("GET", f"/api/v1/fiches/{ids[0]}/pdf", headers=headers)  # warm-up
         pdf_ms: list[float] = []
         sizes: list[int] = []
+        before = cpu_seconds(worker_pids(portal.pid))
         for fiche_id in ids[1 : pdfs + 1]:
             start = time.perf_counter()
             reply = client.request("GET", f"/api/v1/fiches/{fiche_id}/pdf", headers=headers)
@@ -389,6 +390,8 @@ def main() -> int:
             if reply.status != 200 or not reply.body.startswith(b"%PDF-"):
                 raise RuntimeError(f"PDF answered {reply.status}")
             sizes.append(len(reply.body))
+        cpu = cpu_seconds(worker_pids(portal.pid)) - before
+        print(f"  {cpu / len(pdf_ms) * 1000:.0f} ms of worker CPU a PDF", flush=True)
         if not report(f"PDF (~{sum(sizes) // len(sizes) // 1024} KiB)", pdf_ms, PDF_P95_TARGET_MS):
             missed.append("PDF p95")
 

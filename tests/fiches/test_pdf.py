@@ -221,6 +221,19 @@ def test_the_contacts_follow_the_gdpr_notice_or_get_their_own_block() -> None:
     assert alone[-1].title == CONTACTS_TITLE and len(alone) == 2
 
 
+def test_the_app_refuses_to_start_on_a_malformed_contacts_file(
+    make_app: Callable[..., Flask], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wrong = tmp_path / "contacts-faux.json"
+    wrong.write_text('{"cnil": {"titre": "CNIL"}}', encoding="utf-8")
+    with pytest.raises(ContactsError, match=r"cnil\.coordonnees"):
+        make_app(data_protection_contacts_file=wrong)
+    monkeypatch.setenv("FILR_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("FILR_SECRET_KEY", "k" * 40)
+    monkeypatch.setenv("FILR_DATA_PROTECTION_CONTACTS_FILE", str(wrong))
+    assert Settings.from_env().data_protection_contacts_file == wrong
+
+
 def test_a_malformed_contacts_file_is_refused_naming_the_key(tmp_path: Path) -> None:
     wrong = tmp_path / "contacts.json"
     wrong.write_text('{"departements": {"62": {"titre": "DPD"}}}', encoding="utf-8")
