@@ -27,7 +27,7 @@ from portal.deposits.models import (
     DepositStatus,
     ResumableUpload,
 )
-from portal.fiches.models import Fiche
+from portal.fiches.models import Fiche, FicheAttachment
 from portal.flows.models import FlowDeposit
 from portal.text import fold
 from storage.sql import storage_data_key
@@ -434,6 +434,8 @@ def cleanup_orphans(
     known.update(key for key in session.execute(forms).scalars() if key is not None)
     fiches = sa.select(Fiche.values_key).where(Fiche.values_key.is_not(None))
     known.update(key for key in session.execute(fiches).scalars() if key is not None)
+    pieces = sa.select(FicheAttachment.object_key).where(FicheAttachment.object_key.is_not(None))
+    known.update(key for key in session.execute(pieces).scalars() if key is not None)
     session.commit()
     destroyed = 0
     horizon = utcnow() - older_than

@@ -61,7 +61,7 @@ def values_from_form(form: Form, data: MultiDict, filled_by: str = "sender") -> 
             raw = _text(data, name)
             value = int(raw) if raw is not None and raw.isdigit() and len(raw) < 6 else raw
         elif f.type == "attachment":
-            value = None  # not offered on the web form yet (see docs/fiches.md)
+            value = _text(data, name)  # the id of the PDF joined on the draft's page
         else:
             value = _text(data, name)
         if value is not None:
@@ -79,6 +79,8 @@ def form_state(form: Form, values: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(value, dict):
             for part, text in value.items():
                 shown[f"{f.id}-{part}"] = text
+        elif f.type == "date" and isinstance(value, str) and len(value) == 10 and value[4] == "-":
+            shown[f.id] = f"{value[8:10]}/{value[5:7]}/{value[0:4]}"
         elif f.type == "yes_no" and isinstance(value, bool):
             shown[f.id] = "oui" if value else "non"
         elif f.type == "acknowledgement":
@@ -98,6 +100,7 @@ class DecisionForm(PortalForm):
     )
     date_decision = DateField(
         "Date de la décision",
+        format="%d/%m/%Y",
         validators=[InputRequired(message="Indiquez la date de la décision.")],
     )
 

@@ -120,3 +120,21 @@ class Fiche(Base):
         if self.is_overdue():
             return OVERDUE_LABEL
         return STATE_LABELS[FicheState(self.state)]
+
+
+class FicheAttachment(Base):
+    """A PDF attached to an `attachment` field of a fiche (the signed acknowledgement, the
+    bilan du parcours, the PPAE): an encrypted object under the département's key."""
+
+    __tablename__ = "fiche_attachment"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    fiche_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("fiche.id"), nullable=False, index=True
+    )
+    field_id: Mapped[str] = mapped_column(String(48), nullable=False)
+    object_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    size: Mapped[int] = mapped_column(Integer, nullable=False)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)
+    scan: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False, default=utcnow)

@@ -39,6 +39,7 @@ from portal.fiches.models import (
     MAX_LIFETIME,
     WAITING,
     Fiche,
+    FicheAttachment,
     FicheState,
 )
 from portal.fiches.permissions import (
@@ -51,7 +52,9 @@ from portal.fiches.permissions import (
     visible_fiches,
 )
 from portal.fiches.validator import REQUIRED, clean, validate
-from portal.formats import date_fr
+from portal.filecheck.clamd import ClamdUnavailable
+from portal.filecheck.pdf_content import check_pdf
+from portal.formats import date_fr, size_fr
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
@@ -167,10 +170,22 @@ def person_label(user: User) -> str:
 
 
 def references(
-    session: Session, sender: User, form: Form, departement: str, values: Mapping[str, Any]
+    session: Session,
+    sender: User,
+    form: Form,
+    departement: str,
+    values: Mapping[str, Any],
+    fiche_id: str | None = None,
 ) -> References:
-    """Choices of the form's organisation and person fields for *sender* in *departement*."""
+    """Choices of the form's organisation and person fields for *sender* in *departement*,
+    and the attachments already stored for *fiche_id*'s attachment fields."""
     refs = References()
+    attachments = attachments_of(session, fiche_id) if fiche_id else []
+    for f in form.fields(None):
+        if f.type == "attachment":
+            mine = [a for a in attachments if a.field_id == f.id and a.object_key]
+            refs.allowed[f.id] = {a.id for a in mine}
+            refs.labels.update((a.id, attachment_label(a)) for a in mine)
     orgs = list(session.execute(sa.select(Organisation).order_by(Organisation.name)).scalars())
     by_id = {o.id: o for o in orgs}
     members: dict[str, list[User]] = {}
@@ -309,7 +324,9 @@ def save_draft(
     _checked_recipient(session, user, form, draft.departement, draft.recipient_org_id)
     if fiche is not None and (fiche.state != FicheState.DRAFT or fiche.sender_id != user.id):
         raise FicheError("Une fiche envoyée ne peut plus être modifiée : corrigez-la.")
-    refs = references(session, user, form, draft.departement, draft.values)
+    refs = references(
+        session, user, form, draft.departement, draft.values, fiche.id if fiche else None
+    )
     errors = validate(form, draft.values, allowed=refs.allowed)
     kept = {k: v for k, v in draft.values.items() if k not in errors}
     errors = {k: m for k, m in errors.items() if m != REQUIRED and k in draft.values}
@@ -367,7 +384,7 @@ def send(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audit.C
         raise FicheError("Cette fiche ne peut pas être envoyée.")
     _checked_recipient(session, user, form, fiche.departement_code, fiche.recipient_org_id)
     values = read_values(session, svc.store, fiche)
-    refs = references(session, user, form, fiche.departement_code, values)
+    refs = references(session, user, form, fiche.departement_code, values, fiche.id)
     errors = validate(form, values, allowed=refs.allowed)
     if errors:
         raise FicheError("La fiche est incomplète ou contient des erreurs.", errors)
@@ -523,6 +540,7 @@ def open_fiche(
     session.refresh(fiche)
     shown = {**values, **decision_values(fiche)}
     labels = stored_labels(session, values)
+    labels.update((a.id, attachment_label(a)) for a in attachments_of(session, fiche.id))
     return OpenedFiche(fiche, form, values, render(form, shown, labels), labels)
 
 
@@ -784,6 +802,11 @@ def correct(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audi
     if not can_correct(user, fiche):
         raise FicheError("Cette fiche ne peut plus être corrigée.")
     values = read_values(session, svc.store, fiche)
+    form = svc.catalogue.get(fiche.form_key)
+    if form is not None:  # the attachments are the old fiche's: attached again to the new one
+        values = {
+            k: v for k, v in values.items() if (f := form.field(k)) and f.type != "attachment"
+        }
     draft = Draft(fiche.form_key, fiche.departement_code, fiche.recipient_org_id, values)
     new, _ = save_draft(session, svc, user, draft, ctx)
     new.replaces_id = fiche.id
@@ -917,6 +940,13 @@ def purge(session: Session, svc: Services, now: datetime | None = None) -> int:
         if fiche is None:
             continue
         key = fiche.values_key
+        pieces = [a.object_key for a in attachments_of(session, fiche.id) if a.object_key]
+        session.execute(
+            sa.update(FicheAttachment)
+            .where(FicheAttachment.fiche_id == fiche.id)
+            .values(object_key=None)
+            .execution_options(synchronize_session=False)
+        )
         fiche.state = FicheState.DESTROYED
         fiche.destroyed_at = now
         fiche.values_key = fiche.person_sealed = fiche.person_index = None
@@ -929,7 +959,8 @@ def purge(session: Session, svc: Services, now: datetime | None = None) -> int:
             details={"reason": "expired"},
         )
         session.commit()
-        _drop_values(svc.store, key)
+        for object_key in [key, *pieces]:
+            _drop_values(svc.store, object_key)
     return len(ids)
 
 
@@ -976,3 +1007,155 @@ def monthly_counts(
 
 def fiches_of(session: Session, ids: Iterable[str]) -> list[Fiche]:
     return list(session.execute(sa.select(Fiche).where(Fiche.id.in_(list(ids)))).scalars())
+
+
+# --- attachments -----------------------------------------------------------------------------
+
+ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
+
+
+def attachments_of(session: Session, fiche_id: str) -> list[FicheAttachment]:
+    return list(
+        session.execute(
+            sa.select(FicheAttachment)
+            .where(FicheAttachment.fiche_id == fiche_id)
+            .order_by(FicheAttachment.created_at)
+        ).scalars()
+    )
+
+
+def attachment_label(attachment: FicheAttachment) -> str:
+    return f"PDF joint ({size_fr(attachment.size)}, SHA-256 {attachment.sha256[:16]}…)"
+
+
+def _scan(svc: Services, content: bytes) -> str:
+    """clamd's verdict: "clean", or "bypassed" (clamd down, FILR_ANTIVIRUS_BYPASS on);
+    refused otherwise (fail closed), as the habilitation forms are."""
+    try:
+        verdict = svc.clamd.scan([content])
+    except ClamdUnavailable:
+        if svc.settings.antivirus_bypass and not svc.clamd.ping():
+            return "bypassed"
+        raise FicheError(
+            "L'antivirus est indisponible : la pièce jointe ne peut pas être vérifiée pour "
+            "l'instant. Réessayez dans quelques minutes."
+        ) from None
+    if verdict.signature is not None:
+        raise FicheError(
+            f"Pièce jointe refusée : l'antivirus y a détecté « {verdict.signature} ». Elle n'a "
+            "pas été enregistrée."
+        )
+    return "clean"
+
+
+def attach(
+    session: Session,
+    svc: Services,
+    user: User,
+    fiche: Fiche,
+    field_id: str,
+    content: bytes,
+    ctx: audit.Context,
+) -> FicheAttachment:
+    """Attach a PDF (10 Mo at most; active content and antivirus checked, as a deposited PDF
+    and a habilitation form are) to an attachment field of *user*'s draft; the field's value
+    becomes the attachment (the previous one is destroyed). Commits."""
+    form = svc.catalogue.get(fiche.form_key)
+    field_ = form.field(field_id) if form else None
+    if (
+        form is None
+        or field_ is None
+        or field_.type != "attachment"
+        or fiche.state != FicheState.DRAFT
+        or fiche.sender_id != user.id
+    ):
+        raise FicheError("Cette pièce jointe ne peut pas être ajoutée à cette fiche.")
+    if not content.startswith(b"%PDF-") or len(content) > ATTACHMENT_MAX_BYTES:
+        raise FicheError("La pièce jointe doit être un fichier PDF de 10 Mo au plus.")
+    finding = check_pdf(content)
+    if finding is not None:
+        raise FicheError(finding.message_fr)
+    scan = _scan(svc, content)
+    values = read_values(session, svc.store, fiche)  # commits: the store has its connection
+    attachment_id = new_id()
+    object_key = f"fiches/{fiche.id}/pieces/{attachment_id}"
+    store = svc.store
+    store.keyring.ensure(fiche.departement_code)
+    stored = store.put(object_key, [content], departement=fiche.departement_code)
+    previous = values.get(field_id)
+    new_values_key = _write_values(store, fiche, {**values, field_id: attachment_id})
+    old_values_key = fiche.values_key
+    try:
+        won = session.execute(
+            sa.update(Fiche)
+            .where(
+                Fiche.id == fiche.id,
+                Fiche.state == FicheState.DRAFT,
+                Fiche.values_key == old_values_key,
+            )
+            .values(values_key=new_values_key, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if won.rowcount != 1:  # type: ignore[attr-defined] # DML: a CursorResult
+            raise FicheError("Ce brouillon vient de changer : rechargez la page.")
+        attachment = FicheAttachment(
+            id=attachment_id,
+            fiche_id=fiche.id,
+            field_id=field_id,
+            object_key=object_key,
+            size=stored.size,
+            sha256=stored.sha256,
+            scan=scan,
+            created_at=utcnow(),
+        )
+        session.add(attachment)
+        replaced: str | None = None
+        if isinstance(previous, str):
+            old = session.get(FicheAttachment, previous)
+            if old is not None and old.fiche_id == fiche.id:
+                replaced, old.object_key = old.object_key, None
+        audit.record(
+            session,
+            AuditAction.FICHE_DRAFT_SAVED,
+            actor=user.audit_actor,
+            context=ctx,
+            target=_target(fiche),
+            details={"attachment": field_id, "size": stored.size, "scan": scan},
+        )
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for created in (object_key, new_values_key):
+            _drop_values(store, created)
+        raise
+    for dropped in (old_values_key, replaced):
+        _drop_values(store, dropped)
+    session.refresh(fiche)
+    return attachment
+
+
+def open_attachment(
+    session: Session,
+    svc: Services,
+    user: User,
+    fiche: Fiche,
+    attachment_id: str,
+    ctx: audit.Context,
+) -> tuple[FicheAttachment, bytes] | None:
+    """The decrypted PDF of an attachment of *fiche* (which *user* may see), audited; None
+    when the fiche has no such attachment. Commits."""
+    attachment = (
+        session.get(FicheAttachment, attachment_id) if is_well_formed_id(attachment_id) else None
+    )
+    if attachment is None or attachment.fiche_id != fiche.id or attachment.object_key is None:
+        return None
+    audit.record(
+        session,
+        AuditAction.FICHE_VIEWED,
+        actor=user.audit_actor,
+        context=ctx,
+        target=_target(fiche),
+        details={"attachment": attachment.field_id},
+    )
+    session.commit()
+    return attachment, b"".join(svc.store.open(attachment.object_key))

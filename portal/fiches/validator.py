@@ -103,7 +103,7 @@ def _check(f: Field, value: Any, *, today: date) -> str | None:
         except ValueError:
             day = None
         if day is None:
-            return "La date n'est pas valide : utilisez le format JJ/MM/AAAA."
+            return "La date n'est pas valide : jj/mm/aaaa (AAAA-MM-JJ dans l'API)."
         if not date(1900, 1, 1) <= day <= date(today.year + 2, 12, 31):
             return "La date n'est pas vraisemblable."
         return None

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.wrappers.response import Response as BaseResponse
 from wtforms.fields.choices import SelectChoice
 
@@ -182,6 +192,11 @@ def show(fiche_id: str) -> str:
     if providers:
         forward_form = ForwardForm(prefix="transmission")
         forward_form.provider.choices = [SelectChoice(p.id, p.name) for p in providers]
+    attachment_fields = (
+        [f for f in opened.form.fields() if f.type == "attachment"]
+        if fiche.state == FicheState.DRAFT and fiche.sender_id == user.id
+        else []
+    )
     departement_name = DEPARTEMENTS[fiche.departement_code]
     return render_template(
         "fiches/show.html",
@@ -189,6 +204,8 @@ def show(fiche_id: str) -> str:
         opened=opened,
         # The blocks with the data-protection contacts, and the digest: as the PDF prints them.
         sheet=pdf.sheet_of(opened, pdf.contacts_of(svc), departement_name),
+        attachment_fields=attachment_fields,
+        attachments=fiches.attachments_of(db.session, fiche.id),
         person=fiches.inbox_person(svc, fiche),
         steps=fiches.history(db.session, fiche),
         send_errors=send_errors,
@@ -278,3 +295,34 @@ def correct(fiche_id: str) -> BaseResponse:
         "success",
     )
     return redirect(url_for("fiches.edit", fiche_id=new.id))
+
+
+@bp.route("/fiches/<fiche_id>/pieces/<field_id>", methods=["POST"])
+def attach(fiche_id: str, field_id: str) -> tuple[Response, int]:
+    """A PDF for an attachment field of a draft, as the raw request body (never multipart)."""
+    user, fiche = _fiche_or_404(fiche_id)
+    limit = fiches.ATTACHMENT_MAX_BYTES
+    if request.content_length is not None and request.content_length > limit:
+        return jsonify(error="La pièce jointe doit être un fichier PDF de 10 Mo au plus."), 413
+    content = request.stream.read(limit + 1)
+    try:
+        fiches.attach(db.session, services(), user, fiche, field_id, content, audit_context())
+    except fiches.FicheError as e:
+        return jsonify(error=str(e)), 422
+    flash("Pièce jointe enregistrée (chiffrée).", "success")
+    return jsonify(stored=True), 201
+
+
+@bp.route("/fiches/<fiche_id>/pieces/<attachment_id>")
+def attachment(fiche_id: str, attachment_id: str) -> BaseResponse:
+    """An attachment of a fiche, decrypted for someone who may see the fiche (audited)."""
+    user, fiche = _fiche_or_404(fiche_id)
+    found = fiches.open_attachment(
+        db.session, services(), user, fiche, attachment_id, audit_context()
+    )
+    if found is None:
+        abort(404)
+    response = BaseResponse(found[1], mimetype="application/pdf")
+    response.headers["Content-Disposition"] = 'attachment; filename="piece-jointe.pdf"'
+    response.headers["Cache-Control"] = "no-store"
+    return response

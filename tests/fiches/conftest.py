@@ -82,6 +82,8 @@ def web_data(values: dict[str, Any]) -> dict[str, Any]:
             data[key] = "oui" if value else "non"
         elif isinstance(value, int):
             data[key] = str(value)
+        elif key.startswith("date") and isinstance(value, str):
+            data[key] = "/".join(reversed(value.split("-")))  # as people type it
         else:
             data[key] = value
     return data

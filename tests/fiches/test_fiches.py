@@ -15,6 +15,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from audit.models import AuditEvent
+from portal.container import services
 from portal.db import db
 from portal.fiches.models import Fiche
 from tests.api.conftest import assert_problem
@@ -115,7 +116,7 @@ def test_a_bilaterale_fiche_from_sending_to_decision(
         data={
             "csrf_token": token,
             "decision-entree_accompagnement": "oui",
-            "decision-date_decision": "2026-12-08",
+            "decision-date_decision": "08/12/2026",
         },
     )
     assert decided.status_code == 302
@@ -262,10 +263,63 @@ def test_nothing_of_the_person_in_clear_in_the_database_the_store_the_logs_or_th
         if wal.exists():
             content += wal.read_bytes()
         assert not any(s in content for s in secrets)
-        # The object store (a directory on this stack)
-        objects = tmp_path / "objects"
-        stored = [p for p in objects.rglob("*") if p.is_file()]
-        assert any("fiches" in str(p) for p in stored)
-        for path in stored:
-            assert not any(s in path.read_bytes() for s in secrets), path
+    # The object store (a directory, or S3 on SeaweedFS): every object, as stored.
+    with app.app_context():
+        inner = services().store.inner
+        keys = list(inner.list(""))
+        assert any(k.startswith("fiches/") for k in keys)
+        for key in keys:
+            raw = b"".join(inner.get(key))
+            assert not any(s in raw for s in secrets), key
     assert re.search(r"[0-9a-f]{32}", fiche_id)
+
+
+def test_the_sql_twin_agrees_with_the_predicate(
+    app: Flask, fw: FicheWorld, api_for: Callable[..., Api], client_for: Clients
+) -> None:
+    from portal.accounts.models import User
+    from portal.fiches.permissions import can_see_fiche, visible_fiches
+
+    api = api_for(fw.adviser)
+    body = {"form": "liaison-bilaterale", "departement": "62", "recipient": fw.cd62}
+    sent = api.post("/api/v1/fiches", json={**body, "values": bilaterale_values(fw)})
+    assert sent.status_code == 201
+    forwarded = api.post("/api/v1/fiches", json={**body, "values": bilaterale_values(fw)})
+    forwarded_id = forwarded.get_json()["id"]
+    slai = client_for(fw.slai62)
+    token = csrf_of(slai, f"/fiches/{forwarded_id}")
+    slai.post(
+        f"/fiches/{forwarded_id}/transmettre",
+        data={"csrf_token": token, "transmission-provider": fw.provider62},
+    )
+    post_form(client_for(fw.adviser), NEW, {"destinataire": fw.cd62})  # a draft
+    accounts = [
+        fw.adviser, fw.slai62, fw.slai59, fw.referent62, fw.other_referent62, fw.referent59,
+    ]  # fmt: skip
+    with app.app_context():
+        all_fiches = list(db.session.execute(sa.select(Fiche)).scalars())
+        assert len(all_fiches) == 3
+        for account in accounts:
+            user = db.session.get(User, account.id)
+            assert user is not None
+            by_sql = set(
+                db.session.execute(sa.select(Fiche.id).where(visible_fiches(user))).scalars()
+            )
+            by_predicate = {f.id for f in all_fiches if can_see_fiche(user, f)}
+            assert by_sql == by_predicate, account.email
+        seen = {
+            a.email: len(
+                db.session.execute(
+                    sa.select(Fiche.id).where(visible_fiches(db.session.get(User, a.id)))  # type: ignore[arg-type]
+                ).all()
+            )
+            for a in accounts
+        }
+    assert seen == {
+        fw.adviser.email: 3,
+        fw.slai62.email: 2,
+        fw.slai59.email: 0,
+        fw.referent62.email: 1,
+        fw.other_referent62.email: 0,
+        fw.referent59.email: 0,
+    }

@@ -164,3 +164,66 @@ def services_form(app: Flask):  # type: ignore[no-untyped-def]
         form = services().catalogue.latest("liaison-bilaterale")
     assert form is not None
     return form
+
+
+def test_a_pdf_attached_to_a_draft_is_checked_encrypted_and_sent_with_the_fiche(
+    app: Flask, fw: FicheWorld, client_for: Clients
+) -> None:
+    from tests.fiches.conftest import post_form, web_data
+    from tests.support.clamd import FILR_SIGNATURE, FILR_TEST_STRING
+    from tests.support.pdf import make_pdf
+
+    adviser = client_for(fw.adviser)
+    response = post_form(
+        adviser,
+        "/fiches/nouvelle/liaison-bilaterale?espace=62",
+        {"destinataire": fw.cd62, **web_data(bilaterale_values(fw))},
+    )
+    fiche_id = response.headers["Location"].split("/")[2]
+    page = adviser.get(f"/fiches/{fiche_id}").get_data(as_text=True)
+    assert 'id="piece-attestation_scan"' in page and "fiches.js" in page
+    token = csrf_of(adviser, f"/fiches/{fiche_id}")
+
+    def attach(content: bytes, field: str = "attestation_scan") -> tuple[int, str]:
+        answer = adviser.post(
+            f"/fiches/{fiche_id}/pieces/{field}",
+            data=content,
+            headers={"X-CSRFToken": token, "Content-Type": "application/pdf"},
+        )
+        return answer.status_code, (answer.get_json() or {}).get("error", "")
+
+    assert attach(b"not a pdf") == (
+        422,
+        "La pièce jointe doit être un fichier PDF de 10 Mo au plus.",
+    )
+    status, error = attach(make_pdf([b"<< >>"], streams={4: FILR_TEST_STRING}))
+    assert status == 422 and FILR_SIGNATURE in error
+    assert attach(make_pdf(), field="demandeur")[0] == 422  # not an attachment field
+    pdf = make_pdf(padding=100)
+    assert attach(pdf) == (201, "")
+    assert attach(pdf) == (201, "")  # replaces the first (destroyed)
+    with app.app_context():
+        pieces = fiches.attachments_of(db.session, fiche_id)
+        assert [p.object_key is not None for p in pieces] == [False, True]
+        raw = b"".join(services().store.inner.get(pieces[1].object_key or ""))
+        assert pdf not in raw  # encrypted
+    token = csrf_of(adviser, f"/fiches/{fiche_id}")
+    assert (
+        adviser.post(f"/fiches/{fiche_id}/envoyer", data={"csrf_token": token}).status_code == 302
+    )
+    slai = client_for(fw.slai62)
+    page = slai.get(f"/fiches/{fiche_id}").get_data(as_text=True)
+    link = page.split('id="pieces-jointes"')[1].split('href="')[1].split('"')[0]
+    downloaded = slai.get(link)
+    assert downloaded.status_code == 200 and downloaded.data == pdf
+    assert client_for(fw.slai59).get(link).status_code == 404
+    assert client_for(fw.referent59).get(link).status_code == 404
+    # A sent fiche takes no more attachment.
+    assert attach(pdf)[0] == 422
+    # The purge destroys the attachment with the fiche.
+    with app.app_context():
+        key = fiches.attachments_of(db.session, fiche_id)[1].object_key
+        fiche = db.session.get(Fiche, fiche_id)
+        assert fiche is not None and fiche.sent_at is not None and key is not None
+        fiches.purge(db.session, services(), fiche.sent_at + timedelta(days=91))
+        assert not services().store.exists(key)

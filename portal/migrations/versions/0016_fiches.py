@@ -111,8 +111,32 @@ def upgrade() -> None:
             "ix_fiche_space_sent", ["departement_code", "sent_at", "id"], unique=False
         )
 
+    op.create_table(
+        "fiche_attachment",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("fiche_id", sa.String(length=32), nullable=False),
+        sa.Column("field_id", sa.String(length=48), nullable=False),
+        sa.Column("object_key", sa.String(length=200), nullable=True),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("sha256", sa.String(length=64), nullable=False),
+        sa.Column("scan", sa.String(length=16), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["fiche_id"], ["fiche.id"], name=op.f("fk_fiche_attachment_fiche_id_fiche")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_fiche_attachment")),
+        sa.UniqueConstraint("object_key", name=op.f("uq_fiche_attachment_object_key")),
+    )
+    with op.batch_alter_table("fiche_attachment", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_fiche_attachment_fiche_id"), ["fiche_id"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("fiche_attachment", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_fiche_attachment_fiche_id"))
+    op.drop_table("fiche_attachment")
     with op.batch_alter_table("fiche", schema=None) as batch_op:
         batch_op.drop_index("ix_fiche_space_sent")
         batch_op.drop_index("ix_fiche_sender_org_created")
