@@ -79,10 +79,10 @@ def jobs_purge(run: Job, batch_size: int) -> JobRun:
     return JobRun(
         f"{report.expired} dépôts expirés, "
         f"{report.withdrawn} retirés, {report.abandoned_drafts} brouillons abandonnés, "
-        f"{report.files_destroyed} fichiers détruits, {orphans} objets orphelins, "
+        f"{report.files_destroyed} fichiers détruits, {fiches} fiches de liaison détruites, "
+        f"{orphans} objets orphelins, "
         f"{aborted} envois interrompus annulés, {late.removed} contenus de dépôts déjà "
-        f"détruits supprimés du stockage ({late.shredded} clés effacées en retard), "
-        f"{fiches} fiches de liaison détruites"
+        f"détruits supprimés du stockage ({late.shredded} clés effacées en retard)"
         + (
             f" ; {pending} contenus en attente de suppression (stockage indisponible)."
             if pending

@@ -54,7 +54,7 @@ from portal.fiches.permissions import (
 from portal.fiches.validator import REQUIRED, clean, validate
 from portal.filecheck.clamd import ClamdUnavailable
 from portal.filecheck.pdf_content import check_pdf
-from portal.formats import date_fr, size_fr
+from portal.formats import PARIS, date_fr, size_fr
 from portal.mail import deliver
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation, OrgKind
@@ -992,7 +992,8 @@ def monthly_counts(
     for sent_at, state, due_at in rows:
         if sent_at is None:
             continue
-        key = f"{sent_at.month:02d}/{sent_at.year}"
+        local = sent_at.astimezone(PARIS)  # the conventions' months run on Paris time
+        key = f"{local.month:02d}/{local.year}"
         b = buckets.setdefault(key, [0, 0, 0, 0, 0])
         b[0] += 1
         if state == FicheState.ACCEPTED:

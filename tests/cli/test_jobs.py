@@ -119,8 +119,8 @@ def test_the_purge_records_its_run_once_and_never_a_dry_run(cli_env: Settings, a
     [row] = audit_rows(app, AuditAction.JOB_RUN)
     assert json.loads(row.details) == {
         "job": "purge", "expired": 0, "withdrawn": 0, "abandoned_drafts": 0,
-        "files_destroyed": 0, "orphans": 0, "aborted_uploads": 0, "late_shreds": 0,
-        "late_removals": 0, "removals_pending": 0,
+        "files_destroyed": 0, "orphans": 0, "fiches_destroyed": 0, "aborted_uploads": 0,
+        "late_shreds": 0, "late_removals": 0, "removals_pending": 0,
     }  # fmt: skip
     assert row.user_agent == "filr-cli" and row.request_id.startswith("cli-")
 

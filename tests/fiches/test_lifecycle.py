@@ -77,6 +77,12 @@ def test_reminders_at_d7_and_d2_then_overdue_on_both_sides(
     for account in (fw.adviser, fw.slai62):
         page = client_for(account).get("/fiches?boite=en-retard").get_data(as_text=True)
         assert fiche_id in page and "Sans réponse" in page
+        assert 'id="suivi"' in page
+        with app.app_context():
+            user = db.session.get(User, account.id)
+            assert user is not None
+            [month] = fiches.monthly_counts(db.session, user)
+            assert (month.sent, month.accepted, month.waiting, month.overdue) == (1, 0, 0, 1)
     assert fiche_id not in client_for(fw.slai59).get("/fiches?boite=en-retard").get_data(
         as_text=True
     )
