@@ -19,9 +19,11 @@ COPY audit ./audit
 RUN /opt/filr/bin/pip install --no-cache-dir .
 
 FROM python:3.13-slim-bookworm
-# pg_dump / pg_restore for `filr backup` (same major version as the server, or newer).
+# pg_dump / pg_restore for `filr backup` (same major version as the server, or newer); Pango,
+# HarfBuzz and fonts for WeasyPrint (the fiches' PDF, portal/fiches/pdf.py).
 RUN apt-get update -qq \
     && apt-get install -y -qq --no-install-recommends postgresql-client \
+       libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-liberation \
     && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /data --shell /usr/sbin/nologin filr \
     && mkdir -p /data && chown filr /data

@@ -13,6 +13,7 @@ from portal.auth.throttle import DatabaseFailureStore, FailureStore, RedisFailur
 from portal.auth.totp import SecretBox
 from portal.db import Database
 from portal.fiches.catalogue import Catalogue, load_catalogue
+from portal.fiches.protection import load_contacts
 from portal.filecheck.clamd import ClamdClient
 from portal.mail import Mailer, make_mailer
 from portal.settings import Settings
@@ -71,6 +72,8 @@ def build_services(settings: Settings, database: Database, engine: Engine) -> Se
         store = RedisFailureStore(settings.redis_url)
     else:
         store = DatabaseFailureStore(lambda: database.session)
+    # The data-protection contacts printed on fiches: a malformed file stops the start-up.
+    load_contacts(settings.data_protection_contacts_file)
     return Services(
         settings=settings,
         argon2=Argon2(settings.argon2_time_cost, settings.argon2_memory_kib),

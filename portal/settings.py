@@ -175,6 +175,9 @@ class Settings:
     s3_secret_key: str | None = None
     weekly_flow_lifetime_days: int = 7
     monthly_flow_lifetime_days: int = 35
+    # Life (default and maximum) of a weekly experimentation file, category
+    # hebdo_experimentation: "un délai d'expiration court".
+    weekly_file_lifetime_days: int = 7
     # Sanity of a flow against its previous period: relative drop and jump (percent) flagged.
     flow_sanity_drop_percent: int = 50
     flow_sanity_jump_percent: int = 100
@@ -246,6 +249,9 @@ class Settings:
     # Further directories of fiche forms (JSON files, docs/fiches.md), read after the shipped
     # catalogue: a département's own or corrected forms, without a code change.
     fiches_catalogue_dirs: tuple[Path, ...] = ()
+    # The data-protection contacts printed on fiches, per département (JSON whose keys replace
+    # those of portal/data/protection-donnees.json; portal/fiches/protection.py).
+    data_protection_contacts_file: Path | None = None
     testing: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -319,6 +325,7 @@ class Settings:
             s3_secret_key=_env("S3_SECRET_KEY") or None,
             weekly_flow_lifetime_days=_int("WEEKLY_FLOW_LIFETIME_DAYS", 7, minimum=1),
             monthly_flow_lifetime_days=_int("MONTHLY_FLOW_LIFETIME_DAYS", 35, minimum=1),
+            weekly_file_lifetime_days=_int("WEEKLY_FILE_LIFETIME_DAYS", 7, minimum=1),
             flow_sanity_drop_percent=_int("FLOW_SANITY_DROP_PERCENT", 50, minimum=1),
             flow_sanity_jump_percent=_int("FLOW_SANITY_JUMP_PERCENT", 100, minimum=1),
             flow_reminder_working_days=_int("FLOW_REMINDER_WORKING_DAYS", 3, minimum=1),
@@ -370,6 +377,9 @@ class Settings:
             fiches_catalogue_dirs=tuple(
                 Path(p) for p in (_env("FICHES_CATALOGUE_DIRS") or "").split(":") if p.strip()
             ),
+            data_protection_contacts_file=(
+                Path(contacts) if (contacts := _env("DATA_PROTECTION_CONTACTS_FILE")) else None
+            ),
         )
         return replace(settings, **overrides) if overrides else settings
 
@@ -387,6 +397,11 @@ class Settings:
             raise SettingsError(
                 f"{ENV_PREFIX}ACCOUNT_INACTIVE_DAYS must be between {ACCOUNT_INACTIVE_MIN} "
                 f"and {ACCOUNT_INACTIVE_MAX} (days), not {self.account_inactive_days}"
+            )
+        if not 1 <= self.weekly_file_lifetime_days <= 90:
+            raise SettingsError(
+                f"{ENV_PREFIX}WEEKLY_FILE_LIFETIME_DAYS must be between 1 and 90 (days), "
+                f"not {self.weekly_file_lifetime_days}"
             )
         if not 1 <= self.incident_partner_notice_hours <= 168:
             raise SettingsError(

@@ -176,7 +176,7 @@ def fiche_schemas(catalogue: Catalogue) -> dict[str, Schema]:
 
 
 def fiche_paths(operation: Any, json: Any, error: Any, param: Any) -> dict[str, Any]:
-    """The three routes, built with the document's own helpers."""
+    """The four routes, built with the document's own helpers."""
     fiche_id = param("fiche_id", "path", "Identifiant de la fiche.", ID)
     return {
         "/fiches": {
@@ -224,6 +224,25 @@ def fiche_paths(operation: Any, json: Any, error: Any, param: Any) -> dict[str, 
                 "Une fiche, avec ses valeurs (consultation tracée).",
                 ApiScope.READ,
                 {"200": json(_ref("Fiche"), "La fiche."), "404": error("NotFound")},
+                parameters=[fiche_id],
+            )
+        },
+        "/fiches/{fiche_id}/pdf": {
+            "get": operation(
+                "getFichePdf",
+                "La fiche en PDF (PDF/UA-1 balisé), telle que le portail l'imprime "
+                "(téléchargement tracé).",
+                ApiScope.READ,
+                {
+                    "200": {
+                        "description": (
+                            "Les blocs du modèle papier, les mentions, les contacts de protection "
+                            "des données du département, la référence et l'empreinte de contrôle."
+                        ),
+                        "content": {"application/pdf": {"schema": {}}},
+                    },
+                    "404": error("NotFound"),
+                },
                 parameters=[fiche_id],
             )
         },

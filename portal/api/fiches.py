@@ -11,14 +11,16 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, jsonify, request, url_for
+from werkzeug.wrappers.response import Response as BaseResponse
 
 from portal.api.models import ApiScope
 from portal.api.problems import ApiProblem
 from portal.api.views import bp, requires
 from portal.container import services
 from portal.db import db
+from portal.fiches import pdf
 from portal.fiches import services as fiches
-from portal.fiches.models import Fiche
+from portal.fiches.models import Fiche, FicheState
 from portal.web import audit_context, the_user
 
 FICHE_NOT_FOUND = fiches.NOT_FOUND
@@ -154,3 +156,17 @@ def fiche_show(fiche_id: str) -> Response:
     """One fiche with its values (audited as a consultation)."""
     user, fiche = _fiche_or_404(fiche_id)
     return jsonify(_detail(user, fiche, with_values=True))
+
+
+@bp.get("/fiches/<fiche_id>/pdf")
+@requires(ApiScope.READ)
+def fiche_pdf(fiche_id: str) -> BaseResponse:
+    """The fiche as a PDF (the page's layout, tagged PDF/UA-1), audited as a download."""
+    user, fiche = _fiche_or_404(fiche_id)
+    if fiche.state == FicheState.DESTROYED:
+        raise ApiProblem(404, FICHE_NOT_FOUND)
+    try:
+        content = pdf.fiche_pdf(db.session, services(), user, fiche, audit_context())
+    except fiches.FicheError:
+        raise ApiProblem(404, FICHE_NOT_FOUND) from None
+    return pdf.pdf_response(content, fiche.id)

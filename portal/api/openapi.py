@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from portal.api.models import SCOPE_LABELS, ApiScope
-from portal.deposits.models import CATEGORY_LABELS, Category
+from portal.deposits.models import (
+    CATEGORY_LABELS,
+    DATED_TITLE_CATEGORIES,
+    REASON_LABELS,
+    Category,
+    Reason,
+)
 from portal.fiches.catalogue import Catalogue
 
 Schema = dict[str, Any]
@@ -130,6 +136,12 @@ SCHEMAS: dict[str, Schema] = {
         "enum": [str(c) for c in Category],
         "description": "; ".join(f"{c} : {CATEGORY_LABELS[c]}" for c in Category),
     },
+    "Reason": {
+        "type": "string",
+        "enum": [str(r) for r in Reason],
+        "description": "Motif de l'envoi (liste fermée : pas de message libre). "
+        + "; ".join(f"{r} : {REASON_LABELS[r]}" for r in Reason),
+    },
     "Scope": {
         "type": "string",
         "enum": [str(s) for s in ApiScope],
@@ -158,7 +170,8 @@ SCHEMAS: dict[str, Schema] = {
             _ref("DepositSummary"),
             _object(
                 {
-                    "message": NULLABLE_STRING,
+                    "reason": {"oneOf": [_ref("Reason"), {"type": "null"}]},
+                    "reason_label": NULLABLE_STRING,
                     "recipients": {"type": "array", "items": _ref("Recipient")},
                     "files": {"type": "array", "items": _ref("DepositFile")},
                     "receipts": {
@@ -212,11 +225,6 @@ SCHEMAS: dict[str, Schema] = {
             {
                 "departement": {"type": "string", "examples": ["62"]},
                 "category": _ref("Category"),
-                "title": {
-                    "type": "string",
-                    "maxLength": 200,
-                    "description": "Sans donnée personnelle : il apparaît dans les listes.",
-                },
                 "recipients": {
                     "type": "array",
                     "items": ID,
@@ -225,12 +233,36 @@ SCHEMAS: dict[str, Schema] = {
                 },
             },
             {
+                "title": {
+                    "type": "string",
+                    "maxLength": 200,
+                    "description": (
+                        "Obligatoire pour un document, sans donnée personnelle (il apparaît "
+                        "dans les listes, non chiffré). Interdit pour "
+                        + ", ".join(sorted(str(c) for c in DATED_TITLE_CATEGORIES))
+                        + " : le portail leur donne un titre daté."
+                    ),
+                },
+                "reason": _ref("Reason"),
                 "message": {
                     "type": ["string", "null"],
-                    "maxLength": 1000,
-                    "description": "Sans donnée personnelle ni financière : non chiffré.",
+                    "maxLength": 0,
+                    "deprecated": True,
+                    "description": (
+                        "Supprimé : plus de message libre. Une valeur non vide est refusée "
+                        "(422, pointeur #/message) ; utilisez « reason »."
+                    ),
                 },
-                "lifetime_days": {"type": "integer", "minimum": 1, "maximum": 90, "default": 90},
+                "lifetime_days": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 90,
+                    "description": (
+                        "Par défaut la durée maximale de la catégorie : 90 jours ; "
+                        "hebdo_experimentation : FILR_WEEKLY_FILE_LIFETIME_DAYS (7 par défaut), "
+                        "qui en est aussi le maximum."
+                    ),
+                },
                 "max_downloads": {"type": ["integer", "null"], "minimum": 1, "maximum": 100},
             },
         ),

@@ -37,6 +37,7 @@ from portal.deposits.models import (
     Category,
     Deposit,
     DepositStatus,
+    Reason,
 )
 from portal.deposits.permissions import categories_of, is_sender_side
 from portal.deposits.views import UPLOAD_CHUNK, streamed
@@ -214,7 +215,8 @@ def _deposit_full(user: User, deposit: Deposit) -> dict[str, Any]:
         ]
     return {
         **_deposit_summary(deposit, sender),
-        "message": deposit.message,
+        "reason": deposit.reason,
+        "reason_label": deposit.reason_label,
         "recipients": [
             {
                 "organisation": _org(orgs[r.organisation_id]) if r.organisation_id else None,
@@ -392,12 +394,18 @@ _NEW_DEPOSIT_FIELDS = {
     "departement": str,
     "category": str,
     "title": str,
-    "message": str,
+    "reason": str,
     "recipients": list,
     "lifetime_days": int,
     "max_downloads": int,
 }
-_REQUIRED_FIELDS = ("departement", "category", "title", "recipients")
+_REQUIRED_FIELDS = ("departement", "category", "recipients")
+_REASON_CODES = ", ".join(str(r) for r in Reason)
+# The free-text message is gone (issue 15): a client still sending one learns what replaced it.
+_NO_MESSAGE = (
+    "Le message libre n'existe plus : les conventions limitent l'échange aux données prévues. "
+    f"Indiquez au besoin un motif dans « reason » ({_REASON_CODES})."
+)
 _TYPE_NAMES = {str: "une chaîne de caractères", list: "une liste", int: "un entier"}
 
 
@@ -409,6 +417,10 @@ def _new_deposit(body: object) -> deposits.NewDeposit:
         )
     errors: list[dict[str, str]] = []
     for name in sorted(set(body) - set(_NEW_DEPOSIT_FIELDS)):
+        if name == "message":
+            if body["message"] not in (None, ""):
+                errors.append({"pointer": "#/message", "detail": _NO_MESSAGE})
+            continue
         errors.append({"pointer": f"#/{name}", "detail": f"Champ inconnu : « {name} »."})
     for name in _REQUIRED_FIELDS:
         if body.get(name) is None:
@@ -428,15 +440,24 @@ def _new_deposit(body: object) -> deposits.NewDeposit:
     category = body.get("category")
     if isinstance(category, str) and category not in {str(c) for c in Category}:
         errors.append({"pointer": "#/category", "detail": "Catégorie inconnue."})
+    elif category == Category.DOCUMENT and body.get("title") is None:
+        errors.append(
+            {"pointer": "#/title", "detail": "« title » est obligatoire pour un document."}
+        )
+    reason = body.get("reason")
+    if isinstance(reason, str) and reason not in {str(r) for r in Reason}:
+        errors.append(
+            {"pointer": "#/reason", "detail": f"Motif inconnu : choisissez parmi {_REASON_CODES}."}
+        )
     if errors:
         raise _invalid(errors)
     return deposits.NewDeposit(
         departement=body["departement"],
         category=Category(body["category"]),
-        title=body["title"],
-        message=body.get("message"),
+        title=body.get("title") or "",
+        reason=Reason(reason) if reason else None,
         recipient_org_ids=tuple(body["recipients"]),
-        lifetime_days=90 if body.get("lifetime_days") is None else body["lifetime_days"],
+        lifetime_days=body.get("lifetime_days"),
         max_downloads=body.get("max_downloads"),
     )
 
@@ -452,8 +473,16 @@ def deposit_create() -> tuple[Response, int, dict[str, str]]:
         body = None
     wanted = _new_deposit(body)
     try:
-        deposit = deposits.create_draft(db.session, user, wanted, audit_context())
+        deposit = deposits.create_draft(
+            db.session,
+            user,
+            wanted,
+            audit_context(),
+            weekly_file_days=services().settings.weekly_file_lifetime_days,
+        )
     except deposits.DepositError as e:
+        if e.field:
+            raise _invalid([{"pointer": f"#/{e.field}", "detail": str(e)}]) from None
         raise ApiProblem(422, str(e), code=e.code) from None
     location = url_for("api.deposit_show", deposit_id=deposit.id)
     return jsonify(_deposit_full(user, deposit)), 201, {"Location": location}

@@ -8,22 +8,33 @@ from wtforms import (
     SelectField,
     SelectMultipleField,
     StringField,
-    TextAreaField,
 )
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, NumberRange, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
+from portal.deposits.models import REASON_LABELS
 from portal.forms import PortalForm
 
 
 class NewDepositForm(PortalForm):
-    """Space, category, title, short message, recipients, expiry and download limit."""
+    """Space, category, title (documents only), reason, recipients, expiry and download limit.
+
+    No free-text message: a reason from `REASON_LABELS`, if any.
+    """
 
     departement = SelectField("Espace départemental", choices=[], validators=[DataRequired()])
     category = SelectField("Catégorie", choices=[], validators=[DataRequired()])
-    title = StringField("Titre", validators=[DataRequired(), Length(max=200)])
-    message = TextAreaField("Message (facultatif)", validators=[Optional(), Length(max=1000)])
+    # Required for a document only; the service says so next to the field (`DepositError.field`).
+    title = StringField("Titre (documents seulement)", validators=[Optional(), Length(max=200)])
+    reason = SelectField(
+        "Motif de l'envoi (facultatif)",
+        choices=[
+            SelectChoice("", "Aucun motif"),
+            *(SelectChoice(str(r), label) for r, label in REASON_LABELS.items()),
+        ],
+        validators=[Optional()],
+    )
     recipients = SelectMultipleField(
         "Destinataires",
         choices=[],
@@ -39,9 +50,8 @@ class NewDepositForm(PortalForm):
         validators=[Optional()],
     )
     lifetime_days = IntegerField(
-        "Durée de mise à disposition (jours)",
-        default=90,
-        validators=[DataRequired(), NumberRange(min=1, max=90)],
+        "Durée de mise à disposition (jours, facultatif)",
+        validators=[Optional(), NumberRange(min=1, max=90)],
     )
     max_downloads = IntegerField(
         "Nombre maximal de téléchargements par destinataire (facultatif)",

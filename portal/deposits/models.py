@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from enum import StrEnum
 
@@ -20,13 +21,49 @@ class Category(StrEnum):
     FICHE_LIAISON = "fiche_liaison"
     FLUX_XML = "flux_xml"
     DOCUMENT = "document"
+    # The weekly files of the experimentation conventions: "un délai d'expiration court".
+    HEBDO_EXPERIMENTATION = "hebdo_experimentation"
 
 
 CATEGORY_LABELS = {
     Category.FICHE_LIAISON: "Fiche de liaison",
     Category.FLUX_XML: "Flux XML",
     Category.DOCUMENT: "Document",
+    Category.HEBDO_EXPERIMENTATION: "Fichier hebdomadaire d'expérimentation",
 }
+
+# Categories whose title the portal writes (the label and the date of the deposit): their
+# sender types none, so no personal data can slip into the lists (flows get theirs from
+# portal.flows). Only a document keeps a title typed by its sender.
+DATED_TITLE_CATEGORIES = frozenset({Category.FICHE_LIAISON, Category.HEBDO_EXPERIMENTATION})
+
+
+class Reason(StrEnum):
+    """Why a deposit is sent: a short closed list instead of a free-text message (the
+    conventions: "aucune rubrique permettant du texte libre", "sans ajout de commentaires")."""
+
+    TRANSMISSION_REGULIERE = "transmission_reguliere"
+    COMPLEMENT_DEMANDE = "complement_demande"
+    CORRECTION = "correction"
+    SUITE_A_DONNER = "suite_a_donner"
+    POUR_INFORMATION = "pour_information"
+
+
+# The one place where the reasons and their French labels are listed (web form, API, OpenAPI,
+# deposit page); migration 0017 copies the codes into the check constraint.
+REASON_LABELS = {
+    Reason.TRANSMISSION_REGULIERE: "Transmission régulière (hebdomadaire, mensuelle)",
+    Reason.COMPLEMENT_DEMANDE: "Complément demandé",
+    Reason.CORRECTION: "Correction d'un envoi précédent",
+    Reason.SUITE_A_DONNER: "Pour suite à donner",
+    Reason.POUR_INFORMATION: "Pour information",
+}
+
+
+def _in_list(column: str, values: Iterable[StrEnum]) -> str:
+    """SQL `column IN ('a', 'b')` for the members of an enumeration (codes without quotes)."""
+    codes = ", ".join(f"'{v}'" for v in values)
+    return f"{column} IN ({codes})"
 
 
 class ScanStatus(StrEnum):
@@ -66,9 +103,8 @@ class Deposit(Base):
         sa.CheckConstraint(
             "status IN ('draft', 'available', 'withdrawn', 'destroyed')", name="status_known"
         ),
-        sa.CheckConstraint(
-            "category IN ('fiche_liaison', 'flux_xml', 'document')", name="category_known"
-        ),
+        sa.CheckConstraint(_in_list("category", Category), name="category_known"),
+        sa.CheckConstraint(f"reason IS NULL OR {_in_list('reason', Reason)}", name="reason_known"),
         sa.CheckConstraint(
             "max_downloads IS NULL OR max_downloads > 0", name="max_downloads_positive"
         ),
@@ -101,11 +137,12 @@ class Deposit(Base):
     departement_code: Mapped[str] = mapped_column(
         String(3), ForeignKey("departement.code"), nullable=False
     )
-    category: Mapped[str] = mapped_column(String(16), nullable=False)
+    category: Mapped[str] = mapped_column(String(32), nullable=False)
     title: Mapped[str] = mapped_column(String(200), nullable=False)
     # Lower case without accents: French sorting and accent-blind search on every database.
     title_sort: Mapped[str] = mapped_column(String(200), nullable=False, default="")
-    message: Mapped[str | None] = mapped_column(String(1000))
+    # One of `Reason` (no free-text message: migration 0017 erased the old ones).
+    reason: Mapped[str | None] = mapped_column(String(32))
     sender_id: Mapped[str] = mapped_column(
         String(32), ForeignKey("user_account.id"), nullable=False, index=True
     )
@@ -152,6 +189,11 @@ class Deposit(Base):
     def category_label(self) -> str:
         """French label of the category."""
         return CATEGORY_LABELS[Category(self.category)]
+
+    @property
+    def reason_label(self) -> str | None:
+        """French label of the reason, if the sender gave one."""
+        return REASON_LABELS[Reason(self.reason)] if self.reason else None
 
     @property
     def is_held_for_scan(self) -> bool:

@@ -1,4 +1,4 @@
-"""E-mails about deposits. They carry no personal data: no title, no file name, no message."""
+"""E-mails about deposits. They carry no personal data: no title, no file name."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def deposit_mail(
     body = (
         f"Bonjour,\n\n{intro}\n\n"
         f"Catégorie : {deposit.category_label}\n"
-        f"Espace : {space}\n"
+        # A label of the closed list (REASON_LABELS), never text typed by a person.
+        + (f"Motif : {deposit.reason_label}\n" if deposit.reason_label else "")
+        + f"Espace : {space}\n"
         f"Disponible jusqu'au : {expires}\n\n"
         + (f"{notice}\n\n" if notice else "")
         + f"Pour le consulter, connectez-vous au portail :\n{link}\n\n"

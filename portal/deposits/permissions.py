@@ -9,10 +9,12 @@ from portal.accounts.models import Role, User
 from portal.deposits.models import Category, Deposit, DepositRecipient, DepositStatus
 from portal.orgs.permissions import spaces_of
 
-# The role a user needs to handle each category (fiches and documents: agents; flows: technicians).
+# The role a user needs to handle each category (fiches, documents and the weekly files of the
+# experimentation conventions: agents; flows: technicians).
 CATEGORY_ROLE = {
     Category.FICHE_LIAISON: Role.AGENT,
     Category.DOCUMENT: Role.AGENT,
+    Category.HEBDO_EXPERIMENTATION: Role.AGENT,
     Category.FLUX_XML: Role.TECHNICIEN,
 }
 

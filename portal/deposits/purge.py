@@ -117,7 +117,7 @@ def destroy_content(
 ) -> Destruction | None:
     """Destroy a deposit: erase its personal data, shred and remove its files; one trail entry.
 
-    Fail closed: the deposit is marked destroyed, its titles, message, file names and flow
+    Fail closed: the deposit is marked destroyed, its titles, file names and flow
     report erased, and the destruction recorded (with the expiry, for reason "expired") in one
     committed transaction *before* any key is shredded, so a destruction whose row cannot be
     written does not happen. The winner is the one conditional UPDATE that finds the deposit
@@ -146,7 +146,6 @@ def destroy_content(
             title_sort=sa.case(
                 (typed_by_a_person, fold(DESTROYED_TITLE)), else_=Deposit.title_sort
             ),
-            message=None,
         )
     )
     if won.rowcount != 1:  # type: ignore[attr-defined] # DML returns a CursorResult

@@ -4,7 +4,7 @@ No Flask here: callers pass the session, the services, the current time and the 
 Both jobs are safe to run twice or on two servers at once: each deposit (each digest user) is
 claimed by a conditional UPDATE, committed before any mail leaves, and only the run whose UPDATE
 changed the row sends (SecureDrop `source_deleter`, Indico `delete_unclaimed_files`).
-Mails carry no personal data: no title, no name, no file name, no message.
+Mails carry no personal data: no title, no name, no file name.
 """
 
 from __future__ import annotations

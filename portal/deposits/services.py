@@ -29,12 +29,15 @@ from portal.deposits.antivirus import (
     report_infected,
 )
 from portal.deposits.models import (
+    CATEGORY_LABELS,
+    DATED_TITLE_CATEGORIES,
     MAX_LIFETIME,
     Category,
     Deposit,
     DepositFile,
     DepositRecipient,
     DepositStatus,
+    Reason,
     ScanStatus,
 )
 from portal.deposits.permissions import (
@@ -49,7 +52,7 @@ from portal.filecheck import FileKind, TypeSniffer, safe_filename
 from portal.filecheck.names import extension_of
 from portal.filecheck.pdf_content import PDF_CHECK_MAX_BYTES, check_pdf
 from portal.filecheck.pdf_content import TOO_LARGE as PDF_TOO_LARGE
-from portal.formats import size_fr
+from portal.formats import datetime_fr, size_fr
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import may_exchange, spaces_of
 from portal.text import fold
@@ -58,9 +61,17 @@ log = logging.getLogger(__name__)
 
 
 class DepositError(ValueError):
-    """A request on a deposit cannot be carried out (French message for people)."""
+    """A request on a deposit cannot be carried out (French message for people).
+
+    *field* names the field of the request at fault, when one is: the web form shows the
+    message next to it, the API points at it.
+    """
 
     code = "invalid"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class FileRefused(DepositError):
@@ -158,16 +169,50 @@ def recipient_choices(session: Session, sender: User, departement: str) -> list[
 
 @dataclass(frozen=True)
 class NewDeposit:
-    """What a sender asks for; validated by `create_deposit`."""
+    """What a sender asks for; validated by `create_deposit`.
+
+    No free-text message: a *reason* from the closed list, if any. *title* is typed for a
+    document only (the portal dates the others); *lifetime_days* None is the category's
+    default (`lifetime_limit`).
+    """
 
     departement: str
     category: Category
-    title: str
-    message: str | None = None
+    title: str = ""
+    reason: Reason | None = None
     recipient_org_ids: Sequence[str] = ()
     recipient_user_ids: Sequence[str] = ()
-    lifetime_days: int = 90
+    lifetime_days: int | None = None
     max_downloads: int | None = None
+
+
+def lifetime_limit(category: Category, weekly_file_days: int) -> int:
+    """The longest life of a deposit of *category* in days, also its default: 90 days, and
+    `FILR_WEEKLY_FILE_LIFETIME_DAYS` (7) for the weekly experimentation files."""
+    if category is Category.HEBDO_EXPERIMENTATION:
+        return min(weekly_file_days, MAX_LIFETIME.days)
+    return MAX_LIFETIME.days
+
+
+def dated_title(category: Category, at: datetime) -> str:
+    """The title the portal gives a deposit of a `DATED_TITLE_CATEGORIES` category."""
+    return f"{CATEGORY_LABELS[category]} du {datetime_fr(at)}"
+
+
+def _title_of(request: NewDeposit, now: datetime) -> str:
+    typed = " ".join(request.title.split())
+    if request.category in DATED_TITLE_CATEGORIES:
+        if typed:
+            label = CATEGORY_LABELS[request.category]
+            raise DepositError(
+                f"Pas de titre libre pour la catégorie « {label} » : le portail lui donne un "
+                f"titre daté (« {label} du jj/mm/aaaa à hh:mm »). Laissez le titre vide.",
+                field="title",
+            )
+        return dated_title(request.category, now)
+    if not 1 <= len(typed) <= 200:
+        raise DepositError("Le titre est obligatoire (200 caractères au plus).", field="title")
+    return typed
 
 
 _FLOWS_ONLY = (
@@ -193,8 +238,11 @@ def create_deposit(
     ctx: audit.Context,
     *,
     validated_flow: bool = False,
+    weekly_file_days: int = 7,
 ) -> Deposit:
     """Create a draft deposit (invisible to recipients until `publish`).
+
+    *weekly_file_days* is `FILR_WEEKLY_FILE_LIFETIME_DAYS` (`lifetime_limit`).
 
     A `flux_xml` deposit is only created by `portal.flows.services.deposit_flow`
     (*validated_flow*), which publishes it only once the file passed validation.
@@ -205,14 +253,23 @@ def create_deposit(
         raise DepositError("Votre rôle ne permet pas de déposer ce type de contenu.")
     if request.category is Category.FLUX_XML and not validated_flow:
         raise DepositError(_FLOWS_ONLY)
-    title = " ".join(request.title.split())
-    if not 1 <= len(title) <= 200:
-        raise DepositError("Le titre est obligatoire (200 caractères au plus).")
-    message = (request.message or "").strip() or None
-    if message and len(message) > 1000:
-        raise DepositError("Le message ne doit pas dépasser 1 000 caractères.")
-    if not 1 <= request.lifetime_days <= MAX_LIFETIME.days:
-        raise DepositError("La durée de conservation doit être comprise entre 1 et 90 jours.")
+    now = utcnow()
+    title = _title_of(request, now)
+    if request.reason is not None and str(request.reason) not in {str(r) for r in Reason}:
+        raise DepositError("Motif inconnu.", field="reason")
+    limit = lifetime_limit(request.category, weekly_file_days)
+    lifetime_days = limit if request.lifetime_days is None else request.lifetime_days
+    if not 1 <= lifetime_days <= limit:
+        if request.category is Category.HEBDO_EXPERIMENTATION:
+            raise DepositError(
+                "Un fichier hebdomadaire d'expérimentation reste disponible "
+                f"{limit} jours au plus : choisissez une durée entre 1 et {limit} jours.",
+                field="lifetime_days",
+            )
+        raise DepositError(
+            f"La durée de conservation doit être comprise entre 1 et {limit} jours.",
+            field="lifetime_days",
+        )
     if request.max_downloads is not None and not 1 <= request.max_downloads <= 100:
         raise DepositError("Le nombre maximal de téléchargements doit être compris entre 1 et 100.")
     if not request.recipient_org_ids and not request.recipient_user_ids:
@@ -234,19 +291,18 @@ def create_deposit(
         ):
             raise DepositError("Destinataire non autorisé pour cet espace.")
         recipients.append(DepositRecipient(user_id=user_id))
-    now = utcnow()
     deposit = Deposit(
         id=new_id(),
         departement_code=request.departement,
         category=request.category,
         title=title,
         title_sort=fold(title),
-        message=message,
+        reason=None if request.reason is None else str(request.reason),
         sender_id=sender.id,
         sender_org_id=sender.organisation_id,
         status=DepositStatus.DRAFT,
         created_at=now,
-        expires_at=now + timedelta(days=request.lifetime_days),
+        expires_at=now + timedelta(days=lifetime_days),
         max_downloads=request.max_downloads,
     )
     deposit.recipients = recipients
@@ -261,7 +317,7 @@ def create_deposit(
         details={
             "category": str(request.category),
             "recipients": len(recipients),
-            "lifetime_days": request.lifetime_days,
+            "lifetime_days": lifetime_days,
         },
     )
     return deposit
@@ -468,10 +524,17 @@ def _destroy_quietly(store: storage.EncryptedStore, object_key: str) -> None:
         store.delete(object_key)
 
 
-def create_draft(session: Session, user: User, wanted: NewDeposit, ctx: audit.Context) -> Deposit:
+def create_draft(
+    session: Session,
+    user: User,
+    wanted: NewDeposit,
+    ctx: audit.Context,
+    *,
+    weekly_file_days: int = 7,
+) -> Deposit:
     """`create_deposit` and commit; a refusal (DepositError) rolls back and propagates."""
     try:
-        deposit = create_deposit(session, user, wanted, ctx)
+        deposit = create_deposit(session, user, wanted, ctx, weekly_file_days=weekly_file_days)
     except DepositError:
         session.rollback()
         raise

@@ -29,7 +29,7 @@ from portal.deposits import services as deposits
 from portal.deposits.antivirus import Antivirus
 from portal.deposits.forms import DIGEST, EACH, HINTS, NewDepositForm, NotificationPreferenceForm
 from portal.deposits.listing import PAGE_SIZE, Filters, list_deposits
-from portal.deposits.models import CATEGORY_LABELS, Category, Deposit
+from portal.deposits.models import CATEGORY_LABELS, Category, Deposit, Reason
 from portal.deposits.permissions import (
     can_create_deposit,
     can_download,
@@ -117,7 +117,12 @@ def new() -> str | BaseResponse:
     form = _new_form(user)
     error = None
     if request.method == "POST" and request.form.get("action") == "espace":
-        return render_template("deposits/new.html", form=form, error=None)
+        return render_template(
+            "deposits/new.html",
+            form=form,
+            error=None,
+            weekly_file_days=services().settings.weekly_file_lifetime_days,
+        )
     if form.validate_on_submit():
         try:
             deposit = deposits.create_draft(
@@ -126,21 +131,31 @@ def new() -> str | BaseResponse:
                 deposits.NewDeposit(
                     departement=form.departement.data,
                     category=Category(form.category.data),
-                    title=form.title.data,
-                    message=form.message.data,
+                    title=form.title.data or "",
+                    reason=Reason(form.reason.data) if form.reason.data else None,
                     recipient_org_ids=form.recipients.data or [],
                     recipient_user_ids=form.recipient_users.data or [],
                     lifetime_days=form.lifetime_days.data,
                     max_downloads=form.max_downloads.data,
                 ),
                 audit_context(),
+                weekly_file_days=services().settings.weekly_file_lifetime_days,
             )
         except deposits.DepositError as e:
-            error = str(e)
+            field = getattr(form, e.field, None) if e.field else None
+            if field is not None:
+                field.errors = [*field.errors, str(e)]
+            else:
+                error = str(e)
         else:
             return redirect(url_for("deposits.files", deposit_id=deposit.id))
     # Field errors: the template's error summary lists them, each linked to its field.
-    return render_template("deposits/new.html", form=form, error=error)
+    return render_template(
+        "deposits/new.html",
+        form=form,
+        error=error,
+        weekly_file_days=services().settings.weekly_file_lifetime_days,
+    )
 
 
 @bp.route("/depots/<deposit_id>/fichiers", methods=["GET"])

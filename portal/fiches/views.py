@@ -21,6 +21,7 @@ from wtforms.fields.choices import SelectChoice
 from portal.accounts.models import Role, User
 from portal.container import services
 from portal.db import db
+from portal.fiches import pdf
 from portal.fiches import services as fiches
 from portal.fiches.catalogue import Form
 from portal.fiches.forms import DecisionForm, ForwardForm, form_state, values_from_form
@@ -196,10 +197,13 @@ def show(fiche_id: str) -> str:
         if fiche.state == FicheState.DRAFT and fiche.sender_id == user.id
         else []
     )
+    departement_name = DEPARTEMENTS[fiche.departement_code]
     return render_template(
         "fiches/show.html",
         fiche=fiche,
         opened=opened,
+        # The blocks with the data-protection contacts, and the digest: as the PDF prints them.
+        sheet=pdf.sheet_of(opened, pdf.contacts_of(svc), departement_name),
         attachment_fields=attachment_fields,
         attachments=fiches.attachments_of(db.session, fiche.id),
         person=fiches.inbox_person(svc, fiche),
@@ -210,8 +214,21 @@ def show(fiche_id: str) -> str:
         can_correct=can_correct(user, fiche),
         is_sender=is_sender_side(user, fiche),
         is_recipient=is_recipient_side(user, fiche),
-        departement_name=DEPARTEMENTS[fiche.departement_code],
+        departement_name=departement_name,
     )
+
+
+@bp.route("/fiches/<fiche_id>/pdf")
+def pdf_download(fiche_id: str) -> BaseResponse:
+    """The fiche as a PDF: the page's template in a print layout, rendered in memory, audited."""
+    user, fiche = _fiche_or_404(fiche_id)
+    if fiche.state == FicheState.DESTROYED:
+        abort(404)
+    try:
+        content = pdf.fiche_pdf(db.session, services(), user, fiche, audit_context())
+    except fiches.FicheError:
+        abort(404)
+    return pdf.pdf_response(content, fiche.id)
 
 
 @bp.route("/fiches/<fiche_id>/envoyer", methods=["POST"])

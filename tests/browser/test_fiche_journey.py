@@ -4,9 +4,13 @@ it mandates and records OUI; the adviser sees "Acceptée". axe-core checks every
 
 from __future__ import annotations
 
+import re
 import secrets
+import shutil
+import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -80,6 +84,44 @@ def _log_out(watched: WatchedPage) -> None:
     watched.page.click("#logout")
     watched.page.wait_for_url("**/connexion")
     watched.wait_for_axe()
+
+
+def _pdf_matches_the_page(watched: WatchedPage, what: str) -> None:
+    """Download the fiche's PDF from its page with the keyboard: pdftotext finds every value
+    and notice and the page's digest in it; page 1 is kept as an image for review."""
+    page = watched.page
+    watched.wait_for_axe()
+    with page.expect_download() as download:
+        _press(page, "#pdf", "Enter")
+    pdf = Path(download.value.path()).read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    text = subprocess.run(
+        [_poppler("pdftotext"), "-enc", "UTF-8", "-", "-"], input=pdf, capture_output=True,
+        check=True,
+    ).stdout.decode()  # fmt: skip
+    text = " ".join(text.replace("’", "'").split())
+    digest = page.text_content("#fiche-empreinte")
+    assert digest and re.fullmatch(r"[0-9A-F]{4}(-[0-9A-F]{4}){3}", digest)
+    for expected in (
+        NOM.upper(), "Zoé", CAF, "1234567A", "12/04/1990", "12 rue des Lilas", "62000 Arras",
+        "zoe@example.org", "Faire face à des difficultés de logement",
+        "Accéder à un moyen de transport", "Aucune information d'ordre économique et financière",
+        "canal sécurisé Fil'R", "Fonds social européen", "Je soussigné(e)",
+        "Délégué à la protection des données", f"empreinte {digest}",
+    ):  # fmt: skip
+        assert expected in text, (what, expected)
+    image = watched.shots / f"pdf-{what}"
+    subprocess.run(
+        [_poppler("pdftoppm"), "-png", "-r", "60", "-f", "1", "-l", "1", "-", str(image)],
+        input=pdf, check=True,
+    )  # fmt: skip
+    assert Path(f"{image}-1.png").stat().st_size > 5000
+
+
+def _poppler(name: str) -> str:
+    path = shutil.which(name)
+    assert path is not None, f"`{name}` is missing (Debian package poppler-utils)"
+    return path
 
 
 def _open(watched: WatchedPage, path: str) -> None:
@@ -177,12 +219,15 @@ def test_a_bilaterale_fiche_filled_with_the_keyboard_forwarded_and_accepted(
         _press(page, "#decide", "Enter")
     watched_page.settle()
     assert page.text_content("#fiche-etat") == "Acceptée"
+    assert "OUI" in page.inner_text("main")
+    _pdf_matches_the_page(watched_page, "slai")
     _log_out(watched_page)
 
     # The provider sees the fiche it was forwarded
     _log_in(watched_page, live_server, referent)
     _open(watched_page, f"/fiches/{fiche_id}")
     assert NOM.upper() in page.inner_text("h1")
+    _pdf_matches_the_page(watched_page, "referent")
     _log_out(watched_page)
 
     # The adviser sees "Acceptée" and to whom it was forwarded
@@ -192,5 +237,6 @@ def test_a_bilaterale_fiche_filled_with_the_keyboard_forwarded_and_accepted(
     _open(watched_page, f"/fiches/{fiche_id}")
     assert page.text_content("#fiche-etat") == "Acceptée"
     assert f"Transmise à {tag} Asso Insertion" in page.inner_text("#historique")
+    _pdf_matches_the_page(watched_page, "adviser")
     watched_page.screenshot("adviser-sees-accepted")
     watched_page.assert_clean()

@@ -224,7 +224,7 @@ def test_a_page_upload_in_flight_is_told_database_unavailable_in_french(outage: 
     created = client.post(
         "/depots/nouveau",
         data={"csrf_token": token, "departement": "62", "category": "document", "title": "T",
-              "message": "", "recipients": [cd62], "lifetime_days": "90"},
+              "recipients": [cd62], "lifetime_days": "90"},
     )  # fmt: skip
     assert created.status_code == 302, created.get_data(as_text=True)[:500]
     deposit_id = created.headers["Location"].split("/")[2]

@@ -73,8 +73,8 @@ def client_for(
 
 def create_deposit(client: FlaskClient, recipients: list[str], *, departement: str = "62",
                    category: str = "document", title: str = "Documents semaine 47",
-                   lifetime: int = 90, max_downloads: int | None = None,
-                   message: str = "") -> str:  # fmt: skip
+                   lifetime: int | None = 90, max_downloads: int | None = None,
+                   reason: str = "") -> str:  # fmt: skip
     """Create a draft through the form; returns its id."""
     token = csrf_of(client, "/depots/nouveau")
     data: dict[str, Any] = {
@@ -82,9 +82,9 @@ def create_deposit(client: FlaskClient, recipients: list[str], *, departement: s
         "departement": departement,
         "category": category,
         "title": title,
-        "message": message,
+        "reason": reason,
         "recipients": recipients,
-        "lifetime_days": str(lifetime),
+        "lifetime_days": "" if lifetime is None else str(lifetime),
     }
     if max_downloads:
         data["max_downloads"] = str(max_downloads)

@@ -250,7 +250,6 @@ def test_mails_carry_no_personal_data_even_when_the_title_holds_some(
         [world.cd62],
         files={"LEFEBVRE_2850762123456.pdf": PDF},
         title=nir_title,
-        message="Hélène LEFEBVRE 2850762123456",
     )
     messages = smtp.to(world.agent62.email)
     assert messages

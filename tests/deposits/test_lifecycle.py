@@ -407,10 +407,9 @@ def test_a_destroyed_deposit_keeps_nothing_personal_after_withdrawal_or_expiry(
     app: Flask, world: World, client_for: Clients
 ) -> None:
     sender, recipient = client_for(world.agent62), client_for(world.adviser_ft)
-    # Given two deposits titled, described and named after a beneficiary (it happens)
+    # Given two deposits titled and named after a beneficiary (it happens)
     personal = {
         "title": f"Dossier LEFEBVRE Hélène {NIR}",
-        "message": f"Mme LEFEBVRE Hélène, NIR {NIR}, à recevoir cette semaine",
         "files": {f"LEFEBVRE_Helene_{NIR}.pdf": PDF},
     }
     withdrawn = sent_deposit(sender, [world.ft62], **personal)
@@ -438,7 +437,7 @@ def test_a_destroyed_deposit_keeps_nothing_personal_after_withdrawal_or_expiry(
     assert 'id="receipts"' in receipts and "Conseil Ler" in receipts
     api = Api(https(app.test_client(use_cookies=False)), make_token(app, world.agent62))
     shown = api.get(f"/api/v1/deposits/{expired}").get_json()
-    assert shown["title"] == "Dépôt détruit" and shown["message"] is None
+    assert shown["title"] == "Dépôt détruit" and "message" not in shown
     assert [f["name"] for f in shown["files"]] == ["Fichier détruit"]
     assert "Dépôt détruit" in recipient.get("/depots?statut=expire").get_data(as_text=True)
 

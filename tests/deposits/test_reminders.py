@@ -371,7 +371,7 @@ def test_digest_counts_deposits_by_space_and_category_and_replaces_the_immediate
     cd62, cd59 = client_for(world.agent62), client_for(world.agent59)
     for _ in range(2):
         sent_deposit(cd62, [region])
-    sent_deposit(cd62, [region], category="fiche_liaison")
+    sent_deposit(cd62, [region], category="fiche_liaison", title="")
     sent_deposit(cd59, [region], departement="59")
     withdrawn = sent_deposit(cd62, [region])
     token = csrf_of(cd62, f"/depots/{withdrawn}")
@@ -448,14 +448,13 @@ def test_an_undelivered_digest_is_sent_again_by_the_next_run(
 def test_reminders_and_digests_carry_no_personal_data(
     app: Flask, world: World, client_for: Clients, smtp: SmtpSink
 ) -> None:
-    # Given deposits whose title, message and file name hold a NIR and a name, one due for a
+    # Given deposits whose title and file name hold a NIR and a name, one due for a
     # reminder, one fresh for the digest of one recipient
     _choose(client_for(world.agent62), "resume-quotidien")
     sender = client_for(world.adviser_ft)
     personal: dict[str, Any] = {
         "files": {f"LEFEBVRE_{NIR}.pdf": PDF},
         "title": NIR_TITLE,
-        "message": f"Hélène LEFEBVRE {NIR}",
     }
     due = sent_deposit(sender, [world.cd62], **personal)
     _age(app, due, expires_in=timedelta(days=2))
