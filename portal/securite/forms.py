@@ -24,6 +24,7 @@ FAMILY_LABELS = {
     "auth:": "Authentification (toutes)",
     "account:": "Comptes (toutes)",
     "deposit:": "Dépôts (toutes)",
+    "fiche:": "Fiches de liaison (toutes)",
     "access:": "Accès refusés",
     "api-token:": "Jetons d'API (toutes)",
     "audit:": "Journal d'audit (toutes)",
@@ -44,6 +45,7 @@ OUTCOME_LABELS = {
 }
 TARGET_TYPES = (
     "deposit",
+    "fiche",
     "file",
     "user",
     "organisation",
