@@ -117,12 +117,16 @@ class EncryptedStore:
         with contextlib.suppress(StorageError):
             self.inner.delete(object_key)
 
-    def open(self, object_key: str) -> Iterator[bytes]:
+    def open(self, object_key: str, *, reuse_buffers: bool = False) -> Iterator[bytes]:
         """Return the plaintext as a stream, having authenticated the first segment already.
 
         Raises ObjectNotFound (or ObjectShredded) at once; IntegrityError at once or while
         streaming (ObjectCorrupted, naming the object and the segment, when the content is
         damaged), and never after yielding bytes that failed authentication.
+
+        `reuse_buffers=True` is for a reader that writes or copies each chunk before asking for
+        the next (a server sending it): chunks are then `memoryview`s of a few reused buffers,
+        each valid until the next is asked for, and nothing is allocated per segment.
         """
         record = self._record(object_key)
         data_key = self.keyring.unwrap_data_key(record)
@@ -142,6 +146,7 @@ class EncryptedStore:
                 max_kek_version=record.kek_version,
                 sha256=record.sha256,
                 verify_sha256=self.verify_sha256,
+                reuse_buffers=reuse_buffers,
             )
         )
 
