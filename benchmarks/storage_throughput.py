@@ -159,6 +159,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         inner = LocalStore(work / "objects")
     store = EncryptedStore(inner, keyring, verify_sha256=spec.get("verify_sha256", False))
+    # Every reader below writes or drops each chunk before asking for the next, as a server.
+    reuse = bool(spec.get("reuse_buffers", False))
     source: Iterator[bytes] | None = None
     source_file = None
     if case.endswith("upload"):
@@ -224,7 +226,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
                 received += len(data)
     elif case in ("local-enc-download", "local-enc-overwrite"):
         with open(destination, "r+b" if case.endswith("overwrite") else "xb", buffering=0) as out:
-            for data in store.open(key):
+            for data in store.open(key, reuse_buffers=reuse):
                 received += len(data)
                 out.write(data)
     elif case.endswith("enc-upload"):
@@ -260,7 +262,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         if not ClamdClient(spec["clamd_url"]).scan(counted(store.open(key))).is_clean:
             raise RuntimeError("the benchmark's random data matched a signature")
     elif case.endswith("enc-download") or case == "local-enc-read":
-        for data in store.open(key):
+        for data in store.open(key, reuse_buffers=reuse):
             received += len(data)
     else:
         raise ValueError(case)
@@ -369,6 +371,11 @@ def main() -> int:
         action="store_true",
         help="skip the uploads scanned by a clamd (started here on a local signature database)",
     )
+    parser.add_argument(
+        "--reuse-buffers",
+        action="store_true",
+        help="read downloads as a server does (EncryptedStore.open(reuse_buffers=True))",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -392,6 +399,7 @@ def main() -> int:
             "bucket": args.bucket,
             "region": args.region,
             "verify_sha256": args.verify_sha256,
+            "reuse_buffers": args.reuse_buffers,
         }
         if "s3" in backends:
             if args.endpoint_url:
@@ -412,7 +420,8 @@ def main() -> int:
         print(
             f"part size {human(common['part_size'])}, concurrency {args.concurrency}, "
             f"{os.cpu_count()} CPUs, best of {args.repeat}, "
-            f"verify_sha256={args.verify_sha256}"
+            f"verify_sha256={args.verify_sha256}, reuse_buffers={args.reuse_buffers}, "
+            f"load average {os.getloadavg()[0]:.1f}"
         )
         if not args.no_antivirus:
             from tests.support.clamd import ClamdServer

@@ -13,7 +13,7 @@ import gc
 import re
 from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from gunicorn import util
 from gunicorn.http.wsgi import Response as GunicornResponse
@@ -144,7 +144,7 @@ class PortalWorker(ThreadWorker):  # type: ignore[misc] # gunicorn has no type h
         generation; what requests allocate is collected as before.
         """
         super().load_wsgi()
-        self.wsgi = _BufferSending(self.wsgi)
+        self.wsgi = _BufferSending(cast(Any, self).wsgi)
         gc.collect()
         gc.freeze()
 

@@ -394,8 +394,8 @@ def _segments(
             digest = b""
         if len(digest) != 32:
             raise IntegrityError("malformed recorded digest")
-        is_file = isinstance(chunks, ReadableStream)
-        reader = _FileReader(chunks) if is_file else _Reader(chunks)
+        file = chunks if isinstance(chunks, ReadableStream) else None
+        reader = _FileReader(file) if file is not None else _Reader(chunks)
         header_bytes = bytes(reader.read(HEADER_SIZE))
         header = Header.parse(header_bytes)
         if header.kek_version > max_kek_version:
@@ -411,9 +411,9 @@ def _segments(
             buffer = None
             if ring is None:
                 frame = reader.read(frame_size)
-            elif is_file:
+            elif file is not None:
                 buffer = ring.take()[:frame_size]
-                frame = buffer[: cast(ReadableStream, chunks).readinto(buffer)]
+                frame = buffer[: file.readinto(buffer)]
             else:
                 buffer = ring.take()[:frame_size]
                 frame = reader.read(frame_size)
@@ -427,8 +427,9 @@ def _segments(
                 else:
                     # In place for a file (OpenSSL allows it); what fails its tag is never
                     # yielded, and the buffer is overwritten by the next frame.
-                    plaintext = buffer[: len(frame) - TAG_SIZE]
-                    decrypt_into(nonce, frame, final_aad if last else aad, plaintext)
+                    view = buffer[: len(frame) - TAG_SIZE]
+                    decrypt_into(nonce, frame, final_aad if last else aad, view)
+                    plaintext = cast(bytes, view)  # read as bytes are (see `decrypt`)
             except InvalidTag:
                 raise IntegrityError("encrypted object failed authentication") from None
             if rehash is not None:
