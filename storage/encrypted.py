@@ -152,9 +152,9 @@ class EncryptedStore:
                 # A server sending a file decrypts in its own thread: handing segments over from
                 # a read-ahead thread cost a gunicorn worker more CPU (0.82 against 0.55 ms per
                 # MiB, 2 vCPUs under load) than the overlap saved; the socket's buffer and the
-                # kernel's read-ahead decouple reading and sending. A network stream keeps it:
-                # there it overlaps the wait for the network (S3 over HTTP, medians of 5: 1.02
-                # of raw boto3 with it, 0.69 without).
+                # kernel's read-ahead decouple reading and sending. A network stream keeps it, as
+                # before: it overlaps the wait for the network (over HTTP the two did not differ
+                # beyond the noise of a loaded machine, docs/storage.md "Through S3").
                 ahead=(
                     0 if reuse_buffers and isinstance(chunks, ReadableStream) else DECRYPT_AHEAD
                 ),
