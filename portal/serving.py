@@ -5,6 +5,10 @@ the application, so the headers of `portal.gate` were missing from those answers
 gunicorn's page echoed the request line back. The worker keeps gunicorn's decision (status,
 log line) and sends a short French page with the same headers as every other answer instead.
 Run gunicorn yourself with ``--worker-class portal.serving.PortalWorker`` to get the same.
+
+The worker also sends body chunks that are buffers (`memoryview`) itself, each before asking for
+the next, and says so in the environ (`portal.web.SENDS_BUFFERS`): downloads then hand over
+their plaintext in a few reused buffers (docs/storage.md, "Where a download's CPU goes").
 """
 
 from __future__ import annotations
@@ -141,7 +145,8 @@ class PortalWorker(ThreadWorker):  # type: ignore[misc] # gunicorn has no type h
         templates, SQLAlchemy mappers) were traversed by every full collection, which the
         allocations of a large transfer trigger over and over: 15-20 % of a worker's CPU during
         uploads and downloads (perf, docs/storage.md). `gc.freeze()` moves them to the permanent
-        generation; what requests allocate is collected as before.
+        generation; what requests allocate is collected as before. The application is served
+        through `_BufferSending`.
         """
         super().load_wsgi()
         self.wsgi = _BufferSending(cast(Any, self).wsgi)
