@@ -160,6 +160,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         inner = LocalStore(work / "objects")
     store = EncryptedStore(inner, keyring, verify_sha256=spec.get("verify_sha256", False))
+    # Every reader below writes or drops each chunk before asking for the next, as a server.
+    reuse = bool(spec.get("reuse_buffers", False))
     source: Iterator[bytes] | None = None
     source_file = None
     if case.endswith("upload"):
@@ -225,7 +227,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
                 received += len(data)
     elif case in ("local-enc-download", "local-enc-overwrite"):
         with open(destination, "r+b" if case.endswith("overwrite") else "xb", buffering=0) as out:
-            for data in store.open(key):
+            for data in store.open(key, reuse_buffers=reuse):
                 received += len(data)
                 out.write(data)
     elif case.endswith("enc-upload"):
@@ -264,7 +266,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         if not ClamdClient(spec["clamd_url"]).scan(counted(store.open(key))).is_clean:
             raise RuntimeError("the benchmark's random data matched a signature")
     elif case.endswith("enc-download") or case == "local-enc-read":
-        for data in store.open(key):
+        for data in store.open(key, reuse_buffers=reuse):
             received += len(data)
     else:
         raise ValueError(case)
@@ -373,6 +375,11 @@ def main() -> int:
         action="store_true",
         help="skip the uploads scanned by a clamd (started here on a local signature database)",
     )
+    parser.add_argument(
+        "--reuse-buffers",
+        action="store_true",
+        help="read downloads as a server does (EncryptedStore.open(reuse_buffers=True))",
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -396,6 +403,7 @@ def main() -> int:
             "bucket": args.bucket,
             "region": args.region,
             "verify_sha256": args.verify_sha256,
+            "reuse_buffers": args.reuse_buffers,
         }
         if "s3" in backends:
             if args.endpoint_url:
@@ -416,7 +424,8 @@ def main() -> int:
         print(
             f"part size {human(common['part_size'])}, concurrency {args.concurrency}, "
             f"{os.cpu_count()} CPUs, best of {args.repeat}, "
-            f"verify_sha256={args.verify_sha256}"
+            f"verify_sha256={args.verify_sha256}, reuse_buffers={args.reuse_buffers}, "
+            f"load average {os.getloadavg()[0]:.1f}"
         )
         if not args.no_antivirus:
             from tests.support.clamd import ClamdServer

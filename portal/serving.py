@@ -5,19 +5,26 @@ the application, so the headers of `portal.gate` were missing from those answers
 gunicorn's page echoed the request line back. The worker keeps gunicorn's decision (status,
 log line) and sends a short French page with the same headers as every other answer instead.
 Run gunicorn yourself with ``--worker-class portal.serving.PortalWorker`` to get the same.
+
+The worker also sends body chunks that are buffers (`memoryview`) itself, each before asking for
+the next, and says so in the environ (`portal.web.SENDS_BUFFERS`): downloads then hand over
+their plaintext in a few reused buffers (docs/storage.md, "Where a download's CPU goes").
 """
 
 from __future__ import annotations
 
 import gc
 import re
+from collections.abc import Callable, Iterable, Iterator
 from http import HTTPStatus
-from typing import Any
+from typing import Any, cast
 
 from gunicorn import util
+from gunicorn.http.wsgi import Response as GunicornResponse
 from gunicorn.workers.gthread import ThreadWorker
 
 from portal.gate import CSP, HSTS, SECURITY_HEADERS
+from portal.web import SENDS_BUFFERS
 
 # French title and message of each status gunicorn answers by itself; others get the last pair.
 _MESSAGES = {
@@ -76,6 +83,58 @@ class _Captured:
         return int(match.group(1)) if match else HTTPStatus.INTERNAL_SERVER_ERROR
 
 
+class _BufferSending:
+    """WSGI wrapper: body chunks that are buffers, not `bytes`, are sent by the worker itself.
+
+    gunicorn's response accepts `bytes` only (PEP 3333). For a plain HTTP/1 response of known
+    length, this sends a buffer chunk with the response's own bookkeeping (headers first, never
+    more than `Content-Length`) and one `sendall`, before asking the application for the next
+    chunk, as gunicorn does for `bytes`. Any other response sees no buffer: the flag is not set.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        response = getattr(start_response, "__self__", None)
+        if type(response) is not GunicornResponse:  # HTTP/2 frames bodies otherwise
+            return self.app(environ, start_response)
+        environ[SENDS_BUFFERS] = True
+        return _SentBody(self.app(environ, start_response), response)
+
+
+class _SentBody(Iterator[bytes]):
+    """The application's body: `bytes` go to gunicorn, buffers are sent here, in order."""
+
+    def __init__(self, body: Iterable[bytes], response: GunicornResponse) -> None:
+        self._body = body
+        self._chunks = iter(body)
+        self._response = response
+
+    def __next__(self) -> bytes:
+        response = self._response
+        for chunk in self._chunks:
+            if type(chunk) is bytes:
+                return chunk
+            if response.chunked or response.response_length is None:
+                response.write(bytes(chunk))  # framed by gunicorn (not what downloads do)
+                continue
+            response.send_headers()
+            view = memoryview(chunk)
+            remaining = response.response_length - response.sent
+            if len(view) > remaining:
+                view = view[:remaining]  # never more than promised, as gunicorn does
+            if view and response.req.method != "HEAD":
+                response.sent += len(view)
+                response.sock.sendall(view)
+        raise StopIteration
+
+    def close(self) -> None:
+        close = getattr(self._body, "close", None)
+        if close is not None:
+            close()
+
+
 class PortalWorker(ThreadWorker):  # type: ignore[misc] # gunicorn has no type hints
     """gunicorn's threaded worker (`gthread`), whose own error answers carry the headers."""
 
@@ -86,9 +145,11 @@ class PortalWorker(ThreadWorker):  # type: ignore[misc] # gunicorn has no type h
         templates, SQLAlchemy mappers) were traversed by every full collection, which the
         allocations of a large transfer trigger over and over: 15-20 % of a worker's CPU during
         uploads and downloads (perf, docs/storage.md). `gc.freeze()` moves them to the permanent
-        generation; what requests allocate is collected as before.
+        generation; what requests allocate is collected as before. The application is served
+        through `_BufferSending`.
         """
         super().load_wsgi()
+        self.wsgi = _BufferSending(cast(Any, self).wsgi)
         gc.collect()
         gc.freeze()
 
@@ -97,7 +158,8 @@ class PortalWorker(ThreadWorker):  # type: ignore[misc] # gunicorn has no type h
         captured = _Captured()
         super().handle_error(req, captured, addr, exc)
         # The same HSTS decision as the application's (plain HTTP is only allowed on loopback).
-        config = getattr(self.wsgi, "config", None)
+        app = self.wsgi.app if isinstance(self.wsgi, _BufferSending) else self.wsgi
+        config = getattr(app, "config", None)
         hsts = bool(config.get("SESSION_COOKIE_SECURE", True)) if config is not None else True
         try:
             util.write_nonblock(client, error_response(captured.status(), hsts=hsts))

@@ -12,6 +12,16 @@ from portal.accounts.models import User
 from portal.auth.sessions import PortalSession
 from portal.text import header_text
 
+# Set in the WSGI environ by the server (`portal.serving.PortalWorker`) when it sends each body
+# chunk, `bytes` or buffer (`memoryview`), before asking for the next: a download then hands
+# over the plaintext in a few reused buffers instead of a new `bytes` per segment.
+SENDS_BUFFERS = "filr.server.sends_buffers"
+
+
+def server_sends_buffers() -> bool:
+    """Whether the server of this request sends each body chunk before asking for the next."""
+    return request.environ.get(SENDS_BUFFERS) is True
+
 
 def audit_context() -> audit.Context:
     """Source IP (after ProxyFix, i.e. from the trusted proxy only), user agent, request id."""

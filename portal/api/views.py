@@ -44,7 +44,7 @@ from portal.deposits.views import UPLOAD_CHUNK, streamed
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.models import Organisation
 from portal.orgs.permissions import spaces_of
-from portal.web import audit_context, the_user
+from portal.web import audit_context, server_sends_buffers, the_user
 
 bp = Blueprint(API_BLUEPRINT, __name__, url_prefix="/api/v1")
 
@@ -572,7 +572,9 @@ def file_content(deposit_id: str, file_id: str) -> Response:
     svc, ctx = services(), audit_context()
     try:
         link = downloads.issue_link(db.session, svc.settings.secret_key, user, deposit, file, ctx)
-        download = downloads.redeem_link(db.session, svc, user, link, ctx)
+        download = downloads.redeem_link(
+            db.session, svc, user, link, ctx, reuse_buffers=server_sends_buffers()
+        )
     except deposits.LinkRefused as e:
         raise ApiProblem(410, str(e), code=e.code) from None
     except deposits.FileCorrupted as e:

@@ -128,12 +128,16 @@ def redeem_link(
     user: User,
     token: str,
     ctx: audit.Context,
+    *,
+    reuse_buffers: bool = False,
 ) -> Download:
     """Check a link again at use (signature, age, user, rights, expiry, counter); open the file.
 
     Raises LinkRefused, or FileCorrupted when the stored file fails its integrity check before
     its first byte. The receipt and the `deposit:downloaded` row are written only once the
-    stream has handed over its last byte (see `_delivered`).
+    stream has handed over its last byte (see `_delivered`). `reuse_buffers` only when the
+    server sends each chunk before asking for the next (`portal.serving.sends_buffers`): the
+    chunks are then views of a few reused buffers (see `EncryptedStore.open`).
     """
     serializer = _serializer(svc.settings.secret_key)
     try:
@@ -170,7 +174,7 @@ def redeem_link(
     # No transaction is held while the store is asked (see `destroy_content`).
     session.commit()
     try:
-        chunks = svc.store.open(object_key)
+        chunks = svc.store.open(object_key, reuse_buffers=reuse_buffers)
     except storage.IntegrityError as e:
         sending.report_corruption(e, sent=0)
         raise FileCorrupted(

@@ -40,7 +40,7 @@ from portal.deposits.permissions import (
 from portal.filecheck import content_disposition
 from portal.orgs.departements import DEPARTEMENTS
 from portal.orgs.permissions import spaces_of
-from portal.web import audit_context, the_user
+from portal.web import audit_context, server_sends_buffers, the_user
 
 bp = Blueprint("deposits", __name__)
 # Mon compte → notifications: how a user hears of new deposits (one e-mail each, or one daily
@@ -306,7 +306,14 @@ def download(token: str) -> Response | BaseResponse:
     """Check the link again, then stream the decrypted file."""
     user = the_user()
     try:
-        result = downloads.redeem_link(db.session, services(), user, token[:1024], audit_context())
+        result = downloads.redeem_link(
+            db.session,
+            services(),
+            user,
+            token[:1024],
+            audit_context(),
+            reuse_buffers=server_sends_buffers(),
+        )
     except deposits.LinkRefused:
         abort(404)
     except deposits.FileCorrupted as e:

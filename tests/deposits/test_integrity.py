@@ -397,3 +397,38 @@ def test_a_real_client_of_gunicorn_sees_the_damaged_download_cut_off(
     assert cut.value.partial == BIG_PDF[: damage.segment * SEGMENT]
     # And the failure is audited, alerted at once and mailed, with no receipt
     assert_reported_not_received(app, file_id, damage.segment, officer62, smtp)
+
+
+def test_a_real_client_of_gunicorn_gets_a_sound_file_whole_then_the_receipt(
+    app: Flask, world: World, client_for: Clients, filr_serve: str
+) -> None:
+    # Given a sound file of several segments, served by gunicorn (which sends the plaintext from
+    # a few reused buffers: portal.serving)
+    sender = client_for(world.agent62)
+    deposit_id = sent_deposit(sender, [world.ft62], files={"gros.pdf": BIG_PDF})
+    [file_id] = file_ids(app, deposit_id)
+    token = make_token(app, world.adviser_ft, ("read",))
+    # When a real HTTP client downloads it twice on one connection
+    address = urlsplit(filr_serve)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=60)
+    try:
+        for _ in range(2):
+            connection.request(
+                "GET",
+                f"/api/v1/deposits/{deposit_id}/files/{file_id}/content",
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            response = connection.getresponse()
+            # Then it gets every byte, exactly, and the connection stays usable
+            assert response.status == 200
+            assert response.read() == BIG_PDF
+        # (the next request on the connection is answered once the last one was recorded)
+        connection.request("GET", "/sante")
+        assert connection.getresponse().read()
+    finally:
+        connection.close()
+    # And each download is received, with its receipt
+    rows = audit_rows(app, AuditAction.DEPOSIT_DOWNLOADED)
+    assert [row.outcome for row in rows] == [Outcome.SUCCESS] * 2
+    with app.app_context():
+        assert len(db.session.execute(sa.select(DownloadReceipt)).all()) == 2

@@ -29,7 +29,7 @@ from storage import (
 )
 from storage.keystore import DataKeyRecord, Rewrapped
 from storage.s3 import READ_CHUNK_SIZE
-from storage.stream import HEADER_SIZE, TAG_SIZE
+from storage.stream import DECRYPT_AHEAD, HEADER_SIZE, TAG_SIZE
 from tests.storage.helpers import (
     SEGMENT,
     chunked,
@@ -675,4 +675,98 @@ def test_malformed_recorded_digest_releases_the_backend_and_its_threads(
     for _ in range(3):
         with pytest.raises(IntegrityError):
             encrypted.open(key)
+    assert threading.active_count() == before
+
+
+# --- reused buffers (a server that sends each chunk before asking for the next) ---------
+
+
+def read_sending(stream: Iterator[bytes]) -> tuple[bytes, Exception | None, set[int]]:
+    """Copy each chunk before asking for the next, as a server sending it does; also return the
+    identities of the buffers under the chunks."""
+    received = bytearray()
+    buffers: set[int] = set()
+    try:
+        for chunk in stream:
+            received += chunk
+            if isinstance(chunk, memoryview):
+                buffers.add(id(chunk.obj))
+    except Exception as e:
+        return bytes(received), e, buffers
+    return bytes(received), None, buffers
+
+
+@pytest.mark.parametrize("verify_sha256", [False, True])
+@pytest.mark.parametrize("size", [0, 1, SEGMENT, 3 * SEGMENT + 17, 90 * SEGMENT + 1])
+def test_reused_buffers_return_the_plaintext_in_a_few_buffers(
+    object_store: ObjectStore, keyring: Keyring, size: int, verify_sha256: bool
+) -> None:
+    # Given objects of every shape, small to read ahead by a helper thread
+    store = EncryptedStore(object_store, keyring, segment_size=SEGMENT, verify_sha256=verify_sha256)
+    data = random_bytes(size)
+    key = put(store, data)
+
+    # When they are read with reused buffers, each chunk copied before the next is asked for
+    received, error, buffers = read_sending(store.open(key, reuse_buffers=True))
+
+    # Then the plaintext is exact, and came through a few buffers whatever the size
+    assert error is None
+    assert received == data
+    assert len(buffers) <= DECRYPT_AHEAD + 3
+
+
+@pytest.mark.parametrize("tampering", list(TAMPERINGS), ids=list(TAMPERINGS))
+def test_tampering_is_detected_with_reused_buffers(
+    encrypted: EncryptedStore, tampering: str
+) -> None:
+    # Given an object of four full segments and a short last one, altered in the object store
+    data = random_bytes(4 * SEGMENT + 1000)
+    key = put(encrypted, data)
+    overwrite(encrypted, key, TAMPERINGS[tampering](raw(encrypted, key)))
+
+    # When it is read with reused buffers
+    try:
+        received, error, _ = read_sending(encrypted.open(key, reuse_buffers=True))
+    except IntegrityError:
+        return  # refused at open(): nothing at all was yielded
+    # Then only authentic, in-order segments came out, then ObjectCorrupted
+    assert isinstance(error, ObjectCorrupted)
+    assert len(received) % SEGMENT == 0
+    assert received == data[: len(received)]
+    assert len(received) < len(data)
+
+
+def test_reused_buffers_never_hand_over_a_segment_that_failed_in_place(
+    encrypted: EncryptedStore,
+) -> None:
+    # Given a large object (read ahead, decrypted in place) altered in segment 50, and a short
+    # one cut inside its last segment
+    data = random_bytes(100 * SEGMENT + 5)
+    key = put(encrypted, data)
+    overwrite(encrypted, key, flip(raw(encrypted, key), segment_at(50) + 9))
+    truncated = put(encrypted, data)
+    overwrite(encrypted, truncated, raw(encrypted, truncated)[:-1])
+
+    # When they are read with reused buffers, Then nothing of the bad segments comes out
+    received, error, _ = read_sending(encrypted.open(key, reuse_buffers=True))
+    assert isinstance(error, ObjectCorrupted) and error.segment == 50
+    assert received == data[: 50 * SEGMENT]
+    received, error, _ = read_sending(encrypted.open(truncated, reuse_buffers=True))
+    assert isinstance(error, ObjectCorrupted) and error.segment == 100
+    assert received == data[: 100 * SEGMENT]
+
+
+def test_an_abandoned_read_with_reused_buffers_stops_its_helper_thread(
+    encrypted: EncryptedStore,
+) -> None:
+    import threading
+
+    key = put(encrypted, random_bytes(100 * SEGMENT))
+    before = threading.active_count()
+
+    stream = encrypted.open(key, reuse_buffers=True)
+    for _ in range(10):
+        next(stream)
+    stream.close()  # type: ignore[attr-defined]
+
     assert threading.active_count() == before

@@ -16,7 +16,8 @@ def test_the_worker_freezes_the_loaded_application_out_of_the_garbage_collector(
     # Given gunicorn's own loading of the application (here: objects that live as long as it)
     loaded: list[object] = []
 
-    def load_wsgi(worker: object) -> None:
+    def load_wsgi(worker: PortalWorker) -> None:
+        worker.wsgi = lambda environ, start_response: []
         loaded.append([{"route": n} for n in range(1000)])
 
     monkeypatch.setattr(ThreadWorker, "load_wsgi", load_wsgi)
