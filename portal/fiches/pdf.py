@@ -113,7 +113,7 @@ def _resources() -> tuple[Any, Any]:
             weasyprint.CSS(string=PRINT_CSS.read_text(encoding="utf-8")),
             FontConfiguration(),
         )
-    return _local.resources  # type: ignore[no-any-return]
+    return _local.resources  # type: ignore[no-any-return]  # threading.local attributes are untyped
 
 
 def render_pdf(html: str, *, title: str, generated_at: datetime) -> bytes:
