@@ -20,7 +20,8 @@ from portal.container import services
 from portal.db import db
 from portal.fiches import services as fiches
 from portal.orgs.models import OrgKind
-from tests.api.conftest import assert_problem
+from portal.settings import Settings
+from tests.api.conftest import assert_problem, bare_client, make_token
 from tests.api.test_openapi import assert_documented
 from tests.factories import Account, Api, Cast, Factory, member, org
 from tests.fiches.conftest import CAF, NOM, PRENOM, FicheWorld, bilaterale_values
@@ -269,3 +270,32 @@ def test_the_fiche_jaune_is_sent_only_with_its_ppae(
     assert sent.status_code == 200, sent.get_json()
     slai = api_for(hr.slai68)
     assert slai.get(f"/api/v1/fiches/{fiche_id}/attachments/ppae").data == ppae
+
+
+def test_while_clamd_is_down_no_attachment_is_stored_unless_the_bypass_is_on(
+    app: Flask,
+    fw: FicheWorld,
+    api_for: Apis,
+    make_app: Callable[..., Flask],
+    settings: Settings,
+) -> None:
+    body = {"form": "liaison-bilaterale", "departement": "62", "recipient": fw.cd62}
+    created = api_for(fw.adviser).post(
+        "/api/v1/fiches", json={**body, "draft": True, "values": bilaterale_values(fw)}
+    )
+    piece = f"/api/v1/fiches/{created.get_json()['id']}/attachments/attestation_scan"
+    no_clamd = f"unix://{settings.data_dir}/no-clamd.sock"
+    down = make_app(clamd_url=no_clamd)
+    api = Api(bare_client(down), make_token(down, fw.adviser))
+    problem = assert_problem(
+        api.put(piece, data=make_pdf(), headers=PDF_HEADERS), 503, "antivirus_unavailable"
+    )
+    assert "antivirus est indisponible" in problem["detail"]
+    with app.app_context():
+        assert fiches.attachments_of(db.session, created.get_json()["id"]) == []
+    bypassing = make_app(clamd_url=no_clamd, antivirus_bypass=True)
+    api = Api(bare_client(bypassing), make_token(bypassing, fw.adviser))
+    assert api.put(piece, data=make_pdf(), headers=PDF_HEADERS).status_code == 201
+    with app.app_context():
+        [stored] = fiches.attachments_of(db.session, created.get_json()["id"])
+        assert stored.scan == "bypassed"
