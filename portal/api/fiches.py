@@ -296,7 +296,7 @@ def fiche_attach(fiche_id: str, field_id: str) -> tuple[Response, int, dict[str,
         raise _refused(
             fiches.FicheError(
                 "La pièce jointe doit être un fichier PDF de 10 Mo au plus.",
-                {field_id: "10 Mo au plus."},
+                {field_id[:48]: "10 Mo au plus."},
                 code="file_too_large",
             )
         )
@@ -306,7 +306,7 @@ def fiche_attach(fiche_id: str, field_id: str) -> tuple[Response, int, dict[str,
             db.session, services(), user, fiche, field_id, content, audit_context()
         )
     except fiches.FicheError as e:
-        raise _refused(fiches.FicheError(str(e), {field_id: str(e)}, code=e.code)) from None
+        raise _refused(fiches.FicheError(str(e), {field_id[:48]: str(e)}, code=e.code)) from None
     except storage.StorageUnavailable as e:
         if is_database_unavailable(e):
             raise  # the keyring's database, not the store: answered 503 by the app
