@@ -252,6 +252,9 @@ class Api:
     def post(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> TestResponse:
         return self.client.post(path, headers=self._headers(headers), **kw)
 
+    def put(self, path: str, headers: dict[str, str] | None = None, **kw: Any) -> TestResponse:
+        return self.client.put(path, headers=self._headers(headers), **kw)
+
     def upload(self, deposit_id: str, name: str, content: bytes) -> TestResponse:
         return self.post(
             f"/api/v1/deposits/{deposit_id}/files",

@@ -84,7 +84,10 @@ def field_schema(f: Field) -> Schema:
             else "Compte de votre organisation."
         )
     if kind == "attachment":
-        notes.append("Pas encore accepté par l'API.")
+        notes.append(
+            "Identifiant de la pièce jointe : envoyez le PDF par "
+            "PUT /fiches/{fiche_id}/attachments/" + f.id + " sur un brouillon."
+        )
     return {**schema, "description": " ".join(notes)}
 
 
@@ -116,6 +119,13 @@ def fiche_schemas(catalogue: Catalogue) -> dict[str, Schema]:
                     "departement": {"type": "string"},
                     "recipient": {**ID, "description": "Organisation destinataire."},
                     "values": _ref(schema_name(f)),
+                    "draft": {
+                        "type": "boolean",
+                        "default": False,
+                        "description": "true : garder un brouillon (valeurs manquantes "
+                        "admises) pour y joindre les PDF, puis l'envoyer par POST "
+                        "/fiches/{fiche_id}/send.",
+                    },
                 },
             }
             for f in forms
@@ -166,18 +176,70 @@ def fiche_schemas(catalogue: Catalogue) -> dict[str, Schema]:
             },
         },
         "values": {"type": "object", "description": "Les valeurs, selon le schéma du formulaire."},
+        "attachments": {"type": "array", "items": _ref("FicheAttachment")},
+    }
+    attachment = {
+        "field": {"type": "string", "description": "Le champ de type pièce jointe."},
+        "size": {"type": "integer"},
+        "sha256": {"type": "string"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "url": {"type": "string"},
+    }
+    schemas["FicheAttachment"] = {
+        "type": "object",
+        "required": list(attachment),
+        "properties": attachment,
+    }
+    schemas["FicheDecision"] = {
+        "type": "object",
+        "required": ["decision", "decided_on"],
+        "properties": {
+            "decision": {
+                "type": "string",
+                "enum": ["oui", "non"],
+                "description": "Entrée en accompagnement global : OUI / NON.",
+            },
+            "decided_on": {"type": "string", "format": "date"},
+        },
+    }
+    schemas["FicheDraftUpdate"] = {
+        "type": "object",
+        "required": ["values"],
+        "properties": {
+            "values": {
+                "type": "object",
+                "description": "Les valeurs, selon le schéma du formulaire du brouillon.",
+            },
+            "recipient": {**ID, "description": "Organisation destinataire (inchangée sinon)."},
+        },
+    }
+    schemas["FicheForward"] = {
+        "type": "object",
+        "required": ["provider"],
+        "properties": {
+            "provider": {**ID, "description": "Prestataire mandaté par le département."}
+        },
     }
     schemas["Fiche"] = {
         "type": "object",
-        "required": [*summary, "decision", "history"],
+        "required": [*summary, "decision", "history", "attachments"],
         "properties": detail,
     }
     return schemas
 
 
 def fiche_paths(operation: Any, json: Any, error: Any, param: Any) -> dict[str, Any]:
-    """The four routes, built with the document's own helpers."""
+    """The routes of the fiches, built with the document's own helpers."""
     fiche_id = param("fiche_id", "path", "Identifiant de la fiche.", ID)
+    field_id = param(
+        "field_id", "path", "Champ de type pièce jointe du formulaire.", {"type": "string"}
+    )
+    fiche_ok = json(_ref("Fiche"), "La fiche.")
+
+    def json_body(name: str) -> dict[str, Any]:
+        return {"required": True, "content": {"application/json": {"schema": _ref(name)}}}
+
+    pdf: dict[str, Any] = {"content": {"application/pdf": {"schema": {}}}}
     return {
         "/fiches": {
             "get": operation(
@@ -225,7 +287,21 @@ def fiche_paths(operation: Any, json: Any, error: Any, param: Any) -> dict[str, 
                 ApiScope.READ,
                 {"200": json(_ref("Fiche"), "La fiche."), "404": error("NotFound")},
                 parameters=[fiche_id],
-            )
+            ),
+            "put": operation(
+                "updateFicheDraft",
+                "Remplacer les valeurs d'un brouillon (valeurs manquantes admises jusqu'à "
+                "l'envoi ; les pièces jointes restent si elles ne sont pas nommées).",
+                ApiScope.DEPOSIT,
+                {
+                    "200": fiche_ok,
+                    "400": error("BadRequest"),
+                    "404": error("NotFound"),
+                    "422": error("Invalid"),
+                },
+                parameters=[fiche_id],
+                body=json_body("FicheDraftUpdate"),
+            ),
         },
         "/fiches/{fiche_id}/pdf": {
             "get": operation(
@@ -245,5 +321,91 @@ def fiche_paths(operation: Any, json: Any, error: Any, param: Any) -> dict[str, 
                 },
                 parameters=[fiche_id],
             )
+        },
+        "/fiches/{fiche_id}/send": {
+            "post": operation(
+                "sendFiche",
+                "Envoyer un brouillon (créé avec `draft: true`) : mêmes contrôles qu'une fiche "
+                "nouvelle, `errors` par champ.",
+                ApiScope.DEPOSIT,
+                {"200": fiche_ok, "404": error("NotFound"), "422": error("Invalid")},
+                parameters=[fiche_id],
+            )
+        },
+        "/fiches/{fiche_id}/decision": {
+            "post": operation(
+                "decideFiche",
+                "Enregistrer la décision sur une fiche bilatérale reçue (entrée en "
+                "accompagnement global OUI / NON et sa date) ; la structure prescriptrice est "
+                "prévenue.",
+                ApiScope.DEPOSIT,
+                {
+                    "200": fiche_ok,
+                    "400": error("BadRequest"),
+                    "404": error("NotFound"),
+                    "422": error("Invalid"),
+                },
+                parameters=[fiche_id],
+                body=json_body("FicheDecision"),
+            )
+        },
+        "/fiches/{fiche_id}/forward": {
+            "post": operation(
+                "forwardFiche",
+                "Transmettre une fiche reçue au référent d'un prestataire mandaté par le "
+                "département (une fois).",
+                ApiScope.DEPOSIT,
+                {
+                    "200": fiche_ok,
+                    "400": error("BadRequest"),
+                    "404": error("NotFound"),
+                    "422": error("Invalid"),
+                },
+                parameters=[fiche_id],
+                body=json_body("FicheForward"),
+            )
+        },
+        "/fiches/{fiche_id}/attachments/{field_id}": {
+            "put": operation(
+                "attachToFiche",
+                "Joindre un PDF à un champ pièce jointe d'un brouillon (remplace le précédent).",
+                ApiScope.DEPOSIT,
+                {
+                    "201": {
+                        **json(_ref("FicheAttachment"), "Pièce jointe vérifiée et chiffrée."),
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    "404": error("NotFound"),
+                    "413": error("TooLarge"),
+                    "422": error("Invalid"),
+                    "503": error("Unavailable"),
+                },
+                parameters=[fiche_id, field_id],
+                body={
+                    "required": True,
+                    "description": "Le PDF (10 Mo au plus), corps brut de la requête.",
+                    "content": {"application/pdf": {}, "application/octet-stream": {}},
+                },
+                description=(
+                    "Refusé (422) : un fichier qui n'est pas un PDF ou un contenu actif "
+                    "(code file_refused), une signature de l'antivirus (file_infected), un "
+                    "champ qui n'est pas une pièce jointe ou une fiche déjà envoyée (invalid) ; "
+                    "413 file_too_large au-delà de 10 Mo ; 503 antivirus_unavailable quand "
+                    "l'antivirus ne répond pas (rien n'est enregistré sans analyse)."
+                ),
+            ),
+            "get": operation(
+                "getFicheAttachment",
+                "Le PDF joint à ce champ de la fiche (consultation tracée).",
+                ApiScope.READ,
+                {
+                    "200": {
+                        "description": "Le PDF, déchiffré.",
+                        **pdf,
+                    },
+                    "404": error("NotFound"),
+                },
+                parameters=[fiche_id, field_id],
+            ),
         },
     }

@@ -70,7 +70,7 @@ SCHEMAS: dict[str, Schema] = {
                     "description": (
                         "Clé stable, à utiliser par les scripts : unauthorized, not_found, "
                         "insufficient_scope, invalid, invalid_json, file_refused, file_infected, "
-                        "file_too_large, link_refused, storage_unavailable…"
+                        "file_too_large, link_refused, storage_unavailable, antivirus_unavailable…"
                     ),
                 },
                 "request_id": NULLABLE_STRING,

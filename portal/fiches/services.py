@@ -66,11 +66,16 @@ DECISION_LABELS = {"oui": "OUI", "non": "NON"}
 
 
 class FicheError(ValueError):
-    """A request on a fiche cannot be carried out; *errors* per field id (French)."""
+    """A request on a fiche cannot be carried out; *errors* per field id (French); *code*: the
+    API's stable key when it is not `invalid` (`file_refused`, `file_infected`,
+    `file_too_large`, `antivirus_unavailable`)."""
 
-    def __init__(self, message: str, errors: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, errors: Mapping[str, str] | None = None, *, code: str | None = None
+    ) -> None:
         super().__init__(message)
         self.errors = dict(errors or {})
+        self.code = code
 
 
 # --- the inbox's sealed columns ------------------------------------------------------------
@@ -459,6 +464,51 @@ def submit(session: Session, svc: Services, user: User, draft: Draft, ctx: audit
         raise FicheError("La fiche est incomplète ou contient des erreurs.", errors)
     fiche, _ = save_draft(session, svc, user, draft, ctx)
     return send(session, svc, user, fiche, ctx)
+
+
+def create_draft(
+    session: Session,
+    svc: Services,
+    user: User,
+    draft: Draft,
+    ctx: audit.Context,
+    *,
+    fiche: Fiche | None = None,
+) -> Fiche:
+    """A draft from the API, new or replacing *fiche*'s values: they are checked as when
+    sending, except that missing ones are allowed (completed later); nothing is kept when one is
+    refused. The attachments already joined to *fiche* stay unless *draft* names others."""
+    if draft.departement not in spaces_of(user) or not handles_fiches(user):
+        raise FicheError(
+            "Vous n'avez pas accès à cet espace départemental.",
+            {"departement": "Choisissez un de vos espaces."},
+        )
+    form = _checked_form(svc, user, draft.form_key, draft.departement)
+    _checked_recipient(session, user, form, draft.departement, draft.recipient_org_id)
+    if fiche is not None:
+        if fiche.state != FicheState.DRAFT or fiche.sender_id != user.id:
+            raise FicheError("Une fiche envoyée ne peut plus être modifiée : corrigez-la.")
+        current = read_values(session, svc.store, fiche)
+        joined = {
+            f.id: current[f.id]
+            for f in form.fields(None)
+            if f.type == "attachment" and f.id in current and f.id not in draft.values
+        }
+        draft = Draft(
+            draft.form_key, draft.departement, draft.recipient_org_id, {**draft.values, **joined}
+        )
+    refs = references(
+        session, user, form, draft.departement, draft.values, fiche.id if fiche else None
+    )
+    errors = {  # what is missing is not an error yet: `send` requires it
+        k: m
+        for k, m in validate(form, draft.values, allowed=refs.allowed).items()
+        if k in draft.values and m != REQUIRED and draft.values[k] not in (None, "", [], False)
+    }
+    if errors:
+        raise FicheError("La fiche contient des erreurs.", errors)
+    saved, _ = save_draft(session, svc, user, draft, ctx, fiche=fiche)
+    return saved
 
 
 # --- reading -------------------------------------------------------------------------------
@@ -1025,6 +1075,20 @@ def attachments_of(session: Session, fiche_id: str) -> list[FicheAttachment]:
     )
 
 
+def live_attachment(session: Session, fiche: Fiche, field_id: str) -> FicheAttachment | None:
+    """The attachment an attachment field of *fiche* holds now (None if none, or destroyed)."""
+    return session.execute(
+        sa.select(FicheAttachment)
+        .where(
+            FicheAttachment.fiche_id == fiche.id,
+            FicheAttachment.field_id == field_id,
+            FicheAttachment.object_key.is_not(None),
+        )
+        .order_by(FicheAttachment.created_at.desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
 def attachment_label(attachment: FicheAttachment) -> str:
     return f"PDF joint ({size_fr(attachment.size)}, SHA-256 {attachment.sha256[:16]}…)"
 
@@ -1039,12 +1103,14 @@ def _scan(svc: Services, content: bytes) -> str:
             return "bypassed"
         raise FicheError(
             "L'antivirus est indisponible : la pièce jointe ne peut pas être vérifiée pour "
-            "l'instant. Réessayez dans quelques minutes."
+            "l'instant. Réessayez dans quelques minutes.",
+            code="antivirus_unavailable",
         ) from None
     if verdict.signature is not None:
         raise FicheError(
             f"Pièce jointe refusée : l'antivirus y a détecté « {verdict.signature} ». Elle n'a "
-            "pas été enregistrée."
+            "pas été enregistrée.",
+            code="file_infected",
         )
     return "clean"
 
@@ -1072,10 +1138,13 @@ def attach(
     ):
         raise FicheError("Cette pièce jointe ne peut pas être ajoutée à cette fiche.")
     if not content.startswith(b"%PDF-") or len(content) > ATTACHMENT_MAX_BYTES:
-        raise FicheError("La pièce jointe doit être un fichier PDF de 10 Mo au plus.")
+        raise FicheError(
+            "La pièce jointe doit être un fichier PDF de 10 Mo au plus.",
+            code="file_too_large" if len(content) > ATTACHMENT_MAX_BYTES else "file_refused",
+        )
     finding = check_pdf(content)
     if finding is not None:
-        raise FicheError(finding.message_fr)
+        raise FicheError(finding.message_fr, code="file_refused")
     scan = _scan(svc, content)
     values = read_values(session, svc.store, fiche)  # commits: the store has its connection
     attachment_id = new_id()
