@@ -373,10 +373,9 @@ def save_draft(
         if moved.rowcount != 1:  # type: ignore[attr-defined] # DML: a CursorResult
             session.rollback()
             raise FicheError("Une fiche envoyée ne peut plus être modifiée : corrigez-la.")
+        session.refresh(fiche)  # the space just written: the values go under its key
     fiche_id = fiche.id
-    previous_key = session.execute(
-        sa.select(Fiche.values_key).where(Fiche.id == fiche_id)
-    ).scalar_one()
+    previous_key = fiche.values_key
     session.commit()  # no lock held while the store writes
     new_key = _write_values(svc.store, fiche, clean(form, kept))
     sealed, index = _sealed_person(svc, fiche_id, form, kept)
