@@ -184,6 +184,8 @@ def find_upload(
         return None
     if upload.departement_code != deposit.departement_code:
         return None
+    if upload.expires_at <= utcnow():  # tus expiration: gone now, whenever the purge runs
+        return None
     return upload
 
 
@@ -225,6 +227,7 @@ def append(
         .where(
             ResumableUpload.id == upload_id,
             ResumableUpload.offset == offset,
+            ResumableUpload.expires_at > now,
             sa.or_(ResumableUpload.busy_until.is_(None), ResumableUpload.busy_until < now),
         )
         .values(busy_until=now + CLAIM)

@@ -287,16 +287,20 @@ def _checked_recipient(
     )
 
 
-def _seal_person(svc: Services, fiche: Fiche, form: Form, values: Mapping[str, Any]) -> None:
+def _sealed_person(
+    svc: Services, fiche_id: str, form: Form, values: Mapping[str, Any]
+) -> tuple[str | None, str | None]:
+    """The inbox's sealed name and birth date, and the surname's search digest."""
     identity = values.get(form.person_identity or "")
     birth = values.get(form.person_birth_date or "")
     if isinstance(identity, dict) and identity.get("nom"):
         name = f"{str(identity.get('nom', '')).upper()} {identity.get('prenom', '')}".strip()
         seal = person_seal(svc)
-        fiche.person_sealed = seal.seal(fiche.id, name, birth if isinstance(birth, str) else None)
-        fiche.person_index = seal.index(str(identity["nom"]))
-    else:
-        fiche.person_sealed = fiche.person_index = None
+        return (
+            seal.seal(fiche_id, name, birth if isinstance(birth, str) else None),
+            seal.index(str(identity["nom"])),
+        )
+    return None, None
 
 
 # --- drafts and sending --------------------------------------------------------------------
@@ -352,19 +356,54 @@ def save_draft(
             expires_at=now + MAX_LIFETIME,
         )
         session.add(fiche)
-    previous_key = fiche.values_key
-    fiche.form_id, fiche.form_version = form.id, form.version
-    fiche.departement_code = draft.departement
-    fiche.recipient_org_id = draft.recipient_org_id
-    fiche.updated_at = now
+        session.flush()
+    else:
+        # Conditional: the draft may have been sent (or destroyed) since it was read.
+        moved = session.execute(
+            sa.update(Fiche)
+            .where(
+                Fiche.id == fiche.id,
+                Fiche.state == FicheState.DRAFT,
+                Fiche.sender_id == user.id,
+            )
+            .values(
+                form_id=form.id,
+                form_version=form.version,
+                departement_code=draft.departement,
+                recipient_org_id=draft.recipient_org_id,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:  # type: ignore[attr-defined] # DML: a CursorResult
+            session.rollback()
+            raise FicheError("Une fiche envoyée ne peut plus être modifiée : corrigez-la.")
+        session.refresh(fiche)  # the space just written: the values go under its key
     fiche_id = fiche.id
-    session.flush()
+    previous_key = fiche.values_key
     session.commit()  # no lock held while the store writes
     new_key = _write_values(svc.store, fiche, clean(form, kept))
+    sealed, index = _sealed_person(svc, fiche_id, form, kept)
+    # Only over the values this save started from, and only while still a draft: a send or
+    # another save in between wins, and this one's object is destroyed (no orphan).
+    won = session.execute(
+        sa.update(Fiche)
+        .where(
+            Fiche.id == fiche_id,
+            Fiche.state == FicheState.DRAFT,
+            Fiche.values_key.is_(None)
+            if previous_key is None
+            else Fiche.values_key == previous_key,
+        )
+        .values(values_key=new_key, person_sealed=sealed, person_index=index)
+        .execution_options(synchronize_session=False)
+    )
+    if won.rowcount != 1:  # type: ignore[attr-defined] # DML: a CursorResult
+        session.rollback()
+        _drop_values(svc.store, new_key)
+        raise FicheError("Ce brouillon vient de changer ou a été envoyé : rechargez la page.")
     fiche = session.get(Fiche, fiche_id)
-    assert fiche is not None  # noqa: S101 - committed above
-    fiche.values_key = new_key
-    _seal_person(svc, fiche, form, kept)
+    assert fiche is not None  # noqa: S101 - updated above
     audit.record(
         session,
         AuditAction.FICHE_DRAFT_SAVED,
@@ -374,6 +413,7 @@ def save_draft(
         details={"form": form.key, "created": created},
     )
     session.commit()
+    session.refresh(fiche)
     if previous_key is not None:
         _drop_values(svc.store, previous_key)
     return fiche, errors
@@ -410,12 +450,23 @@ def send(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audit.C
         session.rollback()
         raise FicheError("Cette fiche a déjà été envoyée.")
     if fiche.replaces_id is not None:
-        session.execute(
+        withdrawn = session.execute(
             sa.update(Fiche)
-            .where(Fiche.id == fiche.replaces_id, Fiche.state.in_(WAITING))
+            .where(
+                Fiche.id == fiche.replaces_id,
+                Fiche.state.in_(WAITING),
+                Fiche.replaced_by_id.is_(None),
+            )
             .values(state=FicheState.WITHDRAWN, withdrawn_at=now, replaced_by_id=fiche.id)
             .execution_options(synchronize_session=False)
         )
+        if withdrawn.rowcount != 1:  # type: ignore[attr-defined] # DML: a CursorResult
+            # Decided, replaced or destroyed meanwhile: this correction has nothing to replace.
+            session.rollback()
+            raise FicheError(
+                "La fiche que celle-ci corrige a reçu une décision ou a déjà été remplacée : "
+                "cette correction ne peut pas être envoyée."
+            )
         audit.record(
             session,
             AuditAction.FICHE_WITHDRAWN,
@@ -815,13 +866,18 @@ def forward(
     now = utcnow()
     updated = session.execute(
         sa.update(Fiche)
-        .where(Fiche.id == fiche.id, Fiche.forwarded_org_id.is_(None))
+        .where(
+            Fiche.id == fiche.id,
+            Fiche.forwarded_org_id.is_(None),
+            # Withdrawn (a correction sent) or destroyed meanwhile: nothing to forward.
+            Fiche.state.not_in((FicheState.DRAFT, FicheState.WITHDRAWN, FicheState.DESTROYED)),
+        )
         .values(forwarded_org_id=provider.id, forwarded_at=now, forwarded_by_id=user.id)
         .execution_options(synchronize_session=False)
     )
     if updated.rowcount != 1:  # type: ignore[attr-defined] # DML: a CursorResult
         session.rollback()
-        raise FicheError("Cette fiche a déjà été transmise.")
+        raise FicheError("Cette fiche a déjà été transmise, retirée ou détruite.")
     audit.record(
         session,
         AuditAction.FICHE_FORWARDED,

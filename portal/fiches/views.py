@@ -62,14 +62,18 @@ def _fiche_or_404(fiche_id: str) -> tuple[User, Fiche]:
     return user, fiche
 
 
-@bp.route("/fiches")
+@bp.route("/fiches", methods=["GET", "POST"])
 def inbox() -> str:
-    """Fiches received, sent, drafts, overdue; a search on the person's surname (exact)."""
+    """Fiches received, sent, drafts, overdue; a search on the person's surname (exact).
+
+    The surname is personal data: it is posted (with the CSRF token), never put in the URL
+    (browser history, logs, the log-in page's `next`); a `nom` in the query string is ignored.
+    """
     user = _handler()
-    box = request.args.get("boite", "recues")
+    box = request.values.get("boite", "recues")
     if box not in BOX_LABELS:
         box = "recues"
-    surname = (request.args.get("nom") or "").strip()[:60] or None
+    surname = (request.form.get("nom") or "").strip()[:60] or None
     svc = services()
     rows = fiches.list_fiches(db.session, svc, user, box, surname=surname)
     return render_template(

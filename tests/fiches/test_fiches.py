@@ -92,7 +92,8 @@ def test_a_bilaterale_fiche_from_sending_to_decision(
     slai = client_for(fw.slai62)
     inbox = slai.get("/fiches").get_data(as_text=True)
     assert NOM.upper() in inbox and "12/04/1990" in inbox
-    assert slai.get(f"/fiches?nom={NOM.lower()}").get_data(as_text=True).count(fiche_id) == 1
+    found = post_form(slai, "/fiches", {"nom": NOM.lower()}).get_data(as_text=True)
+    assert found.count(fiche_id) == 1
     page = slai.get(f"/fiches/{fiche_id}").get_data(as_text=True)
     assert CAF in page and "Logement" not in page  # choice labels, not values
     assert "Faire face à des difficultés de logement" in page
