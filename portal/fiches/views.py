@@ -81,10 +81,15 @@ def inbox() -> str:
         box=box,
         boxes=BOX_LABELS,
         surname=surname or "",
-        # The follow-up table goes with the first page only: the next ones are the list's.
-        counts=None if after else fiches.monthly_counts(db.session, user),
         can_create=any(fiches.offered_forms(svc, user, c) for c in spaces_of(user)),
     )
+
+
+@bp.route("/fiches/suivi")
+def follow_up() -> str:
+    """The monthly follow-up table: its own page, so that no inbox page aggregates."""
+    user = _handler()
+    return render_template("fiches/follow_up.html", counts=fiches.monthly_counts(db.session, user))
 
 
 @bp.route("/fiches/nouvelle")

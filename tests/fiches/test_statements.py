@@ -43,9 +43,8 @@ def _crowd(factory: Factory, n: int) -> None:
         provider = factory.org(OrgKind.PRESTATAIRE, "62", name=f"Prestataire foule {i}")
         ft = factory.org(OrgKind.FRANCE_TRAVAIL, None, territory=("62", "59"), name=f"FT foule {i}")
         cd = factory.org(OrgKind.DEPARTEMENT, "59", name=f"CD foule {i}")
-        for org_id in (provider, ft, fw_org := cd):
+        for org_id in (provider, ft, cd, cd):
             factory.user(org_id)
-        factory.user(fw_org)
 
 
 def test_sending_costs_the_same_statements_whatever_the_number_of_organisations(
@@ -57,8 +56,8 @@ def test_sending_costs_the_same_statements_whatever_the_number_of_organisations(
     _crowd(factory, 4)
     after = _sending(app, api, fw)
     assert len(after) == len(before), "\n".join(after)
-    # Validated once, stored once, sent once (62 statements before: the references were
-    # read three times, the values written then read back, the draft then the sending audited).
+    # Validated once, stored once, sent once (57 statements on PostgreSQL before: the
+    # references read three times, the values written then read back, two audit events).
     work = [s for s in before if not s.startswith("BEGIN")]  # SQLite says BEGIN, not PostgreSQL
     assert len(work) <= 38, f"{len(work)}\n" + "\n".join(work)
 
@@ -79,7 +78,12 @@ def test_an_inbox_page_costs_the_same_statements_whatever_the_number_of_fiches(
         assert response.status_code == 200
         return len(without_session_upkeep(seen))
 
-    paths = ("/fiches", "/fiches?boite=en-retard", "/fiches?boite=envoyees&nom=Martin")
+    paths = (
+        "/fiches",
+        "/fiches?boite=en-retard",
+        "/fiches?boite=envoyees&nom=Martin",
+        "/fiches/suivi",  # the monthly counts: one aggregate query
+    )
     few = {path: page(path) for path in paths}
     for _ in range(4):
         _sending(app, api, fw)
@@ -95,8 +99,8 @@ def test_the_inbox_pages_by_keyset_and_a_forged_cursor_shows_the_first_page(
     from portal.fiches import services as fiches
 
     api = api_for(fw.adviser)
-    sent = [_sending(app, api, fw) and None for _ in range(5)]
-    assert len(sent) == 5
+    for _ in range(5):
+        _sending(app, api, fw)
     with app.app_context():
         user = db.session.get(User, fw.slai62.id)
         assert user is not None
@@ -117,11 +121,12 @@ def test_the_inbox_pages_by_keyset_and_a_forged_cursor_shows_the_first_page(
         # The provider of 59 gets nothing from a cursor of 62's box.
         other = db.session.get(User, fw.referent59.id)
         assert other is not None
-        assert not fiches.fiches_page(db.session, svc, other, "recues", after=first.next_cursor).rows
-    # On the web: the next page's link, and the follow-up table on the first page only.
+        leaked = fiches.fiches_page(db.session, svc, other, "recues", after=first.next_cursor)
+        assert not leaked.rows
+    # On the web: a page after the cursor, and the way back to the first.
     slai = client_for(fw.slai62)
     html = slai.get("/fiches").get_data(as_text=True)
-    assert 'id="suivi"' in html and 'id="next-page"' not in html
+    assert 'id="next-page"' not in html and "Première page" not in html
     html = slai.get(f"/fiches?apres={first.next_cursor}").get_data(as_text=True)
-    assert 'id="suivi"' not in html and "Première page" in html
+    assert "Première page" in html
     assert all(fiche_id in html for fiche_id in seen[2:]) and seen[0] not in html
