@@ -720,16 +720,29 @@ def fiches_page(
         return Page([], None)
     if surname:
         query = query.where(Fiche.person_index == person_seal(svc).index(surname))
-    order = Fiche.created_at if box == "brouillons" else Fiche.sent_at
+    # The overdue box runs on its deadline (sent_at + 21 days): newest deadline first, read
+    # down the (state, due_at) index one waiting state at a time, never sorting them all.
+    order = {"brouillons": Fiche.created_at, "en-retard": Fiche.due_at}.get(box, Fiche.sent_at)
     query = query.where(order.is_not(None), *_after_cursor(order, after))
-    fiches = list(
-        session.execute(query.order_by(order.desc(), Fiche.id.desc()).limit(limit + 1)).scalars()
-    )
+    ordering = (order.desc(), Fiche.id.desc())
+    if box == "en-retard":
+        firsts = [
+            sa.select(
+                query.where(Fiche.state == state)
+                .with_only_columns(Fiche.id)
+                .order_by(*ordering)
+                .limit(limit + 1)
+                .subquery()
+            )
+            for state in WAITING
+        ]
+        query = sa.select(Fiche).where(Fiche.id.in_(sa.union_all(*firsts)))
+    fiches = list(session.execute(query.order_by(*ordering).limit(limit + 1)).scalars())
     next_cursor = None
     if len(fiches) > limit:
         fiches = fiches[:limit]
         last = fiches[-1]
-        at = last.created_at if box == "brouillons" else last.sent_at
+        at = {"brouillons": last.created_at, "en-retard": last.due_at}.get(box, last.sent_at)
         if at is not None:
             next_cursor = _encode_cursor(at, last.id)
     org_ids = {f.sender_org_id for f in fiches} | {f.recipient_org_id for f in fiches}

@@ -4,12 +4,15 @@ the number of organisations, accounts and fiches (equal work proved by counting,
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
 from portal.db import db
+from portal.fiches.models import Fiche
 from portal.orgs.models import OrgKind
 from tests.api.conftest import Api
 from tests.factories import Factory
@@ -118,6 +121,21 @@ def test_the_inbox_pages_by_keyset_and_a_forged_cursor_shows_the_first_page(
         for forged in ("x", "W10", "WyIyMDI2IiwgMV0"):  # garbage, [], ["2026", 1]
             again = fiches.fiches_page(db.session, svc, user, "recues", after=forged, limit=2)
             assert [r.fiche.id for r in again.rows] == seen[:2]
+        # The overdue box pages on the deadline, both sides of it the same fiches.
+        for fiche in db.session.execute(sa.select(Fiche)).scalars():
+            assert fiche.sent_at is not None
+            fiche.due_at = fiche.sent_at - timedelta(days=1)
+        db.session.commit()
+        for account in (fw.slai62, fw.adviser):
+            side = db.session.get(User, account.id)
+            assert side is not None
+            pages, cursor = [], None
+            while True:
+                page = fiches.fiches_page(db.session, svc, side, "en-retard", after=cursor, limit=2)
+                pages += [r.fiche.id for r in page.rows]
+                if not (cursor := page.next_cursor):
+                    break
+            assert pages == seen, account  # deadline = sending + 21 days: the same order
         # The provider of 59 gets nothing from a cursor of 62's box.
         other = db.session.get(User, fw.referent59.id)
         assert other is not None
