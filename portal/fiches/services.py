@@ -15,7 +15,7 @@ import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -31,6 +31,7 @@ from audit import AuditAction, Outcome
 from portal.accounts.models import AccountStatus, Role, User
 from portal.container import Services
 from portal.db import is_well_formed_id, new_id, utcnow
+from portal.deposits.listing import decode_cursor
 from portal.deposits.services import refuse_unseen
 from portal.fiches.catalogue import Form
 from portal.fiches.display import RenderedBlock, render
@@ -185,20 +186,30 @@ def references(
     """Choices of the form's organisation and person fields for *sender* in *departement*,
     and the attachments already stored for *fiche_id*'s attachment fields."""
     refs = References()
-    attachments = attachments_of(session, fiche_id) if fiche_id else []
-    for f in form.fields(None):
-        if f.type == "attachment":
-            mine = [a for a in attachments if a.field_id == f.id and a.object_key]
-            refs.allowed[f.id] = {a.id for a in mine}
-            refs.labels.update((a.id, attachment_label(a)) for a in mine)
-    orgs = list(session.execute(sa.select(Organisation).order_by(Organisation.name)).scalars())
+    fields = list(form.fields(None))
+    if any(f.type == "attachment" for f in fields):
+        attachments = attachments_of(session, fiche_id) if fiche_id else []
+        for f in fields:
+            if f.type == "attachment":
+                mine = [a for a in attachments if a.field_id == f.id and a.object_key]
+                refs.allowed[f.id] = {a.id for a in mine}
+                refs.labels.update((a.id, attachment_label(a)) for a in mine)
+    # Only the organisations of the kinds the form names, and only the agents of the
+    # organisations a person field may name: one query each, whatever the portal's size.
+    kinds = sorted({k for f in fields if f.type == "organisation" for k in f.org_kinds})
+    orgs = (
+        list(
+            session.execute(
+                sa.select(Organisation)
+                .where(Organisation.kind.in_(kinds))
+                .order_by(Organisation.name)
+            ).scalars()
+        )
+        if kinds
+        else []
+    )
     by_id = {o.id: o for o in orgs}
-    members: dict[str, list[User]] = {}
-    for user in session.execute(
-        sa.select(User).where(User.status == AccountStatus.ACTIVE).order_by(User.full_name)
-    ).scalars():
-        members.setdefault(user.organisation_id, []).append(user)
-    for f in form.fields(None):
+    for f in fields:
         if f.type == "organisation":
             fitting = [
                 o
@@ -208,9 +219,22 @@ def references(
             refs.choices[f.id] = [(o.id, o.name) for o in fitting]
             refs.allowed[f.id] = {o.id for o in fitting}
             refs.labels.update((o.id, o.name) for o in fitting)
-    for f in form.fields(None):
-        if f.type != "person":
-            continue
+    person_fields = [f for f in fields if f.type == "person"]
+    wanted: set[str] = set()
+    for f in person_fields:
+        if f.organisation_field is None:
+            wanted.add(sender.organisation_id)
+        else:
+            wanted |= refs.allowed.get(f.organisation_field, set())
+    members: dict[str, list[User]] = {}
+    if wanted:
+        for user in session.execute(
+            sa.select(User)
+            .where(User.status == AccountStatus.ACTIVE, User.organisation_id.in_(sorted(wanted)))
+            .order_by(User.full_name)
+        ).scalars():
+            members.setdefault(user.organisation_id, []).append(user)
+    for f in person_fields:
         if f.organisation_field is None:
             org_ids = [sender.organisation_id]
             chosen: Any = sender.organisation_id
@@ -255,7 +279,13 @@ def recipient_choices(
     """Organisations of *form*'s recipient kinds that *user* may address in *departement*."""
     if departement not in spaces_of(user):
         return []
-    orgs = session.execute(sa.select(Organisation).order_by(Organisation.name)).scalars()
+    if not form.recipients:
+        return []
+    orgs = session.execute(
+        sa.select(Organisation)
+        .where(Organisation.kind.in_(sorted(form.recipients)))
+        .order_by(Organisation.name)
+    ).scalars()
     return [
         o
         for o in orgs
@@ -413,9 +443,11 @@ def save_draft(
         details={"form": form.key, "created": created},
     )
     session.commit()
-    session.refresh(fiche)
+    # Before reading the row again: on SQLite a transaction holds the write lock from its BEGIN,
+    # and the key store (its own connection) must write to shred the old values' key.
     if previous_key is not None:
         _drop_values(svc.store, previous_key)
+    session.refresh(fiche)
     return fiche, errors
 
 
@@ -485,6 +517,13 @@ def send(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audit.C
     )
     session.commit()
     session.refresh(fiche)
+    _notify_sent(session, svc, fiche, form, ctx)
+    return fiche
+
+
+def _notify_sent(
+    session: Session, svc: Services, fiche: Fiche, form: Form, ctx: audit.Context
+) -> None:
     _notify(
         session,
         svc,
@@ -496,7 +535,6 @@ def send(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audit.C
         action=AuditAction.FICHE_NOTIFICATION_SENT,
         actor=audit.Actor(fiche.sender_id, fiche.sender_org_id),
     )
-    return fiche
 
 
 def submit(session: Session, svc: Services, user: User, draft: Draft, ctx: audit.Context) -> Fiche:
@@ -513,8 +551,45 @@ def submit(session: Session, svc: Services, user: User, draft: Draft, ctx: audit
     errors = validate(form, draft.values, allowed=refs.allowed)
     if errors:
         raise FicheError("La fiche est incomplète ou contient des erreurs.", errors)
-    fiche, _ = save_draft(session, svc, user, draft, ctx)
-    return send(session, svc, user, fiche, ctx)
+    # Checked once: the fiche is written as sent at once, never a draft (no second reading
+    # of the values, no second look at the references, no conditional update to race).
+    now = utcnow()
+    actor = user.audit_actor
+    fiche = Fiche(
+        id=new_id(),
+        form_id=form.id,
+        form_version=form.version,
+        departement_code=draft.departement,
+        sender_id=user.id,
+        sender_org_id=user.organisation_id,
+        recipient_org_id=draft.recipient_org_id,
+        state=FicheState.SENT,
+        created_at=now,
+        updated_at=now,
+        sent_at=now,
+        due_at=now + DECISION_DELAY if form.has_decision else None,
+        expires_at=now + MAX_LIFETIME,
+    )
+    session.commit()  # no transaction held while the key store and the object store write
+    fiche.values_key = _write_values(svc.store, fiche, clean(form, dict(draft.values)))
+    fiche.person_sealed, fiche.person_index = _sealed_person(svc, fiche.id, form, draft.values)
+    session.add(fiche)
+    audit.record(
+        session,
+        AuditAction.FICHE_SENT,
+        actor=actor,
+        context=ctx,
+        target=_target(fiche),
+        details={"form": form.key, "recipient_org_id": fiche.recipient_org_id},
+    )
+    try:
+        session.commit()
+    except Exception:
+        session.rollback()
+        _drop_values(svc.store, fiche.values_key)
+        raise
+    _notify_sent(session, svc, fiche, form, ctx)
+    return fiche
 
 
 def create_draft(
@@ -671,6 +746,37 @@ class Row:
 BOXES = ("recues", "envoyees", "brouillons", "en-retard")
 
 
+PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a box and the keyset cursor of the next one (None on the last)."""
+
+    rows: list[Row]
+    next_cursor: str | None
+
+
+def _encode_cursor(at: datetime, fiche_id: str) -> str:
+    raw = json.dumps([at.isoformat(), fiche_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after_cursor(order: Any, cursor: str | None) -> list[sa.ColumnElement[bool]]:
+    """Rows after *cursor* in (order, id) descending order; none for the first page or a
+    cursor that does not decode (the first page is shown)."""
+    values = decode_cursor(cursor) if cursor else None
+    if not values:
+        return []
+    try:
+        at = datetime.fromisoformat(values[0])
+    except ValueError:
+        return []
+    if at.tzinfo is None:
+        return []
+    return [sa.or_(order < at, sa.and_(order == at, Fiche.id < values[1]))]
+
+
 def list_fiches(
     session: Session,
     svc: Services,
@@ -678,11 +784,27 @@ def list_fiches(
     box: str,
     *,
     surname: str | None = None,
-    limit: int = 50,
+    limit: int = PAGE_SIZE,
     now: datetime | None = None,
 ) -> list[Row]:
-    """A page of *box*: received (or forwarded to the user's organisation), sent, drafts, or
-    overdue (both sides), newest first; *surname* filters on the sealed index (exact)."""
+    """The first page of *box* (see `fiches_page`)."""
+    return fiches_page(session, svc, user, box, surname=surname, limit=limit, now=now).rows
+
+
+def fiches_page(
+    session: Session,
+    svc: Services,
+    user: User,
+    box: str,
+    *,
+    surname: str | None = None,
+    after: str | None = None,
+    limit: int = PAGE_SIZE,
+    now: datetime | None = None,
+) -> Page:
+    """A keyset page of *box*: received (or forwarded to the user's organisation), sent,
+    drafts, or overdue (both sides), newest first; *surname* filters on the sealed index
+    (exact); *after* is the cursor of the previous page's last row."""
     now = now or utcnow()
     query = sa.select(Fiche).where(visible_fiches(user))
     mine = user.organisation_id
@@ -698,19 +820,44 @@ def list_fiches(
     elif box == "en-retard":
         query = query.where(Fiche.state.in_(WAITING), Fiche.due_at <= now)
     else:
-        return []
+        return Page([], None)
     if surname:
         query = query.where(Fiche.person_index == person_seal(svc).index(surname))
-    order = Fiche.created_at if box == "brouillons" else Fiche.sent_at
-    fiches = list(
-        session.execute(query.order_by(order.desc(), Fiche.id.desc()).limit(limit)).scalars()
-    )
+    # The overdue box runs on its deadline (sent_at + 21 days): newest deadline first, read
+    # down the (state, due_at) index one waiting state at a time, never sorting them all.
+    order = {"brouillons": Fiche.created_at, "en-retard": Fiche.due_at}.get(box, Fiche.sent_at)
+    query = query.where(order.is_not(None), *_after_cursor(order, after))
+    ordering = (order.desc(), Fiche.id.desc())
+    if box == "en-retard":
+        firsts = [
+            sa.select(
+                query.where(Fiche.state == state)
+                .with_only_columns(Fiche.id)
+                .order_by(*ordering)
+                .limit(limit + 1)
+                .subquery()
+            )
+            for state in WAITING
+        ]
+        query = sa.select(Fiche).where(Fiche.id.in_(sa.union_all(*firsts)))
+    fiches = list(session.execute(query.order_by(*ordering).limit(limit + 1)).scalars())
+    next_cursor = None
+    if len(fiches) > limit:
+        fiches = fiches[:limit]
+        last = fiches[-1]
+        at = {"brouillons": last.created_at, "en-retard": last.due_at}.get(box, last.sent_at)
+        if at is not None:
+            next_cursor = _encode_cursor(at, last.id)
     org_ids = {f.sender_org_id for f in fiches} | {f.recipient_org_id for f in fiches}
     org_ids |= {f.forwarded_org_id for f in fiches if f.forwarded_org_id}
-    names = dict(
-        session.execute(
-            sa.select(Organisation.id, Organisation.name).where(Organisation.id.in_(org_ids))
-        ).all()
+    names = (
+        dict(
+            session.execute(
+                sa.select(Organisation.id, Organisation.name).where(Organisation.id.in_(org_ids))
+            ).all()
+        )
+        if org_ids
+        else {}
     )
     rows = []
     for fiche in fiches:
@@ -727,7 +874,7 @@ def list_fiches(
                 names.get(fiche.forwarded_org_id) if fiche.forwarded_org_id else None,
             )
         )
-    return rows
+    return Page(rows, next_cursor)
 
 
 @dataclass(frozen=True)
@@ -1080,36 +1227,54 @@ class MonthCount:
     overdue: int
 
 
+def _month_starts(now: datetime, months: int) -> list[datetime]:
+    """The first instants of the current Paris month and the *months* - 1 before, newest
+    first (the conventions' months run on Paris time)."""
+    local = now.astimezone(PARIS)
+    year, month = local.year, local.month
+    starts = []
+    for _ in range(months):
+        starts.append(datetime(year, month, 1, tzinfo=PARIS).astimezone(UTC))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return starts
+
+
 def monthly_counts(
     session: Session, user: User, *, months: int = 6, now: datetime | None = None
 ) -> list[MonthCount]:
-    """Fiches sent or received by *user*'s organisation per month of sending (follow-up)."""
+    """Fiches sent or received by *user*'s organisation per month of sending (follow-up):
+    one aggregate query bounded by the oldest month, whatever the number of fiches."""
     now = now or utcnow()
     mine = user.organisation_id
+    starts = _month_starts(now, months)
+    month = sa.case(*[(Fiche.sent_at >= start, i) for i, start in enumerate(starts)])
+    decided_or_due = Fiche.state.in_(WAITING) & Fiche.due_at.is_not(None)
+
+    def tally(condition: sa.ColumnElement[bool]) -> Any:
+        return sa.func.sum(sa.case((condition, 1), else_=0))
+
     rows = session.execute(
-        sa.select(Fiche.sent_at, Fiche.state, Fiche.due_at).where(
+        sa.select(
+            month,
+            sa.func.count(),
+            tally(Fiche.state == FicheState.ACCEPTED),
+            tally(Fiche.state == FicheState.REFUSED),
+            tally(decided_or_due & (Fiche.due_at > now)),
+            tally(decided_or_due & (Fiche.due_at <= now)),
+        )
+        .where(
             visible_fiches(user),
             sa.or_(Fiche.sender_org_id == mine, Fiche.recipient_org_id == mine),
-            Fiche.sent_at.is_not(None),
-            Fiche.sent_at >= now - timedelta(days=31 * months),
+            Fiche.sent_at >= starts[-1],
         )
+        .group_by(month)
     ).all()
-    buckets: dict[str, list[int]] = {}
-    for sent_at, state, due_at in rows:
-        if sent_at is None:
-            continue
-        local = sent_at.astimezone(PARIS)  # the conventions' months run on Paris time
+    counts = []
+    for index, *numbers in sorted(rows, key=lambda r: int(r[0])):
+        local = starts[int(index)].astimezone(PARIS)
         key = f"{local.month:02d}/{local.year}"
-        b = buckets.setdefault(key, [0, 0, 0, 0, 0])
-        b[0] += 1
-        if state == FicheState.ACCEPTED:
-            b[1] += 1
-        elif state == FicheState.REFUSED:
-            b[2] += 1
-        elif state in WAITING and due_at is not None:
-            b[4 if due_at <= now else 3] += 1
-    ordered = sorted(buckets.items(), key=lambda kv: (kv[0][3:], kv[0][:2]), reverse=True)
-    return [MonthCount(k, *v) for k, v in ordered]
+        counts.append(MonthCount(key, *(int(n or 0) for n in numbers)))
+    return counts
 
 
 def fiches_of(session: Session, ids: Iterable[str]) -> list[Fiche]:

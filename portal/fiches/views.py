@@ -74,17 +74,26 @@ def inbox() -> str:
     if box not in BOX_LABELS:
         box = "recues"
     surname = (request.form.get("nom") or "").strip()[:60] or None
+    after = (request.values.get("apres") or "")[:200] or None
     svc = services()
-    rows = fiches.list_fiches(db.session, svc, user, box, surname=surname)
+    page = fiches.fiches_page(db.session, svc, user, box, surname=surname, after=after)
     return render_template(
         "fiches/list.html",
-        rows=rows,
+        rows=page.rows,
+        next_cursor=page.next_cursor,
+        after=after,
         box=box,
         boxes=BOX_LABELS,
         surname=surname or "",
-        counts=fiches.monthly_counts(db.session, user),
         can_create=any(fiches.offered_forms(svc, user, c) for c in spaces_of(user)),
     )
+
+
+@bp.route("/fiches/suivi")
+def follow_up() -> str:
+    """The monthly follow-up table: its own page, so that no inbox page aggregates."""
+    user = _handler()
+    return render_template("fiches/follow_up.html", counts=fiches.monthly_counts(db.session, user))
 
 
 @bp.route("/fiches/nouvelle")

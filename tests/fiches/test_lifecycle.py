@@ -77,7 +77,9 @@ def test_reminders_at_d7_and_d2_then_overdue_on_both_sides(
     for account in (fw.adviser, fw.slai62):
         page = client_for(account).get("/fiches?boite=en-retard").get_data(as_text=True)
         assert fiche_id in page and "Sans réponse" in page
-        assert 'id="suivi"' in page
+        assert 'id="lien-suivi"' in page
+        follow_up = client_for(account).get("/fiches/suivi").get_data(as_text=True)
+        assert 'id="suivi"' in follow_up
         with app.app_context():
             user = db.session.get(User, account.id)
             assert user is not None
