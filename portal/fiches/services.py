@@ -461,14 +461,21 @@ def send(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audit.C
         raise FicheError("Cette fiche ne peut pas être envoyée.")
     _checked_recipient(session, user, form, fiche.departement_code, fiche.recipient_org_id)
     values = read_values(session, svc.store, fiche)
+    checked_key = fiche.values_key  # the values just read and checked below
     refs = references(session, user, form, fiche.departement_code, values, fiche.id)
     errors = validate(form, values, allowed=refs.allowed)
     if errors:
         raise FicheError("La fiche est incomplète ou contient des erreurs.", errors)
     now = utcnow()
+    # Only the values checked above go out: a save in between (another tab, the API) changed
+    # the draft's values_key, and this send loses rather than deliver unchecked values.
     updated = session.execute(
         sa.update(Fiche)
-        .where(Fiche.id == fiche.id, Fiche.state == FicheState.DRAFT)
+        .where(
+            Fiche.id == fiche.id,
+            Fiche.state == FicheState.DRAFT,
+            Fiche.values_key.is_(None) if checked_key is None else Fiche.values_key == checked_key,
+        )
         .values(
             state=FicheState.SENT,
             sent_at=now,
@@ -480,7 +487,19 @@ def send(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audit.C
     )
     if updated.rowcount != 1:  # type: ignore[attr-defined] # DML: a CursorResult
         session.rollback()
-        raise FicheError("Cette fiche a déjà été envoyée.")
+        raise FicheError(
+            "Cette fiche a déjà été envoyée, ou son brouillon vient de changer : rechargez la page."
+        )
+    # A PDF the sender removed from the draft (or replaced) never reaches the recipient: its
+    # key is shredded with the sending, and every read path shows only attachments with a key.
+    kept = {
+        str(values[f.id]) for f in form.fields(None) if f.type == "attachment" and values.get(f.id)
+    }
+    dropped: list[str] = []
+    for attachment in attachments_of(session, fiche.id):
+        if attachment.object_key is not None and attachment.id not in kept:
+            dropped.append(attachment.object_key)
+            attachment.object_key = None
     if fiche.replaces_id is not None:
         withdrawn = session.execute(
             sa.update(Fiche)
@@ -516,6 +535,8 @@ def send(session: Session, svc: Services, user: User, fiche: Fiche, ctx: audit.C
         details={"form": form.key, "recipient_org_id": fiche.recipient_org_id},
     )
     session.commit()
+    for object_key in dropped:  # after the commit: the key store writes on its own connection
+        _drop_values(svc.store, object_key)
     session.refresh(fiche)
     _notify_sent(session, svc, fiche, form, ctx)
     return fiche

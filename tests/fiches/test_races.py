@@ -151,3 +151,74 @@ def test_a_fiche_withdrawn_while_the_slai_forwards_it_is_not_forwarded(
         assert "fiche:forwarded" not in _actions(fiche_id)
     old = reread(app, Fiche, fiche_id)
     assert old.state == "withdrawn" and old.forwarded_org_id is None
+
+
+def test_a_save_landing_while_a_draft_is_checked_for_sending_makes_the_send_lose(
+    app: Flask, fw: FicheWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the check of the values and the sending, another tab (or the API) saves the
+    draft without the required acknowledgement: the send must not deliver unchecked values."""
+    with app.app_context():
+        svc = services()
+        values = bilaterale_values(fw)
+        draft = fiches.Draft("liaison-bilaterale@1", "62", fw.cd62, values)
+        fiche, _ = fiches.save_draft(db.session, svc, _user(fw.adviser.id), draft, CTX)
+        fiche_id = fiche.id
+        real_validate = fiches.validate
+        saved: list[bool] = []
+
+        def validate_then_save_elsewhere(form, given, **kwargs):  # type: ignore[no-untyped-def]
+            errors = real_validate(form, given, **kwargs)
+            if not saved and kwargs.get("allowed") is not None:  # the send's check
+                saved.append(True)
+                db.session.commit()  # as another server would (PostgreSQL)
+                with Session(db.engine, expire_on_commit=False) as other:
+                    user, row = other.get(User, fw.adviser.id), other.get(Fiche, fiche_id)
+                    assert user is not None and row is not None
+                    incomplete = {k: v for k, v in values.items() if k != "attestation_signee"}
+                    later = fiches.Draft("liaison-bilaterale@1", "62", fw.cd62, incomplete)
+                    fiches.save_draft(other, svc, user, later, CTX, fiche=row)
+            return errors
+
+        monkeypatch.setattr(fiches, "validate", validate_then_save_elsewhere)
+        with pytest.raises(fiches.FicheError):
+            fiches.send(db.session, svc, _user(fw.adviser.id), _fiche(fiche_id), CTX)
+        monkeypatch.setattr(fiches, "validate", real_validate)
+        assert saved
+        fiche = reread(app, Fiche, fiche_id)
+        assert fiche.state == "draft"
+        assert "fiche:sent" not in _actions(fiche_id)
+
+
+def test_a_pdf_removed_from_the_draft_never_reaches_the_recipient(
+    app: Flask, fw: FicheWorld
+) -> None:
+    from tests.support.pdf import make_pdf
+
+    with app.app_context():
+        svc = services()
+        adviser = _user(fw.adviser.id)
+        values = bilaterale_values(fw)
+        draft = fiches.Draft("liaison-bilaterale@1", "62", fw.cd62, values)
+        fiche_id = fiches.create_draft(db.session, svc, adviser, draft, CTX).id
+        wrong = make_pdf([b"<< >>"])  # say, another person's signed form
+        attached = fiches.attach(
+            db.session, svc, adviser, _fiche(fiche_id), "attestation_scan", wrong, CTX
+        )
+        attachment_id, object_key = attached.id, attached.object_key
+        assert object_key is not None and fiches.live_attachment(
+            db.session, _fiche(fiche_id), "attestation_scan"
+        )
+        # The sender removes it (the API's PUT naming the field null), then sends.
+        removed = fiches.Draft(
+            "liaison-bilaterale@1", "62", fw.cd62, {**values, "attestation_scan": None}
+        )
+        fiches.create_draft(db.session, svc, adviser, removed, CTX, fiche=_fiche(fiche_id))
+        fiches.send(db.session, svc, _user(fw.adviser.id), _fiche(fiche_id), CTX)
+        slai = _user(fw.slai62.id)
+        seen = fiches.find_fiche(db.session, slai, fiche_id, CTX)
+        assert seen is not None and seen.state == "sent"
+        assert fiches.live_attachment(db.session, seen, "attestation_scan") is None
+        assert fiches.open_attachment(db.session, svc, slai, seen, attachment_id, CTX) is None
+        db.session.commit()  # the key store has its own connection (SQLite locks at BEGIN)
+        assert not svc.store.exists(object_key)
