@@ -280,6 +280,10 @@ def database_at_0015(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator
         yield url
 
 
+# Dates bound through SQLAlchemy's type, never sqlite3's default adapter (deprecated in 3.12).
+STAMP = sa.bindparam("now", type_=sa.DateTime())
+
+
 def test_migration_0017_erases_the_messages_and_its_way_back_keeps_weekly_files(
     database_at_0015: str,
 ) -> None:
@@ -294,14 +298,14 @@ def test_migration_0017_erases_the_messages_and_its_way_back_keeps_weekly_files(
             sa.text(
                 "INSERT INTO organisation (id, kind, name, created_at) "
                 "VALUES (:id, 'plateforme', 'Plateforme', :now)"
-            ),
+            ).bindparams(STAMP),
             {"id": ids["org"], "now": now},
         )
         conn.execute(
             sa.text(
                 "INSERT INTO user_account (id, organisation_id, email, full_name, status, "
                 "created_at) VALUES (:id, :org, 'a@example.org', 'A', 'pending', :now)"
-            ),
+            ).bindparams(STAMP),
             {"id": ids["user"], "org": ids["org"], "now": now},
         )
         conn.execute(
@@ -310,7 +314,7 @@ def test_migration_0017_erases_the_messages_and_its_way_back_keeps_weekly_files(
                 "message, sender_id, sender_org_id, status, created_at, expires_at) VALUES "
                 "(:id, '62', 'document', 'T', 't', :message, :user, :org, 'available', :now, "
                 ":later)"
-            ),
+            ).bindparams(STAMP, sa.bindparam("later", type_=sa.DateTime())),
             {"id": ids["deposit"], "message": f"Mme LEFEBVRE {NIR}", "user": ids["user"],
              "org": ids["org"], "now": now, "later": now + timedelta(days=1)},
         )  # fmt: skip
