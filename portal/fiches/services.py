@@ -346,6 +346,23 @@ class Draft:
     values: Mapping[str, Any]
 
 
+def _new_fiche(user: User, form: Form, draft: Draft, state: str, now: datetime) -> Fiche:
+    """A new row for *draft*, filled by *user* (a draft, or sent at once by `submit`)."""
+    return Fiche(
+        id=new_id(),
+        form_id=form.id,
+        form_version=form.version,
+        departement_code=draft.departement,
+        sender_id=user.id,
+        sender_org_id=user.organisation_id,
+        recipient_org_id=draft.recipient_org_id,
+        state=state,
+        created_at=now,
+        updated_at=now,
+        expires_at=now + MAX_LIFETIME,
+    )
+
+
 def save_draft(
     session: Session,
     svc: Services,
@@ -372,19 +389,7 @@ def save_draft(
     now = utcnow()
     created = fiche is None
     if fiche is None:
-        fiche = Fiche(
-            id=new_id(),
-            form_id=form.id,
-            form_version=form.version,
-            departement_code=draft.departement,
-            sender_id=user.id,
-            sender_org_id=user.organisation_id,
-            recipient_org_id=draft.recipient_org_id,
-            state=FicheState.DRAFT,
-            created_at=now,
-            updated_at=now,
-            expires_at=now + MAX_LIFETIME,
-        )
+        fiche = _new_fiche(user, form, draft, FicheState.DRAFT, now)
         session.add(fiche)
         session.flush()
     else:
@@ -576,21 +581,9 @@ def submit(session: Session, svc: Services, user: User, draft: Draft, ctx: audit
     # of the values, no second look at the references, no conditional update to race).
     now = utcnow()
     actor = user.audit_actor
-    fiche = Fiche(
-        id=new_id(),
-        form_id=form.id,
-        form_version=form.version,
-        departement_code=draft.departement,
-        sender_id=user.id,
-        sender_org_id=user.organisation_id,
-        recipient_org_id=draft.recipient_org_id,
-        state=FicheState.SENT,
-        created_at=now,
-        updated_at=now,
-        sent_at=now,
-        due_at=now + DECISION_DELAY if form.has_decision else None,
-        expires_at=now + MAX_LIFETIME,
-    )
+    fiche = _new_fiche(user, form, draft, FicheState.SENT, now)
+    fiche.sent_at = now
+    fiche.due_at = now + DECISION_DELAY if form.has_decision else None
     session.commit()  # no transaction held while the key store and the object store write
     fiche.values_key = _write_values(svc.store, fiche, clean(form, dict(draft.values)))
     fiche.person_sealed, fiche.person_index = _sealed_person(svc, fiche.id, form, draft.values)
